@@ -1,0 +1,16 @@
+//! What the edge and the origin must agree on.
+//!
+//! The origin signs segment URLs; the edge verifies them. If the two ever disagree about a
+//! signature, the bug can only be here.
+//!
+//! # Layout
+//! - [`secure_link`]: nginx-compatible signed URLs (`md5` + `expires`), signing and verifying,
+//!   with a key ring for secret rotation.
+//! - [`env`]: environment-variable overrides read through a trait, so tests pass a map.
+//! - [`telemetry`]: `tracing` subscriber set-up shared by both binaries.
+//! - [`shutdown`]: the SIGTERM/SIGINT future both servers drain on.
+
+pub mod env;
+pub mod secure_link;
+pub mod shutdown;
+pub mod telemetry;
