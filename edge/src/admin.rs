@@ -1,0 +1,119 @@
+//! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz` and an
+//! authenticated `POST /purge?prefix=/hls/<...>` that drops hot-cache entries.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle_eq::constant_time_eq;
+use tokio::net::TcpStream;
+
+use crate::server::ShutdownSignal;
+use crate::service::Edge;
+
+/// Serves one admin connection.
+pub async fn serve(stream: TcpStream, edge: Arc<Edge>, mut shutdown: ShutdownSignal) {
+    let service = service_fn(move |req| {
+        let edge = edge.clone();
+        async move { Ok::<_, Infallible>(route(&edge, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "admin connection ended");
+    }
+}
+
+async fn route(edge: &Edge, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(edge.metrics.render())));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (&Method::GET, "/healthz" | "/readyz") => {
+            json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+        }
+        (&Method::POST, "/purge") => purge(edge, &req).await,
+        (_, "/metrics" | "/healthz" | "/readyz" | "/purge") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": "method not allowed"}),
+        ),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not found"}),
+        ),
+    }
+}
+
+async fn purge(edge: &Edge, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(expected) = edge.settings.purge_token.as_deref() else {
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "purge is disabled: set admin.purge_token"}),
+        );
+    };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if !given.is_some_and(|g| constant_time_eq(g, expected.as_bytes())) {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "missing or wrong bearer token"}),
+        );
+    }
+    let prefix = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("prefix=")));
+    let Some(prefix) = prefix.filter(|p| p.starts_with(edge.settings.prefix.as_str())) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": format!("query parameter prefix must start with {}", edge.settings.prefix)}),
+        );
+    };
+    let purged = edge.cache.purge_prefix(prefix.as_bytes()).await;
+    edge.metrics.purged.inc_by(purged as u64);
+    tracing::info!(prefix, purged, "cache purge");
+    json(
+        StatusCode::OK,
+        serde_json::json!({"purged": purged, "prefix": prefix}),
+    )
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+mod subtle_eq {
+    /// Compares without an early exit, so response time does not reveal how much of a guessed
+    /// token was right.
+    pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}

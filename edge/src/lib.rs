@@ -1,0 +1,128 @@
+//! The edge: a drop-in replacement for nginx's `secure_link` location that serves HLS.
+//!
+//! Players fetch segments here with URLs the origin signed
+//! (`/hls/<video>/<rung>/<segment>?md5=..&expires=..`). The edge checks the signature exactly as
+//! nginx does (403 bad, 410 expired), then serves the file from the hot cache or with
+//! `sendfile(2)`.
+//!
+//! # Layout (request order)
+//! - [`server`]: listeners, accept loops, drain; [`server::http1`] (plain HTTP/1.1 fast path,
+//!   sendfile), [`server::hyper_front`] (TLS, HTTP/2), [`server::tls`] (rustls, SIGHUP reload).
+//! - [`request`]: the protocol-independent request head.
+//! - [`service`]: the ordered checks that decide a response.
+//! - [`target`]: request target -> nginx `$uri` / `$args`.
+//! - signature: `shared::secure_link`.
+//! - [`resolve`]: safe lookup under the content root.
+//! - [`cache`]: the hot in-memory cache.
+//! - [`conditional`] (304/412), [`range`] (206/416), [`mime`], [`cors`].
+//! - [`reply`]: the decided response and its HTTP/1.1 head.
+//! - [`sys`]: the only `unsafe`: sendfile, openat2.
+//! - [`admin`] (metrics, health, purge) and [`metrics`].
+//! - [`config`]: file, environment and flags, validated once.
+
+pub mod admin;
+pub mod cache;
+pub mod conditional;
+pub mod config;
+pub mod cors;
+pub mod metrics;
+pub mod mime;
+pub mod range;
+pub mod reply;
+pub mod request;
+pub mod resolve;
+pub mod server;
+pub mod service;
+pub mod sys;
+pub mod target;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use server::tls::ReloadableCert;
+use server::ShutdownSignal;
+use service::Edge;
+
+/// Bound listeners, ready to serve.
+pub struct Listeners {
+    pub public: Option<TcpListener>,
+    pub tls: Option<(TcpListener, Arc<ReloadableCert>)>,
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests for up
+/// to the configured grace period. Returns whether every connection finished in time.
+pub async fn serve(
+    edge: Arc<Edge>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    let (trigger, signal) = ShutdownSignal::new();
+    let max = edge.settings.max_connections;
+    let limiter = Arc::new(Semaphore::new(max));
+    let mut loops = tokio::task::JoinSet::new();
+    if let Some(listener) = listeners.public {
+        let edge = edge.clone();
+        let signal2 = signal.clone();
+        loops.spawn(server::accept_loop(
+            listener,
+            limiter.clone(),
+            signal.clone(),
+            edge.metrics.open_connections.clone(),
+            move |stream, peer| server::http1::serve(stream, peer, edge.clone(), signal2.clone()),
+        ));
+    }
+    if let Some((listener, cert)) = listeners.tls {
+        match cert.acceptor() {
+            Ok(acceptor) => {
+                let edge = edge.clone();
+                let signal2 = signal.clone();
+                loops.spawn(server::accept_loop(
+                    listener,
+                    limiter.clone(),
+                    signal.clone(),
+                    edge.metrics.open_connections.clone(),
+                    move |stream, peer| {
+                        server::hyper_front::serve_tls(
+                            stream,
+                            peer,
+                            acceptor.clone(),
+                            edge.clone(),
+                            signal2.clone(),
+                        )
+                    },
+                ));
+            }
+            Err(error) => tracing::error!(%error, "TLS listener disabled"),
+        }
+    }
+    // The admin listener has its own small budget so a flood of players cannot lock out
+    // Prometheus or an operator's purge.
+    let admin_limiter = Arc::new(Semaphore::new(64));
+    if let Some(listener) = listeners.admin {
+        let edge = edge.clone();
+        let signal2 = signal.clone();
+        loops.spawn(server::accept_loop(
+            listener,
+            admin_limiter.clone(),
+            signal.clone(),
+            edge.metrics.admin_connections.clone(),
+            move |stream, _peer| admin::serve(stream, edge.clone(), signal2.clone()),
+        ));
+    }
+    shutdown.await;
+    let _ = trigger.send(true);
+    while loops.join_next().await.is_some() {}
+    let grace = edge.settings.shutdown_grace;
+    let drained = server::drain(&limiter, max, grace).await;
+    server::drain(&admin_limiter, 64, grace).await;
+    if drained {
+        tracing::info!("all connections drained");
+    } else {
+        tracing::warn!(?grace, "grace period over with connections still open");
+    }
+    drained
+}

@@ -1,0 +1,192 @@
+//! Prometheus metrics. Labels are route names and status classes, never paths or video ids,
+//! and every labelled series is resolved once at start so the request path only touches
+//! atomics.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Which handler answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Under the content prefix.
+    Content,
+    /// `/healthz` on the public listener.
+    Health,
+    /// Anything else (404).
+    Other,
+}
+
+impl Route {
+    const ALL: [Route; 3] = [Route::Content, Route::Health, Route::Other];
+
+    fn label(self) -> &'static str {
+        match self {
+            Route::Content => "content",
+            Route::Health => "healthz",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// How body bytes left the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendPath {
+    /// From the hot cache (memory).
+    Cache,
+    /// `sendfile(2)` from the file.
+    Sendfile,
+    /// Read into a buffer and written (TLS, HTTP/2, error bodies).
+    Buffered,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const REASONS: [&str; 4] = ["bad_hash", "expired", "missing", "malformed"];
+
+/// Every metric the edge exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: [[IntCounter; 5]; 3],
+    durations: [Histogram; 3],
+    bytes: [IntCounter; 3],
+    signature_failures: [IntCounter; 4],
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_evictions: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub open_connections: IntGauge,
+    pub admin_connections: IntGauge,
+    pub purged: IntCounter,
+}
+
+impl Metrics {
+    /// Registers every series.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "edge_requests_total",
+                "Requests answered, by route and status class",
+            ),
+            &["route", "status_class"],
+        )?;
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "edge_request_duration_seconds",
+                "Time from parsed request to response head written, by route",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["route"],
+        )?;
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "edge_bytes_sent_total",
+                "Response body bytes sent, by send path",
+            ),
+            &["path"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "edge_signature_failures_total",
+                "Refused signed URLs, by reason",
+            ),
+            &["reason"],
+        )?;
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
+        let cache_hits = counter("edge_cache_hits_total", "Hot cache hits")?;
+        let cache_misses = counter(
+            "edge_cache_misses_total",
+            "Hot cache misses for cacheable files",
+        )?;
+        let cache_evictions = counter("edge_cache_evictions_total", "Entries evicted for space")?;
+        let purged = counter(
+            "edge_cache_purged_total",
+            "Entries dropped by purge requests",
+        )?;
+        let cache_bytes = IntGauge::new("edge_cache_bytes", "Body bytes held in the hot cache")?;
+        let open_connections = IntGauge::new("edge_open_connections", "Open client connections")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(durations.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        for c in [&cache_hits, &cache_misses, &cache_evictions, &purged] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(cache_bytes.clone()))?;
+        let admin_connections = IntGauge::new(
+            "edge_admin_open_connections",
+            "Open admin-listener connections",
+        )?;
+        registry.register(Box::new(open_connections.clone()))?;
+        registry.register(Box::new(admin_connections.clone()))?;
+
+        let requests =
+            Route::ALL.map(|r| STATUS_CLASSES.map(|c| requests.with_label_values(&[r.label(), c])));
+        let durations = Route::ALL.map(|r| durations.with_label_values(&[r.label()]));
+        let bytes = ["cache", "sendfile", "buffered"].map(|p| bytes.with_label_values(&[p]));
+        let signature_failures = REASONS.map(|r| failures.with_label_values(&[r]));
+        Ok(Self {
+            registry,
+            requests,
+            durations,
+            bytes,
+            signature_failures,
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            cache_bytes,
+            open_connections,
+            admin_connections,
+            purged,
+        })
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: Route, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[route as usize][class].inc();
+        self.durations[route as usize].observe(seconds);
+    }
+
+    /// Counts body bytes sent.
+    pub fn sent(&self, path: SendPath, n: u64) {
+        self.bytes[path as usize].inc_by(n);
+    }
+
+    /// Counts a refused signature by its reason label.
+    pub fn signature_failure(&self, reason: &str) {
+        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
+            self.signature_failures[i].inc();
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_series() {
+        let m = Metrics::new().expect("register");
+        m.request(Route::Content, 206, 0.001);
+        m.sent(SendPath::Sendfile, 10);
+        m.signature_failure("expired");
+        let text = String::from_utf8(m.render()).expect("utf8");
+        assert!(text.contains(r#"edge_requests_total{route="content",status_class="2xx"} 1"#));
+        assert!(text.contains(r#"edge_bytes_sent_total{path="sendfile"} 10"#));
+        assert!(text.contains(r#"edge_signature_failures_total{reason="expired"} 1"#));
+        assert!(text.contains("edge_open_connections 0"));
+    }
+}

@@ -1,0 +1,355 @@
+//! The HTTP/1.1 fast path for plain TCP: an `httparse` request loop that writes file bodies
+//! with `sendfile(2)`, which hyper cannot do (hyperium/hyper#3026).
+//!
+//! Keep-alive and pipelining, a header timeout (from the first byte of a request to the end of
+//! its head), an idle timeout between requests, a send timeout on every write, a cap on the
+//! head size, and at shutdown: idle connections close at once, busy ones after their response.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::ShutdownSignal;
+use crate::metrics::SendPath;
+use crate::reply::{self, Body, Reply};
+use crate::request::{Headers, RequestHead, Version};
+use crate::service::Edge;
+use crate::sys;
+
+const MAX_HEADERS: usize = 64;
+/// Bodies up to this size are copied behind the head and leave in one write.
+const COALESCE_LIMIT: usize = 16 * 1024;
+/// Largest single sendfile call, so one fast client cannot monopolise a worker thread.
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// Serves one plain-TCP connection until it closes, times out or shutdown drains it.
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    edge: Arc<Edge>,
+    shutdown: ShutdownSignal,
+) {
+    let mut conn = Connection {
+        buf: Vec::with_capacity(4096),
+        start: 0,
+        out: Vec::with_capacity(1024),
+        edge,
+        peer,
+        shutdown,
+    };
+    if let Err(error) = conn.run(&mut stream).await {
+        tracing::debug!(client.addr = %peer, %error, "connection ended");
+    }
+}
+
+struct Connection {
+    /// Bytes read; `start` is where the next request begins (pipelining keeps the rest).
+    buf: Vec<u8>,
+    start: usize,
+    out: Vec<u8>,
+    edge: Arc<Edge>,
+    peer: SocketAddr,
+    shutdown: ShutdownSignal,
+}
+
+enum Head {
+    /// A complete head of this many bytes from `start`.
+    Complete(usize),
+    /// The client closed, timed out idle, or shutdown began between requests.
+    Closed,
+    /// The head broke a limit; answer and close.
+    Reject(u16, &'static str),
+}
+
+impl Connection {
+    async fn run(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        loop {
+            let head_len = match self.read_head(stream).await? {
+                Head::Complete(n) => n,
+                Head::Closed => return Ok(()),
+                Head::Reject(status, message) => {
+                    let mut r = Reply::error(status, message);
+                    r.close = true;
+                    return self.write_reply(stream, r, false).await;
+                }
+            };
+            let head_end = self.start + head_len;
+            let (reply, keep_alive) = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Request::new(&mut headers);
+                match parsed.parse(&self.buf[self.start..head_end]) {
+                    Ok(httparse::Status::Complete(_)) => {}
+                    Ok(httparse::Status::Partial) | Err(_) => {
+                        let mut r = Reply::error(400, "malformed request");
+                        r.close = true;
+                        return self.write_reply(stream, r, false).await;
+                    }
+                }
+                let version = if parsed.version == Some(0) {
+                    Version::Http10
+                } else {
+                    Version::Http11
+                };
+                let mut h = Headers::default();
+                for header in parsed.headers.iter() {
+                    h.add(header.name.as_bytes(), header.value);
+                }
+                let req = RequestHead {
+                    method: parsed.method.unwrap_or_default().as_bytes(),
+                    target: parsed.path.unwrap_or_default().as_bytes(),
+                    version,
+                    headers: h,
+                    peer: self.peer.ip(),
+                    tls: false,
+                };
+                let reply = self.edge.handle(&req).await;
+                let keep_alive = match version {
+                    Version::Http10 => h.connection_keep_alive,
+                    _ => !h.connection_close,
+                } && !reply.close
+                    && !self.shutdown.is_set();
+                (reply, keep_alive)
+            };
+            self.start = head_end;
+            if self.start == self.buf.len() {
+                self.buf.clear();
+                self.start = 0;
+            }
+            self.write_reply(stream, reply, keep_alive).await?;
+            if !keep_alive {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads until `buf[start..]` holds a complete request head.
+    async fn read_head(&mut self, stream: &mut TcpStream) -> io::Result<Head> {
+        let settings = &self.edge.settings;
+        let mut scanned = self.start;
+        loop {
+            if let Some(end) = find_head_end(&self.buf, scanned) {
+                let len = end - self.start;
+                if len > settings.max_header_bytes {
+                    return Ok(Head::Reject(431, "request head too large"));
+                }
+                return Ok(Head::Complete(len));
+            }
+            scanned = self.buf.len().saturating_sub(3).max(self.start);
+            if self.buf.len() - self.start > settings.max_header_bytes {
+                return Ok(Head::Reject(431, "request head too large"));
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                scanned -= self.start;
+                self.start = 0;
+            }
+            let idle = self.buf.is_empty();
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
+            let limit = if idle {
+                settings.idle_timeout
+            } else {
+                settings.header_timeout
+            };
+            let read = async {
+                match timeout(limit, stream.read_buf(&mut self.buf)).await {
+                    Ok(r) => r.map(Some),
+                    Err(_) => Ok(None),
+                }
+            };
+            let n = if idle {
+                let mut shutdown = self.shutdown.clone();
+                tokio::select! {
+                    r = read => r?,
+                    _ = shutdown.wait() => return Ok(Head::Closed),
+                }
+            } else {
+                read.await?
+            };
+            match n {
+                Some(0) => return Ok(Head::Closed),
+                None if idle => return Ok(Head::Closed),
+                None => return Ok(Head::Reject(408, "request head timed out")),
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn write_reply(
+        &mut self,
+        stream: &mut TcpStream,
+        reply: Reply,
+        keep_alive: bool,
+    ) -> io::Result<()> {
+        let send_timeout = self.edge.settings.send_timeout;
+        self.out.clear();
+        with_http_date(|date| reply::write_head(&reply, keep_alive, date, &mut self.out));
+        let metrics = &self.edge.metrics;
+        match reply.body {
+            Body::Empty => write_all(stream, &self.out, send_timeout).await,
+            Body::Bytes(body, path) if body.len() <= COALESCE_LIMIT => {
+                self.out.extend_from_slice(&body);
+                write_all(stream, &self.out, send_timeout).await?;
+                metrics.sent(path, body.len() as u64);
+                Ok(())
+            }
+            Body::Bytes(body, path) => {
+                write_vectored_all(
+                    stream,
+                    &mut [IoSlice::new(&self.out), IoSlice::new(&body)],
+                    send_timeout,
+                )
+                .await?;
+                metrics.sent(path, body.len() as u64);
+                Ok(())
+            }
+            Body::File { file, offset, len } => {
+                send_head_more(stream, &self.out, send_timeout).await?;
+                send_file(stream, &file, offset, len, send_timeout, |n| {
+                    metrics.sent(SendPath::Sendfile, n as u64)
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// The end (exclusive) of the first request head in `buf`, searching from `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + p;
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+async fn write_all(stream: &mut TcpStream, buf: &[u8], limit: Duration) -> io::Result<()> {
+    timeout(limit, stream.write_all(buf))
+        .await
+        .map_err(|_| timed_out())?
+}
+
+async fn write_vectored_all(
+    stream: &mut TcpStream,
+    mut bufs: &mut [IoSlice<'_>],
+    limit: Duration,
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        let n = timeout(limit, stream.write_vectored(bufs))
+            .await
+            .map_err(|_| timed_out())??;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// Writes the head with `MSG_MORE` so it leaves together with the first file bytes.
+async fn send_head_more(stream: &TcpStream, mut head: &[u8], limit: Duration) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    while !head.is_empty() {
+        match stream.try_io(Interest::WRITABLE, || sys::send_more(fd, head)) {
+            Ok(n) => head = &head[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                timeout(limit, stream.writable())
+                    .await
+                    .map_err(|_| timed_out())??;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`.
+async fn send_file(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    mut offset: u64,
+    len: u64,
+    limit: Duration,
+    mut sent: impl FnMut(usize),
+) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let mut remaining = len;
+    while remaining > 0 {
+        let chunk = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(SENDFILE_CHUNK);
+        match stream.try_io(Interest::WRITABLE, || {
+            sys::sendfile(fd, file, &mut offset, chunk)
+        }) {
+            // The file shrank under us: the promised Content-Length cannot be met, so the
+            // connection must close rather than desynchronise.
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file truncated while sending",
+                ))
+            }
+            Ok(n) => {
+                remaining -= n as u64;
+                sent(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                timeout(limit, stream.writable())
+                    .await
+                    .map_err(|_| timed_out())??;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "send timed out")
+}
+
+/// Calls `f` with the current IMF-fixdate, formatted at most once per second per thread.
+pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs || cached.1.is_empty() {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        f(&cached.1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_head_end;
+
+    #[test]
+    fn finds_head_ends() {
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest", 0),
+            Some(27)
+        );
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: a\n\n", 0), Some(24));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0), None);
+    }
+}

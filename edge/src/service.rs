@@ -1,0 +1,325 @@
+//! The request handler: an ordered list of checks, each of which may answer early, in the
+//! order nginx applies them to the secure_link location.
+//!
+//! 1. request line and Host (400) -> 2. route (`/healthz`, prefix, else 404) ->
+//! 3. CORS preflight (only when configured) -> 4. signature (403 / 410) -> 5. method (405) ->
+//! 6. resolve the file (404 / 403 / 301) -> 7. hot cache or open file -> 8. conditionals
+//! (304 / 412) -> 9. range (206 / 416) -> 10. 200.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use shared::secure_link::LinkRequest;
+
+use crate::cache::{Cached, HotCache};
+use crate::conditional::{self, Conditions, Outcome, Validators};
+use crate::config::Settings;
+use crate::cors::Cors;
+use crate::metrics::{Metrics, Route, SendPath};
+use crate::range::{self, RangeDecision};
+use crate::reply::{Body, Reply, Value};
+use crate::request::{RequestHead, Version};
+use crate::resolve::{FileMeta, ResolveError, Resolved, Root};
+use crate::{mime, target};
+
+/// Everything a request needs, shared by all connections.
+pub struct Edge {
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub cache: HotCache,
+    root: Root,
+    cors: Cors,
+    cache_control_media: Option<Value>,
+    cache_control_playlists: Option<Value>,
+    requests_seen: AtomicU64,
+}
+
+impl Edge {
+    /// Opens the content root and builds the cache.
+    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let root = Root::open(&settings.root)?;
+        let cache = HotCache::new(
+            settings.cache_max_bytes,
+            settings.cache_max_object,
+            metrics.clone(),
+        );
+        let shared = |v: &Option<String>| v.as_deref().map(|s| Value::Shared(Arc::from(s)));
+        Ok(Self {
+            cors: Cors::new(&settings.cors_origins),
+            cache_control_media: shared(&settings.cache_control_media),
+            cache_control_playlists: shared(&settings.cache_control_playlists),
+            settings,
+            metrics,
+            cache,
+            root,
+            requests_seen: AtomicU64::new(0),
+        })
+    }
+
+    /// Answers one request and records it in the metrics (and the sampled access log).
+    pub async fn handle(&self, req: &RequestHead<'_>) -> Reply {
+        let started = Instant::now();
+        let (route, mut reply) = self.decide(req).await;
+        if req.is_head() {
+            reply.strip_body();
+        }
+        self.metrics
+            .request(route, reply.status, started.elapsed().as_secs_f64());
+        let every = self.settings.access_log_every;
+        if every > 0 && self.requests_seen.fetch_add(1, Ordering::Relaxed) % every == 0 {
+            tracing::info!(
+                client.addr = %req.peer,
+                http.method = %String::from_utf8_lossy(req.method),
+                http.target = %String::from_utf8_lossy(req.target),
+                http.status = reply.status,
+                "access"
+            );
+        }
+        reply
+    }
+
+    async fn decide(&self, req: &RequestHead<'_>) -> (Route, Reply) {
+        if !valid_method(req.method) {
+            return (Route::Other, bad_request("malformed method"));
+        }
+        let Ok(target) = target::parse(req.target) else {
+            return (Route::Other, bad_request("malformed request target"));
+        };
+        let h = &req.headers;
+        if (req.version == Version::Http11 && h.host_count == 0) || h.host_count > 1 {
+            return (
+                Route::Other,
+                bad_request("exactly one Host header is required"),
+            );
+        }
+        if h.bad_length {
+            return (Route::Other, bad_request("malformed Content-Length"));
+        }
+        if h.has_body {
+            return (Route::Other, bad_request("request bodies are not accepted"));
+        }
+        let uri = target.uri.as_slice();
+        let Some(rel) = uri.strip_prefix(self.settings.prefix.as_bytes()) else {
+            if uri == b"/healthz" && req.is_get_or_head() {
+                return (Route::Health, text_reply(200, "ok\n"));
+            }
+            return (Route::Other, Reply::error(404, "not found"));
+        };
+        let mut reply = self.content(req, uri, rel, target.args(req.target)).await;
+        self.cors.decorate(h.origin, &mut reply);
+        (Route::Content, reply)
+    }
+
+    async fn content(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8], args: &[u8]) -> Reply {
+        let h = &req.headers;
+        if req.method == b"OPTIONS"
+            && self.cors.enabled()
+            && h.access_control_request_method.is_some()
+        {
+            // Preflights carry no credentials; answering them before the signature check lets
+            // the browser reach the real 403/410 instead of reporting a CORS failure.
+            if let Some(r) = self.cors.preflight(h.origin) {
+                return r;
+            }
+        }
+        // Only a template that binds the client address pays for formatting it.
+        let peer = match self.settings.link.binds_remote_addr() {
+            true => req.peer.to_string(),
+            false => String::new(),
+        };
+        let link = LinkRequest {
+            uri,
+            args,
+            remote_addr: &peer,
+        };
+        if let Err(e) = self.settings.link.verify(&link, unix_now()) {
+            self.metrics.signature_failure(e.reason());
+            let status = if e.is_expired() { 410 } else { 403 };
+            return Reply::error(status, &e.to_string());
+        }
+        if !req.is_get_or_head() {
+            let mut r = Reply::error(405, "method not allowed");
+            r.header("Allow", Value::Static("GET, HEAD"));
+            return r;
+        }
+        self.serve_file(req, uri, rel).await
+    }
+
+    async fn serve_file(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
+        if let Some(entry) = self.cache.get(uri).await {
+            if self.root.stat(rel) == Some(entry.meta) {
+                self.metrics.cache_hits.inc();
+                return self.represent(req, uri, Representation::Cached(entry));
+            }
+            self.cache.invalidate(uri).await;
+        }
+        let (file, meta) = match self.root.open_path(rel) {
+            Ok(Resolved::File(file, meta)) => (file, meta),
+            Ok(Resolved::Directory) => return self.directory(req, uri),
+            Err(ResolveError::NotFound) => return Reply::error(404, "not found"),
+            Err(ResolveError::Forbidden) => return Reply::error(403, "forbidden"),
+            Err(ResolveError::Io(error)) => {
+                tracing::error!(%error, path = %String::from_utf8_lossy(rel), "open failed");
+                return Reply::error(500, "internal error");
+            }
+        };
+        if self.cache.admits(meta.size) {
+            self.metrics.cache_misses.inc();
+            match self.cache.fill(uri, file, meta, &self.metrics).await {
+                Ok(entry) => return self.represent(req, uri, Representation::Cached(entry)),
+                Err(error) => {
+                    tracing::warn!(%error, path = %String::from_utf8_lossy(rel), "cache fill failed");
+                    return Reply::error(500, "file changed while being read");
+                }
+            }
+        }
+        self.represent(req, uri, Representation::File(file, meta))
+    }
+
+    /// nginx: a directory with a trailing slash has no index here (403); without one it is
+    /// redirected to the slash form, query kept.
+    fn directory(&self, req: &RequestHead<'_>, uri: &[u8]) -> Reply {
+        if uri.ends_with(b"/") {
+            return Reply::error(403, "directory listing is not allowed");
+        }
+        let scheme = if req.tls { "https" } else { "http" };
+        let host = req
+            .headers
+            .host
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        let query = match req.target.iter().position(|&b| b == b'?') {
+            Some(q) => String::from_utf8_lossy(&req.target[q..]).into_owned(),
+            None => String::new(),
+        };
+        let path = String::from_utf8_lossy(uri);
+        let mut r = Reply::error(301, "moved permanently");
+        r.header(
+            "Location",
+            Value::Owned(format!("{scheme}://{host}{path}/{query}")),
+        );
+        r
+    }
+
+    fn represent(&self, req: &RequestHead<'_>, uri: &[u8], rep: Representation) -> Reply {
+        let (etag, last_modified, meta) = match &rep {
+            Representation::Cached(c) => (
+                Value::Shared(c.etag.clone()),
+                Value::Shared(c.last_modified.clone()),
+                c.meta,
+            ),
+            Representation::File(_, m) => {
+                (Value::Owned(m.etag()), Value::Owned(m.last_modified()), *m)
+            }
+        };
+        let h = &req.headers;
+        let validators = Validators {
+            etag: etag.as_str(),
+            mtime: meta.mtime,
+        };
+        let conditions = Conditions {
+            if_match: h.if_match,
+            if_none_match: h.if_none_match,
+            if_modified_since: h.if_modified_since,
+            if_unmodified_since: h.if_unmodified_since,
+        };
+        let cache_control = if mime::is_playlist(uri) {
+            &self.cache_control_playlists
+        } else {
+            &self.cache_control_media
+        };
+        match conditional::evaluate(&conditions, &validators) {
+            Outcome::PreconditionFailed => return Reply::error(412, "precondition failed"),
+            Outcome::NotModified => {
+                let mut r = Reply::new(304, Body::Empty, None);
+                r.header("ETag", etag)
+                    .header("Last-Modified", last_modified);
+                if let Some(cc) = cache_control {
+                    r.header("Cache-Control", cc.clone());
+                }
+                return r;
+            }
+            Outcome::Proceed => {}
+        }
+        let size = meta.size;
+        let range_header = match (h.range, h.if_range) {
+            (Some(_), Some(ir)) if !conditional::if_range_matches(ir, &validators) => None,
+            (range, _) => range,
+        };
+        let (status, start, end) = match range::decide(range_header, size) {
+            RangeDecision::Full => (200, 0, size),
+            RangeDecision::Partial { start, end } => (206, start, end),
+            RangeDecision::Unsatisfiable => {
+                let mut r = Reply::error(416, "range not satisfiable");
+                r.header("Content-Range", Value::Owned(format!("bytes */{size}")));
+                return r;
+            }
+        };
+        let len = end - start;
+        let body = match rep {
+            Representation::Cached(c) => {
+                Body::Bytes(c.body.slice(start as usize..end as usize), SendPath::Cache)
+            }
+            Representation::File(file, _) => Body::File {
+                file,
+                offset: start,
+                len,
+            },
+        };
+        let mut r = Reply::new(status, body, Some(len));
+        r.header("Content-Type", Value::Static(mime::content_type(uri)));
+        r.header("Last-Modified", last_modified);
+        if status == 206 {
+            r.header(
+                "Content-Range",
+                Value::Owned(format!("bytes {start}-{}/{size}", end - 1)),
+            );
+        }
+        r.header("ETag", etag);
+        if status == 200 {
+            r.header("Accept-Ranges", Value::Static("bytes"));
+        }
+        if let Some(cc) = cache_control {
+            r.header("Cache-Control", cc.clone());
+        }
+        r
+    }
+}
+
+enum Representation {
+    Cached(Arc<Cached>),
+    File(File, FileMeta),
+}
+
+/// nginx accepts methods made of `A-Z`, `_` and `-` (unknown ones reach the 405 check).
+fn valid_method(m: &[u8]) -> bool {
+    !m.is_empty()
+        && m.iter()
+            .all(|&c| c.is_ascii_uppercase() || c == b'_' || c == b'-')
+}
+
+fn bad_request(message: &str) -> Reply {
+    let mut r = Reply::error(400, message);
+    r.close = true;
+    r
+}
+
+fn text_reply(status: u16, text: &'static str) -> Reply {
+    let body = bytes::Bytes::from_static(text.as_bytes());
+    let mut r = Reply::new(
+        status,
+        Body::Bytes(body, SendPath::Buffered),
+        Some(text.len() as u64),
+    );
+    r.header("Content-Type", Value::Static("text/plain"));
+    r
+}
+
+/// Unix time in whole seconds, as nginx's `ngx_time()`.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
