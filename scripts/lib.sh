@@ -1,0 +1,31 @@
+# Shared helpers for the project's scripts (sourced, not run).
+
+# Runs a command as root (directly, or through sudo when available).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root to run: $*" >&2; return 1
+    fi
+}
+
+# Installs the Debian packages among "$@" whose command or package is missing.
+# Each argument is "command:package" (or just "package" when the command has the same name).
+ensure_packages() {
+    local missing=() spec cmd pkg
+    for spec in "$@"; do
+        cmd=${spec%%:*}; pkg=${spec#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Makes sure a Rust toolchain is available (Debian's, if none is installed).
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || ensure_packages cargo:cargo rustc:rustc
+    ensure_packages cc:gcc
+}
