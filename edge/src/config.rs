@@ -400,6 +400,12 @@ impl EdgeConfig {
         })
     }
 
+    /// Just the signing scheme, for `edge sign`.
+    pub fn secure_link(&self) -> Result<SecureLink, ConfigError> {
+        let mut errors = Vec::new();
+        self.signing_link(&mut errors).ok_or(ConfigError(errors))
+    }
+
     fn signing_link(&self, errors: &mut Vec<String>) -> Option<SecureLink> {
         let sig = &self.signing;
         if sig.secrets.is_empty() {

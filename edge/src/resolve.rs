@@ -149,3 +149,77 @@ fn classify(e: io::Error) -> ResolveError {
         _ => ResolveError::Io(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::fd::AsRawFd;
+
+    /// root/{a.ts, sub/b.ts, in -> sub, up -> .., abs -> /etc, out.ts -> ../secret.ts}
+    fn tree() -> (PathBuf, Root) {
+        static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let root = BUILT.get_or_init(|| {
+            let base = std::env::temp_dir().join(format!("edge-resolve-{}", std::process::id()));
+            let root = base.join("root");
+            std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+            std::fs::write(root.join("a.ts"), b"a").expect("write");
+            std::fs::write(root.join("sub/b.ts"), b"b").expect("write");
+            std::fs::write(base.join("secret.ts"), b"secret").expect("write");
+            let link = |target: &str, name: &str| {
+                std::os::unix::fs::symlink(target, root.join(name)).expect("symlink")
+            };
+            link("sub", "in");
+            link("..", "up");
+            link("/etc", "abs");
+            link("../secret.ts", "out.ts");
+            root
+        });
+        let r = Root::open(root).expect("open root");
+        (root.canonicalize().expect("canonical"), r)
+    }
+
+    fn path_of(file: &File) -> PathBuf {
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("fd path")
+    }
+
+    #[test]
+    fn serves_inside_refuses_outside() {
+        let (_, root) = tree();
+        assert!(matches!(root.open_path(b"a.ts"), Ok(Resolved::File(..))));
+        assert!(matches!(root.open_path(b"in/b.ts"), Ok(Resolved::File(..))));
+        assert!(matches!(root.open_path(b"sub"), Ok(Resolved::Directory)));
+        assert!(matches!(root.open_path(b""), Ok(Resolved::Directory)));
+        for bad in [
+            &b"out.ts"[..],
+            b"up/secret.ts",
+            b"abs/passwd",
+            b"../secret.ts",
+            b"a.ts/",
+            b"nope",
+        ] {
+            assert!(
+                matches!(root.open_path(bad), Err(ResolveError::NotFound)),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_outside_the_root_is_ever_opened(
+            segs in proptest::collection::vec(
+                prop_oneof!["a.ts", "sub", "b.ts", "in", "up", "abs", "out.ts", "\\.\\.", "\\.", "", "passwd", "secret.ts"],
+                0..6,
+            )
+        ) {
+            let (canonical, root) = tree();
+            let rel = segs.join("/");
+            if let Ok(Resolved::File(file, _)) = root.open_path(rel.as_bytes()) {
+                let p = path_of(&file);
+                prop_assert!(p.starts_with(&canonical), "{rel:?} opened {p:?}");
+            }
+        }
+    }
+}
