@@ -1,0 +1,19 @@
+//! Source file in, encrypted adaptive HLS out.
+//!
+//! # Layout (in pipeline order)
+//! - [`probe`]: ffprobe the source (refuse what is not a video).
+//! - [`thumbnails`]: poster first (reported at once), then the scrubbing storyboard.
+//! - [`ladder`]: which rungs, never upscaling.
+//! - [`encoder`]: NVENC if a session really opens, else libx264.
+//! - [`ffmpeg`]: the command lines (pure, golden-tested); [`progress`] reads ffmpeg's progress.
+//! - [`encrypt`]: AES-128 per segment, one key per rung, IV = media sequence number.
+//! - [`playlist`]: variant and master playlists.
+//! - [`publish`]: verify in a temporary directory, then one rename into the served tree.
+//! - [`pipeline`]: runs the stages for one job.
+
+pub mod encrypt;
+pub mod ffmpeg;
+pub mod ladder;
+pub mod playlist;
+pub mod probe;
+pub mod progress;

@@ -1,0 +1,290 @@
+//! The ffmpeg command lines, built by pure functions so they can be golden-tested.
+//!
+//! One process per job decodes the source once and encodes every rung (`split` + `scale` in a
+//! `filter_complex`, `var_stream_map`), with keyframes forced on segment boundaries so that all
+//! rungs switch cleanly and every segment starts with a keyframe.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::ladder::Rung;
+use super::probe::SourceInfo;
+
+/// The video encoder of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoder {
+    /// libx264 on the CPU with this preset (`veryfast`, `medium`, ...).
+    X264 { preset: String },
+    /// NVIDIA NVENC with this preset (`p1`..`p7`). `full_gpu`: decode, split and scale on the
+    /// GPU too; off for rotated sources, whose autorotation filters run on the CPU.
+    Nvenc { preset: String, full_gpu: bool },
+}
+
+impl Encoder {
+    /// Short name for logs and job records.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Encoder::X264 { .. } => "libx264",
+            Encoder::Nvenc { .. } => "h264_nvenc",
+        }
+    }
+}
+
+/// Everything an encode needs besides the source path.
+#[derive(Debug, Clone)]
+pub struct EncodePlan<'a> {
+    pub source: &'a SourceInfo,
+    pub rungs: &'a [Rung],
+    pub encoder: &'a Encoder,
+    /// Target segment duration, seconds.
+    pub segment_secs: u32,
+}
+
+/// Name of the master playlist ffmpeg writes (replaced by ours after verification).
+pub const MASTER: &str = "master.m3u8";
+/// Variant playlist name inside each rung directory.
+pub const VARIANT: &str = "index.m3u8";
+
+/// Arguments for the one-pass ladder encode of `input` into `out_dir/<rung>/`.
+pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.push_all([
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+    ]);
+    let full_gpu = matches!(plan.encoder, Encoder::Nvenc { full_gpu: true, .. });
+    if full_gpu {
+        a.push_all(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
+    }
+    a.push("-i");
+    a.push(input);
+
+    let n = plan.rungs.len();
+    let scale = if full_gpu { "scale_cuda" } else { "scale" };
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in plan.rungs.iter().enumerate() {
+        let pix = if full_gpu { "" } else { ",format=yuv420p" };
+        graph.push_str(&format!(
+            ";[s{i}]{scale}={}:{}{pix}[v{i}]",
+            r.width, r.height
+        ));
+    }
+    a.push("-filter_complex");
+    a.push(graph);
+
+    let audio = plan.source.audio_codec.is_some();
+    for i in 0..n {
+        a.push("-map");
+        a.push(format!("[v{i}]"));
+        if audio {
+            a.push_all(["-map", "0:a:0"]);
+        }
+    }
+
+    let seg = plan.segment_secs.max(1);
+    let gop = ((plan.source.fps * f64::from(seg)).round() as u32).max(1);
+    match plan.encoder {
+        Encoder::X264 { preset } => {
+            a.push_all(["-c:v", "libx264", "-preset"]);
+            a.push(preset.as_str());
+            a.push_all(["-profile:v", "high", "-sc_threshold", "0"]);
+        }
+        Encoder::Nvenc { preset, .. } => {
+            a.push_all(["-c:v", "h264_nvenc", "-preset"]);
+            a.push(preset.as_str());
+            a.push_all([
+                "-profile:v",
+                "high",
+                "-rc",
+                "vbr",
+                "-forced-idr",
+                "1",
+                "-no-scenecut",
+                "1",
+            ]);
+        }
+    }
+    a.push_all(["-g", &gop.to_string(), "-keyint_min", &gop.to_string()]);
+    a.push("-force_key_frames");
+    a.push(format!("expr:gte(t,n_forced*{seg})"));
+    for (i, r) in plan.rungs.iter().enumerate() {
+        a.push_all([
+            format!("-b:v:{i}"),
+            format!("{}k", r.video_kbps),
+            format!("-maxrate:v:{i}"),
+            format!("{}k", r.maxrate_kbps),
+            format!("-bufsize:v:{i}"),
+            format!("{}k", r.bufsize_kbps),
+        ]);
+    }
+    if audio {
+        a.push_all(["-c:a", "aac", "-ac", "2"]);
+        for (i, r) in plan.rungs.iter().enumerate() {
+            a.push_all([format!("-b:a:{i}"), format!("{}k", r.audio_kbps)]);
+        }
+    }
+    let map: Vec<String> = plan
+        .rungs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if audio {
+                format!("v:{i},a:{i},name:{}", r.name)
+            } else {
+                format!("v:{i},name:{}", r.name)
+            }
+        })
+        .collect();
+    hls_output(&mut a, seg, &out_dir.join("%v"));
+    a.push_all(["-master_pl_name", MASTER, "-var_stream_map"]);
+    a.push(map.join(" "));
+    a.push(out_dir.join("%v").join(VARIANT));
+    a.0
+}
+
+/// Arguments for the copy fast path (seed 004): an H.264/AAC source remuxed, not re-encoded,
+/// into a single rendition at `out_dir/<rung_name>/`.
+pub fn passthrough_args(
+    source: &SourceInfo,
+    segment_secs: u32,
+    input: &Path,
+    out_dir: &Path,
+    rung_name: &str,
+) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.push_all([
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+    ]);
+    a.push("-i");
+    a.push(input);
+    a.push_all(["-map", "0:v:0"]);
+    if source.audio_codec.is_some() {
+        a.push_all(["-map", "0:a:0"]);
+    }
+    a.push_all(["-c", "copy"]);
+    let dir = out_dir.join(rung_name);
+    hls_output(&mut a, segment_secs.max(1), &dir);
+    a.push(dir.join(VARIANT));
+    a.0
+}
+
+/// Whether a source can take the copy fast path.
+pub fn can_passthrough(source: &SourceInfo) -> bool {
+    source.video_codec == "h264" && matches!(source.audio_codec.as_deref(), None | Some("aac"))
+}
+
+/// HLS muxer options; segments go to `segment_dir` (which may contain `%v`).
+fn hls_output(a: &mut Args, seg: u32, segment_dir: &Path) {
+    a.push_all([
+        "-f",
+        "hls",
+        "-hls_time",
+        &seg.to_string(),
+        "-hls_playlist_type",
+        "vod",
+    ]);
+    a.push_all([
+        "-hls_flags",
+        "independent_segments",
+        "-hls_segment_type",
+        "mpegts",
+    ]);
+    a.push("-hls_segment_filename");
+    a.push(segment_dir.join("segment_%03d.ts"));
+}
+
+/// A still frame at `at` seconds, scaled to `width` wide (`-2`: even height, aspect kept).
+pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.push_all([
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-ss",
+    ]);
+    a.push(format!("{at:.3}"));
+    a.push("-i");
+    a.push(input);
+    a.push_all(["-frames:v", "1", "-vf"]);
+    a.push(format!("scale={width}:-2"));
+    a.push_all(["-q:v", "3"]);
+    a.push(out);
+    a.0
+}
+
+/// A storyboard sprite: one `tile_w`-wide thumbnail every `interval` seconds, `cols`x`rows`
+/// per sheet, sheets written as `pattern` (e.g. `storyboard_%02d.jpg`).
+pub fn storyboard_args(
+    input: &Path,
+    interval: f64,
+    tile_w: u32,
+    cols: u32,
+    rows: u32,
+    pattern: &Path,
+) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.push_all(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-i"]);
+    a.push(input);
+    a.push("-vf");
+    a.push(format!(
+        "fps=1/{interval},scale={tile_w}:-2,tile={cols}x{rows}"
+    ));
+    a.push_all(["-q:v", "5", "-fps_mode", "passthrough"]);
+    a.push(pattern);
+    a.0
+}
+
+/// A tiny real encode that succeeds only where NVENC can open a session.
+pub fn nvenc_probe_args() -> Vec<OsString> {
+    let mut a = Args::default();
+    a.push_all([
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=black:s=256x256:d=0.2",
+        "-c:v",
+        "h264_nvenc",
+        "-f",
+        "null",
+        "-",
+    ]);
+    a.0
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, v: impl Into<OsString>) {
+        self.0.push(v.into());
+    }
+
+    fn push_all<I: IntoIterator<Item = S>, S: Into<OsString>>(&mut self, items: I) {
+        self.0.extend(items.into_iter().map(Into::into));
+    }
+}
+
+#[cfg(test)]
+mod tests;

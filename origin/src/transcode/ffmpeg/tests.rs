@@ -1,0 +1,155 @@
+//! Golden tests: the exact command lines for both encoders.
+
+use super::*;
+use crate::transcode::ladder::{default_ladder, select};
+
+fn source(audio: bool) -> SourceInfo {
+    SourceInfo {
+        duration: 60.0,
+        width: 1920,
+        height: 1080,
+        rotation: 0,
+        fps: 30.0,
+        video_codec: "h264".into(),
+        audio_codec: audio.then(|| "aac".into()),
+        format: "mov,mp4".into(),
+    }
+}
+
+fn line(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn x264_ladder_golden() {
+    let src = source(true);
+    let rungs = select(&default_ladder(), 1920, 1080)[..2].to_vec();
+    let enc = Encoder::X264 {
+        preset: "veryfast".into(),
+    };
+    let plan = EncodePlan {
+        source: &src,
+        rungs: &rungs,
+        encoder: &enc,
+        segment_secs: 6,
+    };
+    let got = line(&ladder_args(
+        &plan,
+        Path::new("/in.mp4"),
+        Path::new("/tmp/j"),
+    ));
+    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 \
+        -filter_complex [0:v]split=2[s0][s1];[s0]scale=1920:1080,format=yuv420p[v0];[s1]scale=1280:720,format=yuv420p[v1] \
+        -map [v0] -map 0:a:0 -map [v1] -map 0:a:0 \
+        -c:v libx264 -preset veryfast -profile:v high -sc_threshold 0 -g 180 -keyint_min 180 \
+        -force_key_frames expr:gte(t,n_forced*6) \
+        -b:v:0 5000k -maxrate:v:0 5500k -bufsize:v:0 10000k -b:v:1 3000k -maxrate:v:1 3300k -bufsize:v:1 6000k \
+        -c:a aac -ac 2 -b:a:0 128k -b:a:1 96k \
+        -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
+        -var_stream_map v:0,a:0,name:1080p v:1,a:1,name:720p /tmp/j/%v/index.m3u8";
+    assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
+}
+
+#[test]
+fn nvenc_full_gpu_golden_without_audio() {
+    let src = source(false);
+    let rungs = select(&default_ladder(), 1920, 1080)[1..3].to_vec();
+    let enc = Encoder::Nvenc {
+        preset: "p4".into(),
+        full_gpu: true,
+    };
+    let plan = EncodePlan {
+        source: &src,
+        rungs: &rungs,
+        encoder: &enc,
+        segment_secs: 4,
+    };
+    let got = line(&ladder_args(
+        &plan,
+        Path::new("/in.mp4"),
+        Path::new("/tmp/j"),
+    ));
+    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
+        -hwaccel cuda -hwaccel_output_format cuda -i /in.mp4 \
+        -filter_complex [0:v]split=2[s0][s1];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
+        -map [v0] -map [v1] \
+        -c:v h264_nvenc -preset p4 -profile:v high -rc vbr -forced-idr 1 -no-scenecut 1 -g 120 -keyint_min 120 \
+        -force_key_frames expr:gte(t,n_forced*4) \
+        -b:v:0 3000k -maxrate:v:0 3300k -bufsize:v:0 6000k -b:v:1 1500k -maxrate:v:1 1650k -bufsize:v:1 3000k \
+        -f hls -hls_time 4 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
+        -var_stream_map v:0,name:720p v:1,name:480p /tmp/j/%v/index.m3u8";
+    assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
+}
+
+#[test]
+fn nvenc_rotated_scales_on_cpu() {
+    let mut src = source(true);
+    src.rotation = 90;
+    let rungs = select(&default_ladder(), 1080, 1920)[..1].to_vec();
+    let enc = Encoder::Nvenc {
+        preset: "p4".into(),
+        full_gpu: false,
+    };
+    let plan = EncodePlan {
+        source: &src,
+        rungs: &rungs,
+        encoder: &enc,
+        segment_secs: 6,
+    };
+    let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
+    assert!(!got.contains("-hwaccel"), "{got}");
+    assert!(
+        got.contains("[s0]scale=1080:1920,format=yuv420p[v0]"),
+        "{got}"
+    );
+    assert!(got.contains("-c:v h264_nvenc"), "{got}");
+}
+
+#[test]
+fn passthrough_golden() {
+    let src = source(true);
+    assert!(can_passthrough(&src));
+    let got = line(&passthrough_args(
+        &src,
+        6,
+        Path::new("/in.mp4"),
+        Path::new("/t"),
+        "source",
+    ));
+    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 \
+        -map 0:v:0 -map 0:a:0 -c copy \
+        -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -hls_segment_filename /t/source/segment_%03d.ts /t/source/index.m3u8";
+    assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
+    let mut hevc = src.clone();
+    hevc.video_codec = "hevc".into();
+    assert!(!can_passthrough(&hevc));
+}
+
+#[test]
+fn thumbnails_golden() {
+    let got = line(&poster_args(
+        Path::new("/in.mp4"),
+        1.0,
+        640,
+        Path::new("/t/poster.jpg"),
+    ));
+    assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -ss 1.000 -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
+    let got = line(&storyboard_args(
+        Path::new("/in.mp4"),
+        2.0,
+        160,
+        10,
+        10,
+        Path::new("/t/sb_%02d.jpg"),
+    ));
+    assert_eq!(
+        got,
+        "-hide_banner -nostdin -y -loglevel error -i /in.mp4 -vf fps=1/2,scale=160:-2,tile=10x10 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
+    );
+}

@@ -1,0 +1,161 @@
+//! The adaptive-bitrate ladder: which renditions a source gets. Never upscales.
+
+use serde::{Deserialize, Serialize};
+
+/// A configured rung, named by its short side (`720p` is 1280x720 landscape or 720x1280
+/// portrait).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RungSpec {
+    /// Directory and variant name, e.g. `720p`.
+    pub name: String,
+    /// Short side in pixels.
+    pub short_side: u32,
+    /// Target video bitrate, kbit/s.
+    pub video_kbps: u32,
+    /// Audio bitrate, kbit/s (ignored for sources without audio).
+    pub audio_kbps: u32,
+}
+
+/// The default ladder (seeds 000 and 003).
+pub fn default_ladder() -> Vec<RungSpec> {
+    [
+        ("2160p", 2160, 12000, 192),
+        ("1440p", 1440, 8000, 160),
+        ("1080p", 1080, 5000, 128),
+        ("720p", 720, 3000, 96),
+        ("480p", 480, 1500, 96),
+        ("360p", 360, 800, 64),
+        ("240p", 240, 400, 64),
+    ]
+    .into_iter()
+    .map(|(name, short_side, video_kbps, audio_kbps)| RungSpec {
+        name: name.into(),
+        short_side,
+        video_kbps,
+        audio_kbps,
+    })
+    .collect()
+}
+
+/// A rung chosen for one source: output size and rate control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rung {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub video_kbps: u32,
+    /// Peak rate allowed by the encoder's VBV (`-maxrate`).
+    pub maxrate_kbps: u32,
+    /// VBV buffer (`-bufsize`).
+    pub bufsize_kbps: u32,
+    pub audio_kbps: u32,
+}
+
+/// Rungs for a source displayed at `width`x`height`, largest first.
+///
+/// Rungs are compared on the short side, so portrait and rotated sources get the same ladder
+/// as landscape ones; a rung above the source is dropped (never upscale); a source smaller than
+/// the smallest rung gets one rung at its own size with the smallest rung's rates.
+pub fn select(specs: &[RungSpec], width: u32, height: u32) -> Vec<Rung> {
+    let (short, long) = (width.min(height), width.max(height));
+    let mut chosen: Vec<&RungSpec> = specs.iter().filter(|s| s.short_side <= short).collect();
+    chosen.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+    chosen.dedup_by_key(|s| s.short_side);
+    let rung = |spec: &RungSpec, target_short: u32| {
+        let target_long = scale_even(long, target_short, short);
+        let target_short = even(target_short);
+        let (w, h) = if width >= height {
+            (target_long, target_short)
+        } else {
+            (target_short, target_long)
+        };
+        Rung {
+            name: spec.name.clone(),
+            width: w,
+            height: h,
+            video_kbps: spec.video_kbps,
+            maxrate_kbps: spec.video_kbps + spec.video_kbps / 10,
+            bufsize_kbps: spec.video_kbps * 2,
+            audio_kbps: spec.audio_kbps,
+        }
+    };
+    if chosen.is_empty() {
+        let Some(smallest) = specs.iter().min_by_key(|s| s.short_side) else {
+            return Vec::new();
+        };
+        let mut only = rung(smallest, short);
+        only.name = format!("{}p", even(short));
+        return vec![only];
+    }
+    chosen.into_iter().map(|s| rung(s, s.short_side)).collect()
+}
+
+/// `long * target / short`, rounded to the nearest even number (encoders need even sizes).
+fn scale_even(long: u32, target: u32, short: u32) -> u32 {
+    let exact = u64::from(long) * u64::from(target) / u64::from(short.max(1));
+    even(exact as u32)
+}
+
+fn even(v: u32) -> u32 {
+    (v.max(2) / 2) * 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn names(r: &[Rung]) -> Vec<&str> {
+        r.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn landscape_1080p() {
+        let r = select(&default_ladder(), 1920, 1080);
+        assert_eq!(names(&r), ["1080p", "720p", "480p", "360p", "240p"]);
+        assert_eq!((r[0].width, r[0].height), (1920, 1080));
+        assert_eq!((r[1].width, r[1].height), (1280, 720));
+        assert_eq!((r[2].width, r[2].height), (852, 480));
+        assert_eq!(r[1].maxrate_kbps, 3300);
+        assert_eq!(r[1].bufsize_kbps, 6000);
+    }
+
+    #[test]
+    fn portrait_compares_short_side() {
+        let r = select(&default_ladder(), 720, 1280);
+        assert_eq!(names(&r), ["720p", "480p", "360p", "240p"]);
+        assert_eq!((r[0].width, r[0].height), (720, 1280));
+        assert_eq!((r[1].width, r[1].height), (480, 852));
+    }
+
+    #[test]
+    fn tiny_source_gets_one_rung_at_its_size() {
+        let r = select(&default_ladder(), 320, 180);
+        assert_eq!(names(&r), ["180p"]);
+        assert_eq!((r[0].width, r[0].height, r[0].video_kbps), (320, 180, 400));
+        let odd = select(&default_ladder(), 175, 99);
+        assert_eq!((odd[0].width, odd[0].height), (174, 98));
+    }
+
+    #[test]
+    fn between_rungs_keeps_those_below() {
+        assert_eq!(names(&select(&default_ladder(), 320, 240)), ["240p"]);
+        assert_eq!(names(&select(&default_ladder(), 3840, 2160))[0], "2160p");
+    }
+
+    proptest! {
+        #[test]
+        fn never_upscales_and_sizes_are_even(w in 2u32..8000, h in 2u32..8000) {
+            let rungs = select(&default_ladder(), w, h);
+            prop_assert!(!rungs.is_empty());
+            for r in &rungs {
+                prop_assert!(r.width <= w.max(2) && r.height <= h.max(2), "{r:?} from {w}x{h}");
+                prop_assert!(r.width % 2 == 0 && r.height % 2 == 0);
+                // Orientation is kept (a near-square source may round to square).
+                let kept = if w >= h { r.width >= r.height } else { r.width <= r.height };
+                prop_assert!(kept, "orientation lost: {:?} from {}x{}", r, w, h);
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Probe a source with `ffprobe -print_format json`: what the ladder and the encoder need.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// What the pipeline knows about a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// Seconds.
+    pub duration: f64,
+    /// Coded size of the video stream.
+    pub width: u32,
+    pub height: u32,
+    /// Clockwise rotation to apply for display, in degrees (0, 90, 180, 270).
+    pub rotation: u32,
+    /// Frames per second (average).
+    pub fps: f64,
+    pub video_codec: String,
+    /// `None` when the source has no audio.
+    pub audio_codec: Option<String>,
+    /// Container format names as ffprobe lists them (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
+    pub format: String,
+}
+
+impl SourceInfo {
+    /// Size as displayed (rotation applied): what players show and the ladder compares.
+    pub fn display_size(&self) -> (u32, u32) {
+        if self.rotation % 180 == 90 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+}
+
+/// Why a file is not a usable video. The message is shown to the uploader.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a readable media file: {0}")]
+    Unreadable(String),
+    #[error("the file has no video stream (audio-only or data)")]
+    NoVideo,
+    #[error("the video has no usable duration (truncated or still being written?)")]
+    NoDuration,
+    #[error("the video stream has no size")]
+    NoSize,
+    #[error("could not run ffprobe: {0}")]
+    Spawn(String),
+}
+
+/// Runs ffprobe on `path`.
+pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError> {
+    let len = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| ProbeError::Unreadable(e.to_string()))?
+        .len();
+    if len == 0 {
+        return Err(ProbeError::Empty);
+    }
+    let out = tokio::process::Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().last().unwrap_or("ffprobe failed").trim();
+        return Err(ProbeError::Unreadable(strip_path(first, path)));
+    }
+    parse(&out.stdout)
+}
+
+/// ffprobe prefixes errors with the input path, which means nothing to an uploader.
+fn strip_path(line: &str, path: &Path) -> String {
+    let p = path.to_string_lossy();
+    line.strip_prefix(p.as_ref())
+        .map(|rest| rest.trim_start_matches(':').trim().to_owned())
+        .unwrap_or_else(|| line.to_owned())
+}
+
+#[derive(Deserialize)]
+struct Output {
+    #[serde(default)]
+    streams: Vec<Stream>,
+    format: Option<Format>,
+}
+
+#[derive(Deserialize)]
+struct Format {
+    duration: Option<String>,
+    #[serde(default)]
+    format_name: String,
+}
+
+#[derive(Deserialize)]
+struct Stream {
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    avg_frame_rate: Option<String>,
+    r_frame_rate: Option<String>,
+    duration: Option<String>,
+    #[serde(default)]
+    tags: std::collections::HashMap<String, String>,
+    #[serde(default)]
+    side_data_list: Vec<SideData>,
+    #[serde(default)]
+    disposition: std::collections::HashMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+struct SideData {
+    side_data_type: Option<String>,
+    rotation: Option<f64>,
+}
+
+/// Parses ffprobe's JSON.
+pub fn parse(json: &[u8]) -> Result<SourceInfo, ProbeError> {
+    let out: Output =
+        serde_json::from_slice(json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    let video = out
+        .streams
+        .iter()
+        .find(|s| {
+            s.codec_type.as_deref() == Some("video")
+                // Cover art in audio files is a "video" stream with attached_pic set.
+                && s.disposition.get("attached_pic").copied().unwrap_or(0) == 0
+        })
+        .ok_or(ProbeError::NoVideo)?;
+    let audio = out
+        .streams
+        .iter()
+        .find(|s| s.codec_type.as_deref() == Some("audio"));
+    let (width, height) = match (video.width, video.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
+        _ => return Err(ProbeError::NoSize),
+    };
+    let format = out.format.as_ref();
+    let duration = format
+        .and_then(|f| f.duration.as_deref())
+        .or(video.duration.as_deref())
+        .and_then(|d| d.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .ok_or(ProbeError::NoDuration)?;
+    let fps = [&video.avg_frame_rate, &video.r_frame_rate]
+        .into_iter()
+        .filter_map(|r| r.as_deref().and_then(parse_rate))
+        .next()
+        .unwrap_or(30.0);
+    Ok(SourceInfo {
+        duration,
+        width,
+        height,
+        rotation: rotation(video),
+        fps,
+        video_codec: video.codec_name.clone().unwrap_or_default(),
+        audio_codec: audio.map(|a| a.codec_name.clone().unwrap_or_default()),
+        format: format.map(|f| f.format_name.clone()).unwrap_or_default(),
+    })
+}
+
+/// Clockwise display rotation from the display matrix (counter-clockwise degrees in ffprobe)
+/// or the legacy `rotate` tag (clockwise).
+fn rotation(s: &Stream) -> u32 {
+    let from_matrix = s
+        .side_data_list
+        .iter()
+        .find(|d| d.side_data_type.as_deref() == Some("Display Matrix"))
+        .and_then(|d| d.rotation)
+        .map(|ccw| -ccw);
+    let from_tag = s.tags.get("rotate").and_then(|r| r.parse::<f64>().ok());
+    let deg = from_matrix.or(from_tag).unwrap_or(0.0).round() as i64;
+    (deg.rem_euclid(360) as u32 / 90) * 90
+}
+
+fn parse_rate(r: &str) -> Option<f64> {
+    let (n, d) = r.split_once('/').unwrap_or((r, "1"));
+    let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+    (d > 0.0 && n > 0.0).then(|| n / d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHONE: &str = r#"{"streams":[
+        {"codec_type":"video","codec_name":"h264","width":1920,"height":1080,
+         "avg_frame_rate":"30000/1001","r_frame_rate":"30000/1001",
+         "side_data_list":[{"side_data_type":"Display Matrix","rotation":-90}]},
+        {"codec_type":"audio","codec_name":"aac"}],
+        "format":{"duration":"12.5","format_name":"mov,mp4,m4a,3gp,3g2,mj2"}}"#;
+
+    #[test]
+    fn rotated_phone_clip() {
+        let info = parse(PHONE.as_bytes()).expect("valid");
+        assert_eq!(info.rotation, 90);
+        assert_eq!(info.display_size(), (1080, 1920));
+        assert!((info.fps - 29.97).abs() < 0.01);
+        assert_eq!(info.audio_codec.as_deref(), Some("aac"));
+        assert_eq!(info.duration, 12.5);
+    }
+
+    #[test]
+    fn legacy_rotate_tag_and_no_audio() {
+        let json = r#"{"streams":[{"codec_type":"video","codec_name":"h264","width":640,"height":480,
+            "avg_frame_rate":"0/0","r_frame_rate":"25/1","tags":{"rotate":"270"}}],
+            "format":{"duration":"3.0","format_name":"mp4"}}"#;
+        let info = parse(json.as_bytes()).expect("valid");
+        assert_eq!(info.rotation, 270);
+        assert_eq!(info.fps, 25.0);
+        assert_eq!(info.audio_codec, None);
+    }
+
+    #[test]
+    fn refusals() {
+        let audio_only = r#"{"streams":[{"codec_type":"audio","codec_name":"mp3"},
+            {"codec_type":"video","codec_name":"mjpeg","width":300,"height":300,"disposition":{"attached_pic":1}}],
+            "format":{"duration":"3.0"}}"#;
+        assert_eq!(parse(audio_only.as_bytes()), Err(ProbeError::NoVideo));
+        let no_duration =
+            r#"{"streams":[{"codec_type":"video","width":2,"height":2}],"format":{}}"#;
+        assert_eq!(parse(no_duration.as_bytes()), Err(ProbeError::NoDuration));
+        assert!(matches!(parse(b"not json"), Err(ProbeError::Unreadable(_))));
+    }
+}
