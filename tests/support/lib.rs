@@ -1,1 +1,64 @@
+//! Harness for the end-to-end tests: real processes on loopback, raw bytes on the wire.
+//!
+//! The tests in this crate start the `edge` binary (and, for the compatibility suite, a real
+//! nginx configured like production) and talk to them over plain TCP with hand-written
+//! requests, so nothing on the client side normalises a URL before the server sees it.
+//!
+//! # Layout
+//! - [`content`]: a temporary content root shaped like the platform's HLS output.
+//! - [`nginx`]: a throw-away nginx with the production `secure_link` location.
+//! - [`edge`]: the `edge` binary under test, its listeners discovered from its log.
+//! - [`http`]: raw HTTP/1.x requests and a tolerant response parser.
+//! - [`tls`]: a test CA, server certificates and a verifying TLS client.
+//! - [`metrics`]: reading values out of Prometheus text.
+//! - [`process`]: child-process plumbing shared by the above (stderr draining, signals).
+//! - [`wait`]: bounded polling instead of fixed sleeps.
 
+pub mod content;
+pub mod edge;
+pub mod http;
+pub mod metrics;
+pub mod nginx;
+pub mod process;
+pub mod tls;
+pub mod wait;
+
+pub use content::ContentTree;
+pub use edge::{Edge, EdgeOptions};
+pub use http::{raw_request, RawResponse, Request};
+pub use nginx::Nginx;
+pub use process::Signal;
+pub use wait::wait_until;
+
+use shared::secure_link::{Secret, SecureLink};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The secret every test signs with. Plain ASCII without `$`, `"` or `;` so it can be pasted
+/// verbatim into an nginx `secure_link_md5` expression.
+pub const TEST_SECRET: &str = "e2e-test-secret";
+
+/// The location prefix both servers serve the content root under.
+pub const PREFIX: &str = "/hls/";
+
+/// The signer for [`TEST_SECRET`].
+pub fn signer() -> SecureLink {
+    SecureLink::new(vec![Secret::new(TEST_SECRET)]).expect("the test secret is non-empty")
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_secs()).expect("Unix time fits in i64")
+}
+
+/// An expiry far enough ahead that no test run can reach it, yet well inside `time_t`.
+pub fn future_expires() -> i64 {
+    unix_now() + 24 * 3600
+}
+
+/// An expiry safely in the past (but positive, so it is well-formed).
+pub fn past_expires() -> i64 {
+    unix_now() - 3600
+}

@@ -60,7 +60,7 @@ pub struct Rung {
 pub fn select(specs: &[RungSpec], width: u32, height: u32) -> Vec<Rung> {
     let (short, long) = (width.min(height), width.max(height));
     let mut chosen: Vec<&RungSpec> = specs.iter().filter(|s| s.short_side <= short).collect();
-    chosen.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+    chosen.sort_by_key(|s| std::cmp::Reverse(s.short_side));
     chosen.dedup_by_key(|s| s.short_side);
     let rung = |spec: &RungSpec, target_short: u32| {
         let target_long = scale_even(long, target_short, short);

@@ -75,7 +75,7 @@ pub struct Variant {
 /// Renders a master playlist, highest bandwidth first.
 pub fn master(variants: &[Variant]) -> String {
     let mut v: Vec<&Variant> = variants.iter().collect();
-    v.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
+    v.sort_by_key(|x| std::cmp::Reverse(x.bandwidth));
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     for x in v {
         let _ = writeln!(
