@@ -11,9 +11,11 @@
 //! - [`publish`]: verify in a temporary directory, then one rename into the served tree.
 //! - [`pipeline`]: runs the stages for one job.
 
+pub mod encoder;
 pub mod encrypt;
 pub mod ffmpeg;
 pub mod ladder;
 pub mod playlist;
 pub mod probe;
 pub mod progress;
+pub mod thumbnails;

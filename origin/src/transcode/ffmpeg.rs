@@ -38,6 +38,28 @@ pub struct EncodePlan<'a> {
     pub encoder: &'a Encoder,
     /// Target segment duration, seconds.
     pub segment_secs: u32,
+    /// Storyboard sprites produced by the same decode, when wanted.
+    pub storyboard: Option<Storyboard<'a>>,
+}
+
+/// Scrubbing thumbnails: one `tile_width`-wide frame every `interval` seconds, tiled
+/// `cols`x`rows` per JPEG sheet written to `pattern` (e.g. `storyboard_%02d.jpg`).
+#[derive(Debug, Clone, Copy)]
+pub struct Storyboard<'a> {
+    pub interval: f64,
+    pub tile_width: u32,
+    pub cols: u32,
+    pub rows: u32,
+    pub pattern: &'a Path,
+}
+
+impl Storyboard<'_> {
+    fn filter(&self) -> String {
+        format!(
+            "fps=1/{},scale={}:-2,tile={}x{}",
+            self.interval, self.tile_width, self.cols, self.rows
+        )
+    }
 }
 
 /// Name of the master playlist ffmpeg writes (replaced by ours after verification).
@@ -67,9 +89,18 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
 
     let n = plan.rungs.len();
     let scale = if full_gpu { "scale_cuda" } else { "scale" };
-    let mut graph = format!("[0:v]split={n}");
-    for i in 0..n {
+    let branches = n + usize::from(plan.storyboard.is_some());
+    let mut graph = format!("[0:v]split={branches}");
+    for i in 0..branches {
         graph.push_str(&format!("[s{i}]"));
+    }
+    if let Some(sb) = &plan.storyboard {
+        let download = if full_gpu {
+            "hwdownload,format=nv12,"
+        } else {
+            ""
+        };
+        graph.push_str(&format!(";[s{n}]{download}{}[sb]", sb.filter()));
     }
     for (i, r) in plan.rungs.iter().enumerate() {
         let pix = if full_gpu { "" } else { ",format=yuv420p" };
@@ -148,6 +179,10 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
     a.push_all(["-master_pl_name", MASTER, "-var_stream_map"]);
     a.push(map.join(" "));
     a.push(out_dir.join("%v").join(VARIANT));
+    if let Some(sb) = &plan.storyboard {
+        a.push_all(["-map", "[sb]", "-q:v", "5", "-fps_mode", "passthrough"]);
+        a.push(sb.pattern);
+    }
     a.0
 }
 
@@ -230,25 +265,15 @@ pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsStrin
     a.0
 }
 
-/// A storyboard sprite: one `tile_w`-wide thumbnail every `interval` seconds, `cols`x`rows`
-/// per sheet, sheets written as `pattern` (e.g. `storyboard_%02d.jpg`).
-pub fn storyboard_args(
-    input: &Path,
-    interval: f64,
-    tile_w: u32,
-    cols: u32,
-    rows: u32,
-    pattern: &Path,
-) -> Vec<OsString> {
+/// Storyboard sprites alone (for the copy fast path, which decodes nothing otherwise).
+pub fn storyboard_args(input: &Path, sb: &Storyboard<'_>) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-i"]);
     a.push(input);
     a.push("-vf");
-    a.push(format!(
-        "fps=1/{interval},scale={tile_w}:-2,tile={cols}x{rows}"
-    ));
+    a.push(sb.filter());
     a.push_all(["-q:v", "5", "-fps_mode", "passthrough"]);
-    a.push(pattern);
+    a.push(sb.pattern);
     a.0
 }
 

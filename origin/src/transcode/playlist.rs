@@ -76,7 +76,7 @@ pub struct Variant {
 pub fn master(variants: &[Variant]) -> String {
     let mut v: Vec<&Variant> = variants.iter().collect();
     v.sort_by_key(|x| std::cmp::Reverse(x.bandwidth));
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     for x in v {
         let _ = writeln!(
             out,
@@ -103,7 +103,7 @@ mod tests {
     use super::*;
 
     const VOD: &str =
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXTINF:6.000000,\nsegment_000.ts\n\
         #EXTINF:2.500000,\nsegment_001.ts\n#EXT-X-ENDLIST\n";
 

@@ -35,6 +35,7 @@ fn x264_ladder_golden() {
         rungs: &rungs,
         encoder: &enc,
         segment_secs: 6,
+        storyboard: None,
     };
     let got = line(&ladder_args(
         &plan,
@@ -62,11 +63,20 @@ fn nvenc_full_gpu_golden_without_audio() {
         preset: "p4".into(),
         full_gpu: true,
     };
+    let pattern = Path::new("/tmp/j/sb_%02d.jpg");
+    let sb = Storyboard {
+        interval: 2.0,
+        tile_width: 160,
+        cols: 10,
+        rows: 10,
+        pattern,
+    };
     let plan = EncodePlan {
         source: &src,
         rungs: &rungs,
         encoder: &enc,
         segment_secs: 4,
+        storyboard: Some(sb),
     };
     let got = line(&ladder_args(
         &plan,
@@ -75,14 +85,15 @@ fn nvenc_full_gpu_golden_without_audio() {
     ));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
         -hwaccel cuda -hwaccel_output_format cuda -i /in.mp4 \
-        -filter_complex [0:v]split=2[s0][s1];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
+        -filter_complex [0:v]split=3[s0][s1][s2];[s2]hwdownload,format=nv12,fps=1/2,scale=160:-2,tile=10x10[sb];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
         -map [v0] -map [v1] \
         -c:v h264_nvenc -preset p4 -profile:v high -rc vbr -forced-idr 1 -no-scenecut 1 -g 120 -keyint_min 120 \
         -force_key_frames expr:gte(t,n_forced*4) \
         -b:v:0 3000k -maxrate:v:0 3300k -bufsize:v:0 6000k -b:v:1 1500k -maxrate:v:1 1650k -bufsize:v:1 3000k \
         -f hls -hls_time 4 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
         -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
-        -var_stream_map v:0,name:720p v:1,name:480p /tmp/j/%v/index.m3u8";
+        -var_stream_map v:0,name:720p v:1,name:480p /tmp/j/%v/index.m3u8 \
+        -map [sb] -q:v 5 -fps_mode passthrough /tmp/j/sb_%02d.jpg";
     assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
 }
 
@@ -100,6 +111,7 @@ fn nvenc_rotated_scales_on_cpu() {
         rungs: &rungs,
         encoder: &enc,
         segment_secs: 6,
+        storyboard: None,
     };
     let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
     assert!(!got.contains("-hwaccel"), "{got}");
@@ -140,14 +152,14 @@ fn thumbnails_golden() {
         Path::new("/t/poster.jpg"),
     ));
     assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -ss 1.000 -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
-    let got = line(&storyboard_args(
-        Path::new("/in.mp4"),
-        2.0,
-        160,
-        10,
-        10,
-        Path::new("/t/sb_%02d.jpg"),
-    ));
+    let sb = Storyboard {
+        interval: 2.0,
+        tile_width: 160,
+        cols: 10,
+        rows: 10,
+        pattern: Path::new("/t/sb_%02d.jpg"),
+    };
+    let got = line(&storyboard_args(Path::new("/in.mp4"), &sb));
     assert_eq!(
         got,
         "-hide_banner -nostdin -y -loglevel error -i /in.mp4 -vf fps=1/2,scale=160:-2,tile=10x10 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
