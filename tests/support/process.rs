@@ -1,0 +1,197 @@
+//! Child-process plumbing: draining a pipe into memory, sending signals, bounded waits.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Signals the tests send. The workspace forbids `unsafe`, so they go through `kill(1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Graceful shutdown.
+    Term,
+    /// Reload (the edge re-reads its TLS certificate and key).
+    Hup,
+    /// Interrupt; strace detaches and flushes on it.
+    Int,
+    /// Immediate termination.
+    Kill,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Term => "TERM",
+            Self::Hup => "HUP",
+            Self::Int => "INT",
+            Self::Kill => "KILL",
+        }
+    }
+}
+
+/// Sends `signal` to `pid`. Panics if `kill` itself fails, because a test that believes it
+/// signalled a process and did not would report a misleading result.
+pub fn send_signal(pid: u32, signal: Signal) {
+    let status = Command::new("kill")
+        .args(["-s", signal.name(), &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(
+        status.success(),
+        "kill -s {} {pid} failed: {status}",
+        signal.name()
+    );
+}
+
+/// Waits at most `timeout` for `child` to exit.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// Asks `child` to stop with `signal`, escalating to SIGKILL after `grace`. Always reaps it.
+pub fn stop(child: &mut Child, signal: Signal, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    // The process may exit between the check and the signal, so `kill` may fail: ignore it.
+    let _ = Command::new("kill")
+        .args(["-s", signal.name(), &child.id().to_string()])
+        .status();
+    if wait_exit(child, grace).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The lines a child wrote to one of its pipes, collected by a background thread so the pipe
+/// never fills up and blocks the child.
+#[derive(Clone, Default)]
+pub struct LineLog {
+    inner: Arc<(Mutex<LogState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+impl LineLog {
+    /// Starts draining `pipe` in a background thread.
+    pub fn drain(pipe: impl Read + Send + 'static) -> Self {
+        let log = Self::default();
+        let writer = log.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = Vec::new();
+            // Lines are read as bytes: a child may log invalid UTF-8 and we still want the rest.
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                writer.push(text);
+                line.clear();
+            }
+            writer.close();
+        });
+        log
+    }
+
+    fn push(&self, line: String) {
+        let (state, changed) = &*self.inner;
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .lines
+            .push(line);
+        changed.notify_all();
+    }
+
+    fn close(&self) {
+        let (state, changed) = &*self.inner;
+        state.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+        changed.notify_all();
+    }
+
+    /// Everything collected so far.
+    pub fn lines(&self) -> Vec<String> {
+        let (state, _) = &*self.inner;
+        state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .lines
+            .clone()
+    }
+
+    /// Blocks until `done` holds for the lines collected so far, the pipe closes, or `deadline`
+    /// passes. Returns whether `done` held.
+    pub fn wait_for(&self, deadline: Instant, mut done: impl FnMut(&[String]) -> bool) -> bool {
+        let (state, changed) = &*self.inner;
+        let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if done(&guard.lines) {
+                return true;
+            }
+            let now = Instant::now();
+            if guard.closed || now >= deadline {
+                return false;
+            }
+            guard = changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Blocks until the pipe is closed (the writer exited) or `deadline` passes; returns
+    /// whether it closed.
+    pub fn wait_closed(&self, deadline: Instant) -> bool {
+        let (state, changed) = &*self.inner;
+        let mut guard = state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !guard.closed {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// The last `n` lines joined for a panic message.
+    pub fn tail(&self, n: usize) -> String {
+        let lines = self.lines();
+        let start = lines.len().saturating_sub(n);
+        lines[start..].join("\n")
+    }
+}
+
+/// The directory holding the workspace's binaries for the current profile.
+///
+/// Test executables live in `<target>/<profile>/deps/`, so the binaries are one level up. This
+/// follows `CARGO_TARGET_DIR` and `--profile` without having to know them.
+pub fn binaries_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the running test executable");
+    let deps = exe
+        .parent()
+        .expect("the test executable has a parent directory");
+    deps.parent()
+        .expect("the deps directory has a parent directory")
+        .to_path_buf()
+}
+
+/// Whether `program` can be found on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
