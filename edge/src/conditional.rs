@@ -86,6 +86,8 @@ fn etag_listed(list: &[u8], etag: &str, weak: bool) -> bool {
 }
 
 fn http_date(v: &[u8]) -> Option<i64> {
+    // nginx's date parser stops after the zone, so old clients' `; length=N` suffix is ignored.
+    let v = v.split(|&b| b == b';').next().unwrap_or_default();
     let s = std::str::from_utf8(v).ok()?.trim();
     let t = httpdate::parse_http_date(s).ok()?;
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();

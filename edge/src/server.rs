@@ -7,6 +7,7 @@
 
 pub mod http1;
 pub mod hyper_front;
+pub mod request_line;
 pub mod tls;
 
 use std::future::Future;

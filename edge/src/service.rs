@@ -98,8 +98,15 @@ impl Edge {
                 bad_request("exactly one Host header is required"),
             );
         }
+        if h.host.is_some_and(|host| !valid_host(host)) {
+            return (Route::Other, bad_request("invalid Host header"));
+        }
         if h.bad_length {
             return (Route::Other, bad_request("malformed Content-Length"));
+        }
+        // nginx refuses TRACE for every location, before anything else looks at the request.
+        if req.method == b"TRACE" {
+            return (Route::Other, method_not_allowed());
         }
         if h.has_body {
             return (Route::Other, bad_request("request bodies are not accepted"));
@@ -143,12 +150,23 @@ impl Edge {
             let status = if e.is_expired() { 410 } else { 403 };
             return Reply::error(status, &e.to_string());
         }
+        if req.method == b"POST" {
+            return self.post(req, uri, rel);
+        }
         if !req.is_get_or_head() {
-            let mut r = Reply::error(405, "method not allowed");
-            r.header("Allow", Value::Static("GET, HEAD"));
-            return r;
+            return method_not_allowed();
         }
         self.serve_file(req, uri, rel).await
+    }
+
+    /// nginx's static handler lets POST through its first method check and refuses it only once
+    /// the file is found: a missing file is 404, a directory 301/403, a file 405.
+    fn post(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
+        match self.root.open_path(rel) {
+            Ok(Resolved::File(..)) => method_not_allowed(),
+            Ok(Resolved::Directory) => self.directory(req, uri),
+            Err(e) => resolve_error(e, rel),
+        }
     }
 
     async fn serve_file(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
@@ -162,12 +180,7 @@ impl Edge {
         let (file, meta) = match self.root.open_path(rel) {
             Ok(Resolved::File(file, meta)) => (file, meta),
             Ok(Resolved::Directory) => return self.directory(req, uri),
-            Err(ResolveError::NotFound) => return Reply::error(404, "not found"),
-            Err(ResolveError::Forbidden) => return Reply::error(403, "forbidden"),
-            Err(ResolveError::Io(error)) => {
-                tracing::error!(%error, path = %String::from_utf8_lossy(rel), "open failed");
-                return Reply::error(500, "internal error");
-            }
+            Err(e) => return resolve_error(e, rel),
         };
         if self.cache.admits(meta.size) {
             self.metrics.cache_misses.inc();
@@ -297,6 +310,58 @@ enum Representation {
     File(File, FileMeta),
 }
 
+fn resolve_error(e: ResolveError, rel: &[u8]) -> Reply {
+    match e {
+        ResolveError::NotFound => Reply::error(404, "not found"),
+        ResolveError::Forbidden => Reply::error(403, "forbidden"),
+        ResolveError::Io(error) => {
+            tracing::error!(%error, path = %String::from_utf8_lossy(rel), "open failed");
+            Reply::error(500, "internal error")
+        }
+    }
+}
+
+fn method_not_allowed() -> Reply {
+    let mut r = Reply::error(405, "method not allowed");
+    r.header("Allow", Value::Static("GET, HEAD"));
+    r
+}
+
+/// nginx's `ngx_http_validate_host`: no `/`, no control bytes or spaces, no `..`, and a
+/// non-empty name before the port.
+fn valid_host(host: &[u8]) -> bool {
+    let mut name_len = host.len();
+    let mut last_dot: Option<usize> = None;
+    let mut literal = false;
+    let mut in_port = false;
+    for (i, &c) in host.iter().enumerate() {
+        match c {
+            b'.' => {
+                if last_dot.is_some_and(|d| d + 1 == i) {
+                    return false;
+                }
+                last_dot = Some(i);
+            }
+            b':' if !literal && !in_port => {
+                name_len = i;
+                in_port = true;
+            }
+            b'[' if i == 0 => literal = true,
+            b']' if literal => {
+                name_len = i + 1;
+                literal = false;
+                in_port = true;
+            }
+            b'/' | 0..=0x20 | 0x7f => return false,
+            _ => {}
+        }
+    }
+    if last_dot.is_some_and(|d| d + 1 == name_len) {
+        name_len -= 1;
+    }
+    name_len > 0
+}
+
 /// nginx accepts methods made of `A-Z`, `_` and `-` (unknown ones reach the 405 check).
 fn valid_method(m: &[u8]) -> bool {
     !m.is_empty()
@@ -326,4 +391,25 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn hosts_like_nginx() {
+        for ok in [
+            "127.0.0.1:8080",
+            "example.com",
+            "example.com.",
+            "[::1]:80",
+            "a-b.c",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", ":8080", "a/b", "a..b", "a b", ".", "a\x01"] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
+    }
 }

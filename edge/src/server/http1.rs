@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::request_line::{self, LineError};
 use super::ShutdownSignal;
 use crate::metrics::SendPath;
 use crate::reply::{self, Body, Reply};
@@ -81,28 +82,51 @@ impl Connection {
             };
             let head_end = self.start + head_len;
             let (reply, keep_alive) = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut parsed = httparse::Request::new(&mut headers);
-                match parsed.parse(&self.buf[self.start..head_end]) {
-                    Ok(httparse::Status::Complete(_)) => {}
-                    Ok(httparse::Status::Partial) | Err(_) => {
-                        let mut r = Reply::error(400, "malformed request");
+                let head = &self.buf[self.start..head_end];
+                let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+                let line = head[..line_end]
+                    .strip_suffix(b"\r")
+                    .unwrap_or(&head[..line_end]);
+                let line = match request_line::parse(line) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        let (status, message) = match e {
+                            LineError::Version => (505, "HTTP version not supported"),
+                            LineError::Malformed => (400, "malformed request line"),
+                        };
+                        let mut r = Reply::error(status, message);
                         r.close = true;
                         return self.write_reply(stream, r, false).await;
                     }
-                }
-                let version = if parsed.version == Some(0) {
+                };
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let parsed =
+                    httparse::parse_headers(&head[(line_end + 1).min(head.len())..], &mut headers);
+                let parsed = match parsed {
+                    Ok(httparse::Status::Complete((_, parsed))) => parsed,
+                    Err(httparse::Error::TooManyHeaders) => {
+                        let mut r = Reply::error(431, "too many request headers");
+                        r.close = true;
+                        return self.write_reply(stream, r, false).await;
+                    }
+                    Ok(httparse::Status::Partial) | Err(_) => {
+                        let mut r = Reply::error(400, "malformed request headers");
+                        r.close = true;
+                        return self.write_reply(stream, r, false).await;
+                    }
+                };
+                let version = if line.http10 {
                     Version::Http10
                 } else {
                     Version::Http11
                 };
                 let mut h = Headers::default();
-                for header in parsed.headers.iter() {
+                for header in parsed.iter() {
                     h.add(header.name.as_bytes(), header.value);
                 }
                 let req = RequestHead {
-                    method: parsed.method.unwrap_or_default().as_bytes(),
-                    target: parsed.path.unwrap_or_default().as_bytes(),
+                    method: line.method,
+                    target: line.target,
                     version,
                     headers: h,
                     peer: self.peer.ip(),
@@ -133,6 +157,15 @@ impl Connection {
         let settings = &self.edge.settings;
         let mut scanned = self.start;
         loop {
+            // nginx skips empty lines before a request line (RFC 9112 §2.2 allows it).
+            while self
+                .buf
+                .get(self.start)
+                .is_some_and(|&b| b == b'\r' || b == b'\n')
+            {
+                self.start += 1;
+                scanned = scanned.max(self.start);
+            }
             if let Some(end) = find_head_end(&self.buf, scanned) {
                 let len = end - self.start;
                 if len > settings.max_header_bytes {
