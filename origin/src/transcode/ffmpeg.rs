@@ -62,6 +62,19 @@ impl Storyboard<'_> {
     }
 }
 
+/// Every run: no banner, no stdin, overwrite, errors only, and machine-readable progress on
+/// stdout (which also proves liveness to the stall detector).
+const QUIET_WITH_PROGRESS: [&str; 8] = [
+    "-hide_banner",
+    "-nostdin",
+    "-y",
+    "-loglevel",
+    "error",
+    "-nostats",
+    "-progress",
+    "pipe:1",
+];
+
 /// Name of the master playlist ffmpeg writes (replaced by ours after verification).
 pub const MASTER: &str = "master.m3u8";
 /// Variant playlist name inside each rung directory.
@@ -70,16 +83,7 @@ pub const VARIANT: &str = "index.m3u8";
 /// Arguments for the one-pass ladder encode of `input` into `out_dir/<rung>/`.
 pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<OsString> {
     let mut a = Args::default();
-    a.push_all([
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-nostats",
-        "-progress",
-        "pipe:1",
-    ]);
+    a.push_all(QUIET_WITH_PROGRESS);
     let full_gpu = matches!(plan.encoder, Encoder::Nvenc { full_gpu: true, .. });
     if full_gpu {
         a.push_all(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
@@ -196,16 +200,7 @@ pub fn passthrough_args(
     rung_name: &str,
 ) -> Vec<OsString> {
     let mut a = Args::default();
-    a.push_all([
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-nostats",
-        "-progress",
-        "pipe:1",
-    ]);
+    a.push_all(QUIET_WITH_PROGRESS);
     a.push("-i");
     a.push(input);
     a.push_all(["-map", "0:v:0"]);
@@ -247,14 +242,8 @@ fn hls_output(a: &mut Args, seg: u32, segment_dir: &Path) {
 /// A still frame at `at` seconds, scaled to `width` wide (`-2`: even height, aspect kept).
 pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsString> {
     let mut a = Args::default();
-    a.push_all([
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-loglevel",
-        "error",
-        "-ss",
-    ]);
+    a.push_all(QUIET_WITH_PROGRESS);
+    a.push("-ss");
     a.push(format!("{at:.3}"));
     a.push("-i");
     a.push(input);
@@ -268,7 +257,8 @@ pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsStrin
 /// Storyboard sprites alone (for the copy fast path, which decodes nothing otherwise).
 pub fn storyboard_args(input: &Path, sb: &Storyboard<'_>) -> Vec<OsString> {
     let mut a = Args::default();
-    a.push_all(["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-i"]);
+    a.push_all(QUIET_WITH_PROGRESS);
+    a.push("-i");
     a.push(input);
     a.push("-vf");
     a.push(sb.filter());

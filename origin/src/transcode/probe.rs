@@ -236,3 +236,95 @@ mod tests {
         assert!(matches!(parse(b"not json"), Err(ProbeError::Unreadable(_))));
     }
 }
+
+/// RFC 6381 `CODECS` of an encoded segment, from ffprobe (e.g. `avc1.64001f,mp4a.40.2`).
+pub async fn codecs(ffprobe: &Path, segment: &Path) -> Result<String, ProbeError> {
+    let out = tokio::process::Command::new(ffprobe)
+        .args(["-v", "error", "-print_format", "json", "-show_streams"])
+        .arg(segment)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
+    if !out.status.success() {
+        return Err(ProbeError::Unreadable(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    codecs_from_json(&out.stdout)
+}
+
+#[derive(Deserialize)]
+struct CodecStreams {
+    #[serde(default)]
+    streams: Vec<CodecStream>,
+}
+
+#[derive(Deserialize)]
+struct CodecStream {
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    profile: Option<String>,
+    level: Option<i64>,
+}
+
+fn codecs_from_json(json: &[u8]) -> Result<String, ProbeError> {
+    let s: CodecStreams =
+        serde_json::from_slice(json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    let mut parts = Vec::new();
+    for st in &s.streams {
+        match (st.codec_type.as_deref(), st.codec_name.as_deref()) {
+            (Some("video"), Some("h264")) => {
+                let level = u32::try_from(st.level.unwrap_or(40)).unwrap_or(40);
+                parts.push(super::playlist::avc1_codec(
+                    st.profile.as_deref().unwrap_or("High"),
+                    level,
+                ));
+            }
+            (Some("audio"), Some("aac")) => parts.push(match st.profile.as_deref() {
+                Some("HE-AAC") => "mp4a.40.5".to_owned(),
+                _ => "mp4a.40.2".to_owned(),
+            }),
+            (Some("audio"), Some("mp3")) => parts.push("mp4a.40.34".to_owned()),
+            _ => {}
+        }
+    }
+    if parts.is_empty() {
+        return Err(ProbeError::NoVideo);
+    }
+    Ok(parts.join(","))
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::codecs_from_json;
+
+    #[test]
+    fn codecs_string() {
+        let json =
+            br#"{"streams":[{"codec_type":"video","codec_name":"h264","profile":"High","level":31},
+            {"codec_type":"audio","codec_name":"aac","profile":"LC"}]}"#;
+        assert_eq!(
+            codecs_from_json(json).as_deref(),
+            Ok("avc1.64001f,mp4a.40.2")
+        );
+    }
+}
+
+/// Width and height of an image (storyboard sheets).
+pub async fn image_size(ffprobe: &Path, image: &Path) -> Result<(u32, u32), ProbeError> {
+    let out = tokio::process::Command::new(ffprobe)
+        .args(["-v", "error", "-print_format", "json", "-show_streams"])
+        .arg(image)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
+    let parsed: Output =
+        serde_json::from_slice(&out.stdout).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    parsed
+        .streams
+        .iter()
+        .find_map(|s| Some((s.width?, s.height?)))
+        .ok_or(ProbeError::NoSize)
+}

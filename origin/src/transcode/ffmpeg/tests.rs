@@ -151,7 +151,7 @@ fn thumbnails_golden() {
         640,
         Path::new("/t/poster.jpg"),
     ));
-    assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -ss 1.000 -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
+    assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -ss 1.000 -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
     let sb = Storyboard {
         interval: 2.0,
         tile_width: 160,
@@ -162,6 +162,6 @@ fn thumbnails_golden() {
     let got = line(&storyboard_args(Path::new("/in.mp4"), &sb));
     assert_eq!(
         got,
-        "-hide_banner -nostdin -y -loglevel error -i /in.mp4 -vf fps=1/2,scale=160:-2,tile=10x10 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
+        "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 -vf fps=1/2,scale=160:-2,tile=10x10 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
     );
 }

@@ -1,0 +1,462 @@
+//! One job, start to finish: probe, poster, encode (with the storyboard in the same decode),
+//! verify, encrypt, master playlist, publish. Progress and the thumbnail are reported through
+//! [`Events`] as they happen; nothing becomes visible before the final rename.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use shared::media::{Layout, VideoId};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::watch;
+
+use super::encoder::{EncoderPreference, EncoderSelector};
+use super::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
+use super::ladder::{self, Rung, RungSpec};
+use super::playlist::{self, Variant};
+use super::probe::{self, ProbeError, SourceInfo};
+use super::progress::{self, Stage};
+use super::publish::{self, WorkDir};
+use super::{encrypt, thumbnails};
+
+/// How a job turns its source into HLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// The full adaptive ladder.
+    #[default]
+    Ladder,
+    /// Copy the streams into one rendition without re-encoding (H.264/AAC sources only; others
+    /// get the ladder).
+    Passthrough,
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+    pub ladder: Vec<RungSpec>,
+    pub segment_secs: u32,
+    /// An ffmpeg that reports no progress for this long is killed.
+    pub stall_timeout: Duration,
+    pub poster_width: u32,
+    /// About this many storyboard tiles per video.
+    pub storyboard_tiles: u32,
+}
+
+/// Receives what the pipeline reports while it runs.
+pub trait Events: Send + Sync {
+    /// A new stage began.
+    fn stage(&self, stage: Stage);
+    /// Whole-job percentage (0-100), unthrottled; the caller throttles.
+    fn progress(&self, percent: f64);
+    /// The poster is in place (`<data>/thumbs/<video>/poster.jpg`).
+    fn thumbnail_ready(&self);
+}
+
+/// Cancels a running job (delete): its ffmpeg is killed.
+#[derive(Clone)]
+pub struct Cancel(watch::Receiver<bool>);
+
+impl Cancel {
+    /// A token and the sender that fires it.
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    async fn wait(&mut self) {
+        let _ = self.0.wait_for(|&v| v).await;
+    }
+
+    fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// The result of a published job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    pub duration: f64,
+    pub encoder: String,
+    pub rungs: Vec<PublishedRung>,
+}
+
+/// One published rendition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedRung {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    pub segments: usize,
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The source is not a usable video; retrying cannot help.
+    #[error("{0}")]
+    Invalid(#[from] ProbeError),
+    #[error("ffmpeg failed ({status}): {stderr}")]
+    Ffmpeg { status: String, stderr: String },
+    #[error("ffmpeg made no progress for {0:?} and was killed")]
+    Stalled(Duration),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("output failed verification: {0}")]
+    Verify(#[from] publish::VerifyError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PipelineError {
+    /// Whether another attempt may succeed.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, PipelineError::Invalid(_) | PipelineError::Cancelled)
+    }
+}
+
+/// Runs jobs.
+#[derive(Clone)]
+pub struct Pipeline {
+    settings: Settings,
+    layout: Layout,
+    encoders: EncoderSelector,
+}
+
+/// One job's inputs.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    pub video: &'a VideoId,
+    pub source: &'a Path,
+    pub profile: Profile,
+    pub encoder: EncoderPreference,
+}
+
+impl Pipeline {
+    pub fn new(settings: Settings, layout: Layout, encoders: EncoderSelector) -> Self {
+        Self {
+            settings,
+            layout,
+            encoders,
+        }
+    }
+
+    /// Probes a file without running a job (uploads are checked before they are queued).
+    pub async fn probe(&self, path: &Path) -> Result<SourceInfo, ProbeError> {
+        probe::probe(&self.settings.ffprobe, path).await
+    }
+
+    /// Runs `job` to publication.
+    pub async fn run(
+        &self,
+        job: &Job<'_>,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<Published, PipelineError> {
+        let s = &self.settings;
+        events.stage(Stage::Probe);
+        let info = probe::probe(&s.ffprobe, job.source).await?;
+        events.progress(Stage::Probe.overall(1.0));
+        let work = WorkDir::create(&self.layout, job.video)?;
+
+        events.stage(Stage::Thumbnail);
+        self.poster(job, &info, &work, cancel).await?;
+        events.thumbnail_ready();
+        events.progress(Stage::Thumbnail.overall(1.0));
+
+        events.stage(Stage::Encode);
+        let (display_w, display_h) = info.display_size();
+        let passthrough = job.profile == Profile::Passthrough && ffmpeg::can_passthrough(&info);
+        let rungs = if passthrough {
+            vec![source_rung(display_w, display_h)]
+        } else {
+            ladder::select(&s.ladder, display_w, display_h)
+        };
+        let interval = thumbnails::interval(info.duration, s.storyboard_tiles, 1.0);
+        let sheet_pattern = work.thumbs().join("storyboard_%02d.jpg");
+        let storyboard = Storyboard {
+            interval,
+            tile_width: 160,
+            cols: 10,
+            rows: 10,
+            pattern: &sheet_pattern,
+        };
+        let encoder_name = if passthrough {
+            let args = ffmpeg::passthrough_args(
+                &info,
+                s.segment_secs,
+                job.source,
+                &work.hls(),
+                &rungs[0].name,
+            );
+            self.run_ffmpeg(args, info.duration, events, cancel).await?;
+            self.run_ffmpeg(
+                ffmpeg::storyboard_args(job.source, &storyboard),
+                0.0,
+                events,
+                cancel,
+            )
+            .await?;
+            "copy".to_owned()
+        } else {
+            self.encode(job, &info, &rungs, &work, &storyboard, events, cancel)
+                .await?
+        };
+
+        events.stage(Stage::Publish);
+        let checks = publish::verify(
+            &work.hls(),
+            &rungs,
+            info.duration,
+            s.segment_secs,
+            !passthrough,
+        )?;
+        let mut variants = Vec::with_capacity(rungs.len());
+        let mut published = Vec::with_capacity(rungs.len());
+        for (rung, check) in rungs.iter().zip(&checks) {
+            let dir = work.hls().join(&rung.name);
+            let codecs = probe::codecs(&s.ffprobe, &dir.join(&check.segments[0].uri)).await?;
+            let key = encrypt::ContentKey::generate();
+            std::fs::write(work.keys().join(format!("{}.key", rung.name)), key.0)?;
+            let (mut peak, mut bytes, mut secs) = (0u64, 0u64, 0f64);
+            for (i, seg) in check.segments.iter().enumerate() {
+                let path = dir.join(&seg.uri);
+                encrypt::encrypt_file(&key, check.media_sequence + i as u64, &path)?;
+                let len = std::fs::metadata(&path)?.len();
+                bytes += len;
+                secs += seg.duration;
+                if seg.duration > 0.0 {
+                    peak = peak.max((len as f64 * 8.0 / seg.duration) as u64);
+                }
+            }
+            let variant_path = dir.join(ffmpeg::VARIANT);
+            let text = std::fs::read_to_string(&variant_path)?;
+            std::fs::write(
+                &variant_path,
+                playlist::with_key(&text, &playlist::key_placeholder(&rung.name)),
+            )?;
+            let average = if secs > 0.0 {
+                (bytes as f64 * 8.0 / secs) as u64
+            } else {
+                0
+            };
+            variants.push(Variant {
+                uri: format!("{}/{}", rung.name, ffmpeg::VARIANT),
+                bandwidth: peak.max(average),
+                average_bandwidth: average,
+                width: rung.width,
+                height: rung.height,
+                codecs,
+                frame_rate: info.fps,
+            });
+            published.push(PublishedRung {
+                name: rung.name.clone(),
+                width: rung.width,
+                height: rung.height,
+                bandwidth: peak.max(average),
+                average_bandwidth: average,
+                segments: check.segments.len(),
+            });
+        }
+        std::fs::write(work.hls().join(ffmpeg::MASTER), playlist::master(&variants))?;
+        self.storyboard_vtt(&work, info.duration, interval).await?;
+        if cancel.is_set() {
+            return Err(PipelineError::Cancelled);
+        }
+        publish::publish(&work, &self.layout, job.video)?;
+        events.progress(100.0);
+        events.stage(Stage::Done);
+        Ok(Published {
+            duration: info.duration,
+            encoder: encoder_name,
+            rungs: published,
+        })
+    }
+
+    /// The ladder encode; NVENC failing at run time falls back to libx264 once.
+    #[allow(clippy::too_many_arguments)]
+    async fn encode(
+        &self,
+        job: &Job<'_>,
+        info: &SourceInfo,
+        rungs: &[Rung],
+        work: &WorkDir,
+        storyboard: &Storyboard<'_>,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<String, PipelineError> {
+        let selected = self.encoders.select(job.encoder, info, rungs.len()).await;
+        let attempt = |encoder: &Encoder| {
+            let plan = EncodePlan {
+                source: info,
+                rungs,
+                encoder,
+                segment_secs: self.settings.segment_secs,
+                storyboard: Some(*storyboard),
+            };
+            ffmpeg::ladder_args(&plan, job.source, &work.hls())
+        };
+        match self
+            .run_ffmpeg(attempt(&selected.encoder), info.duration, events, cancel)
+            .await
+        {
+            Ok(()) => Ok(selected.encoder.name().to_owned()),
+            Err(error @ PipelineError::Ffmpeg { .. })
+                if matches!(selected.encoder, Encoder::Nvenc { .. }) =>
+            {
+                tracing::warn!(%error, video = %job.video, "NVENC encode failed, retrying with libx264");
+                drop(selected);
+                clear_dir(&work.hls())?;
+                let x264 = self.encoders.x264();
+                self.run_ffmpeg(attempt(&x264), info.duration, events, cancel)
+                    .await?;
+                Ok(x264.name().to_owned())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn poster(
+        &self,
+        job: &Job<'_>,
+        info: &SourceInfo,
+        work: &WorkDir,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let (w, _) = info.display_size();
+        let tmp = work.path().join("poster.jpg");
+        let args = ffmpeg::poster_args(
+            job.source,
+            thumbnails::poster_time(info.duration),
+            w.min(self.settings.poster_width),
+            &tmp,
+        );
+        self.run_ffmpeg(args, 0.0, &NoEvents, cancel).await?;
+        // The poster is shown while the job runs, so it is published at once (atomically).
+        let dir = self.layout.thumbs_dir(job.video);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::rename(&tmp, dir.join("poster.jpg"))?;
+        Ok(())
+    }
+
+    async fn storyboard_vtt(
+        &self,
+        work: &WorkDir,
+        duration: f64,
+        interval: f64,
+    ) -> Result<(), PipelineError> {
+        let first = work.thumbs().join("storyboard_01.jpg");
+        if !first.exists() {
+            return Ok(());
+        }
+        let sheet = probe::image_size(&self.settings.ffprobe, &first).await?;
+        let grid = thumbnails::Grid {
+            interval,
+            cols: 10,
+            rows: 10,
+            tile_width: sheet.0 / 10,
+            tile_height: sheet.1 / 10,
+        };
+        let vtt = thumbnails::storyboard_vtt(duration, &grid, |n| format!("storyboard_{n:02}.jpg"));
+        std::fs::write(work.thumbs().join("storyboard.vtt"), vtt)?;
+        Ok(())
+    }
+
+    /// Runs ffmpeg, turning `-progress` output into job progress over `duration` (0: none),
+    /// killing it when it stalls or the job is cancelled.
+    async fn run_ffmpeg(
+        &self,
+        args: Vec<std::ffi::OsString>,
+        duration: f64,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let mut child = tokio::process::Command::new(&self.settings.ffmpeg)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr"))?;
+        let stderr_task = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
+            buf
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let stall = self.settings.stall_timeout;
+        loop {
+            let next = tokio::select! {
+                r = tokio::time::timeout(stall, lines.next_line()) => r,
+                _ = cancel.wait() => {
+                    let _ = child.kill().await;
+                    return Err(PipelineError::Cancelled);
+                }
+            };
+            match next {
+                Err(_) => {
+                    let _ = child.kill().await;
+                    return Err(PipelineError::Stalled(stall));
+                }
+                Ok(Ok(Some(line))) => {
+                    if let (Some(t), true) = (progress::out_time_secs(&line), duration > 0.0) {
+                        events.progress(Stage::Encode.overall(t / duration));
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+        let status = tokio::time::timeout(stall, child.wait())
+            .await
+            .map_err(|_| PipelineError::Stalled(stall))??;
+        let stderr = stderr_task.await.unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&stderr);
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        Err(PipelineError::Ffmpeg {
+            status: status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        })
+    }
+}
+
+/// The single rung of the copy path: the source's own size; rates are measured after.
+fn source_rung(w: u32, h: u32) -> Rung {
+    Rung {
+        name: "source".into(),
+        width: w,
+        height: h,
+        video_kbps: 0,
+        maxrate_kbps: 0,
+        bufsize_kbps: 0,
+        audio_kbps: 0,
+    }
+}
+
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::remove_dir_all(dir)?;
+    std::fs::create_dir_all(dir)
+}
+
+struct NoEvents;
+
+impl Events for NoEvents {
+    fn stage(&self, _: Stage) {}
+    fn progress(&self, _: f64) {}
+    fn thumbnail_ready(&self) {}
+}
