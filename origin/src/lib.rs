@@ -2,6 +2,8 @@
 //! for the edge.
 //!
 //! # Layout (data flow)
+//! - [`jobs`]: job records, the queue with leases, the worker pool.
 //! - [`transcode`]: probe -> ladder -> ffmpeg -> encrypt -> publish.
 
+pub mod jobs;
 pub mod transcode;

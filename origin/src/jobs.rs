@@ -1,0 +1,14 @@
+//! Jobs: the durable record of every video's processing, the queue workers claim from, and
+//! the worker pool that runs the pipeline.
+//!
+//! # Layout
+//! - [`model`]: the job record and its states.
+//! - [`store`]: the [`store::JobStore`] trait (queue with leases, progress, checkpoints) that
+//!   every backend implements; [`embedded`] is the single-machine default (redb in the data
+//!   directory).
+//! - [`worker`]: the in-process worker pool: claim, heartbeat, run, complete or fail.
+
+pub mod embedded;
+pub mod model;
+pub mod store;
+pub mod worker;

@@ -1,0 +1,113 @@
+//! The job record.
+
+use serde::{Deserialize, Serialize};
+use shared::media::VideoId;
+
+use crate::transcode::encoder::EncoderPreference;
+use crate::transcode::pipeline::{Profile, Published};
+use crate::transcode::progress::Stage;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for a worker (also after a retryable failure, once `not_before` passes).
+    Queued,
+    /// A worker holds the lease.
+    Processing,
+    /// Published.
+    Ready,
+    /// Gave up; `error` says why.
+    Failed,
+}
+
+/// A worker's claim on a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub worker: String,
+    /// Unix seconds after which another worker may take the job over.
+    pub expires_at: i64,
+}
+
+/// Everything known about one video's processing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub video: VideoId,
+    pub owner: String,
+    pub title: Option<String>,
+    pub state: JobState,
+    pub stage: Stage,
+    /// Whole-job percent, 0-100.
+    pub progress: f64,
+    pub error: Option<String>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub profile: Profile,
+    pub encoder: EncoderPreference,
+    /// Rungs whose output is complete (resume skips them where the backend can).
+    pub checkpoints: Vec<String>,
+    pub lease: Option<Lease>,
+    /// A retried job is not claimed before this unix time (backoff).
+    pub not_before: i64,
+    pub thumbnail_ready: bool,
+    pub result: Option<Published>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Job {
+    /// A new queued job.
+    pub fn new(
+        video: VideoId,
+        owner: &str,
+        title: Option<String>,
+        profile: Profile,
+        now: i64,
+    ) -> Self {
+        Self {
+            video,
+            owner: owner.to_owned(),
+            title,
+            state: JobState::Queued,
+            stage: Stage::Queued,
+            progress: 0.0,
+            error: None,
+            attempts: 0,
+            profile,
+            encoder: EncoderPreference::Auto,
+            checkpoints: Vec::new(),
+            lease: None,
+            not_before: 0,
+            thumbnail_ready: false,
+            result: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Whether a worker may claim it at `now`: queued and due, or processing under an
+    /// expired lease (its worker died).
+    pub fn claimable(&self, now: i64) -> bool {
+        match self.state {
+            JobState::Queued => self.not_before <= now,
+            JobState::Processing => self.lease.as_ref().is_none_or(|l| l.expires_at < now),
+            JobState::Ready | JobState::Failed => false,
+        }
+    }
+
+    /// Whether `worker` holds a live lease at `now`.
+    pub fn leased_by(&self, worker: &str, now: i64) -> bool {
+        self.state == JobState::Processing
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.worker == worker && l.expires_at >= now)
+    }
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

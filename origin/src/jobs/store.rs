@@ -1,0 +1,308 @@
+//! The job store contract, shared by the embedded store and (later) Redis.
+//!
+//! Delivery is at-least-once: a claimed job carries a lease that its worker renews with
+//! heartbeats; when the worker dies the lease runs out and the job is claimable again. Every
+//! write that only the lease holder may make (progress, checkpoint, complete, fail) is refused
+//! with [`StoreError::LeaseLost`] once the lease has passed to someone else, so a worker that
+//! lost its job stops and never publishes over the new owner.
+
+use std::future::Future;
+
+use shared::media::VideoId;
+
+use super::model::Job;
+use crate::transcode::pipeline::Published;
+use crate::transcode::progress::Stage;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job {0} not found")]
+    NotFound(VideoId),
+    #[error("job {0} already exists")]
+    Exists(VideoId),
+    #[error("the lease on job {0} is no longer held by this worker")]
+    LeaseLost(VideoId),
+    /// The backend is unreachable (answered 503 by the API).
+    #[error("job store unavailable: {0}")]
+    Unavailable(String),
+    #[error("job store: {0}")]
+    Backend(String),
+}
+
+/// How a failed attempt ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Queue again, not before this unix time.
+    RetryAt(i64),
+    /// Give up.
+    Final,
+}
+
+/// The operations every backend provides. `now` is always passed in, so tests control time.
+pub trait JobStore: Send + Sync + 'static {
+    /// Records a new queued job.
+    fn create(&self, job: Job) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The job of `video`.
+    fn get(&self, video: &VideoId) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    /// `owner`'s jobs, newest first.
+    fn list(
+        &self,
+        owner: &str,
+        offset: usize,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
+    /// Claims the oldest claimable job for `worker` with a lease of `lease_secs`, counting an
+    /// attempt.
+    fn claim(
+        &self,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    /// Extends the lease; `LeaseLost` if `worker` no longer holds it.
+    fn heartbeat(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Persists progress (the caller throttles).
+    fn progress(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        stage: Stage,
+        percent: f64,
+        thumbnail_ready: bool,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks a rung complete.
+    fn checkpoint(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        rung: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks the job ready.
+    fn complete(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        result: Published,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a failed attempt.
+    fn fail(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        error: &str,
+        failure: Failure,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Queues a failed (or ready) job again from scratch.
+    fn requeue(
+        &self,
+        video: &VideoId,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets the job.
+    fn delete(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Backoff before retry `attempt` (1-based): 5 s, 20 s, 80 s, ... capped at 10 minutes.
+pub fn backoff_secs(attempt: u32) -> i64 {
+    let exp = attempt.saturating_sub(1).min(8);
+    (5i64 << (2 * exp)).min(600)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(super::backoff_secs(1), 5);
+        assert_eq!(super::backoff_secs(2), 20);
+        assert_eq!(super::backoff_secs(3), 80);
+        assert_eq!(super::backoff_secs(9), 600);
+    }
+}
+
+/// The behaviour every backend must show; run by each backend's tests.
+#[cfg(test)]
+pub mod contract {
+    use super::*;
+    use crate::jobs::model::{Job, JobState};
+    use crate::transcode::pipeline::Profile;
+
+    fn id(s: &str) -> VideoId {
+        s.parse().expect("valid id")
+    }
+
+    fn published() -> Published {
+        Published {
+            duration: 1.0,
+            encoder: "libx264".into(),
+            rungs: Vec::new(),
+        }
+    }
+
+    pub async fn run(store: &impl JobStore) {
+        let t0 = 1_000;
+        for (n, v) in ["a", "b", "c"].into_iter().enumerate() {
+            let job = Job::new(id(v), "alice", None, Profile::Ladder, t0 + n as i64);
+            store.create(job).await.expect("create");
+        }
+        assert!(matches!(
+            store
+                .create(Job::new(id("a"), "alice", None, Profile::Ladder, t0))
+                .await,
+            Err(StoreError::Exists(_))
+        ));
+        store
+            .create(Job::new(id("bob1"), "bob", None, Profile::Ladder, t0 + 10))
+            .await
+            .expect("create");
+        let listed = store.list("alice", 0, 10).await.expect("list");
+        assert_eq!(
+            listed.iter().map(|j| j.video.as_str()).collect::<Vec<_>>(),
+            ["c", "b", "a"]
+        );
+        assert_eq!(store.list("alice", 1, 1).await.expect("page").len(), 1);
+
+        // Oldest first, one worker per job.
+        let j = store
+            .claim("w1", 30, t0 + 20)
+            .await
+            .expect("claim")
+            .expect("a job");
+        assert_eq!(
+            (j.video.as_str(), j.attempts, j.state),
+            ("a", 1, JobState::Processing)
+        );
+        let k = store
+            .claim("w2", 30, t0 + 20)
+            .await
+            .expect("claim")
+            .expect("a job");
+        assert_eq!(k.video.as_str(), "b");
+
+        // Progress and checkpoints only from the lease holder.
+        store
+            .progress(&id("a"), "w1", Stage::Encode, 40.0, true, t0 + 21)
+            .await
+            .expect("progress");
+        store
+            .checkpoint(&id("a"), "w1", "720p", t0 + 21)
+            .await
+            .expect("checkpoint");
+        assert!(matches!(
+            store
+                .progress(&id("a"), "w2", Stage::Encode, 50.0, false, t0 + 21)
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        let a = store.get(&id("a")).await.expect("get").expect("exists");
+        assert_eq!(
+            (a.progress, a.thumbnail_ready, a.checkpoints.clone()),
+            (40.0, true, vec!["720p".to_owned()])
+        );
+
+        // A dead worker's lease runs out and another worker takes over; the old one is locked out.
+        store
+            .heartbeat(&id("b"), "w2", 30, t0 + 40)
+            .await
+            .expect("heartbeat");
+        let taken = store
+            .claim("w3", 30, t0 + 60)
+            .await
+            .expect("claim")
+            .expect("expired lease");
+        assert_eq!((taken.video.as_str(), taken.attempts), ("a", 2));
+        assert_eq!(
+            taken.checkpoints,
+            ["720p"],
+            "checkpoints survive the takeover"
+        );
+        assert!(matches!(
+            store.complete(&id("a"), "w1", published(), t0 + 61).await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        store
+            .complete(&id("a"), "w3", published(), t0 + 61)
+            .await
+            .expect("complete");
+        assert_eq!(
+            store
+                .get(&id("a"))
+                .await
+                .expect("get")
+                .expect("exists")
+                .state,
+            JobState::Ready
+        );
+
+        // Retry with backoff, then a final failure.
+        store
+            .fail(
+                &id("b"),
+                "w2",
+                "ffmpeg crashed",
+                Failure::RetryAt(t0 + 100),
+                t0 + 62,
+            )
+            .await
+            .expect("fail");
+        let next = store
+            .claim("w2", 30, t0 + 63)
+            .await
+            .expect("claim")
+            .expect("c is due");
+        assert_eq!(next.video.as_str(), "c");
+        let bob = store
+            .claim("w2", 30, t0 + 63)
+            .await
+            .expect("claim")
+            .expect("bob1");
+        assert_eq!(bob.video.as_str(), "bob1");
+        assert!(
+            store
+                .claim("w2", 30, t0 + 64)
+                .await
+                .expect("claim")
+                .is_none(),
+            "b waits for its backoff"
+        );
+        let b = store
+            .claim("w2", 30, t0 + 100)
+            .await
+            .expect("claim")
+            .expect("b is due");
+        assert_eq!(
+            (b.video.as_str(), b.attempts, b.error.as_deref()),
+            ("b", 2, Some("ffmpeg crashed"))
+        );
+        store
+            .fail(&id("b"), "w2", "still broken", Failure::Final, t0 + 101)
+            .await
+            .expect("fail");
+        let b = store.get(&id("b")).await.expect("get").expect("exists");
+        assert_eq!(
+            (b.state, b.error.as_deref()),
+            (JobState::Failed, Some("still broken"))
+        );
+
+        // Retry from scratch, delete.
+        store.requeue(&id("b"), t0 + 200).await.expect("requeue");
+        let b = store.get(&id("b")).await.expect("get").expect("exists");
+        assert_eq!((b.state, b.attempts, b.error), (JobState::Queued, 0, None));
+        store.delete(&id("bob1")).await.expect("delete");
+        assert!(store.get(&id("bob1")).await.expect("get").is_none());
+        assert!(matches!(
+            store.requeue(&id("bob1"), t0).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,321 @@
+//! The in-process worker pool: claim a job, keep its lease alive, run the pipeline, record the
+//! outcome. Progress is throttled as seed 003 describes: live events every 2 points, store
+//! writes every 10, the thumbnail at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use shared::media::{Layout, VideoId};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::model::{unix_now, Job};
+use super::store::{backoff_secs, Failure, JobStore, StoreError};
+use crate::transcode::pipeline::{Cancel, Events, Job as PipelineJob, Pipeline};
+use crate::transcode::progress::{Stage, Throttle};
+
+/// What viewers of a job's progress are told (the API relays these as Server-Sent Events).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JobEvent {
+    Stage {
+        video: VideoId,
+        stage: Stage,
+    },
+    Progress {
+        video: VideoId,
+        percent: f64,
+        stage: Stage,
+    },
+    ThumbnailReady {
+        video: VideoId,
+    },
+    Ready {
+        video: VideoId,
+    },
+    Failed {
+        video: VideoId,
+        error: String,
+        retrying: bool,
+    },
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Seconds a claim lasts without a heartbeat.
+    pub lease_secs: i64,
+    /// How often an idle worker looks for work.
+    pub poll_interval: Duration,
+    /// Attempts before a retryable failure becomes final.
+    pub max_attempts: u32,
+    /// Prefix of this process's worker names (host and pid make it unique).
+    pub name: String,
+}
+
+/// The pool.
+pub struct WorkerPool<S> {
+    store: Arc<S>,
+    pipeline: Pipeline,
+    layout: Layout,
+    settings: WorkerSettings,
+    events: broadcast::Sender<JobEvent>,
+    running: Mutex<HashMap<VideoId, watch::Sender<bool>>>,
+}
+
+impl<S: JobStore> WorkerPool<S> {
+    pub fn new(
+        store: Arc<S>,
+        pipeline: Pipeline,
+        layout: Layout,
+        settings: WorkerSettings,
+    ) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            store,
+            pipeline,
+            layout,
+            settings,
+            events,
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Live job events.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Kills the running job of `video`, if any, here (deletion).
+    pub fn cancel(&self, video: &VideoId) -> bool {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .get(video)
+            .map(|tx| tx.send(true).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Starts the workers; they stop claiming when `stop` fires and finish what they hold.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinSet<()> {
+        let mut set = tokio::task::JoinSet::new();
+        for n in 0..self.settings.concurrency.max(1) {
+            let pool = self.clone();
+            let stop = stop.clone();
+            set.spawn(async move { pool.worker_loop(n, stop).await });
+        }
+        set
+    }
+
+    async fn worker_loop(self: Arc<Self>, n: usize, mut stop: watch::Receiver<bool>) {
+        let name = format!("{}-{n}", self.settings.name);
+        while !*stop.borrow() {
+            match self
+                .store
+                .claim(&name, self.settings.lease_secs, unix_now())
+                .await
+            {
+                Ok(Some(job)) => self.run(&name, job).await,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, worker = %name, "cannot claim jobs"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn run(&self, worker: &str, job: Job) {
+        let video = job.video.clone();
+        tracing::info!(%video, worker, attempt = job.attempts, "job started");
+        let (cancel_tx, mut cancel) = Cancel::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(video.clone(), cancel_tx.clone());
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        let recorder = self.record(worker, &video, updates);
+        let heartbeat = self.heartbeat(worker, &video, cancel_tx);
+        let source = self.layout.source_file(&video);
+        let pipeline_job = PipelineJob {
+            video: &video,
+            source: &source,
+            profile: job.profile,
+            encoder: job.encoder,
+        };
+        let sink = Sink(updates_tx);
+        let run = async {
+            let result = self.pipeline.run(&pipeline_job, &sink, &mut cancel).await;
+            drop(sink);
+            result
+        };
+        let (result, ()) = tokio::join!(
+            async {
+                tokio::select! {
+                    r = run => r,
+                    () = heartbeat => Err(crate::transcode::pipeline::PipelineError::Cancelled),
+                }
+            },
+            recorder
+        );
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&video);
+        let now = unix_now();
+        match result {
+            Ok(published) => match self.store.complete(&video, worker, published, now).await {
+                Ok(()) => {
+                    tracing::info!(%video, "job ready");
+                    let _ = self.events.send(JobEvent::Ready { video });
+                }
+                Err(error) => {
+                    tracing::error!(%error, %video, "published but could not record completion")
+                }
+            },
+            Err(error) => {
+                let retrying = error.retryable() && job.attempts < self.settings.max_attempts;
+                let failure = if retrying {
+                    Failure::RetryAt(now + backoff_secs(job.attempts))
+                } else {
+                    Failure::Final
+                };
+                tracing::warn!(%error, %video, retrying, "job attempt failed");
+                match self
+                    .store
+                    .fail(&video, worker, &error.to_string(), failure, now)
+                    .await
+                {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => tracing::warn!(error = %e, %video, "cannot record the failure"),
+                }
+                let _ = self.events.send(JobEvent::Failed {
+                    video,
+                    error: error.to_string(),
+                    retrying,
+                });
+            }
+        }
+    }
+
+    /// Renews the lease until it is lost (then cancels the run, which must not publish) or the
+    /// job ends (the future is dropped).
+    async fn heartbeat(&self, worker: &str, video: &VideoId, cancel: watch::Sender<bool>) {
+        let every = Duration::from_secs((self.settings.lease_secs / 3).max(1) as u64);
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .store
+                .heartbeat(video, worker, self.settings.lease_secs, unix_now())
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
+                    tracing::warn!(%video, worker, "lease lost, stopping without publishing");
+                    let _ = cancel.send(true);
+                    return std::future::pending().await;
+                }
+                // A store outage: keep encoding; if the lease runs out meanwhile, the next
+                // heartbeat finds it lost.
+                Err(error) => tracing::warn!(%error, %video, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Applies the throttle to pipeline updates: broadcast every 2 points, persist every 10.
+    async fn record(
+        &self,
+        worker: &str,
+        video: &VideoId,
+        mut updates: mpsc::UnboundedReceiver<Update>,
+    ) {
+        let mut throttle = Throttle::default();
+        let mut stage = Stage::Probe;
+        let mut thumbnail = false;
+        while let Some(update) = updates.recv().await {
+            let (persist, event) = match update {
+                Update::Stage(s) => {
+                    stage = s;
+                    (
+                        false,
+                        JobEvent::Stage {
+                            video: video.clone(),
+                            stage: s,
+                        },
+                    )
+                }
+                Update::Thumbnail => {
+                    thumbnail = true;
+                    (
+                        true,
+                        JobEvent::ThumbnailReady {
+                            video: video.clone(),
+                        },
+                    )
+                }
+                Update::Progress(p) => {
+                    let t = throttle.update(p);
+                    if !t.announce && !t.persist {
+                        continue;
+                    }
+                    if t.announce {
+                        let _ = self.events.send(JobEvent::Progress {
+                            video: video.clone(),
+                            percent: p,
+                            stage,
+                        });
+                    }
+                    if t.persist {
+                        self.persist(worker, video, stage, p, thumbnail).await;
+                    }
+                    continue;
+                }
+            };
+            let _ = self.events.send(event);
+            if persist {
+                self.persist(worker, video, stage, 0.0, thumbnail).await;
+            }
+        }
+    }
+
+    async fn persist(
+        &self,
+        worker: &str,
+        video: &VideoId,
+        stage: Stage,
+        percent: f64,
+        thumbnail: bool,
+    ) {
+        if let Err(error) = self
+            .store
+            .progress(video, worker, stage, percent, thumbnail, unix_now())
+            .await
+        {
+            tracing::debug!(%error, %video, "progress not persisted");
+        }
+    }
+}
+
+enum Update {
+    Stage(Stage),
+    Progress(f64),
+    Thumbnail,
+}
+
+/// Forwards pipeline callbacks to the recorder task.
+struct Sink(mpsc::UnboundedSender<Update>);
+
+impl Events for Sink {
+    fn stage(&self, stage: Stage) {
+        let _ = self.0.send(Update::Stage(stage));
+    }
+    fn progress(&self, percent: f64) {
+        let _ = self.0.send(Update::Progress(percent));
+    }
+    fn thumbnail_ready(&self) {
+        let _ = self.0.send(Update::Thumbnail);
+    }
+}
