@@ -60,6 +60,10 @@ enum Command {
         profile: ProfileArg,
         #[arg(long, value_enum, default_value = "auto")]
         encoder: EncoderArg,
+        /// Print the ffmpeg command (one argument per line) for output into this directory
+        /// instead of running the pipeline.
+        #[arg(long)]
+        print_ffmpeg: Option<PathBuf>,
     },
     /// Run workers on the job store until SIGTERM.
     Worker {
@@ -122,7 +126,19 @@ async fn main() -> anyhow::Result<()> {
             id,
             profile,
             encoder,
+            print_ffmpeg,
         } => {
+            let encoder = match encoder {
+                EncoderArg::Auto => EncoderPreference::Auto,
+                EncoderArg::Cpu => EncoderPreference::Cpu,
+                EncoderArg::Gpu => EncoderPreference::Gpu,
+            };
+            if let Some(out) = print_ffmpeg {
+                for arg in pipeline.ladder_command(&file, &out, encoder).await? {
+                    println!("{}", arg.to_string_lossy());
+                }
+                return Ok(());
+            }
             let id = id.unwrap_or_else(VideoId::random);
             let job = Job {
                 video: &id,
@@ -131,11 +147,7 @@ async fn main() -> anyhow::Result<()> {
                     ProfileArg::Ladder => Profile::Ladder,
                     ProfileArg::Passthrough => Profile::Passthrough,
                 },
-                encoder: match encoder {
-                    EncoderArg::Auto => EncoderPreference::Auto,
-                    EncoderArg::Cpu => EncoderPreference::Cpu,
-                    EncoderArg::Gpu => EncoderPreference::Gpu,
-                },
+                encoder,
             };
             let (_cancel_tx, mut cancel) = Cancel::new();
             let published = pipeline.run(&job, &LogEvents, &mut cancel).await?;

@@ -150,6 +150,36 @@ impl Pipeline {
         probe::probe(&self.settings.ffprobe, path).await
     }
 
+    /// The ladder ffmpeg command this pipeline would run for `source` into `out_dir`
+    /// (benchmarks compare the pipeline against the bare command).
+    pub async fn ladder_command(
+        &self,
+        source: &Path,
+        out_dir: &Path,
+        pref: EncoderPreference,
+    ) -> Result<Vec<std::ffi::OsString>, PipelineError> {
+        let info = probe::probe(&self.settings.ffprobe, source).await?;
+        let (w, h) = info.display_size();
+        let rungs = ladder::select(&self.settings.ladder, w, h);
+        let selected = self.encoders.select(pref, &info, rungs.len()).await;
+        let interval = thumbnails::interval(info.duration, self.settings.storyboard_tiles, 1.0);
+        let pattern = out_dir.join("storyboard_%02d.jpg");
+        let plan = EncodePlan {
+            source: &info,
+            rungs: &rungs,
+            encoder: &selected.encoder,
+            segment_secs: self.settings.segment_secs,
+            storyboard: Some(Storyboard {
+                interval,
+                tile_width: 160,
+                cols: 10,
+                rows: 10,
+                pattern: &pattern,
+            }),
+        };
+        Ok(ffmpeg::ladder_args(&plan, source, out_dir))
+    }
+
     /// Runs `job` to publication.
     pub async fn run(
         &self,

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Transcode benchmark: the pipeline (`origin transcode`), the bare ffmpeg command it runs, and
+# the seeds' approach (one ffmpeg per rung), alternately on the same generated 1080p clip.
+# Prints wall seconds per round and the ratios of the medians.
+#
+#   bench/transcode.sh                 # 60 s clip, 2 rounds
+#   CLIP_SECS=20 ROUNDS=3 bench/transcode.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_rust
+ensure_packages ffmpeg:ffmpeg python3:python3
+
+CLIP_SECS=${CLIP_SECS:-60}
+ROUNDS=${ROUNDS:-2}
+PRESET=${PRESET:-veryfast}
+SEG=${SEG:-6}
+work=$(mktemp -d /tmp/transcode-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release -q -p origin
+origin=$PWD/target/release/origin
+
+echo "generating a ${CLIP_SECS}s 1920x1080 30 fps clip with audio" >&2
+ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=s=1920x1080:r=30:d=$CLIP_SECS" \
+    -f lavfi -i "sine=f=440:d=$CLIP_SECS" -c:v libx264 -preset ultrafast -crf 18 -c:a aac -shortest \
+    -y "$work/clip.mp4"
+
+now() { date +%s.%N; }
+
+run_pipeline() {
+    rm -rf "$work/data"
+    "$origin" --data "$work/data" --segment-secs "$SEG" --x264-preset "$PRESET" \
+        transcode --encoder cpu "$work/clip.mp4" >/dev/null 2>&1
+}
+
+run_bare() {
+    rm -rf "$work/bare"
+    mkdir -p "$work/bare"
+    ffmpeg "${bare_args[@]}" >/dev/null
+}
+
+# The seeds' loop: decode the source once per rung, scale, encode, segment.
+run_per_rung() {
+    rm -rf "$work/loop"
+    local name w h v a
+    while read -r name w h v a; do
+        mkdir -p "$work/loop/$name"
+        ffmpeg -hide_banner -nostdin -y -loglevel error -i "$work/clip.mp4" \
+            -vf "scale=$w:$h,format=yuv420p" -c:v libx264 -preset "$PRESET" -profile:v high \
+            -b:v "${v}k" -maxrate "$((v * 11 / 10))k" -bufsize "$((v * 2))k" \
+            -g $((30 * SEG)) -keyint_min $((30 * SEG)) -sc_threshold 0 \
+            -c:a aac -ac 2 -b:a "${a}k" \
+            -f hls -hls_time "$SEG" -hls_playlist_type vod \
+            -hls_segment_filename "$work/loop/$name/segment_%03d.ts" "$work/loop/$name/index.m3u8"
+    done <<RUNGS
+1080p 1920 1080 5000 128
+720p 1280 720 3000 96
+480p 852 480 1500 96
+360p 640 360 800 64
+240p 426 240 400 64
+RUNGS
+}
+
+mapfile -t bare_args < <("$origin" --segment-secs "$SEG" --x264-preset "$PRESET" --data "$work/probe" \
+    transcode --encoder cpu --print-ffmpeg "$work/bare" "$work/clip.mp4" 2>/dev/null)
+
+results=$work/results.txt
+for round in $(seq "$ROUNDS"); do
+    for kind in pipeline bare per_rung; do
+        start=$(now)
+        "run_$kind"
+        end=$(now)
+        secs=$(python3 -c "print(f'{$end - $start:.2f}')")
+        echo "round $round $kind ${secs}s" >&2
+        echo "$kind $secs" >>"$results"
+    done
+done
+
+python3 - "$results" "$CLIP_SECS" "$PRESET" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+med = {k: statistics.median(float(s) for kk, s in rows if kk == k) for k in ("pipeline", "bare", "per_rung")}
+print(f"clip {sys.argv[2]} s 1080p, libx264 {sys.argv[3]}, medians over {len(rows)//3} rounds")
+for k, v in med.items():
+    print(f"  {k:9s} {v:7.2f} s")
+print(f"pipeline / bare     = {med['pipeline'] / med['bare']:.3f}  (target <= 1.05)")
+print(f"per_rung / pipeline = {med['per_rung'] / med['pipeline']:.3f}  (target >= 1.5)")
+PY
