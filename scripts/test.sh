@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: installs test-time packages (real nginx for the compatibility test,
-# strace to prove sendfile, curl for HTTP/2), builds once, runs every test.
+# strace to prove sendfile, curl for HTTP/2, ffmpeg for the transcoding pipeline), builds
+# once, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
-ensure_packages nginx:nginx-light strace:strace curl:curl openssl:openssl
+ensure_packages nginx:nginx-light strace:strace curl:curl openssl:openssl ffmpeg:ffmpeg
 # Debian starts an nginx on port 80 when installing it; the tests run their own on free ports.
 as_root systemctl disable --now nginx >/dev/null 2>&1 || true
 
