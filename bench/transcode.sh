@@ -28,9 +28,11 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=s=1920x1080:r=30:d=$CL
 
 now() { date +%s.%N; }
 
+printf '[transcode]\nsegment_secs = %s\nx264_preset = "%s"\n' "$SEG" "$PRESET" >"$work/origin.toml"
+
 run_pipeline() {
     rm -rf "$work/data"
-    "$origin" --data "$work/data" --segment-secs "$SEG" --x264-preset "$PRESET" \
+    "$origin" --config "$work/origin.toml" --data "$work/data" \
         transcode --encoder cpu "$work/clip.mp4" >/dev/null 2>&1
 }
 
@@ -62,7 +64,7 @@ run_per_rung() {
 RUNGS
 }
 
-mapfile -t bare_args < <("$origin" --segment-secs "$SEG" --x264-preset "$PRESET" --data "$work/probe" \
+mapfile -t bare_args < <("$origin" --config "$work/origin.toml" --data "$work/probe" \
     transcode --encoder cpu --print-ffmpeg "$work/bare" "$work/clip.mp4" 2>/dev/null)
 
 results=$work/results.txt

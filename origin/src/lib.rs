@@ -2,8 +2,20 @@
 //! for the edge.
 //!
 //! # Layout (data flow)
+//! - [`api`]: HTTP: uploads, status, signed playback, events, admin.
 //! - [`jobs`]: job records, the queue with leases, the worker pool.
 //! - [`transcode`]: probe -> ladder -> ffmpeg -> encrypt -> publish.
+//! - [`playback`]: stored playlists -> signed manifests for the edge.
+//! - [`purge`]: telling the edge to drop deleted videos from its cache.
+//! - [`migration`]: importing existing files.
+//! - [`config`], [`metrics`], [`server`].
 
+pub mod api;
+pub mod config;
 pub mod jobs;
+pub mod metrics;
+pub mod migration;
+pub mod playback;
+pub mod purge;
+pub mod server;
 pub mod transcode;

@@ -309,6 +309,17 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
+    async fn counts(&self) -> Result<Vec<(JobState, usize)>, StoreError> {
+        let mut counts: Vec<(JobState, usize)> = Vec::new();
+        for job in self.all().await? {
+            match counts.iter_mut().find(|(s, _)| *s == job.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((job.state, 1)),
+            }
+        }
+        Ok(counts)
+    }
+
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
         let key = video.to_string();
         self.write(move |t| {

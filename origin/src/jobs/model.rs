@@ -11,6 +11,8 @@ use crate::transcode::progress::Stage;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Known (e.g. imported) but not queued: processing starts on first play (seed 004).
+    Registered,
     /// Waiting for a worker (also after a retryable failure, once `not_before` passes).
     Queued,
     /// A worker holds the lease.
@@ -91,7 +93,7 @@ impl Job {
         match self.state {
             JobState::Queued => self.not_before <= now,
             JobState::Processing => self.lease.as_ref().is_none_or(|l| l.expires_at < now),
-            JobState::Ready | JobState::Failed => false,
+            JobState::Registered | JobState::Ready | JobState::Failed => false,
         }
     }
 

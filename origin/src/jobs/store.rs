@@ -10,7 +10,7 @@ use std::future::Future;
 
 use shared::media::VideoId;
 
-use super::model::Job;
+use super::model::{Job, JobState};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -111,6 +111,8 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets the job.
     fn delete(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many jobs are in each state (metrics; `queued` is the queue depth).
+    fn counts(&self) -> impl Future<Output = Result<Vec<(JobState, usize)>, StoreError>> + Send;
 }
 
 /// Backoff before retry `attempt` (1-based): 5 s, 20 s, 80 s, ... capped at 10 minutes.
@@ -134,7 +136,7 @@ mod tests {
 #[cfg(test)]
 pub mod contract {
     use super::*;
-    use crate::jobs::model::{Job, JobState};
+    use crate::jobs::model::Job;
     use crate::transcode::pipeline::Profile;
 
     fn id(s: &str) -> VideoId {

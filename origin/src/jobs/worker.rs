@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
+use crate::metrics::Metrics;
 use crate::transcode::pipeline::{Cancel, Events, Job as PipelineJob, Pipeline};
 use crate::transcode::progress::{Stage, Throttle};
 
@@ -64,6 +65,7 @@ pub struct WorkerPool<S> {
     settings: WorkerSettings,
     events: broadcast::Sender<JobEvent>,
     running: Mutex<HashMap<VideoId, watch::Sender<bool>>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<S: JobStore> WorkerPool<S> {
@@ -73,6 +75,17 @@ impl<S: JobStore> WorkerPool<S> {
         layout: Layout,
         settings: WorkerSettings,
     ) -> Arc<Self> {
+        Self::with_metrics(store, pipeline, layout, settings, None)
+    }
+
+    /// A pool that records transcode metrics.
+    pub fn with_metrics(
+        store: Arc<S>,
+        pipeline: Pipeline,
+        layout: Layout,
+        settings: WorkerSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             store,
@@ -81,7 +94,13 @@ impl<S: JobStore> WorkerPool<S> {
             settings,
             events,
             running: Mutex::new(HashMap::new()),
+            metrics,
         })
+    }
+
+    /// The sender of live events (the API relays them).
+    pub fn events(&self) -> broadcast::Sender<JobEvent> {
+        self.events.clone()
     }
 
     /// Live job events.
@@ -152,6 +171,7 @@ impl<S: JobStore> WorkerPool<S> {
             drop(sink);
             result
         };
+        let started = std::time::Instant::now();
         let (result, ()) = tokio::join!(
             async {
                 tokio::select! {
@@ -166,6 +186,20 @@ impl<S: JobStore> WorkerPool<S> {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&video);
         let now = unix_now();
+        if let Some(m) = &self.metrics {
+            let wall = started.elapsed().as_secs_f64();
+            let (encoder, outcome) = match &result {
+                Ok(p) => (p.encoder.as_str(), "ready"),
+                Err(_) => ("none", "failed"),
+            };
+            m.transcodes.with_label_values(&[encoder, outcome]).inc();
+            if let Ok(p) = &result {
+                m.transcode_seconds.observe(wall);
+                if wall > 0.0 {
+                    m.transcode_speed.observe(p.duration / wall);
+                }
+            }
+        }
         match result {
             Ok(published) => match self.store.complete(&video, worker, published, now).await {
                 Ok(()) => {

@@ -214,9 +214,12 @@ pub fn passthrough_args(
     a.0
 }
 
-/// Whether a source can take the copy fast path.
+/// Whether a source can take the copy fast path. Rotated sources cannot: MPEG-TS carries no
+/// display matrix, so the copy would play sideways.
 pub fn can_passthrough(source: &SourceInfo) -> bool {
-    source.video_codec == "h264" && matches!(source.audio_codec.as_deref(), None | Some("aac"))
+    source.video_codec == "h264"
+        && source.rotation == 0
+        && matches!(source.audio_codec.as_deref(), None | Some("aac"))
 }
 
 /// HLS muxer options; segments go to `segment_dir` (which may contain `%v`).

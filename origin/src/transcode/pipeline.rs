@@ -67,7 +67,10 @@ impl Cancel {
     }
 
     async fn wait(&mut self) {
-        let _ = self.0.wait_for(|&v| v).await;
+        // A dropped sender can never cancel: wait forever instead of reporting a cancellation.
+        if self.0.wait_for(|&v| v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn is_set(&self) -> bool {
@@ -216,6 +219,8 @@ impl Pipeline {
             pattern: &sheet_pattern,
         };
         let encoder_name = if passthrough {
+            // Unlike the ladder's `%v` outputs, ffmpeg does not create this directory itself.
+            std::fs::create_dir_all(work.hls().join(&rungs[0].name))?;
             let args = ffmpeg::passthrough_args(
                 &info,
                 s.segment_secs,

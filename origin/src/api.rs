@@ -1,0 +1,104 @@
+//! The HTTP API: uploads, video records, signed playback, live progress, admin.
+//!
+//! # Layout
+//! - [`auth`]: user JWTs and playback credentials; [`error`]: the one error-to-HTTP mapping.
+//! - [`uploads`]: streaming upload -> probe -> job.
+//! - [`videos`]: list, status, delete, retry.
+//! - [`playback`]: stream-info, signed master/variant playlists, key delivery.
+//! - [`events`]: Server-Sent Events relaying job progress.
+//! - [`media`]: poster, storyboard, progressive MP4.
+//! - [`admin`]: readiness, the OpenAPI document, migration.
+//!
+//! Another user's video answers 404, exactly like a missing one: the API never confirms that a
+//! video id exists to someone who may not see it.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod media;
+pub mod playback;
+pub mod uploads;
+pub mod videos;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use shared::media::{Layout, VideoId};
+use tokio::sync::broadcast;
+
+use crate::config::Settings;
+use crate::jobs::embedded::EmbeddedStore;
+use crate::jobs::model::Job;
+use crate::jobs::store::JobStore;
+use crate::jobs::worker::{JobEvent, WorkerPool};
+use crate::migration::Migration;
+use crate::transcode::pipeline::Pipeline;
+use auth::{Auth, User};
+use error::ApiError;
+
+/// The job store backing the API.
+pub type Store = EmbeddedStore;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub auth: Arc<Auth>,
+    pub store: Arc<Store>,
+    pub layout: Layout,
+    pub pipeline: Pipeline,
+    /// In-process workers, when this process runs any (cancel on delete).
+    pub pool: Option<Arc<WorkerPool<Store>>>,
+    pub events: broadcast::Sender<JobEvent>,
+    pub migration: Arc<Migration>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl AppState {
+    /// The job of `id` if `user` may see it (owner or admin); 404 otherwise.
+    pub async fn owned_job(&self, user: &User, id: &str) -> Result<Job, ApiError> {
+        let video: VideoId = id.parse().map_err(|_| ApiError::NotFound)?;
+        match self.store.get(&video).await? {
+            Some(job) if job.owner == user.id || user.admin => Ok(job),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    let max_body = usize::try_from(state.settings.max_upload_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(admin::readyz))
+        .route("/api/openapi.json", get(admin::openapi))
+        .route("/api/videos", post(uploads::create).get(videos::list))
+        .route("/api/videos/{id}", get(videos::get).delete(videos::delete))
+        .route("/api/videos/{id}/retry", post(videos::retry))
+        .route("/api/videos/{id}/stream-info", get(playback::stream_info))
+        .route("/api/videos/{id}/hls/master.m3u8", get(playback::master))
+        .route(
+            "/api/videos/{id}/hls/{rung}/index.m3u8",
+            get(playback::variant),
+        )
+        .route("/api/videos/{id}/hls/{rung}/key", get(playback::key))
+        .route("/api/videos/{id}/events", get(events::sse))
+        .route("/api/videos/{id}/thumbnail.jpg", get(media::thumbnail))
+        .route(
+            "/api/videos/{id}/storyboard.vtt",
+            get(media::storyboard_vtt),
+        )
+        .route(
+            "/api/videos/{id}/storyboard/{sheet}",
+            get(media::storyboard_sheet),
+        )
+        .route("/api/videos/{id}/stream", get(media::progressive))
+        .route(
+            "/api/admin/migration",
+            get(admin::migration_status).post(admin::migration_start),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

@@ -1,0 +1,83 @@
+//! Operations: readiness, the OpenAPI document, and the migration run.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::AppState;
+use crate::jobs::store::JobStore;
+
+/// `GET /readyz`: ffmpeg runs, the store answers, the data directory is writable.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let mut problems = Vec::new();
+    let ffmpeg = tokio::process::Command::new(&state.settings.transcode.ffmpeg)
+        .arg("-version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    if !ffmpeg.is_ok_and(|s| s.success()) {
+        problems.push("ffmpeg is not runnable".to_owned());
+    }
+    if let Err(e) = state.store.list("", 0, 1).await {
+        problems.push(format!("job store: {e}"));
+    }
+    let probe = state.layout.tmp_root().join(".readyz");
+    if let Err(e) = tokio::fs::write(&probe, b"ok")
+        .await
+        .and(tokio::fs::remove_file(&probe).await)
+    {
+        problems.push(format!("data directory not writable: {e}"));
+    }
+    if problems.is_empty() {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not ready", "error": problems.join("; ") })),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+/// `GET /api/admin/migration`.
+pub async fn migration_status(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Json<crate::migration::MigrationStatus> {
+    Json(state.migration.status())
+}
+
+/// `POST /api/admin/migration`: starts a run in the background.
+pub async fn migration_start(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<(StatusCode, Json<crate::migration::MigrationStatus>), ApiError> {
+    if !state.migration.enabled() {
+        return Err(ApiError::Conflict(
+            "migration.import_dir is not configured".into(),
+        ));
+    }
+    if !state.migration.begin() {
+        return Err(ApiError::Conflict("a migration is already running".into()));
+    }
+    let s = state.clone();
+    tokio::spawn(async move {
+        s.migration
+            .run(s.store.as_ref(), &s.layout, &s.pipeline)
+            .await
+    });
+    Ok((StatusCode::ACCEPTED, Json(state.migration.status())))
+}

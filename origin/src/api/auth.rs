@@ -1,0 +1,234 @@
+//! Who is asking: user JWTs (HS256 by default, RS256/ES256 from an identity provider) and the
+//! short-lived playback credentials the origin puts into manifest URLs instead of the user's
+//! own token.
+//!
+//! Only the configured algorithm is accepted, so `alg: none` and algorithm-confusion tokens
+//! (an HS256 token "signed" with an RS256 public key) fail. Playback credentials are signed
+//! with a key derived for that purpose alone: a user token is never a playback credential and
+//! the reverse.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use shared::media::VideoId;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::config::{JwtKey, Settings};
+
+/// A user token's claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub admin: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PlaybackClaims {
+    sub: String,
+    vid: String,
+    exp: i64,
+}
+
+/// Token verification and minting.
+pub struct Auth {
+    user_key: DecodingKey,
+    user_validation: Validation,
+    /// Present when users are HS256 with our secret (`origin token`, dev mode).
+    mint_key: Option<EncodingKey>,
+    playback_encode: EncodingKey,
+    playback_decode: DecodingKey,
+}
+
+impl Auth {
+    pub fn new(settings: &Settings) -> Result<Self, ApiError> {
+        let (user_key, alg, mint_key) = match &settings.jwt {
+            JwtKey::Hs256(secret) => (
+                DecodingKey::from_secret(secret),
+                Algorithm::HS256,
+                Some(EncodingKey::from_secret(secret)),
+            ),
+            JwtKey::Rs256(pem) => (
+                DecodingKey::from_rsa_pem(pem).map_err(ApiError::internal)?,
+                Algorithm::RS256,
+                None,
+            ),
+            JwtKey::Es256(pem) => (
+                DecodingKey::from_ec_pem(pem).map_err(ApiError::internal)?,
+                Algorithm::ES256,
+                None,
+            ),
+        };
+        let mut user_validation = Validation::new(alg);
+        user_validation.leeway = 5;
+        user_validation.set_required_spec_claims(&["exp", "sub"]);
+        let playback_secret = derive(&settings.internal_secret, b"playback-credential");
+        Ok(Self {
+            user_key,
+            user_validation,
+            mint_key,
+            playback_encode: EncodingKey::from_secret(&playback_secret),
+            playback_decode: DecodingKey::from_secret(&playback_secret),
+        })
+    }
+
+    /// Verifies a user token.
+    pub fn verify(&self, token: &str) -> Result<User, ApiError> {
+        let data = decode::<Claims>(token, &self.user_key, &self.user_validation)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+        let c = data.claims;
+        if c.sub.is_empty() {
+            return Err(ApiError::Unauthorized("token has an empty subject".into()));
+        }
+        Ok(User {
+            admin: c.role.as_deref() == Some("admin"),
+            id: c.sub,
+        })
+    }
+
+    /// Mints a user token (HS256 deployments only).
+    pub fn mint(
+        &self,
+        user: &str,
+        admin: bool,
+        ttl_secs: i64,
+        now: i64,
+    ) -> Result<String, ApiError> {
+        let key = self.mint_key.as_ref().ok_or_else(|| {
+            ApiError::BadRequest("tokens come from the identity provider (RS256/ES256)".into())
+        })?;
+        mint_with(key, user, admin, ttl_secs, now)
+    }
+
+    /// A credential for playing `video` as `user` until `expires` (deterministic, so manifests
+    /// within one expiry bucket are byte-identical).
+    pub fn playback_token(
+        &self,
+        video: &VideoId,
+        user: &str,
+        expires: i64,
+    ) -> Result<String, ApiError> {
+        let claims = PlaybackClaims {
+            sub: user.to_owned(),
+            vid: video.to_string(),
+            exp: expires,
+        };
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.playback_encode,
+        )
+        .map_err(ApiError::internal)
+    }
+
+    /// Verifies a playback credential for `video`; returns its user id.
+    pub fn verify_playback(&self, token: &str, video: &VideoId) -> Result<String, ApiError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.set_required_spec_claims(&["exp"]);
+        let data = decode::<PlaybackClaims>(token, &self.playback_decode, &v)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid playback credential: {e}")))?;
+        if data.claims.vid != video.as_str() {
+            return Err(ApiError::Forbidden(
+                "playback credential is for another video".into(),
+            ));
+        }
+        Ok(data.claims.sub)
+    }
+}
+
+/// Mints an HS256 user token with `secret` (`origin token`).
+pub fn mint_hs256(
+    secret: &[u8],
+    user: &str,
+    admin: bool,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<String, ApiError> {
+    mint_with(
+        &EncodingKey::from_secret(secret),
+        user,
+        admin,
+        ttl_secs,
+        now,
+    )
+}
+
+fn mint_with(
+    key: &EncodingKey,
+    user: &str,
+    admin: bool,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<String, ApiError> {
+    let claims = Claims {
+        sub: user.to_owned(),
+        exp: now + ttl_secs,
+        role: admin.then(|| "admin".to_owned()),
+    };
+    encode(&Header::new(Algorithm::HS256), &claims, key).map_err(ApiError::internal)
+}
+
+fn derive(secret: &[u8], context: &[u8]) -> Vec<u8> {
+    use md5::{Digest, Md5};
+    // Two rounds with distinct prefixes give 32 bytes of key separated from the user key.
+    let mut out = Vec::with_capacity(32);
+    for round in [b'a', b'b'] {
+        let mut h = Md5::new();
+        h.update([round]);
+        h.update(context);
+        h.update(secret);
+        out.extend_from_slice(&h.finalize());
+    }
+    out
+}
+
+/// The token from `Authorization: Bearer`, or the `token` query parameter (players that
+/// cannot send headers).
+pub fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        return v.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned);
+    }
+    parts
+        .uri
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token =
+            bearer(parts).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+        state.auth.verify(&token)
+    }
+}
+
+/// An admin user (role `admin`).
+pub struct Admin(pub User);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = User::from_request_parts(parts, state).await?;
+        if !user.admin {
+            return Err(ApiError::Forbidden("admin role required".into()));
+        }
+        Ok(Admin(user))
+    }
+}

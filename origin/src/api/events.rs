@@ -1,0 +1,77 @@
+//! `GET /api/videos/{id}/events`: Server-Sent Events. The first event is the current status, so
+//! a late subscriber misses nothing; then progress, stage changes, `thumbnail_ready`, and a final
+//! `ready` or `failed`, after which the stream ends.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use tokio::sync::broadcast;
+
+use super::auth::User;
+use super::error::ApiError;
+use super::videos::VideoView;
+use super::AppState;
+use crate::jobs::model::JobState;
+use crate::jobs::worker::JobEvent;
+
+pub async fn sse(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading the snapshot, so nothing falls between the two.
+    let rx = state.events.subscribe();
+    let job = state.owned_job(&user, &id).await?;
+    let video = job.video.clone();
+    let finished = matches!(job.state, JobState::Ready | JobState::Failed);
+    let snapshot = Event::default()
+        .event("status")
+        .json_data(VideoView::of(&job))
+        .unwrap_or_default();
+    let first = stream::iter([Ok(snapshot)]);
+    let rest = stream::unfold((rx, finished), move |(mut rx, done)| {
+        let video = video.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        let Some((name, is_last)) = matches(&event, &video) else {
+                            continue;
+                        };
+                        let sse = Event::default()
+                            .event(name)
+                            .json_data(&event)
+                            .unwrap_or_default();
+                        return Some((Ok(sse), (rx, is_last)));
+                    }
+                    // A slow subscriber skipped events; the next one still carries the truth.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    Ok(Sse::new(first.chain(rest)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The SSE event name for `event` if it concerns `video`, and whether it ends the stream.
+fn matches(event: &JobEvent, video: &shared::media::VideoId) -> Option<(&'static str, bool)> {
+    let (v, name, last) = match event {
+        JobEvent::Stage { video, .. } => (video, "stage", false),
+        JobEvent::Progress { video, .. } => (video, "progress", false),
+        JobEvent::ThumbnailReady { video } => (video, "thumbnail_ready", false),
+        JobEvent::Ready { video } => (video, "ready", true),
+        JobEvent::Failed {
+            video, retrying, ..
+        } => (video, "failed", !retrying),
+    };
+    (v == video).then_some((name, last))
+}
+
+use futures_util::StreamExt as _;

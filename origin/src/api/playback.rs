@@ -1,0 +1,215 @@
+//! Playback: stream-info (seeds 001/004), the signed master and variant playlists, and key
+//! delivery. Players that send no headers and no cookies (hls.js, Safari, ffmpeg) can follow
+//! every URI: the master takes the user's token as `?token=`, everything below it carries a
+//! playback credential scoped to the video.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use shared::media::VideoId;
+
+use super::auth::User;
+use super::error::ApiError;
+use super::AppState;
+use crate::jobs::model::{unix_now, Job, JobState};
+use crate::jobs::store::JobStore;
+use crate::playback::{bucketed_expiry, sign_master, sign_variant, VariantSigning};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+
+/// `GET /api/videos/{id}/stream-info`.
+pub async fn stream_info(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    let body = match job.state {
+        JobState::Ready => {
+            return Ok(Json(serde_json::json!({
+                "format": "hls",
+                "manifest_url": format!("/api/videos/{}/hls/master.m3u8", job.video),
+                "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg", job.video),
+                "ready": true,
+            }))
+            .into_response())
+        }
+        JobState::Failed => {
+            let reason = job
+                .error
+                .clone()
+                .unwrap_or_else(|| "processing failed".into());
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(serde_json::json!({ "error": reason, "status": "failed", "ready": false })),
+            )
+                .into_response());
+        }
+        JobState::Registered => {
+            // On-demand generation (seed 004): the first request queues it.
+            state.store.requeue(&job.video, unix_now()).await?;
+            serde_json::json!({ "ready": false, "status": "queued", "progress": 0.0, "retry_after": 5 })
+        }
+        JobState::Queued | JobState::Processing => serde_json::json!({
+            "ready": false,
+            "status": job.state,
+            "stage": job.stage,
+            "progress": job.progress,
+            "retry_after": 3,
+        }),
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+    Ok(response)
+}
+
+fn ready(job: &Job) -> Result<(), ApiError> {
+    match job.state {
+        JobState::Ready => Ok(()),
+        _ => Err(ApiError::Conflict(
+            "video is not ready yet; see stream-info".into(),
+        )),
+    }
+}
+
+/// `GET /api/videos/{id}/hls/master.m3u8?token=<user JWT>`.
+pub async fn master(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    ready(&job)?;
+    let s = &state.settings;
+    let expires = bucketed_expiry(unix_now(), s.url_ttl_secs, s.expiry_bucket_secs);
+    let credential = state.auth.playback_token(&job.video, &job.owner, expires)?;
+    let text = read_playlist(&state.layout.video_dir(&job.video).join("master.m3u8")).await?;
+    let started = Instant::now();
+    let body = sign_master(&text, &credential);
+    state
+        .metrics
+        .manifest_signing_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(playlist_response(body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Credential {
+    pub pt: Option<String>,
+}
+
+/// Checks a playback credential for `id`: the video must still exist and be ready.
+async fn authorize(state: &AppState, id: &str, pt: Option<&str>) -> Result<Job, ApiError> {
+    let video: VideoId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let pt = pt.ok_or_else(|| ApiError::Unauthorized("missing playback credential".into()))?;
+    let owner = state.auth.verify_playback(pt, &video)?;
+    match state.store.get(&video).await? {
+        Some(job) if job.owner == owner => {
+            ready(&job)?;
+            Ok(job)
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn valid_rung(rung: &str) -> Result<(), ApiError> {
+    let ok = !rung.is_empty()
+        && rung.len() <= 32
+        && rung
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// `GET /api/videos/{id}/hls/{rung}/index.m3u8?pt=<credential>`.
+pub async fn variant(
+    State(state): State<AppState>,
+    Path((id, rung)): Path<(String, String)>,
+    Query(q): Query<Credential>,
+) -> Result<Response, ApiError> {
+    valid_rung(&rung)?;
+    let job = authorize(&state, &id, q.pt.as_deref()).await?;
+    let pt = q.pt.unwrap_or_default();
+    let text = read_playlist(
+        &state
+            .layout
+            .video_dir(&job.video)
+            .join(&rung)
+            .join("index.m3u8"),
+    )
+    .await?;
+    let s = &state.settings;
+    let key_uri = format!("key?pt={pt}");
+    let started = Instant::now();
+    let body = sign_variant(
+        &text,
+        &VariantSigning {
+            link: &s.link,
+            edge_base_url: &s.edge_base_url,
+            edge_prefix: &s.edge_prefix,
+            video: &job.video,
+            rung: &rung,
+            expires: bucketed_expiry(unix_now(), s.url_ttl_secs, s.expiry_bucket_secs),
+            key_uri: &key_uri,
+        },
+    );
+    state
+        .metrics
+        .manifest_signing_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(playlist_response(body))
+}
+
+/// `GET /api/videos/{id}/hls/{rung}/key?pt=<credential>`: the 16-byte AES key, never cached.
+pub async fn key(
+    State(state): State<AppState>,
+    Path((id, rung)): Path<(String, String)>,
+    Query(q): Query<Credential>,
+) -> Result<Response, ApiError> {
+    valid_rung(&rung)?;
+    let job = authorize(&state, &id, q.pt.as_deref()).await?;
+    let key = match tokio::fs::read(state.layout.key_file(&job.video, &rung)).await {
+        Ok(k) if k.len() == 16 => k,
+        Ok(_) => return Err(ApiError::internal("stored key is not 16 bytes")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "private, no-store"),
+        ],
+        key,
+    )
+        .into_response())
+}
+
+async fn read_playlist(path: &std::path::Path) -> Result<String, ApiError> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn playlist_response(body: String) -> Response {
+    // Private: the body carries a credential for one user.
+    (
+        [
+            (header::CONTENT_TYPE, PLAYLIST),
+            (header::CACHE_CONTROL, "private, max-age=60"),
+        ],
+        body,
+    )
+        .into_response()
+}

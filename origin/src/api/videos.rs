@@ -1,0 +1,164 @@
+//! Video records: list, status, delete, retry.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::User;
+use super::error::ApiError;
+use super::AppState;
+use crate::jobs::model::{unix_now, Job, JobState};
+use crate::jobs::store::JobStore;
+
+/// A video as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct VideoView {
+    pub id: String,
+    pub title: Option<String>,
+    pub status: JobState,
+    pub stage: crate::transcode::progress::Stage,
+    pub progress: f64,
+    pub duration: Option<f64>,
+    pub rungs: Vec<RungView>,
+    pub thumbnail_url: Option<String>,
+    pub storyboard_url: Option<String>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RungView {
+    pub name: String,
+    pub resolution: String,
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+}
+
+impl VideoView {
+    pub fn of(job: &Job) -> Self {
+        let id = job.video.to_string();
+        let result = job.result.as_ref();
+        Self {
+            thumbnail_url: job
+                .thumbnail_ready
+                .then(|| format!("/api/videos/{id}/thumbnail.jpg")),
+            storyboard_url: (job.state == JobState::Ready)
+                .then(|| format!("/api/videos/{id}/storyboard.vtt")),
+            id,
+            title: job.title.clone(),
+            status: job.state,
+            stage: job.stage,
+            progress: (job.progress * 10.0).round() / 10.0,
+            duration: result.map(|r| r.duration),
+            rungs: result
+                .map(|r| {
+                    r.rungs
+                        .iter()
+                        .map(|g| RungView {
+                            name: g.name.clone(),
+                            resolution: format!("{}x{}", g.width, g.height),
+                            bandwidth: g.bandwidth,
+                            average_bandwidth: g.average_bandwidth,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            error: job.error.clone(),
+            attempts: job.attempts,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    pub offset: usize,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    20
+}
+
+/// `GET /api/videos`: the caller's videos, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    user: User,
+    Query(page): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = page.limit.clamp(1, 100);
+    let jobs = state.store.list(&user.id, page.offset, limit).await?;
+    let videos: Vec<VideoView> = jobs.iter().map(VideoView::of).collect();
+    Ok(Json(
+        serde_json::json!({ "videos": videos, "offset": page.offset, "limit": limit }),
+    ))
+}
+
+/// `GET /api/videos/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Json<VideoView>, ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    Ok(Json(VideoView::of(&job)))
+}
+
+/// `DELETE /api/videos/{id}`: cancels the job, removes source, output, keys and thumbnails,
+/// purges the edge cache.
+pub async fn delete(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    let video = job.video;
+    if let Some(pool) = &state.pool {
+        pool.cancel(&video);
+    }
+    state.store.delete(&video).await?;
+    crate::transcode::publish::unpublish(&state.layout, &video)?;
+    match std::fs::remove_file(state.layout.source_file(&video)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    crate::purge::purge_edge(
+        &state.settings,
+        &format!("{}{video}/", state.settings.edge_prefix),
+    )
+    .await;
+    tracing::info!(%video, user = %user.id, "video deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/videos/{id}/retry`: queues a failed video again.
+pub async fn retry(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<VideoView>), ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    if !matches!(job.state, JobState::Failed) {
+        return Err(ApiError::Conflict(
+            format!(
+                "video is {:?}, only failed videos can be retried",
+                job.state
+            )
+            .to_lowercase(),
+        ));
+    }
+    if !state.layout.source_file(&job.video).exists() {
+        return Err(ApiError::Conflict(
+            "the source file is gone; upload again".into(),
+        ));
+    }
+    state.store.requeue(&job.video, unix_now()).await?;
+    let job = state.owned_job(&user, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(VideoView::of(&job))))
+}

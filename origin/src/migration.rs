@@ -1,0 +1,182 @@
+//! Importing a directory of existing MP4/MOV/MKV files (seed 001's migration): each file is
+//! registered as a video of the configured owner and queued, in the background, without
+//! blocking the API. Files already imported (same name recorded in the marker) are skipped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use shared::media::{Layout, VideoId};
+
+use crate::jobs::model::{unix_now, Job, JobState};
+use crate::jobs::store::JobStore;
+use crate::transcode::pipeline::{Pipeline, Profile};
+
+/// What `GET /api/admin/migration` reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MigrationStatus {
+    pub is_running: bool,
+    pub total: usize,
+    pub completed: usize,
+    pub current_video: Option<String>,
+    pub errors: Vec<String>,
+}
+
+/// The migration runner.
+pub struct Migration {
+    import_dir: Option<PathBuf>,
+    owner: String,
+    process_now: bool,
+    status: Mutex<MigrationStatus>,
+}
+
+const EXTENSIONS: [&str; 3] = ["mp4", "mov", "mkv"];
+
+impl Migration {
+    pub fn new(import_dir: &Path, owner: &str, process_now: bool) -> Self {
+        Self {
+            import_dir: (!import_dir.as_os_str().is_empty()).then(|| import_dir.to_owned()),
+            owner: owner.to_owned(),
+            process_now,
+            status: Mutex::new(MigrationStatus::default()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.import_dir.is_some()
+    }
+
+    pub fn status(&self) -> MigrationStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut MigrationStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Marks a run as started; `false` if one is already running.
+    pub fn begin(&self) -> bool {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if s.is_running {
+            return false;
+        }
+        *s = MigrationStatus {
+            is_running: true,
+            ..MigrationStatus::default()
+        };
+        true
+    }
+
+    /// Imports every new file of the directory. Call after [`Self::begin`] returned true.
+    pub async fn run<S: JobStore>(&self, store: &S, layout: &Layout, pipeline: &Pipeline) {
+        let Some(dir) = &self.import_dir else {
+            self.update(|s| s.is_running = false);
+            return;
+        };
+        let files = match candidates(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                self.update(|s| {
+                    s.errors.push(format!("{}: {e}", dir.display()));
+                    s.is_running = false;
+                });
+                return;
+            }
+        };
+        self.update(|s| s.total = files.len());
+        for file in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.update(|s| s.current_video = Some(name.clone()));
+            if let Err(e) = self.import(store, layout, pipeline, &file, &name).await {
+                self.update(|s| s.errors.push(format!("{name}: {e}")));
+            }
+            self.update(|s| s.completed += 1);
+        }
+        self.update(|s| {
+            s.is_running = false;
+            s.current_video = None;
+        });
+    }
+
+    async fn import<S: JobStore>(
+        &self,
+        store: &S,
+        layout: &Layout,
+        pipeline: &Pipeline,
+        file: &Path,
+        name: &str,
+    ) -> Result<(), String> {
+        let video = imported_id(name);
+        if store
+            .get(&video)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        pipeline.probe(file).await.map_err(|e| e.to_string())?;
+        let source = layout.source_file(&video);
+        // A copy, not a move: the import directory stays the operator's.
+        let tmp = layout.tmp_root().join(format!("import-{video}"));
+        std::fs::copy(file, &tmp).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &source).map_err(|e| e.to_string())?;
+        let mut job = Job::new(
+            video,
+            &self.owner,
+            Some(name.to_owned()),
+            Profile::Ladder,
+            unix_now(),
+        );
+        if !self.process_now {
+            // Processing deferred: the first stream-info request queues it.
+            job.state = JobState::Registered;
+        }
+        store.create(job).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A stable id per imported file name, so re-running the migration skips what it imported.
+pub fn imported_id(name: &str) -> VideoId {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("import-{}", &hex[..24])
+        .parse()
+        .unwrap_or_else(|_| VideoId::random())
+}
+
+fn candidates(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_valid() {
+        assert_eq!(imported_id("a.mp4"), imported_id("a.mp4"));
+        assert_ne!(imported_id("a.mp4"), imported_id("b.mp4"));
+        assert!(imported_id("weird name ü.mkv")
+            .as_str()
+            .starts_with("import-"));
+    }
+}

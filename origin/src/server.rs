@@ -1,0 +1,190 @@
+//! Wiring: build the state from validated settings, serve the API and the metrics listener,
+//! run the in-process workers, drain on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use shared::media::Layout;
+use tokio::net::TcpListener;
+
+use crate::api::{self, auth::Auth, AppState, Store};
+use crate::config::Settings;
+use crate::jobs::store::JobStore;
+use crate::jobs::worker::{WorkerPool, WorkerSettings};
+use crate::metrics::Metrics;
+use crate::migration::Migration;
+use crate::transcode::encoder::{detect_nvenc, EncoderSelector};
+use crate::transcode::pipeline::{self, Pipeline};
+
+/// The pipeline described by the settings (NVENC detected here, once).
+pub async fn pipeline(settings: &Settings, layout: &Layout) -> Pipeline {
+    let t = &settings.transcode;
+    let nvenc = t.nvenc == "auto" && detect_nvenc(&t.ffmpeg).await;
+    tracing::info!(nvenc, "encoder detection");
+    let encoders = EncoderSelector::new(nvenc, t.nvenc_sessions, &t.x264_preset, &t.nvenc_preset);
+    Pipeline::new(
+        pipeline::Settings {
+            ffmpeg: t.ffmpeg.clone(),
+            ffprobe: t.ffprobe.clone(),
+            ladder: t.ladder.clone(),
+            segment_secs: t.segment_secs,
+            stall_timeout: settings.stall_timeout(),
+            poster_width: 1280,
+            storyboard_tiles: 100,
+        },
+        layout.clone(),
+        encoders,
+    )
+}
+
+/// Everything `origin serve` runs.
+pub struct Origin {
+    pub state: AppState,
+    pub pool: Arc<WorkerPool<Store>>,
+}
+
+/// Builds the state: data directory, store, pipeline, workers (not yet started).
+pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
+    let layout = Layout::new(&settings.data_dir);
+    layout.ensure()?;
+    let store = Arc::new(crate::jobs::embedded::EmbeddedStore::open(
+        &layout.store_dir(),
+    )?);
+    let metrics = Arc::new(Metrics::new()?);
+    let pipeline = pipeline(&settings, &layout).await;
+    let t = &settings.transcode;
+    let pool = WorkerPool::with_metrics(
+        store.clone(),
+        pipeline.clone(),
+        layout.clone(),
+        WorkerSettings {
+            concurrency: t.workers,
+            lease_secs: t.lease_secs,
+            poll_interval: Duration::from_millis(500),
+            max_attempts: t.max_attempts,
+            name: format!("{}-{}", hostname(), std::process::id()),
+        },
+        Some(metrics.clone()),
+    );
+    let m = &settings.migration;
+    let migration = Arc::new(Migration::new(&m.import_dir, &m.owner, m.process_now));
+    let auth = Arc::new(Auth::new(&settings).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let state = AppState {
+        settings: Arc::new(settings),
+        auth,
+        store,
+        layout,
+        pipeline,
+        pool: Some(pool.clone()),
+        events: pool.events(),
+        migration,
+        metrics,
+    };
+    Ok(Origin { state, pool })
+}
+
+/// Serves until `shutdown`, then stops workers from claiming, drains HTTP, and waits for
+/// running jobs to end.
+pub async fn serve(
+    origin: Origin,
+    api: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Origin { state, pool } = origin;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut workers = if state.settings.transcode.workers > 0 {
+        Some(pool.start(stop.clone()))
+    } else {
+        None
+    };
+    spawn_job_gauges(state.clone(), stop.clone());
+    if state.migration.enabled() && state.migration.begin() {
+        let s = state.clone();
+        tokio::spawn(async move {
+            s.migration
+                .run(s.store.as_ref(), &s.layout, &s.pipeline)
+                .await
+        });
+    }
+    if let Some(admin) = admin {
+        let metrics = state.metrics.clone();
+        let router = Router::new()
+            .route("/metrics", get(move || async move { metrics.render() }))
+            .route("/healthz", get(|| async { "ok\n" }));
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(admin, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|&v| v).await;
+                })
+                .await;
+        });
+    }
+    let app = api::router(state.clone()).layer(middleware::from_fn_with_state(
+        state.clone(),
+        count_requests,
+    ));
+    axum::serve(api, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop_tx.send(true);
+    if let Some(w) = workers.as_mut() {
+        while w.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&route, &class])
+        .inc();
+    response
+}
+
+/// Refreshes the jobs-by-state gauges (queue depth) every few seconds.
+fn spawn_job_gauges(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(counts) = state.store.counts().await {
+                for s in ["registered", "queued", "processing", "ready", "failed"] {
+                    let n = counts
+                        .iter()
+                        .find(|(k, _)| {
+                            serde_json::to_value(k)
+                                .ok()
+                                .and_then(|v| v.as_str().map(|x| x == s))
+                                .unwrap_or(false)
+                        })
+                        .map_or(0, |(_, n)| *n);
+                    state.metrics.jobs.with_label_values(&[s]).set(n as i64);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.wait_for(|&v| v) => return,
+            }
+        }
+    });
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into())
+}
