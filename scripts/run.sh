@@ -1,33 +1,54 @@
 #!/usr/bin/env bash
-# Quick start: install what is missing, build, and start the edge on a generated example
-# content tree with a fresh random signing secret; prints a signed example URL.
+# Quick start: install what is missing, build, and start the whole system on this machine:
+# the origin (API + in-process workers + embedded job store, no Redis) and the edge in front
+# of its published tree. Prints a development token, an upload command, and a signed example
+# segment URL served by the edge. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
-ensure_packages curl:curl openssl:openssl
-cargo build --release --bin edge
+ensure_packages curl:curl openssl:openssl ffmpeg:ffmpeg
+cargo build --release --bin edge --bin origin
 
-data=${DATA_DIR:-$PWD/var/example}
+data=${DATA_DIR:-$PWD/var/data}
+edge_listen=${EDGE_LISTEN:-127.0.0.1:8080}
+origin_listen=${ORIGIN_LISTEN:-127.0.0.1:8000}
+mkdir -p "$data/hls"
+
+# No built-in secrets: use the operator's, or make fresh ones for this run.
+export HLS_SIGNING_SECRET=${HLS_SIGNING_SECRET:-$(openssl rand -hex 16)}
+export JWT_SECRET=${JWT_SECRET:-$(openssl rand -hex 24)}
+export EDGE_PURGE_TOKEN=${EDGE_PURGE_TOKEN:-$(openssl rand -hex 16)}
+
+# A small example video tree so the edge has something to serve at once.
 video=00000000-0000-4000-8000-000000000001
-mkdir -p "$data/$video/720p"
-if [ ! -f "$data/$video/720p/segment_000.ts" ]; then
-    head -c 1355480 /dev/urandom >"$data/$video/720p/segment_000.ts"
-    printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.0,\nsegment_000.ts\n#EXT-X-ENDLIST\n' \
-        >"$data/$video/720p/index.m3u8"
+if [ ! -f "$data/hls/$video/720p/segment_000.ts" ]; then
+    mkdir -p "$data/hls/$video/720p"
+    ffmpeg -hide_banner -loglevel error -f lavfi -i testsrc2=s=1280x720:r=25:d=6 \
+        -c:v libx264 -preset ultrafast -f mpegts -y "$data/hls/$video/720p/segment_000.ts"
 fi
 
-# No built-in secret: use the operator's, or make one for this run.
-export HLS_SIGNING_SECRET=${HLS_SIGNING_SECRET:-$(openssl rand -hex 16)}
-listen=${EDGE_LISTEN:-127.0.0.1:8080}
-url=$(./target/release/edge sign --ttl 3600 "/hls/$video/720p/segment_000.ts")
+./target/release/edge --listen "$edge_listen" --admin-listen 127.0.0.1:9090 --root "$data/hls" &
+edge_pid=$!
+./target/release/origin --data "$data" serve --listen "$origin_listen" --admin-listen 127.0.0.1:9091 \
+    --edge-base-url "http://$edge_listen" --edge-admin-url http://127.0.0.1:9090 &
+origin_pid=$!
+trap 'kill $edge_pid $origin_pid 2>/dev/null; wait' INT TERM EXIT
 
+token=$(./target/release/origin token --user dev --admin --ttl 12h)
+url=$(./target/release/edge sign --ttl 3600 "/hls/$video/720p/segment_000.ts")
 cat <<MSG
-edge: serving $data under /hls/ on http://$listen (metrics on http://127.0.0.1:9090/metrics)
-signing secret for this run: $HLS_SIGNING_SECRET
-signed example (valid 1 h):
-  curl -o /dev/null -w '%{http_code} %{size_download}\\n' 'http://$listen$url'
-a tampered signature answers 403, an expired one 410. Ctrl-C stops the edge.
+
+origin API:  http://$origin_listen   (metrics http://127.0.0.1:9091/metrics)
+edge:        http://$edge_listen      (metrics http://127.0.0.1:9090/metrics)
+data:        $data
+dev token (12 h, admin):
+  $token
+upload a video:
+  curl -H "Authorization: Bearer \$TOKEN" --data-binary @clip.mp4 http://$origin_listen/api/videos
+signed example segment at the edge (valid 1 h; tampered: 403, expired: 410):
+  curl -o /dev/null -w '%{http_code} %{size_download}\\n' 'http://$edge_listen$url'
+Ctrl-C stops both services.
 MSG
-exec ./target/release/edge --listen "$listen" --root "$data"
+wait
