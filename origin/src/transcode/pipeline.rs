@@ -116,9 +116,13 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    /// Whether another attempt may succeed.
+    /// Whether another attempt may succeed. A source that probes but encodes short (a
+    /// truncated file with its index first) fails verification the same way every time.
     pub fn retryable(&self) -> bool {
-        !matches!(self, PipelineError::Invalid(_) | PipelineError::Cancelled)
+        !matches!(
+            self,
+            PipelineError::Invalid(_) | PipelineError::Cancelled | PipelineError::Verify(_)
+        )
     }
 }
 
