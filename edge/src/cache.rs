@@ -94,6 +94,9 @@ impl HotCache {
                 }))
             })
             .await?;
+        // moka evicts in batched maintenance; running it now keeps the cache within its byte
+        // budget under a burst of misses instead of overshooting until the next batch.
+        self.inner.run_pending_tasks().await;
         Ok(entry)
     }
 

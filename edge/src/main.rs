@@ -115,6 +115,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<EdgeConfig> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread exists, so every arena obeys it.
+    edge::sys::tune_allocator();
     let cli = Cli::parse();
     let config = load_config(&cli)?;
     match &cli.command {

@@ -77,6 +77,22 @@ pub fn open_beneath(root: &File, path: &[u8]) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd as RawFd) })
 }
 
+/// Makes glibc return large buffers to the kernel when they are freed.
+///
+/// Cache fills allocate one buffer per file (hundreds of KiB). glibc serves those with mmap
+/// but, after the first free, raises its mmap threshold dynamically and keeps later ones in
+/// per-thread arenas, so evicted cache entries stay resident and RSS grows far past the cache
+/// budget. A fixed threshold (which also disables the adjustment) and a small number of
+/// arenas keep RSS close to what is live.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called once at start-up.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Raises the soft open-files limit to the hard limit (each connection holds a descriptor).
 /// Returns the new soft limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {
