@@ -67,9 +67,21 @@ impl Reply {
         }
     }
 
-    /// A JSON error: `{"error": "<message>"}`.
-    pub fn error(status: u16, message: &str) -> Self {
-        let body = Bytes::from(serde_json::json!({ "error": message }).to_string());
+    /// A JSON error: `{"error": "<message>"}`. Messages are static, so each body is built once
+    /// per thread and then shared (403 floods cost no allocation for the body).
+    pub fn error(status: u16, message: &'static str) -> Self {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        thread_local! {
+            static BODIES: RefCell<HashMap<(usize, usize), Bytes>> = RefCell::new(HashMap::new());
+        }
+        let key = (message.as_ptr() as usize, message.len());
+        let body = BODIES.with(|b| {
+            b.borrow_mut()
+                .entry(key)
+                .or_insert_with(|| Bytes::from(serde_json::json!({ "error": message }).to_string()))
+                .clone()
+        });
         let len = body.len() as u64;
         let mut r = Self::new(status, Body::Bytes(body, SendPath::Buffered), Some(len));
         r.header("Content-Type", Value::Static("application/json"));

@@ -148,7 +148,7 @@ impl Edge {
         if let Err(e) = self.settings.link.verify(&link, unix_now()) {
             self.metrics.signature_failure(e.reason());
             let status = if e.is_expired() { 410 } else { 403 };
-            return Reply::error(status, &e.to_string());
+            return Reply::error(status, e.message());
         }
         if req.method == b"POST" {
             return self.post(req, uri, rel);
@@ -369,7 +369,7 @@ fn valid_method(m: &[u8]) -> bool {
             .all(|&c| c.is_ascii_uppercase() || c == b'_' || c == b'-')
 }
 
-fn bad_request(message: &str) -> Reply {
+fn bad_request(message: &'static str) -> Reply {
     let mut r = Reply::error(400, message);
     r.close = true;
     r

@@ -45,6 +45,16 @@ impl VerifyError {
         }
     }
 
+    /// The human-readable reason, as a static string (error bodies are built once from it).
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Missing => "signature or expiry argument missing",
+            Self::Malformed => "signature or expiry argument malformed",
+            Self::Mismatch => "signature does not match",
+            Self::Expired => "link expired",
+        }
+    }
+
     /// `true` for the one refusal nginx answers with 410 instead of 403.
     pub fn is_expired(self) -> bool {
         self == Self::Expired
