@@ -232,3 +232,93 @@ impl FromRequestParts<AppState> for Admin {
         Ok(Admin(user))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OriginConfig;
+
+    fn settings(algorithm: &str, public_key: Option<&std::path::Path>) -> Settings {
+        let mut c = OriginConfig::default();
+        c.auth.algorithm = algorithm.into();
+        c.auth.jwt_secret = "0123456789abcdef0123".into();
+        if let Some(p) = public_key {
+            c.auth.public_key_file = p.to_owned();
+        }
+        c.playback.edge_base_url = "http://edge".into();
+        c.playback.signing_secrets = vec!["s".into()];
+        c.validate().expect("valid")
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn hs256_round_trip_roles_and_expiry() {
+        let auth = Auth::new(&settings("HS256", None)).expect("auth");
+        let now = crate::jobs::model::unix_now();
+        let t = auth.mint("alice", false, 60, now).expect("mint");
+        assert_eq!(auth.verify(&t).expect("valid"), User { id: "alice".into(), admin: false });
+        let admin = auth.mint("root", true, 60, now).expect("mint");
+        assert!(auth.verify(&admin).expect("valid").admin);
+        let expired = auth.mint("alice", false, -60, now).expect("mint");
+        assert!(matches!(auth.verify(&expired), Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn alg_none_and_tampering_are_rejected() {
+        let auth = Auth::new(&settings("HS256", None)).expect("auth");
+        let exp = crate::jobs::model::unix_now() + 60;
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(format!(r#"{{"sub":"alice","exp":{exp}}}"#).as_bytes())
+        );
+        assert!(auth.verify(&none).is_err());
+        let good = auth.mint("alice", false, 60, exp - 60).expect("mint");
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged = b64(format!(r#"{{"sub":"bob","exp":{exp}}}"#).as_bytes());
+        parts[1] = &forged;
+        assert!(auth.verify(&parts.join(".")).is_err(), "payload swapped");
+    }
+
+    #[test]
+    fn es256_verifies_and_refuses_algorithm_confusion() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let dir = tempfile::tempdir().expect("tmp");
+        let public = dir.path().join("pub.pem");
+        std::fs::write(&public, key.public_key_pem()).expect("write");
+        let auth = Auth::new(&settings("ES256", Some(&public))).expect("auth");
+        let exp = crate::jobs::model::unix_now() + 60;
+        let claims = Claims { sub: "carol".into(), exp, role: None };
+        let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("pem");
+        let token = encode(&Header::new(Algorithm::ES256), &claims, &signing).expect("sign");
+        assert_eq!(auth.verify(&token).expect("valid").id, "carol");
+        // HS256 "signed" with the public key as the HMAC secret: the classic confusion attack.
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(key.public_key_pem().as_bytes()),
+        )
+        .expect("sign");
+        assert!(auth.verify(&confused).is_err());
+        assert!(auth.mint("x", false, 60, exp).is_err(), "no minting without our own secret");
+    }
+
+    #[test]
+    fn playback_credentials_are_scoped_and_not_user_tokens() {
+        let auth = Auth::new(&settings("HS256", None)).expect("auth");
+        let exp = crate::jobs::model::unix_now() + 60;
+        let v1: VideoId = "v1".parse().expect("id");
+        let v2: VideoId = "v2".parse().expect("id");
+        let pt = auth.playback_token(&v1, "alice", exp).expect("pt");
+        assert_eq!(auth.playback_token(&v1, "alice", exp).expect("pt"), pt, "deterministic");
+        assert_eq!(auth.verify_playback(&pt, &v1).expect("valid"), "alice");
+        assert!(matches!(auth.verify_playback(&pt, &v2), Err(ApiError::Forbidden(_))));
+        assert!(auth.verify(&pt).is_err(), "a playback credential is not a user token");
+        let user = auth.mint("alice", false, 60, exp - 60).expect("mint");
+        assert!(auth.verify_playback(&user, &v1).is_err(), "a user token is not a credential");
+    }
+}
