@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
-ensure_packages nginx:nginx-light strace:strace curl:curl openssl:openssl ffmpeg:ffmpeg
-# Debian starts an nginx on port 80 when installing it; the tests run their own on free ports.
+ensure_packages nginx:nginx-light strace:strace curl:curl openssl:openssl ffmpeg:ffmpeg \
+    redis-server:redis-server
+# Debian starts nginx and redis-server when installing them; the tests run their own on free ports.
 as_root systemctl disable --now nginx >/dev/null 2>&1 || true
+as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads "${TEST_THREADS:-2}"

@@ -91,7 +91,8 @@ async fn purge(edge: &Edge, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             serde_json::json!({"error": format!("query parameter prefix must start with {}", edge.settings.prefix)}),
         );
     };
-    let purged = edge.cache.purge_prefix(prefix.as_bytes()).await;
+    let purged = edge.cache.purge_prefix(prefix.as_bytes()).await
+        + edge.open_files.purge_prefix(prefix.as_bytes());
     edge.metrics.purged.inc_by(purged as u64);
     tracing::info!(prefix, purged, "cache purge");
     json(

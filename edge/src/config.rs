@@ -144,8 +144,16 @@ impl Default for SigningConfig {
 pub struct CacheConfig {
     /// Memory budget in bytes. Default 268435456 (256 MiB); 0 disables the cache.
     pub max_bytes: u64,
-    /// Largest file kept in memory, bytes; larger files go out by sendfile. Default 1572864.
+    /// Largest file kept in memory, bytes. Default 1572864.
     pub max_object_bytes: u64,
+    /// On plain HTTP, files at least this large go out with sendfile from an open descriptor
+    /// instead of memory (zero-copy beats copying from memory for large bodies); memory then
+    /// serves small files, and TLS/HTTP/2 (which cannot use sendfile). Default 65536.
+    pub sendfile_min_bytes: u64,
+    /// Open descriptors kept for sendfile, like nginx `open_file_cache max=`. Default 10000.
+    pub open_files: u64,
+    /// Seconds an unused descriptor stays open. Default 60.
+    pub open_files_idle_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -153,6 +161,9 @@ impl Default for CacheConfig {
         Self {
             max_bytes: 256 << 20,
             max_object_bytes: 1536 << 10,
+            sendfile_min_bytes: 64 << 10,
+            open_files: 10_000,
+            open_files_idle_secs: 60,
         }
     }
 }
@@ -224,6 +235,9 @@ pub struct Settings {
     pub link: SecureLink,
     pub cache_max_bytes: u64,
     pub cache_max_object: u64,
+    pub sendfile_min_bytes: u64,
+    pub open_files_max: u64,
+    pub open_files_idle: Duration,
     pub cache_control_media: Option<String>,
     pub cache_control_playlists: Option<String>,
     pub cors_origins: Vec<String>,
@@ -392,6 +406,9 @@ impl EdgeConfig {
             } else {
                 self.cache.max_object_bytes
             },
+            sendfile_min_bytes: self.cache.sendfile_min_bytes,
+            open_files_max: self.cache.open_files,
+            open_files_idle: Duration::from_secs(self.cache.open_files_idle_secs.max(1)),
             cache_control_media: nonempty(&self.http.cache_control_media),
             cache_control_playlists: nonempty(&self.http.cache_control_playlists),
             cors_origins: self.http.cors_allowed_origins.clone(),

@@ -13,7 +13,7 @@
 //! - [`target`]: request target -> nginx `$uri` / `$args`.
 //! - signature: `shared::secure_link`.
 //! - [`resolve`]: safe lookup under the content root.
-//! - [`cache`]: the hot in-memory cache.
+//! - [`open_files`]: open descriptors for sendfile; [`cache`]: the hot in-memory cache.
 //! - [`conditional`] (304/412), [`range`] (206/416), [`mime`], [`cors`].
 //! - [`reply`]: the decided response and its HTTP/1.1 head.
 //! - [`sys`]: the only `unsafe`: sendfile, openat2.
@@ -27,6 +27,7 @@ pub mod config;
 pub mod cors;
 pub mod metrics;
 pub mod mime;
+pub mod open_files;
 pub mod range;
 pub mod reply;
 pub mod request;

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub cache_evictions: IntCounter,
+    pub open_file_hits: IntCounter,
     pub cache_bytes: IntGauge,
     pub open_connections: IntGauge,
     pub admin_connections: IntGauge,
@@ -102,6 +103,10 @@ impl Metrics {
             "Hot cache misses for cacheable files",
         )?;
         let cache_evictions = counter("edge_cache_evictions_total", "Entries evicted for space")?;
+        let open_file_hits = counter(
+            "edge_open_file_hits_total",
+            "Responses sent by sendfile from an already open descriptor",
+        )?;
         let purged = counter(
             "edge_cache_purged_total",
             "Entries dropped by purge requests",
@@ -112,7 +117,13 @@ impl Metrics {
         registry.register(Box::new(durations.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(failures.clone()))?;
-        for c in [&cache_hits, &cache_misses, &cache_evictions, &purged] {
+        for c in [
+            &cache_hits,
+            &cache_misses,
+            &cache_evictions,
+            &open_file_hits,
+            &purged,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(cache_bytes.clone()))?;
@@ -137,6 +148,7 @@ impl Metrics {
             cache_hits,
             cache_misses,
             cache_evictions,
+            open_file_hits,
             cache_bytes,
             open_connections,
             admin_connections,

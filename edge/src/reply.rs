@@ -34,9 +34,9 @@ pub enum Body {
     Empty,
     /// In memory (hot cache, error messages).
     Bytes(Bytes, SendPath),
-    /// `len` bytes of `file` from `offset`.
+    /// `len` bytes of `file` from `offset` (shared: one descriptor serves many responses).
     File {
-        file: File,
+        file: Arc<File>,
         offset: u64,
         len: u64,
     },

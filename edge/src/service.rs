@@ -5,7 +5,6 @@
 //! when configured), signature (403 / 410), method (405), resolve the file (404 / 403 / 301),
 //! hot cache or open file, conditionals (304 / 412), range (206 / 416), then 200.
 
-use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -17,10 +16,11 @@ use crate::conditional::{self, Conditions, Outcome, Validators};
 use crate::config::Settings;
 use crate::cors::Cors;
 use crate::metrics::{Metrics, Route, SendPath};
+use crate::open_files::{OpenFile, OpenFiles};
 use crate::range::{self, RangeDecision};
 use crate::reply::{Body, Reply, Value};
 use crate::request::{RequestHead, Version};
-use crate::resolve::{FileMeta, ResolveError, Resolved, Root};
+use crate::resolve::{ResolveError, Resolved, Root};
 use crate::{mime, target};
 
 /// Everything a request needs, shared by all connections.
@@ -28,6 +28,7 @@ pub struct Edge {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub cache: HotCache,
+    pub open_files: OpenFiles,
     root: Root,
     cors: Cors,
     cache_control_media: Option<Value>,
@@ -45,6 +46,7 @@ impl Edge {
             metrics.clone(),
         );
         let shared = |v: &Option<String>| v.as_deref().map(|s| Value::Shared(Arc::from(s)));
+        let open_files = OpenFiles::new(settings.open_files_max, settings.open_files_idle);
         Ok(Self {
             cors: Cors::new(&settings.cors_origins),
             cache_control_media: shared(&settings.cache_control_media),
@@ -52,6 +54,7 @@ impl Edge {
             settings,
             metrics,
             cache,
+            open_files,
             root,
             requests_seen: AtomicU64::new(0),
         })
@@ -170,6 +173,20 @@ impl Edge {
     }
 
     async fn serve_file(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
+        // Plain HTTP/1.1 sends large bodies with sendfile from an open descriptor: cheaper than
+        // copying them out of memory. Memory serves small files and TLS/HTTP/2, which cannot
+        // use sendfile.
+        let zero_copy = !req.tls;
+        let large = |size: u64| size >= self.settings.sendfile_min_bytes;
+        if zero_copy {
+            if let Some(open) = self.open_files.get(uri) {
+                if self.root.stat(rel) == Some(open.meta) && large(open.meta.size) {
+                    self.metrics.open_file_hits.inc();
+                    return self.represent(req, uri, Representation::File(open));
+                }
+                self.open_files.invalidate(uri);
+            }
+        }
         if let Some(entry) = self.cache.get(uri).await {
             if self.root.stat(rel) == Some(entry.meta) {
                 self.metrics.cache_hits.inc();
@@ -182,6 +199,11 @@ impl Edge {
             Ok(Resolved::Directory) => return self.directory(req, uri),
             Err(e) => return resolve_error(e, rel),
         };
+        if zero_copy && large(meta.size) {
+            let open = Arc::new(OpenFile::new(file, meta));
+            self.open_files.insert(uri, open.clone());
+            return self.represent(req, uri, Representation::File(open));
+        }
         if self.cache.admits(meta.size) {
             self.metrics.cache_misses.inc();
             match self.cache.fill(uri, file, meta, &self.metrics).await {
@@ -192,7 +214,11 @@ impl Edge {
                 }
             }
         }
-        self.represent(req, uri, Representation::File(file, meta))
+        self.represent(
+            req,
+            uri,
+            Representation::File(Arc::new(OpenFile::new(file, meta))),
+        )
     }
 
     /// nginx: a directory with a trailing slash has no index here (403); without one it is
@@ -227,9 +253,11 @@ impl Edge {
                 Value::Shared(c.last_modified.clone()),
                 c.meta,
             ),
-            Representation::File(_, m) => {
-                (Value::Owned(m.etag()), Value::Owned(m.last_modified()), *m)
-            }
+            Representation::File(open) => (
+                Value::Shared(open.etag.clone()),
+                Value::Shared(open.last_modified.clone()),
+                open.meta,
+            ),
         };
         let h = &req.headers;
         let validators = Validators {
@@ -279,8 +307,8 @@ impl Edge {
             Representation::Cached(c) => {
                 Body::Bytes(c.body.slice(start as usize..end as usize), SendPath::Cache)
             }
-            Representation::File(file, _) => Body::File {
-                file,
+            Representation::File(open) => Body::File {
+                file: open.file.clone(),
                 offset: start,
                 len,
             },
@@ -307,7 +335,7 @@ impl Edge {
 
 enum Representation {
     Cached(Arc<Cached>),
-    File(File, FileMeta),
+    File(Arc<OpenFile>),
 }
 
 fn resolve_error(e: ResolveError, rel: &[u8]) -> Reply {

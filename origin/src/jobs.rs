@@ -10,5 +10,6 @@
 
 pub mod embedded;
 pub mod model;
+pub mod redis;
 pub mod store;
 pub mod worker;

@@ -142,7 +142,7 @@ fn into_response(reply: Reply, metrics: Arc<Metrics>) -> http::Response<EdgeBody
             metrics,
         },
         Body::File { file, offset, len } => EdgeBody::File(FileBody {
-            file: Arc::new(file),
+            file,
             offset,
             remaining: len,
             pending: None,
