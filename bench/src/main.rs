@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
-use shared::secure_link::{SecureLink, Secret};
+use shared::secure_link::{Secret, SecureLink};
 
 #[derive(Parser)]
 #[command(about = "Content and signed-URL generator for the edge benchmarks")]
@@ -157,7 +157,11 @@ fn sign(args: &SignArgs) -> Result<()> {
             };
             let first = at + md5_marker.len();
             // Any other base64url character: the token stays well-formed, only the hash differs.
-            let replacement = if url.as_bytes()[first] == b'A' { "B" } else { "A" };
+            let replacement = if url.as_bytes()[first] == b'A' {
+                "B"
+            } else {
+                "A"
+            };
             url.replace_range(first..first + 1, replacement);
         }
         writeln!(out, "{url}")?;

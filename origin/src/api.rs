@@ -29,7 +29,6 @@ use shared::media::{Layout, VideoId};
 use tokio::sync::broadcast;
 
 use crate::config::Settings;
-use crate::jobs::embedded::EmbeddedStore;
 use crate::jobs::model::Job;
 use crate::jobs::store::JobStore;
 use crate::jobs::worker::{JobEvent, WorkerPool};
@@ -39,7 +38,7 @@ use auth::{Auth, User};
 use error::ApiError;
 
 /// The job store backing the API.
-pub type Store = EmbeddedStore;
+pub type Store = crate::jobs::any::AnyStore;
 
 /// Shared state of every handler.
 #[derive(Clone)]

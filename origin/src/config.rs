@@ -22,7 +22,28 @@ pub struct OriginConfig {
     pub transcode: TranscodeConfig,
     pub edge: EdgeAdminConfig,
     pub migration: MigrationConfig,
+    pub store: StoreConfig,
     pub log: LogConfig,
+}
+
+/// Where jobs live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` (a file in the data directory, one machine) or `redis` (shared by every
+    /// `origin serve` and `origin worker`). Env: ORIGIN_STORE. Default `embedded`.
+    pub backend: String,
+    /// e.g. `redis://127.0.0.1:6379/0`. Env: REDIS_URL.
+    pub redis_url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: "embedded".into(),
+            redis_url: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +260,8 @@ pub struct Settings {
     pub edge_admin_url: Option<String>,
     pub edge_purge_token: Option<String>,
     pub migration: MigrationConfig,
+    /// `Some(url)` when jobs live in Redis.
+    pub redis_url: Option<String>,
     pub log_format: LogFormat,
 }
 
@@ -260,6 +283,14 @@ impl OriginConfig {
         set(&mut self.playback.edge_base_url, "ORIGIN_EDGE_BASE_URL");
         set(&mut self.edge.admin_url, "ORIGIN_EDGE_ADMIN_URL");
         set(&mut self.edge.purge_token, "EDGE_PURGE_TOKEN");
+        set(&mut self.store.backend, "ORIGIN_STORE");
+        if let Some(url) = env.get("REDIS_URL") {
+            self.store.redis_url = url;
+            // A Redis URL alone means: use it.
+            if env.get("ORIGIN_STORE").is_none() {
+                self.store.backend = "redis".into();
+            }
+        }
         if let Some(v) = env.get("ORIGIN_DATA_DIR") {
             self.server.data_dir = v.into();
         }
@@ -352,6 +383,20 @@ impl OriginConfig {
         if t.max_attempts == 0 {
             errors.push("transcode.max_attempts must be at least 1".into());
         }
+        let redis_url = match self.store.backend.as_str() {
+            "embedded" => None,
+            "redis" => {
+                let url = &self.store.redis_url;
+                if !url.starts_with("redis://") {
+                    errors.push("store.redis_url must be a redis:// URL when store.backend = \"redis\" (REDIS_URL)".into());
+                }
+                Some(url.clone())
+            }
+            other => {
+                errors.push(format!("store.backend {other:?} is not embedded or redis"));
+                None
+            }
+        };
         let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_owned());
         let (Some(listen), Some(jwt), Some(link), true) = (listen, jwt, link, errors.is_empty())
         else {
@@ -380,6 +425,7 @@ impl OriginConfig {
             edge_admin_url: nonempty(self.edge.admin_url.trim_end_matches('/')),
             edge_purge_token: nonempty(&self.edge.purge_token),
             migration,
+            redis_url,
             log_format: self.log.format,
         })
     }

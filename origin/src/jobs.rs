@@ -5,9 +5,10 @@
 //! - [`model`]: the job record and its states.
 //! - [`store`]: the [`store::JobStore`] trait (queue with leases, progress, checkpoints) that
 //!   every backend implements; [`embedded`] is the single-machine default (redb in the data
-//!   directory).
+//!   directory), [`redis`] the shared one for many machines, [`any`] whichever is configured.
 //! - [`worker`]: the in-process worker pool: claim, heartbeat, run, complete or fail.
 
+pub mod any;
 pub mod embedded;
 pub mod model;
 pub mod redis;

@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use origin::config::OriginConfig;
-use origin::jobs::embedded::EmbeddedStore;
 use origin::jobs::model::unix_now;
 use origin::jobs::worker::{WorkerPool, WorkerSettings};
 use origin::transcode::encoder::EncoderPreference;
@@ -200,9 +199,14 @@ async fn main() -> anyhow::Result<()> {
                 max_attempts: t.max_attempts,
                 name: format!("{}-{}", origin::server::hostname(), std::process::id()),
             };
-            let store = Arc::new(EmbeddedStore::open(&layout.store_dir())?);
-            let pipeline = origin::server::pipeline(&worker_settings(&config)?, &layout).await;
+            let validated = worker_settings(&config)?;
+            let store = Arc::new(origin::server::open_store(&validated, &layout).await?);
+            let pipeline = origin::server::pipeline(&validated, &layout).await;
+            let redis = store.redis().cloned();
             let pool = WorkerPool::new(store, pipeline, layout, settings);
+            if let Some(redis) = redis {
+                origin::server::publish_pool_events(&pool, redis);
+            }
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let mut workers = pool.start(stop);
             shared::shutdown::terminate_signal().await;

@@ -15,8 +15,11 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, auth::Auth, AppState, Store};
 use crate::config::Settings;
+use crate::jobs::any::AnyStore;
+use crate::jobs::embedded::EmbeddedStore;
+use crate::jobs::redis::RedisStore;
 use crate::jobs::store::JobStore;
-use crate::jobs::worker::{WorkerPool, WorkerSettings};
+use crate::jobs::worker::{JobEvent, WorkerPool, WorkerSettings};
 use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::transcode::encoder::{detect_nvenc, EncoderSelector};
@@ -53,9 +56,7 @@ pub struct Origin {
 pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
     let layout = Layout::new(&settings.data_dir);
     layout.ensure()?;
-    let store = Arc::new(crate::jobs::embedded::EmbeddedStore::open(
-        &layout.store_dir(),
-    )?);
+    let store = Arc::new(open_store(&settings, &layout).await?);
     let metrics = Arc::new(Metrics::new()?);
     let pipeline = pipeline(&settings, &layout).await;
     let t = &settings.transcode;
@@ -75,6 +76,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
     let m = &settings.migration;
     let migration = Arc::new(Migration::new(&m.import_dir, &m.owner, m.process_now));
     let auth = Arc::new(Auth::new(&settings).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let events = match store.redis() {
+        // Viewers on any instance see progress from any worker: workers publish to Redis and
+        // every API process relays the channel (not also its own pool, or events would double).
+        Some(redis) => {
+            publish_pool_events(&pool, redis.clone());
+            relay_redis_events(redis).await?
+        }
+        None => pool.events(),
+    };
     let state = AppState {
         settings: Arc::new(settings),
         auth,
@@ -82,11 +92,56 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
         layout,
         pipeline,
         pool: Some(pool.clone()),
-        events: pool.events(),
+        events,
         migration,
         metrics,
     };
     Ok(Origin { state, pool })
+}
+
+/// The configured job store.
+pub async fn open_store(settings: &Settings, layout: &Layout) -> anyhow::Result<AnyStore> {
+    Ok(match &settings.redis_url {
+        Some(url) => {
+            tracing::info!("job store: redis");
+            AnyStore::Redis(RedisStore::connect(url).await?)
+        }
+        None => AnyStore::Embedded(EmbeddedStore::open(&layout.store_dir())?),
+    })
+}
+
+/// Forwards a pool's events to Redis pub/sub.
+pub fn publish_pool_events<S: JobStore>(pool: &WorkerPool<S>, redis: RedisStore) {
+    let mut rx = pool.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    if let Err(error) = redis.publish_event(&event).await {
+                        tracing::debug!(%error, "event not published");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// A local channel fed from Redis pub/sub, for the SSE endpoint.
+async fn relay_redis_events(
+    redis: &RedisStore,
+) -> anyhow::Result<tokio::sync::broadcast::Sender<JobEvent>> {
+    use futures_util::StreamExt;
+    let (tx, _) = tokio::sync::broadcast::channel(1024);
+    let mut stream = redis.subscribe_events().await?;
+    let sender = tx.clone();
+    tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            let _ = sender.send(event);
+        }
+    });
+    Ok(tx)
 }
 
 /// Serves until `shutdown`, then stops workers from claiming, drains HTTP, and waits for

@@ -1,5 +1,5 @@
 //! The request cases of the compatibility suite, one function per row category of the spec
-//! (`/work/shared/nginx-secure-link.md`).
+//! (`docs/nginx-secure-link.md`).
 //!
 //! Every case is a raw request whose Host header (and absolute-form authority) is the
 //! placeholder [`AUTHORITY`], filled in per server. Cases that reproduce a numbered row of the

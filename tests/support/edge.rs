@@ -244,8 +244,9 @@ pub fn edge_binary() -> PathBuf {
     path
 }
 
-/// `(listener, addr)` from a `listening` log line, in tracing's text or JSON format.
-fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
+/// `(listener, addr)` from a `listening` log line, in tracing's text or JSON format. Shared
+/// with [`crate::origin`], which logs its listeners the same way.
+pub(crate) fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
     let line = strip_ansi(line);
     if !line.contains("listening") {
         return None;

@@ -107,6 +107,12 @@ impl Request {
         self
     }
 
+    /// Appends `body` and a matching `Content-Length` header.
+    pub fn sized_body(self, body: &[u8]) -> Self {
+        self.header("Content-Length", body.len().to_string())
+            .body(body)
+    }
+
     /// The bytes to put on the wire.
     pub fn build(&self) -> Vec<u8> {
         let mut head = format!("{} {} {}\r\n", self.method, self.target, self.version);
@@ -147,6 +153,84 @@ pub fn raw_request_within(
     let bytes = read_to_close(&mut stream, deadline)?;
     let is_head = request.starts_with(b"HEAD ");
     parse_response(&bytes, is_head)
+}
+
+/// Sends a request head carrying `Expect: 100-continue` (and no body), then `body` only if the
+/// server answers `100 Continue` first, like curl does for large uploads. Returns whether the
+/// body was sent, and the final response. A server that refuses from the headers alone (a
+/// declared length over its limit) answers without ever reading the body.
+pub fn exchange_expect_continue(
+    addr: SocketAddr,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<(bool, RawResponse)> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(head)?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0; 16 * 1024];
+    let first = loop {
+        if let Some(first) = parse_single_head(&bytes)? {
+            break first;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no response head within the deadline",
+            ));
+        }
+        stream.set_read_timeout(Some(remaining))?;
+        match stream.read(&mut chunk)? {
+            0 => return Err(invalid("connection closed before a response head".into())),
+            n => bytes.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let continued = first.response.status == 100;
+    if continued {
+        stream.write_all(body)?;
+    }
+    bytes.extend(read_to_close(&mut stream, deadline)?);
+    Ok((continued, parse_response(&bytes, false)?))
+}
+
+/// Writes `request` from a second thread while this one reads the response, so a server that
+/// answers early (a refused upload) and closes is seen answering instead of leaving the client
+/// blocked in a write. Errors writing the rest of the request after the server closed are
+/// expected and ignored; the response is what counts.
+pub fn exchange_while_sending(
+    addr: SocketAddr,
+    request: Vec<u8>,
+    timeout: Duration,
+) -> io::Result<RawResponse> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let mut writer = stream.try_clone()?;
+    writer.set_write_timeout(Some(timeout))?;
+    let sender = std::thread::spawn(move || {
+        // A refused upload is answered and closed mid-body: EPIPE/ECONNRESET here is normal.
+        let _ = writer.write_all(&request);
+        let _ = writer.flush();
+    });
+    let bytes = read_to_close(&mut stream, deadline);
+    // Unblocks the writer if the server stopped reading without closing.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    parse_response(&bytes?, false)
+}
+
+/// `body` in chunked transfer coding, `chunk` bytes a chunk, with the terminating chunk.
+pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / chunk.max(1) * 8 + 8);
+    for piece in body.chunks(chunk.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
 }
 
 /// Reads until EOF or `deadline`. A reset after some data counts as EOF: servers may reset a
@@ -298,6 +382,12 @@ pub fn connect(addr: SocketAddr) -> io::Result<ResponseReader<TcpStream>> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     Ok(ResponseReader::new(stream))
+}
+
+/// The final response head at the start of `bytes` (interim 1xx skipped) and its length in
+/// bytes, or `None` while it is incomplete. For readers that consume a body incrementally.
+pub(crate) fn response_head(bytes: &[u8]) -> io::Result<Option<(RawResponse, usize)>> {
+    Ok(parse_head(bytes)?.map(|head| (head.response, head.len)))
 }
 
 /// How the body of a response is delimited.

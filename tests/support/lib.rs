@@ -1,14 +1,17 @@
 //! Harness for the end-to-end tests: real processes on loopback, raw bytes on the wire.
 //!
 //! The tests in this crate start the `edge` binary (and, for the compatibility suite, a real
-//! nginx configured like production) and talk to them over plain TCP with hand-written
-//! requests, so nothing on the client side normalises a URL before the server sees it.
+//! nginx configured like production; for the API suite, the `origin` behind it) and talk to
+//! them over plain TCP with hand-written requests, so nothing on the client side normalises a
+//! URL before the server sees it.
 //!
 //! # Layout
 //! - [`content`]: a temporary content root shaped like the platform's HLS output.
 //! - [`nginx`]: a throw-away nginx with the production `secure_link` location.
 //! - [`edge`]: the `edge` binary under test, its listeners discovered from its log.
+//! - [`origin`]: the `origin` binary under test, user tokens, uploads, generated clips.
 //! - [`http`]: raw HTTP/1.x requests and a tolerant response parser.
+//! - [`sse`]: Server-Sent Events read incrementally off a raw connection.
 //! - [`tls`]: a test CA, server certificates and a verifying TLS client.
 //! - [`metrics`]: reading values out of Prometheus text.
 //! - [`process`]: child-process plumbing shared by the above (stderr draining, signals).
@@ -19,7 +22,9 @@ pub mod edge;
 pub mod http;
 pub mod metrics;
 pub mod nginx;
+pub mod origin;
 pub mod process;
+pub mod sse;
 pub mod tls;
 pub mod wait;
 
@@ -27,6 +32,7 @@ pub use content::ContentTree;
 pub use edge::{Edge, EdgeOptions};
 pub use http::{raw_request, RawResponse, Request};
 pub use nginx::Nginx;
+pub use origin::{Origin, OriginOptions};
 pub use process::Signal;
 pub use wait::wait_until;
 

@@ -1,6 +1,6 @@
 //! A throw-away nginx with the production `secure_link` location, as the reference behaviour.
 //!
-//! The configuration reproduces the one in `/work/shared/nginx-secure-link.md` (the probed
+//! The configuration reproduces the one in `docs/nginx-secure-link.md` (the probed
 //! spec) plus what Debian's `nginx.conf` contributes (`mime.types`, `default_type`). Every
 //! path nginx writes to lives in a temp prefix, so several instances can run side by side.
 

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -69,6 +69,35 @@ pub fn stop(child: &mut Child, signal: Signal, grace: Duration) {
     if wait_exit(child, grace).is_none() {
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+/// Runs `command` to completion (stdin closed, stdout and stderr collected) and returns its
+/// output. Panics, after killing it, if it has not finished within `timeout`.
+pub fn run_bounded(command: &mut Command, timeout: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+    let stdout = LineLog::drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = LineLog::drain(child.stderr.take().expect("stderr is piped"));
+    let Some(status) = wait_exit(&mut child, timeout) else {
+        stop(&mut child, Signal::Kill, Duration::from_secs(1));
+        panic!(
+            "{command:?} did not finish within {timeout:?}; stderr:\n{}",
+            stderr.tail(20)
+        );
+    };
+    // The pipes close when the process exits; wait so the last lines are collected.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    stdout.wait_closed(deadline);
+    stderr.wait_closed(deadline);
+    Output {
+        status,
+        stdout: stdout.lines().join("\n").into_bytes(),
+        stderr: stderr.lines().join("\n").into_bytes(),
     }
 }
 

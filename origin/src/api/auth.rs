@@ -260,11 +260,20 @@ mod tests {
         let auth = Auth::new(&settings("HS256", None)).expect("auth");
         let now = crate::jobs::model::unix_now();
         let t = auth.mint("alice", false, 60, now).expect("mint");
-        assert_eq!(auth.verify(&t).expect("valid"), User { id: "alice".into(), admin: false });
+        assert_eq!(
+            auth.verify(&t).expect("valid"),
+            User {
+                id: "alice".into(),
+                admin: false
+            }
+        );
         let admin = auth.mint("root", true, 60, now).expect("mint");
         assert!(auth.verify(&admin).expect("valid").admin);
         let expired = auth.mint("alice", false, -60, now).expect("mint");
-        assert!(matches!(auth.verify(&expired), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(
+            auth.verify(&expired),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -292,7 +301,11 @@ mod tests {
         std::fs::write(&public, key.public_key_pem()).expect("write");
         let auth = Auth::new(&settings("ES256", Some(&public))).expect("auth");
         let exp = crate::jobs::model::unix_now() + 60;
-        let claims = Claims { sub: "carol".into(), exp, role: None };
+        let claims = Claims {
+            sub: "carol".into(),
+            exp,
+            role: None,
+        };
         let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("pem");
         let token = encode(&Header::new(Algorithm::ES256), &claims, &signing).expect("sign");
         assert_eq!(auth.verify(&token).expect("valid").id, "carol");
@@ -304,7 +317,10 @@ mod tests {
         )
         .expect("sign");
         assert!(auth.verify(&confused).is_err());
-        assert!(auth.mint("x", false, 60, exp).is_err(), "no minting without our own secret");
+        assert!(
+            auth.mint("x", false, 60, exp).is_err(),
+            "no minting without our own secret"
+        );
     }
 
     #[test]
@@ -314,11 +330,24 @@ mod tests {
         let v1: VideoId = "v1".parse().expect("id");
         let v2: VideoId = "v2".parse().expect("id");
         let pt = auth.playback_token(&v1, "alice", exp).expect("pt");
-        assert_eq!(auth.playback_token(&v1, "alice", exp).expect("pt"), pt, "deterministic");
+        assert_eq!(
+            auth.playback_token(&v1, "alice", exp).expect("pt"),
+            pt,
+            "deterministic"
+        );
         assert_eq!(auth.verify_playback(&pt, &v1).expect("valid"), "alice");
-        assert!(matches!(auth.verify_playback(&pt, &v2), Err(ApiError::Forbidden(_))));
-        assert!(auth.verify(&pt).is_err(), "a playback credential is not a user token");
+        assert!(matches!(
+            auth.verify_playback(&pt, &v2),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(
+            auth.verify(&pt).is_err(),
+            "a playback credential is not a user token"
+        );
         let user = auth.mint("alice", false, 60, exp - 60).expect("mint");
-        assert!(auth.verify_playback(&user, &v1).is_err(), "a user token is not a credential");
+        assert!(
+            auth.verify_playback(&user, &v1).is_err(),
+            "a user token is not a credential"
+        );
     }
 }

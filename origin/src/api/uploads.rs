@@ -107,7 +107,6 @@ pub async fn create(
     if received == 0 {
         return Err(ApiError::BadRequest("the upload is empty".into()));
     }
-    state.metrics.upload(received);
     let info = state.pipeline.probe(&tmp.path).await.map_err(|e| match e {
         ProbeError::Spawn(why) => ApiError::internal(why),
         ProbeError::NoVideo => ApiError::UnsupportedMedia(e.to_string()),
@@ -124,6 +123,8 @@ pub async fn create(
         let _ = std::fs::remove_file(&source);
         return Err(e.into());
     }
+    // Counted once accepted: a refused upload (not a video, store error) is not an upload.
+    state.metrics.upload(received);
     tracing::info!(%video, user = %user.id, bytes = received, duration = info.duration, "upload queued");
     Ok((
         StatusCode::ACCEPTED,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::media::{Layout, VideoId};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -17,7 +17,7 @@ use crate::transcode::pipeline::{Cancel, Events, Job as PipelineJob, Pipeline};
 use crate::transcode::progress::{Stage, Throttle};
 
 /// What viewers of a job's progress are told (the API relays these as Server-Sent Events).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum JobEvent {
     Stage {

@@ -1,0 +1,114 @@
+//! The configured backend behind one type: the embedded store on a single machine, Redis when
+//! several processes share the queue. (The trait's async methods make it unusable as `dyn`.)
+
+use shared::media::VideoId;
+
+use super::embedded::EmbeddedStore;
+use super::model::{Job, JobState};
+use super::redis::RedisStore;
+use super::store::{Failure, JobStore, StoreError};
+use crate::transcode::pipeline::Published;
+use crate::transcode::progress::Stage;
+
+/// Either backend.
+#[derive(Clone)]
+pub enum AnyStore {
+    Embedded(EmbeddedStore),
+    Redis(RedisStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Embedded($s) => $e,
+            AnyStore::Redis($s) => $e,
+        }
+    };
+}
+
+impl AnyStore {
+    /// The Redis store, when that is the backend (cross-process events).
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            AnyStore::Redis(r) => Some(r),
+            AnyStore::Embedded(_) => None,
+        }
+    }
+}
+
+impl JobStore for AnyStore {
+    async fn create(&self, job: Job) -> Result<(), StoreError> {
+        each!(self, s => s.create(job).await)
+    }
+    async fn get(&self, video: &VideoId) -> Result<Option<Job>, StoreError> {
+        each!(self, s => s.get(video).await)
+    }
+    async fn list(&self, owner: &str, offset: usize, limit: usize) -> Result<Vec<Job>, StoreError> {
+        each!(self, s => s.list(owner, offset, limit).await)
+    }
+    async fn claim(
+        &self,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        each!(self, s => s.claim(worker, lease_secs, now).await)
+    }
+    async fn heartbeat(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.heartbeat(video, worker, lease_secs, now).await)
+    }
+    async fn progress(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        stage: Stage,
+        percent: f64,
+        thumbnail_ready: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.progress(video, worker, stage, percent, thumbnail_ready, now).await)
+    }
+    async fn checkpoint(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        rung: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.checkpoint(video, worker, rung, now).await)
+    }
+    async fn complete(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        result: Published,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.complete(video, worker, result, now).await)
+    }
+    async fn fail(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        error: &str,
+        failure: Failure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.fail(video, worker, error, failure, now).await)
+    }
+    async fn requeue(&self, video: &VideoId, now: i64) -> Result<(), StoreError> {
+        each!(self, s => s.requeue(video, now).await)
+    }
+    async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
+        each!(self, s => s.delete(video).await)
+    }
+    async fn counts(&self) -> Result<Vec<(JobState, usize)>, StoreError> {
+        each!(self, s => s.counts().await)
+    }
+}
