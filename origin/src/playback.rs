@@ -52,7 +52,9 @@ pub struct VariantSigning<'a> {
 pub fn sign_variant(variant: &str, s: &VariantSigning<'_>) -> String {
     let placeholder = format!("URI=\"{}\"", key_placeholder(s.rung));
     let key = format!("URI=\"{}\"", s.key_uri);
-    let mut out = String::with_capacity(variant.len() * 3);
+    let expires = s.expires.to_string();
+    // A signed edge URL is ~5x its segment's lines; reserving once avoids regrowth.
+    let mut out = String::with_capacity(variant.len() * 6);
     let mut path = String::with_capacity(128);
     for line in variant.lines() {
         if is_uri(line) {
@@ -65,17 +67,9 @@ pub fn sign_variant(variant: &str, s: &VariantSigning<'_>) -> String {
                 s.rung,
                 line.trim()
             );
-            let sig = s.link.sign(&path, s.expires, "");
-            let _ = writeln!(
-                out,
-                "{}{}?{}={}&{}={}",
-                s.edge_base_url,
-                shared::secure_link::encode_path(&path),
-                s.link.md5_arg(),
-                sig.md5,
-                s.link.expires_arg(),
-                sig.expires
-            );
+            out.push_str(s.edge_base_url);
+            s.link.append_signed_url(&mut out, &path, &expires, "");
+            out.push('\n');
         } else if line.starts_with("#EXT-X-KEY:") {
             out.push_str(&line.replace(&placeholder, &key));
             out.push('\n');

@@ -201,6 +201,32 @@ impl SecureLink {
         )
     }
 
+    /// Appends `<encoded uri>?md5=..&expires=..` to `out` for an expiry already formatted as
+    /// `expires_text`: the allocation-free form for signing a whole playlist.
+    pub fn append_signed_url(
+        &self,
+        out: &mut String,
+        uri: &str,
+        expires_text: &str,
+        remote_addr: &str,
+    ) {
+        let digest = self.digest(
+            &self.secrets[0],
+            expires_text.as_bytes(),
+            uri.as_bytes(),
+            remote_addr,
+        );
+        encode_path_into(uri, out);
+        out.push('?');
+        out.push_str(&self.md5_arg);
+        out.push('=');
+        base64url::encode_into(&digest, out);
+        out.push('&');
+        out.push_str(&self.expires_arg);
+        out.push('=');
+        out.push_str(expires_text);
+    }
+
     /// Verifies a request at time `now` (unix seconds) exactly as nginx does.
     pub fn verify(&self, req: &LinkRequest<'_>, now: i64) -> Result<(), VerifyError> {
         let md5 = query_arg(req.args, self.md5_arg.as_bytes());
@@ -278,14 +304,22 @@ pub fn parse_expires(text: &[u8]) -> Option<i64> {
 /// nginx decodes `$uri` before hashing, so the signature covers the decoded form.
 pub fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
+    encode_path_into(path, &mut out);
+    out
+}
+
+/// [`encode_path`], appending to `out`.
+pub fn encode_path_into(path: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -5,6 +5,12 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// Encodes without padding.
 pub(super) fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    encode_into(bytes, &mut out);
+    out
+}
+
+/// Appends the encoding of `bytes` to `out`, without padding.
+pub(super) fn encode_into(bytes: &[u8], out: &mut String) {
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -18,7 +24,6 @@ pub(super) fn encode(bytes: &[u8]) -> String {
             out.push(char::from(ALPHABET[idx as usize]));
         }
     }
-    out
 }
 
 fn value(c: u8) -> Option<u8> {

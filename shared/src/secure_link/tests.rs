@@ -217,6 +217,9 @@ fn signed_url_encodes_path_but_hashes_decoded() {
     let l = link();
     let url = l.signed_url("/hls/a b/x.ts", TS, "");
     assert!(url.starts_with("/hls/a%20b/x.ts?md5="), "{url}");
+    let mut appended = String::from("http://edge");
+    l.append_signed_url(&mut appended, "/hls/a b/x.ts", &TS.to_string(), "");
+    assert_eq!(appended, format!("http://edge{url}"), "both forms agree");
     let sig = l.sign("/hls/a b/x.ts", TS, "");
     let req = LinkRequest {
         uri: b"/hls/a b/x.ts",
