@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod origin;
 pub mod process;
+pub mod prometheus;
 pub mod sse;
 pub mod tls;
 pub mod wait;
