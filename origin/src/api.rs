@@ -53,6 +53,9 @@ pub struct AppState {
     pub events: broadcast::Sender<JobEvent>,
     pub migration: Arc<Migration>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Fires when the server begins to drain: long-lived responses (event streams) end so the
+    /// drain can finish.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {

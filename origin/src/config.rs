@@ -180,7 +180,8 @@ impl Default for TranscodeConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeAdminConfig {
-    /// e.g. `http://127.0.0.1:9090`; empty: no purge (the edge revalidates files anyway).
+    /// e.g. `http://127.0.0.1:9090`, or several separated by commas (every edge is purged);
+    /// empty: no purge (the edge revalidates files anyway).
     pub admin_url: String,
     /// Bearer token (`EDGE_PURGE_TOKEN`).
     pub purge_token: String,
@@ -257,7 +258,8 @@ pub struct Settings {
     pub url_ttl_secs: i64,
     pub expiry_bucket_secs: i64,
     pub transcode: TranscodeConfig,
-    pub edge_admin_url: Option<String>,
+    /// Every edge's admin URL (purges go to all of them).
+    pub edge_admin_urls: Vec<String>,
     pub edge_purge_token: Option<String>,
     pub migration: MigrationConfig,
     /// `Some(url)` when jobs live in Redis.
@@ -422,7 +424,13 @@ impl OriginConfig {
             url_ttl_secs: p.url_ttl_secs as i64,
             expiry_bucket_secs: p.expiry_bucket_secs as i64,
             transcode: self.transcode.clone(),
-            edge_admin_url: nonempty(self.edge.admin_url.trim_end_matches('/')),
+            edge_admin_urls: self
+                .edge
+                .admin_url
+                .split([',', ' '])
+                .filter(|u| !u.is_empty())
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect(),
             edge_purge_token: nonempty(&self.edge.purge_token),
             migration,
             redis_url,

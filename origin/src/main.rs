@@ -63,6 +63,9 @@ enum Command {
         /// Jobs at once (overrides transcode.workers).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Metrics listen address for this worker (e.g. 127.0.0.1:9092); none by default.
+        #[arg(long)]
+        admin_listen: Option<String>,
     },
     /// Print a user token signed with JWT_SECRET.
     Token {
@@ -185,7 +188,10 @@ async fn main() -> anyhow::Result<()> {
             let origin = origin::server::build(settings).await?;
             origin::server::serve(origin, api, admin, shared::shutdown::terminate_signal()).await
         }
-        Command::Worker { concurrency } => {
+        Command::Worker {
+            concurrency,
+            admin_listen,
+        } => {
             let layout = Layout::new(&config.server.data_dir);
             layout.ensure()?;
             if let Some(n) = concurrency {
@@ -203,11 +209,20 @@ async fn main() -> anyhow::Result<()> {
             let store = Arc::new(origin::server::open_store(&validated, &layout).await?);
             let pipeline = origin::server::pipeline(&validated, &layout).await;
             let redis = store.redis().cloned();
-            let pool = WorkerPool::new(store, pipeline, layout, settings);
+            let metrics = Arc::new(origin::metrics::Metrics::new()?);
+            let pool =
+                WorkerPool::with_metrics(store, pipeline, layout, settings, Some(metrics.clone()));
             if let Some(redis) = redis {
                 origin::server::publish_pool_events(&pool, redis);
             }
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            let admin_addr = admin_listen
+                .map(|a| a.parse())
+                .transpose()
+                .context("--admin-listen")?;
+            if let Some(listener) = bind(admin_addr, "admin").await? {
+                origin::server::spawn_admin(listener, metrics, stop.clone());
+            }
             let mut workers = pool.start(stop);
             shared::shutdown::terminate_signal().await;
             let _ = stop_tx.send(true);

@@ -8,16 +8,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Settings;
 
-/// Sends the purge; failures are logged, not returned.
+/// Sends the purge to every configured edge at once; failures are logged, not returned.
 pub async fn purge_edge(settings: &Settings, prefix: &str) {
-    let (Some(url), Some(token)) = (&settings.edge_admin_url, &settings.edge_purge_token) else {
+    let Some(token) = &settings.edge_purge_token else {
         return;
     };
+    let all = settings
+        .edge_admin_urls
+        .iter()
+        .map(|url| purge_one(url, token, prefix));
+    futures_util::future::join_all(all).await;
+}
+
+async fn purge_one(url: &str, token: &str, prefix: &str) {
     match tokio::time::timeout(Duration::from_secs(5), send(url, token, prefix)).await {
-        Ok(Ok(200)) => tracing::info!(prefix, "edge cache purged"),
-        Ok(Ok(status)) => tracing::warn!(prefix, status, "edge purge refused"),
-        Ok(Err(error)) => tracing::warn!(prefix, %error, "edge purge failed"),
-        Err(_) => tracing::warn!(prefix, "edge purge timed out"),
+        Ok(Ok(200)) => tracing::info!(prefix, edge = url, "edge cache purged"),
+        Ok(Ok(status)) => tracing::warn!(prefix, edge = url, status, "edge purge refused"),
+        Ok(Err(error)) => tracing::warn!(prefix, edge = url, %error, "edge purge failed"),
+        Err(_) => tracing::warn!(prefix, edge = url, "edge purge timed out"),
     }
 }
 

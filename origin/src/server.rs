@@ -50,6 +50,7 @@ pub async fn pipeline(settings: &Settings, layout: &Layout) -> Pipeline {
 pub struct Origin {
     pub state: AppState,
     pub pool: Arc<WorkerPool<Store>>,
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 /// Builds the state: data directory, store, pipeline, workers (not yet started).
@@ -85,6 +86,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
         }
         None => pool.events(),
     };
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let state = AppState {
         settings: Arc::new(settings),
         auth,
@@ -95,8 +97,27 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
         events,
         migration,
         metrics,
+        draining,
     };
-    Ok(Origin { state, pool })
+    Ok(Origin { state, pool, drain })
+}
+
+/// The metrics listener (`/metrics`, `/healthz`), until `stop` fires.
+pub fn spawn_admin(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let router = Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/healthz", get(|| async { "ok\n" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|&v| v).await;
+            })
+            .await;
+    });
 }
 
 /// The configured job store.
@@ -152,7 +173,7 @@ pub async fn serve(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Origin { state, pool } = origin;
+    let Origin { state, pool, drain } = origin;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut workers = if state.settings.transcode.workers > 0 {
         Some(pool.start(stop.clone()))
@@ -169,23 +190,17 @@ pub async fn serve(
         });
     }
     if let Some(admin) = admin {
-        let metrics = state.metrics.clone();
-        let router = Router::new()
-            .route("/metrics", get(move || async move { metrics.render() }))
-            .route("/healthz", get(|| async { "ok\n" }));
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(admin, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|&v| v).await;
-                })
-                .await;
-        });
+        spawn_admin(admin, state.metrics.clone(), stop.clone());
     }
     let app = api::router(state.clone()).layer(middleware::from_fn_with_state(
         state.clone(),
         count_requests,
     ));
+    let shutdown = async move {
+        shutdown.await;
+        // Event streams never end by themselves; tell them to, or the drain would wait forever.
+        let _ = drain.send(true);
+    };
     axum::serve(api, app)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -57,7 +57,12 @@ pub async fn sse(
             }
         }
     });
-    Ok(Sse::new(first.chain(rest)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let mut draining = state.draining.clone();
+    let drained = async move {
+        let _ = draining.wait_for(|&d| d).await;
+    };
+    let events = first.chain(rest).take_until(Box::pin(drained));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 /// The SSE event name for `event` if it concerns `video`, and whether it ends the stream.
