@@ -8,6 +8,7 @@
 //! - [`ffmpeg`]: the command lines (pure, golden-tested); [`progress`] reads ffmpeg's progress.
 //! - [`encrypt`]: AES-128 per segment, one key per rung, IV = media sequence number.
 //! - [`playlist`]: variant and master playlists.
+//! - [`resume`]: continuing a crashed encode from its last complete segments.
 //! - [`publish`]: verify in a temporary directory, then one rename into the served tree.
 //! - [`pipeline`]: runs the stages for one job.
 
@@ -20,4 +21,5 @@ pub mod playlist;
 pub mod probe;
 pub mod progress;
 pub mod publish;
+pub mod resume;
 pub mod thumbnails;

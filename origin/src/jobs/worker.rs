@@ -290,6 +290,18 @@ impl<S: JobStore> WorkerPool<S> {
                         },
                     )
                 }
+                Update::Resumed(segments) => {
+                    // Recorded so operators (and tests) see what a takeover reused.
+                    let mark = format!("resumed:{segments}");
+                    if let Err(error) = self
+                        .store
+                        .checkpoint(video, worker, &mark, unix_now())
+                        .await
+                    {
+                        tracing::debug!(%error, %video, "checkpoint not recorded");
+                    }
+                    continue;
+                }
                 Update::Progress(p) => {
                     let t = throttle.update(p);
                     if !t.announce && !t.persist {
@@ -337,6 +349,7 @@ enum Update {
     Stage(Stage),
     Progress(f64),
     Thumbnail,
+    Resumed(u32),
 }
 
 /// Forwards pipeline callbacks to the recorder task.
@@ -351,5 +364,8 @@ impl Events for Sink {
     }
     fn thumbnail_ready(&self) {
         let _ = self.0.send(Update::Thumbnail);
+    }
+    fn resumed(&self, segments: u32) {
+        let _ = self.0.send(Update::Resumed(segments));
     }
 }

@@ -40,6 +40,9 @@ pub struct EncodePlan<'a> {
     pub segment_secs: u32,
     /// Storyboard sprites produced by the same decode, when wanted.
     pub storyboard: Option<Storyboard<'a>>,
+    /// Resume after a crash: start at this segment number and time (seconds); earlier
+    /// segments exist already.
+    pub resume: Option<(u32, f64)>,
 }
 
 /// Scrubbing thumbnails: one `tile_width`-wide frame every `interval` seconds, tiled
@@ -87,6 +90,11 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
     let full_gpu = matches!(plan.encoder, Encoder::Nvenc { full_gpu: true, .. });
     if full_gpu {
         a.push_all(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
+    }
+    if let Some((_, seconds)) = plan.resume {
+        // Input seeking: decoding starts at the keyframe before, output starts exactly here.
+        a.push("-ss");
+        a.push(format!("{seconds:.3}"));
     }
     a.push("-i");
     a.push(input);
@@ -179,6 +187,13 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
             }
         })
         .collect();
+    if let Some((segment, seconds)) = plan.resume {
+        // Timestamps continue where the reused segments end; numbering too.
+        a.push("-output_ts_offset");
+        a.push(format!("{seconds:.3}"));
+        a.push("-start_number");
+        a.push(segment.to_string());
+    }
     hls_output(&mut a, seg, &out_dir.join("%v"));
     a.push_all(["-master_pl_name", MASTER, "-var_stream_map"]);
     a.push(map.join(" "));

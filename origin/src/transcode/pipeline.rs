@@ -17,6 +17,7 @@ use super::playlist::{self, Variant};
 use super::probe::{self, ProbeError, SourceInfo};
 use super::progress::{self, Stage};
 use super::publish::{self, WorkDir};
+use super::resume::{self, EncodeManifest};
 use super::{encrypt, thumbnails};
 
 /// How a job turns its source into HLS.
@@ -53,6 +54,10 @@ pub trait Events: Send + Sync {
     fn progress(&self, percent: f64);
     /// The poster is in place (`<data>/thumbs/<video>/poster.jpg`).
     fn thumbnail_ready(&self);
+    /// The encode resumed an earlier attempt, reusing its first `segments` segments.
+    fn resumed(&self, segments: u32) {
+        let _ = segments;
+    }
 }
 
 /// Cancels a running job (delete): its ffmpeg is killed.
@@ -183,6 +188,7 @@ impl Pipeline {
                 rows: 10,
                 pattern: &pattern,
             }),
+            resume: None,
         };
         Ok(ffmpeg::ladder_args(&plan, source, out_dir))
     }
@@ -307,6 +313,7 @@ impl Pipeline {
             return Err(PipelineError::Cancelled);
         }
         publish::publish(&work, &self.layout, job.video)?;
+        resume::clean_other_attempts(&self.layout, job.video, work.path());
         events.progress(100.0);
         events.stage(Stage::Done);
         Ok(Published {
@@ -329,34 +336,77 @@ impl Pipeline {
         cancel: &mut Cancel,
     ) -> Result<String, PipelineError> {
         let selected = self.encoders.select(job.encoder, info, rungs.len()).await;
+        let seg = self.settings.segment_secs;
+        let source_bytes = std::fs::metadata(job.source)?.len();
+        let manifest = EncodeManifest::new(rungs, seg, source_bytes);
+        manifest.write(work.path())?;
+        let resume = resume::find(&self.layout, job.video, &manifest, work.path());
+        if let Some(point) = &resume {
+            resume::adopt(point, rungs, &work.hls())?;
+            events.resumed(point.segment);
+            tracing::info!(video = %job.video, segment = point.segment, "resuming the encode after an earlier attempt");
+        }
+        let offset = resume.as_ref().map_or(0.0, |p| p.seconds);
         let attempt = |encoder: &Encoder| {
             let plan = EncodePlan {
                 source: info,
                 rungs,
                 encoder,
-                segment_secs: self.settings.segment_secs,
-                storyboard: Some(*storyboard),
+                segment_secs: seg,
+                // A resumed run sees only the rest of the video: sprites come from a full pass.
+                storyboard: resume.is_none().then_some(*storyboard),
+                resume: resume.as_ref().map(|p| (p.segment, p.seconds)),
             };
             ffmpeg::ladder_args(&plan, job.source, &work.hls())
         };
-        match self
-            .run_ffmpeg(attempt(&selected.encoder), info.duration, events, cancel)
+        let name = match self
+            .run_ffmpeg_from(
+                attempt(&selected.encoder),
+                offset,
+                info.duration,
+                events,
+                cancel,
+            )
             .await
         {
-            Ok(()) => Ok(selected.encoder.name().to_owned()),
+            Ok(()) => selected.encoder.name().to_owned(),
             Err(error @ PipelineError::Ffmpeg { .. })
                 if matches!(selected.encoder, Encoder::Nvenc { .. }) =>
             {
                 tracing::warn!(%error, video = %job.video, "NVENC encode failed, retrying with libx264");
                 drop(selected);
-                clear_dir(&work.hls())?;
                 let x264 = self.encoders.x264();
-                self.run_ffmpeg(attempt(&x264), info.duration, events, cancel)
+                // The reused segments stay; only this attempt's output is redone.
+                for rung in rungs {
+                    let dir = work.hls().join(&rung.name);
+                    let first = resume.as_ref().map_or(0, |p| p.segment);
+                    for i in first.. {
+                        if std::fs::remove_file(dir.join(resume::segment_name(i))).is_err() {
+                            break;
+                        }
+                    }
+                }
+                self.run_ffmpeg_from(attempt(&x264), offset, info.duration, events, cancel)
                     .await?;
-                Ok(x264.name().to_owned())
+                x264.name().to_owned()
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        if let Some(point) = &resume {
+            for rung in rungs {
+                let path = work.hls().join(&rung.name).join(ffmpeg::VARIANT);
+                let text = std::fs::read_to_string(&path)?;
+                std::fs::write(&path, resume::stitch(point, seg, &text))?;
+            }
+            self.run_ffmpeg(
+                ffmpeg::storyboard_args(job.source, storyboard),
+                0.0,
+                events,
+                cancel,
+            )
+            .await?;
         }
+        Ok(name)
     }
 
     async fn poster(
@@ -407,6 +457,24 @@ impl Pipeline {
 
     /// Runs ffmpeg, turning `-progress` output into job progress over `duration` (0: none),
     /// killing it when it stalls or the job is cancelled.
+    /// [`Self::run_ffmpeg`] for a run that starts `offset` seconds into the source.
+    async fn run_ffmpeg_from(
+        &self,
+        args: Vec<std::ffi::OsString>,
+        offset: f64,
+        duration: f64,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let progress = Offset {
+            inner: events,
+            offset,
+            duration,
+        };
+        self.run_ffmpeg(args, (duration - offset).max(0.001), &progress, cancel)
+            .await
+    }
+
     async fn run_ffmpeg(
         &self,
         args: Vec<std::ffi::OsString>,
@@ -487,9 +555,32 @@ fn source_rung(w: u32, h: u32) -> Rung {
     }
 }
 
-fn clear_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::remove_dir_all(dir)?;
-    std::fs::create_dir_all(dir)
+/// Maps a resumed run's progress (over the rest of the video) onto the whole video.
+struct Offset<'a> {
+    inner: &'a dyn Events,
+    offset: f64,
+    duration: f64,
+}
+
+impl Events for Offset<'_> {
+    fn stage(&self, stage: Stage) {
+        self.inner.stage(stage);
+    }
+    fn progress(&self, percent: f64) {
+        // `percent` is Encode.overall(t / rest); recover t and rescale.
+        let (a, b) = Stage::Encode.span();
+        let fraction = ((percent - a) / (b - a)).clamp(0.0, 1.0);
+        let rest = (self.duration - self.offset).max(0.0);
+        let whole = if self.duration > 0.0 {
+            (self.offset + fraction * rest) / self.duration
+        } else {
+            fraction
+        };
+        self.inner.progress(Stage::Encode.overall(whole));
+    }
+    fn thumbnail_ready(&self) {
+        self.inner.thumbnail_ready();
+    }
 }
 
 struct NoEvents;

@@ -36,6 +36,7 @@ fn x264_ladder_golden() {
         encoder: &enc,
         segment_secs: 6,
         storyboard: None,
+        resume: None,
     };
     let got = line(&ladder_args(
         &plan,
@@ -77,6 +78,7 @@ fn nvenc_full_gpu_golden_without_audio() {
         encoder: &enc,
         segment_secs: 4,
         storyboard: Some(sb),
+        resume: None,
     };
     let got = line(&ladder_args(
         &plan,
@@ -112,6 +114,7 @@ fn nvenc_rotated_scales_on_cpu() {
         encoder: &enc,
         segment_secs: 6,
         storyboard: None,
+        resume: None,
     };
     let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
     assert!(!got.contains("-hwaccel"), "{got}");
@@ -163,5 +166,31 @@ fn thumbnails_golden() {
     assert_eq!(
         got,
         "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 -vf fps=1/2,scale=160:-2,tile=10x10 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
+    );
+}
+
+#[test]
+fn resumed_ladder_seeks_and_continues_numbering() {
+    let src = source(false);
+    let rungs = select(&default_ladder(), 1920, 1080)[..1].to_vec();
+    let enc = Encoder::X264 {
+        preset: "veryfast".into(),
+    };
+    let plan = EncodePlan {
+        source: &src,
+        rungs: &rungs,
+        encoder: &enc,
+        segment_secs: 6,
+        storyboard: None,
+        resume: Some((4, 24.0)),
+    };
+    let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
+    assert!(
+        got.contains("-progress pipe:1 -ss 24.000 -i /in.mp4"),
+        "{got}"
+    );
+    assert!(
+        got.contains("-output_ts_offset 24.000 -start_number 4 -f hls"),
+        "{got}"
     );
 }

@@ -1,0 +1,194 @@
+//! Crash-resume with real ffmpeg: an attempt dies in the middle of its encode, leaving its work
+//! directory behind (as a `kill -9` would); the next attempt reuses every segment the dead one
+//! completed, encodes only the rest, and publishes a stream whose timestamps run on without a
+//! gap.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use origin::transcode::encoder::EncoderPreference;
+use origin::transcode::encrypt::{decrypt_segment, ContentKey};
+use origin::transcode::pipeline::{Cancel, Events, Job, PipelineError, Profile};
+use origin::transcode::playlist;
+use origin::transcode::progress::Stage;
+use shared::media::VideoId;
+use support::TestEnv;
+
+/// Copies the running attempt's work directory aside once the encode is half done (what a
+/// killed worker leaves on the shared media store), then cancels the attempt.
+struct CrashHalfway {
+    tmp: PathBuf,
+    video: VideoId,
+    cancel: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
+}
+
+impl Events for CrashHalfway {
+    fn stage(&self, _: Stage) {}
+    fn progress(&self, percent: f64) {
+        if percent < 50.0 {
+            return;
+        }
+        let Some(tx) = self.cancel.lock().expect("lock").take() else {
+            return;
+        };
+        let prefix = format!("{}-", self.video);
+        let work = std::fs::read_dir(&self.tmp)
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .expect("the attempt's work directory");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&work)
+            .arg(self.tmp.join(format!("{}-crashed", self.video)))
+            .status()
+            .expect("cp runs");
+        assert!(copied.success());
+        let _ = tx.send(true);
+    }
+    fn thumbnail_ready(&self) {}
+}
+
+#[derive(Default)]
+struct Resumed(Mutex<Option<u32>>);
+
+impl Events for Resumed {
+    fn stage(&self, _: Stage) {}
+    fn progress(&self, _: f64) {}
+    fn thumbnail_ready(&self) {}
+    fn resumed(&self, segments: u32) {
+        *self.0.lock().expect("lock") = Some(segments);
+    }
+}
+
+fn start_time(ts: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=start_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(ts)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // One line per program the stream belongs to; they agree.
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches(',');
+    first
+        .parse()
+        .unwrap_or_else(|_| panic!("no start time for {}: {text:?}", ts.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
+    let env = TestEnv::new();
+    let video = VideoId::random();
+    let source = support::clips().long.clone();
+    let job = Job {
+        video: &video,
+        source: &source,
+        profile: Profile::Ladder,
+        encoder: EncoderPreference::Cpu,
+    };
+
+    let (tx, mut cancel) = Cancel::new();
+    let crash = CrashHalfway {
+        tmp: env.layout.tmp_root(),
+        video: video.clone(),
+        cancel: Mutex::new(Some(tx)),
+    };
+    let first = tokio::time::timeout(
+        Duration::from_secs(180),
+        env.pipeline.run(&job, &crash, &mut cancel),
+    )
+    .await;
+    assert!(
+        matches!(first, Ok(Err(PipelineError::Cancelled))),
+        "the first attempt died: {first:?}"
+    );
+    assert!(env
+        .layout
+        .tmp_root()
+        .join(format!("{video}-crashed"))
+        .is_dir());
+
+    let resumed = Resumed::default();
+    let (_tx, mut cancel) = Cancel::new();
+    let published = tokio::time::timeout(
+        Duration::from_secs(180),
+        env.pipeline.run(&job, &resumed, &mut cancel),
+    )
+    .await
+    .expect("in time")
+    .expect("the second attempt publishes");
+    let reused = resumed
+        .0
+        .lock()
+        .expect("lock")
+        .expect("the second attempt resumed");
+    assert!(reused >= 2, "reused {reused} segments");
+    assert_eq!(
+        std::fs::read_dir(env.layout.tmp_root())
+            .expect("tmp")
+            .count(),
+        0,
+        "old attempts cleaned up"
+    );
+
+    // Every segment of every rung decrypts, and timestamps continue across the seam.
+    for rung in &published.rungs {
+        let dir = env.layout.video_dir(&video).join(&rung.name);
+        let text = std::fs::read_to_string(dir.join("index.m3u8")).expect("playlist");
+        let segments = playlist::segments(&text);
+        assert_eq!(segments.len(), rung.segments);
+        assert!(
+            segments.len() >= reused as usize + 1,
+            "{}: {} segments",
+            rung.name,
+            segments.len()
+        );
+        let raw = std::fs::read(env.layout.key_file(&video, &rung.name)).expect("key");
+        let key = ContentKey(raw.try_into().expect("16 bytes"));
+        let scratch = env.scratch();
+        let mut previous = -1.0;
+        // MPEG-TS starts its clock at a muxer delay (1.4 s): compare against the first segment.
+        let mut origin = None;
+        for (i, seg) in segments.iter().enumerate() {
+            let cipher = std::fs::read(dir.join(&seg.uri)).expect("segment");
+            let plain = decrypt_segment(&key, i as u64, &cipher).expect("decrypts with its own IV");
+            let path = scratch.join(format!("{}-{i}.ts", rung.name));
+            std::fs::write(&path, plain).expect("write");
+            let t = start_time(&path);
+            assert!(
+                t > previous,
+                "{} segment {i} starts at {t}, after {previous}",
+                rung.name
+            );
+            let expected = *origin.get_or_insert(t) + 2.0 * i as f64;
+            assert!(
+                (t - expected).abs() < 0.6,
+                "{} segment {i} starts at {t}, expected about {expected}",
+                rung.name
+            );
+            previous = t;
+        }
+    }
+}
