@@ -19,7 +19,7 @@ work=$(mktemp -d /tmp/transcode-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release -q -p origin
-origin=$PWD/target/release/origin
+origin=${CARGO_TARGET_DIR:-$PWD/target}/release/origin
 
 echo "generating a ${CLIP_SECS}s 1920x1080 30 fps clip with audio" >&2
 ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=s=1920x1080:r=30:d=$CLIP_SECS" \
