@@ -33,7 +33,8 @@ printf '[transcode]\nsegment_secs = %s\nx264_preset = "%s"\n' "$SEG" "$PRESET" >
 run_pipeline() {
     rm -rf "$work/data"
     "$origin" --config "$work/origin.toml" --data "$work/data" \
-        transcode --encoder cpu "$work/clip.mp4" >/dev/null 2>&1
+        transcode --encoder cpu "$work/clip.mp4" >/dev/null 2>"$work/pipeline.err" ||
+        { tail -20 "$work/pipeline.err" >&2; return 1; }
 }
 
 run_bare() {
