@@ -45,8 +45,11 @@ pub struct EncodePlan<'a> {
     pub resume: Option<(u32, f64)>,
 }
 
-/// Scrubbing thumbnails: one `tile_width`-wide frame every `interval` seconds, tiled
-/// `cols`x`rows` per JPEG sheet written to `pattern` (e.g. `storyboard_%02d.jpg`).
+/// Scrubbing thumbnails: one `tile_width`-wide frame every `interval` seconds, written as
+/// single JPEGs to `pattern` (e.g. `frames/sb_%04d.jpg`) and tiled into sheets afterwards by
+/// [`tile_args`]. Tiling inside the encode would hold the sheet back until the end of the
+/// video, and ffmpeg reports no progress at all until every output has written something, so
+/// a long encode would look stalled.
 #[derive(Debug, Clone, Copy)]
 pub struct Storyboard<'a> {
     pub interval: f64,
@@ -58,10 +61,7 @@ pub struct Storyboard<'a> {
 
 impl Storyboard<'_> {
     fn filter(&self) -> String {
-        format!(
-            "fps=1/{},scale={}:-2,tile={}x{}",
-            self.interval, self.tile_width, self.cols, self.rows
-        )
+        format!("fps=1/{},scale={}:-2", self.interval, self.tile_width)
     }
 }
 
@@ -282,6 +282,20 @@ pub fn storyboard_args(input: &Path, sb: &Storyboard<'_>) -> Vec<OsString> {
     a.push(sb.filter());
     a.push_all(["-q:v", "5", "-fps_mode", "passthrough"]);
     a.push(sb.pattern);
+    a.0
+}
+
+/// Tiles the storyboard frames of `sb` into `cols`x`rows` sheets written to `sheets`
+/// (e.g. `storyboard_%02d.jpg`).
+pub fn tile_args(sb: &Storyboard<'_>, sheets: &Path) -> Vec<OsString> {
+    let mut a = Args::default();
+    a.push_all(QUIET_WITH_PROGRESS);
+    a.push_all(["-f", "image2", "-framerate", "1", "-i"]);
+    a.push(sb.pattern);
+    a.push("-vf");
+    a.push(format!("tile={}x{}", sb.cols, sb.rows));
+    a.push_all(["-q:v", "5", "-fps_mode", "passthrough"]);
+    a.push(sheets);
     a.0
 }
 

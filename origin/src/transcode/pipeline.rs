@@ -175,7 +175,7 @@ impl Pipeline {
         let rungs = ladder::select(&self.settings.ladder, w, h);
         let selected = self.encoders.select(pref, &info, rungs.len()).await;
         let interval = thumbnails::interval(info.duration, self.settings.storyboard_tiles, 1.0);
-        let pattern = out_dir.join("storyboard_%02d.jpg");
+        let pattern = out_dir.join("sb_%04d.jpg");
         let plan = EncodePlan {
             source: &info,
             rungs: &rungs,
@@ -220,7 +220,8 @@ impl Pipeline {
             ladder::select(&s.ladder, display_w, display_h)
         };
         let interval = thumbnails::interval(info.duration, s.storyboard_tiles, 1.0);
-        let sheet_pattern = work.thumbs().join("storyboard_%02d.jpg");
+        std::fs::create_dir_all(work.path().join("frames"))?;
+        let sheet_pattern = work.path().join("frames").join("sb_%04d.jpg");
         let storyboard = Storyboard {
             interval,
             tile_width: 160,
@@ -308,6 +309,8 @@ impl Pipeline {
             });
         }
         std::fs::write(work.hls().join(ffmpeg::MASTER), playlist::master(&variants))?;
+        self.storyboard_sheets(&work, &storyboard, events, cancel)
+            .await?;
         self.storyboard_vtt(&work, info.duration, interval).await?;
         if cancel.is_set() {
             return Err(PipelineError::Cancelled);
@@ -429,6 +432,25 @@ impl Pipeline {
         let dir = self.layout.thumbs_dir(job.video);
         std::fs::create_dir_all(&dir)?;
         std::fs::rename(&tmp, dir.join("poster.jpg"))?;
+        Ok(())
+    }
+
+    /// Tiles the storyboard frames into sprite sheets (a cheap pass over small JPEGs).
+    async fn storyboard_sheets(
+        &self,
+        work: &WorkDir,
+        storyboard: &Storyboard<'_>,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let frames = work.path().join("frames");
+        if !frames.join("sb_0001.jpg").exists() {
+            return Ok(());
+        }
+        let sheets = work.thumbs().join("storyboard_%02d.jpg");
+        self.run_ffmpeg(ffmpeg::tile_args(storyboard, &sheets), 0.0, events, cancel)
+            .await?;
+        std::fs::remove_dir_all(frames)?;
         Ok(())
     }
 

@@ -87,7 +87,7 @@ fn nvenc_full_gpu_golden_without_audio() {
     ));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
         -hwaccel cuda -hwaccel_output_format cuda -i /in.mp4 \
-        -filter_complex [0:v]split=3[s0][s1][s2];[s2]hwdownload,format=nv12,fps=1/2,scale=160:-2,tile=10x10[sb];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
+        -filter_complex [0:v]split=3[s0][s1][s2];[s2]hwdownload,format=nv12,fps=1/2,scale=160:-2[sb];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
         -map [v0] -map [v1] \
         -c:v h264_nvenc -preset p4 -profile:v high -rc vbr -forced-idr 1 -no-scenecut 1 -g 120 -keyint_min 120 \
         -force_key_frames expr:gte(t,n_forced*4) \
@@ -165,7 +165,7 @@ fn thumbnails_golden() {
     let got = line(&storyboard_args(Path::new("/in.mp4"), &sb));
     assert_eq!(
         got,
-        "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 -vf fps=1/2,scale=160:-2,tile=10x10 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
+        "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 -vf fps=1/2,scale=160:-2 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
     );
 }
 
@@ -192,5 +192,25 @@ fn resumed_ladder_seeks_and_continues_numbering() {
     assert!(
         got.contains("-output_ts_offset 24.000 -start_number 4 -f hls"),
         "{got}"
+    );
+}
+
+#[test]
+fn storyboard_tiling_golden() {
+    let sb = Storyboard {
+        interval: 2.0,
+        tile_width: 160,
+        cols: 10,
+        rows: 10,
+        pattern: Path::new("/t/frames/sb_%04d.jpg"),
+    };
+    let got = line(&tile_args(&sb, Path::new("/t/thumbs/storyboard_%02d.jpg")));
+    assert_eq!(
+        got,
+        "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -f image2 -framerate 1 \
+         -i /t/frames/sb_%04d.jpg -vf tile=10x10 -q:v 5 -fps_mode passthrough /t/thumbs/storyboard_%02d.jpg"
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }
