@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
-ensure_packages curl:curl openssl:openssl ffmpeg:ffmpeg
+ensure_packages curl:curl openssl:openssl ffmpeg:ffmpeg node:nodejs npm:npm
+npm ci --prefix web --no-audit --no-fund
 cargo build --release --bin edge --bin origin
 
 data=${DATA_DIR:-$PWD/var/data}
@@ -29,10 +30,16 @@ if [ ! -f "$data/hls/$video/720p/segment_000.ts" ]; then
         -c:v libx264 -preset ultrafast -f mpegts -y "$data/hls/$video/720p/segment_000.ts"
 fi
 
-./target/release/edge --listen "$edge_listen" --admin-listen 127.0.0.1:9090 --root "$data/hls" &
+# The web page (served by the origin) fetches segments from the edge: allow it by CORS.
+printf '[http]\ncors_allowed_origins = ["http://%s", "http://localhost:%s"]\n' \
+    "$origin_listen" "${origin_listen##*:}" >"$data/edge-web.toml"
+./target/release/edge --config "$data/edge-web.toml" --listen "$edge_listen" \
+    --admin-listen 127.0.0.1:9090 --root "$data/hls" &
 edge_pid=$!
-./target/release/origin --data "$data" serve --listen "$origin_listen" --admin-listen 127.0.0.1:9091 \
-    --edge-base-url "http://$edge_listen" --edge-admin-url http://127.0.0.1:9090 &
+# --dev: the page can mint development tokens (never in production).
+./target/release/origin --data "$data" serve --dev --listen "$origin_listen" \
+    --admin-listen 127.0.0.1:9091 --edge-base-url "http://$edge_listen" \
+    --edge-admin-url http://127.0.0.1:9090 &
 origin_pid=$!
 trap 'kill $edge_pid $origin_pid 2>/dev/null; wait' INT TERM EXIT
 
@@ -40,7 +47,8 @@ token=$(./target/release/origin token --user dev --admin --ttl 12h)
 url=$(./target/release/edge sign --ttl 3600 "/hls/$video/720p/segment_000.ts")
 cat <<MSG
 
-origin API:  http://$origin_listen   (metrics http://127.0.0.1:9091/metrics)
+web app:     http://$origin_listen/   (sign in with the token below)
+origin API:  http://$origin_listen/api   (metrics http://127.0.0.1:9091/metrics)
 edge:        http://$edge_listen      (metrics http://127.0.0.1:9090/metrics)
 data:        $data
 dev token (12 h, admin):

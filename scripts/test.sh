@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite: installs test-time packages (real nginx for the compatibility test,
 # strace to prove sendfile, curl for HTTP/2, ffmpeg for the transcoding pipeline, redis-server
-# for the shared job store, prometheus/promtool for the metrics), builds once, runs every test.
+# for the shared job store, prometheus/promtool for the metrics, chromium and node for the web
+# app in a real browser), builds once, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
 ensure_packages nginx:nginx-light strace:strace curl:curl openssl:openssl ffmpeg:ffmpeg \
-    redis-server:redis-server prometheus:prometheus promtool:prometheus
+    redis-server:redis-server prometheus:prometheus promtool:prometheus chromium:chromium \
+    node:nodejs npm:npm
 # Debian starts nginx, redis-server and prometheus when installing them; the tests run their own on free ports.
 as_root systemctl disable --now nginx >/dev/null 2>&1 || true
 as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+
+# hls.js for the web app, playwright-core to drive Debian's Chromium (never a downloaded browser).
+npm ci --prefix web --no-audit --no-fund
+npm ci --prefix tests/browser --no-audit --no-fund
 
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads "${TEST_THREADS:-2}"

@@ -8,6 +8,7 @@
 //! - [`events`]: Server-Sent Events relaying job progress.
 //! - [`media`]: poster, storyboard, progressive MP4.
 //! - [`admin`]: readiness, the OpenAPI document, migration.
+//! - [`web`]: the web app (page, hls.js, the development-only token endpoint).
 //!
 //! Another user's video answers 404, exactly like a missing one: the API never confirms that a
 //! video id exists to someone who may not see it.
@@ -20,6 +21,7 @@ pub mod media;
 pub mod playback;
 pub mod uploads;
 pub mod videos;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -76,6 +78,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(admin::readyz))
         .route("/api/openapi.json", get(admin::openapi))
+        .route("/", get(web::index))
+        .route("/app.js", get(web::asset))
+        .route("/app.css", get(web::asset))
+        .route("/js/{module}", get(web::asset))
+        .route("/vendor/{file}", get(web::vendor))
+        .route("/api/dev/token", get(web::dev_token))
         .route("/api/videos", post(uploads::create).get(videos::list))
         .route("/api/videos/{id}", get(videos::get).delete(videos::delete))
         .route("/api/videos/{id}/retry", post(videos::retry))

@@ -9,12 +9,15 @@
 //! - [`content`]: a temporary content root shaped like the platform's HLS output.
 //! - [`nginx`]: a throw-away nginx with the production `secure_link` location.
 //! - [`edge`]: the `edge` binary under test, its listeners discovered from its log.
-//! - [`origin`]: the `origin` binary under test, user tokens, uploads, generated clips.
+//! - [`origin`]: the `origin` binary under test (`serve` and `worker`), user tokens, uploads,
+//!   generated clips.
+//! - [`redis`]: a throw-away redis-server with an fsynced AOF, crash and restart, raw RESP.
 //! - [`http`]: raw HTTP/1.x requests and a tolerant response parser.
 //! - [`sse`]: Server-Sent Events read incrementally off a raw connection.
 //! - [`tls`]: a test CA, server certificates and a verifying TLS client.
 //! - [`metrics`]: reading values out of Prometheus text.
-//! - [`process`]: child-process plumbing shared by the above (stderr draining, signals).
+//! - [`process`]: child-process plumbing shared by the above (stderr draining, signals,
+//!   `/proc` inspection).
 //! - [`wait`]: bounded polling instead of fixed sleeps.
 
 pub mod content;
@@ -25,6 +28,7 @@ pub mod nginx;
 pub mod origin;
 pub mod process;
 pub mod prometheus;
+pub mod redis;
 pub mod sse;
 pub mod tls;
 pub mod wait;
@@ -33,8 +37,9 @@ pub use content::ContentTree;
 pub use edge::{Edge, EdgeOptions};
 pub use http::{raw_request, RawResponse, Request};
 pub use nginx::Nginx;
-pub use origin::{Origin, OriginOptions};
+pub use origin::{Origin, OriginOptions, OriginWorker, WorkerOptions};
 pub use process::Signal;
+pub use redis::RedisServer;
 pub use wait::wait_until;
 
 use shared::secure_link::{Secret, SecureLink};

@@ -33,7 +33,8 @@ pub const JWT_SECRET: &str = "e2e-origin-jwt-secret-0123456789";
 /// The edge's purge token (`EDGE_PURGE_TOKEN`) both services are given.
 pub const PURGE_TOKEN: &str = "e2e-purge-token";
 
-/// What to start the origin with. Its API and admin listeners are always on `127.0.0.1:0`.
+/// What to start the origin with. Its admin listener is always on `127.0.0.1:0`, its API
+/// listener too unless [`OriginOptions::listen`] names a port.
 #[derive(Debug, Clone)]
 pub struct OriginOptions {
     /// Data directory (`--data`); `<data>/hls` is the edge's root.
@@ -52,6 +53,8 @@ pub struct OriginOptions {
     pub config: Option<String>,
     /// More environment variables (these win over the defaults set here).
     pub env: Vec<(String, String)>,
+    /// `--listen` for the API (default `127.0.0.1:0`).
+    pub listen: String,
 }
 
 impl OriginOptions {
@@ -67,7 +70,15 @@ impl OriginOptions {
             purge_token: Some(PURGE_TOKEN.to_owned()),
             config: None,
             env: Vec::new(),
+            listen: "127.0.0.1:0".to_owned(),
         }
+    }
+
+    /// Listens for the API on `addr`, for a test that must know the origin's address before
+    /// it starts (e.g. to allow it in the edge's CORS origins).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_owned();
+        self
     }
 
     /// Sends purges to the edge admin listener at `url` (`http://host:port`).
@@ -121,13 +132,8 @@ impl Origin {
         command
             .arg("--data")
             .arg(&options.data)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["serve", "--listen", &options.listen])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--edge-base-url")
             .arg(&options.edge_base_url);
         if let Some(url) = &options.edge_admin_url {
@@ -332,6 +338,199 @@ impl Drop for Origin {
     fn drop(&mut self) {
         // SIGTERM first: the origin stops its workers, which end their ffmpeg children.
         process::stop(&mut self.child, Signal::Term, STOP_GRACE);
+    }
+}
+
+/// What to start `origin worker` with. Its admin (metrics) listener is always on
+/// `127.0.0.1:0`, which is also how the test knows the worker is up.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Data directory (`--data`), shared with `origin serve`.
+    pub data: PathBuf,
+    /// `--concurrency`: jobs at once.
+    pub concurrency: usize,
+    /// TOML written to a temp file and passed as `--config`.
+    pub config: Option<String>,
+    /// More environment variables (e.g. `REDIS_URL`).
+    pub env: Vec<(String, String)>,
+}
+
+impl WorkerOptions {
+    /// One job at a time, no config file.
+    pub fn new(data: &Path) -> Self {
+        Self {
+            data: data.to_path_buf(),
+            concurrency: 1,
+            config: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets `--concurrency`.
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.concurrency = jobs;
+        self
+    }
+
+    /// Passes `toml` as the configuration file.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_owned());
+        self
+    }
+
+    /// Sets an environment variable for the worker.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A running `origin worker` (workers only, no API). On drop: SIGTERM, and after a grace
+/// period SIGKILL for it and the ffmpeg children it had (which SIGKILL alone would orphan).
+pub struct OriginWorker {
+    child: Child,
+    stderr: LineLog,
+    exited: bool,
+    /// The metrics listener.
+    pub admin_addr: SocketAddr,
+    _config_dir: Option<TempDir>,
+}
+
+impl OriginWorker {
+    /// Starts `origin worker` and waits until it reported its admin listener (it has opened
+    /// its job store by then).
+    pub fn start(options: WorkerOptions) -> Self {
+        let binary = origin_binary();
+        let mut command = Command::new(&binary);
+        let config_dir = options.config.as_deref().map(|toml| {
+            let dir = tempfile::Builder::new()
+                .prefix("e2e-worker-config-")
+                .tempdir()
+                .expect("create config dir");
+            let path = dir.path().join("origin.toml");
+            fs::write(&path, toml).expect("write worker config");
+            command.arg("--config").arg(&path);
+            dir
+        });
+        command
+            .arg("--data")
+            .arg(&options.data)
+            .args(["worker", "--admin-listen", "127.0.0.1:0", "--concurrency"])
+            .arg(options.concurrency.to_string());
+        for name in ["ORIGIN_DATA_DIR", "ORIGIN_STORE", "REDIS_URL"] {
+            command.env_remove(name);
+        }
+        command
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(options.env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {} worker: {err}", binary.display()));
+        let stderr = LineLog::drain(child.stderr.take().expect("stderr is piped"));
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut admin = None;
+        stderr.wait_for(deadline, |lines| {
+            admin = lines
+                .iter()
+                .filter_map(|line| parse_listening(line))
+                .find(|(name, _)| name == "admin")
+                .map(|(_, addr)| addr);
+            admin.is_some()
+        });
+        let Some(admin_addr) = admin else {
+            let status = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "origin worker did not report its admin listener within {START_TIMEOUT:?} \
+                 (process status: {status:?}); stderr:\n{}",
+                stderr.tail(60)
+            );
+        };
+        Self {
+            child,
+            stderr,
+            exited: false,
+            admin_addr,
+            _config_dir: config_dir,
+        }
+    }
+
+    /// The process id; its worker names (job leases) are `<hostname>-<pid>-<n>`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether a lease's worker name belongs to this process.
+    pub fn owns_lease(&self, worker_name: &str) -> bool {
+        worker_name
+            .rsplit_once('-')
+            .and_then(|(rest, _slot)| rest.rsplit_once('-'))
+            .is_some_and(|(_host, pid)| pid == self.pid().to_string())
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lines()
+    }
+
+    /// Waits at most `timeout` for a stderr line containing every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> bool {
+        self.stderr.wait_for(Instant::now() + timeout, |lines| {
+            lines
+                .iter()
+                .any(|line| needles.iter().all(|needle| line.contains(needle)))
+        })
+    }
+
+    /// The last stderr lines, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "worker {} stderr (tail):\n{}",
+            self.pid(),
+            self.stderr.tail(40)
+        )
+    }
+
+    /// Kills the worker with SIGKILL, as a crash would: no lease is released, no job
+    /// recorded as failed, its ffmpeg children are not told. Waits until it is gone.
+    pub fn kill9(&mut self) {
+        process::send_signal(self.pid(), Signal::Kill);
+        let _ = self.child.wait();
+        self.exited = true;
+    }
+
+    /// The current `/metrics` text of the admin listener.
+    pub fn metrics(&self) -> String {
+        let request = Request::get("/metrics")
+            .host(self.admin_addr.to_string())
+            .build();
+        let response = raw_request(self.admin_addr, &request)
+            .unwrap_or_else(|err| panic!("GET /metrics: {err}\n{}", self.diagnostics()));
+        assert_eq!(response.status, 200, "GET /metrics\n{}", self.diagnostics());
+        response.text()
+    }
+}
+
+impl Drop for OriginWorker {
+    fn drop(&mut self) {
+        if self.exited {
+            return;
+        }
+        // Its ffmpeg children are re-parented once it dies: note them while it lives.
+        let children = process::children_of(self.pid());
+        process::try_signal(self.pid(), Signal::Term);
+        if process::wait_exit(&mut self.child, STOP_GRACE).is_none() {
+            for pid in children {
+                process::try_signal(pid, Signal::Kill);
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

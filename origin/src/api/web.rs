@@ -1,0 +1,302 @@
+//! The web app: upload with progress, the library, and the HLS player.
+//!
+//! The page files (`web/*.html|js|css`) are embedded at compile time, so the binary serves the
+//! page it was built with. hls.js is third-party code and is not embedded: it is read at run
+//! time from `web/node_modules/hls.js/dist` (installed by `npm ci --prefix web`), found beside
+//! the binary's checkout or named by `ORIGIN_WEB_VENDOR_DIR`; when it is missing, `/vendor/*`
+//! answers 404 with a JSON error that says how to install it.
+//!
+//! `GET /api/dev/token?user=NAME` mints a (never admin) user token for the page's sign-in
+//! button, and only in development mode (`server.dev`); otherwise it answers 404.
+
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::AppState;
+use crate::jobs::model::unix_now;
+
+/// Environment variable naming the directory that holds `hls.min.js`.
+pub const VENDOR_DIR_ENV: &str = "ORIGIN_WEB_VENDOR_DIR";
+
+/// Where hls.js lives relative to the repository (and to `web/`).
+const VENDOR_SUBDIR: &str = "web/node_modules/hls.js/dist";
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+const INDEX: &str = include_str!("../../../web/index.html");
+
+/// Page files other than the index: URL path, body, content type.
+const FILES: &[(&str, &str, &str)] = &[
+    ("/app.js", include_str!("../../../web/app.js"), JS),
+    ("/app.css", include_str!("../../../web/app.css"), CSS),
+    ("/js/api.js", include_str!("../../../web/js/api.js"), JS),
+    ("/js/ui.js", include_str!("../../../web/js/ui.js"), JS),
+    (
+        "/js/upload.js",
+        include_str!("../../../web/js/upload.js"),
+        JS,
+    ),
+    (
+        "/js/library.js",
+        include_str!("../../../web/js/library.js"),
+        JS,
+    ),
+    (
+        "/js/player.js",
+        include_str!("../../../web/js/player.js"),
+        JS,
+    ),
+    (
+        "/js/refresh.js",
+        include_str!("../../../web/js/refresh.js"),
+        JS,
+    ),
+    (
+        "/js/storyboard.js",
+        include_str!("../../../web/js/storyboard.js"),
+        JS,
+    ),
+];
+
+/// Files served from the hls.js distribution directory.
+const VENDOR_FILES: &[(&str, &str)] = &[("hls.min.js", JS), ("hls.min.js.map", "application/json")];
+
+/// `GET /`: the page; `data-dev` tells it whether it may offer to mint a token.
+pub async fn index(State(state): State<AppState>) -> Response {
+    let body = if state.settings.dev {
+        INDEX.replacen("data-dev=\"false\"", "data-dev=\"true\"", 1)
+    } else {
+        INDEX.to_owned()
+    };
+    let mut response = page_response(HTML, body);
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&state.settings.edge_base_url))
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+/// `GET /app.js`, `/app.css`, `/js/{module}.js`: the embedded page files.
+pub async fn asset(uri: Uri) -> Response {
+    match FILES.iter().find(|(path, _, _)| *path == uri.path()) {
+        Some((_, body, content_type)) => page_response(content_type, *body),
+        None => not_found("no such file"),
+    }
+}
+
+/// `GET /vendor/{file}`: hls.js, read from the vendor directory at run time.
+pub async fn vendor(UrlPath(file): UrlPath<String>) -> Response {
+    let Some((name, content_type)) = VENDOR_FILES.iter().find(|(name, _)| *name == file) else {
+        return not_found("no such file");
+    };
+    let Some(dir) = vendor_dir() else {
+        return not_found(&format!(
+            "hls.js is not installed: run `npm ci --prefix web` in the repository (it provides \
+             {VENDOR_SUBDIR}/hls.min.js), or set {VENDOR_DIR_ENV} to the directory holding \
+             hls.min.js"
+        ));
+    };
+    let path = dir.join(name);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_found(&format!(
+            "{} does not exist: run `npm ci --prefix web`, or point {VENDOR_DIR_ENV} at the \
+             directory holding hls.min.js",
+            path.display()
+        )),
+        Err(e) => super::error::ApiError::internal(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DevTokenQuery {
+    pub user: Option<String>,
+}
+
+/// `GET /api/dev/token?user=NAME` -> `{"token", "user", "expires_in"}`, development mode only.
+/// The token never carries the admin role.
+pub async fn dev_token(State(state): State<AppState>, Query(q): Query<DevTokenQuery>) -> Response {
+    if !state.settings.dev {
+        return not_found("not found");
+    }
+    let user = q.user.unwrap_or_default();
+    if !valid_user(&user) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({
+                "error": "user: 1 to 64 characters among letters, digits, . _ - @"
+            })),
+        )
+            .into_response();
+    }
+    let ttl = i64::try_from(state.settings.token_ttl.as_secs()).unwrap_or(3600);
+    match state.auth.mint(&user, false, ttl, unix_now()) {
+        Ok(token) => {
+            tracing::info!(%user, "development token minted for the web page");
+            (
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(serde_json::json!({ "token": token, "user": user, "expires_in": ttl })),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The directory holding `hls.min.js`: `ORIGIN_WEB_VENDOR_DIR` when set, else
+/// `web/node_modules/hls.js/dist` in the first ancestor of the binary that has one (a binary in
+/// `<repo>/target/<profile>/`), else in the checkout this binary was built from.
+pub fn vendor_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(VENDOR_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok();
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
+    find_vendor_dir(exe.as_deref(), built_from)
+}
+
+fn find_vendor_dir(exe: Option<&Path>, built_from: Option<&Path>) -> Option<PathBuf> {
+    let beside_binary = exe
+        .into_iter()
+        .flat_map(|exe| exe.ancestors().skip(1))
+        .map(|dir| dir.join(VENDOR_SUBDIR));
+    beside_binary
+        .chain(built_from.map(|repo| repo.join(VENDOR_SUBDIR)))
+        .find(|dir| dir.join("hls.min.js").is_file())
+}
+
+/// The page's policy: scripts and styles from here only; media, playlists and segments from
+/// here and the edge; hls.js's transmuxing worker and MediaSource from `blob:`.
+fn content_security_policy(edge_base_url: &str) -> String {
+    let edge = origin_of(edge_base_url)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:{edge}; connect-src 'self'{edge}; worker-src 'self' blob:; \
+         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+    )
+}
+
+/// `scheme://authority` of an absolute http(s) URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let clean = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    clean.then(|| format!("{scheme}://{authority}"))
+}
+
+fn valid_user(user: &str) -> bool {
+    (1..=64).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+}
+
+fn page_response(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Revalidate: a rebuilt origin serves the new page at once.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "same-origin"),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn not_found(why: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_file_is_embedded_and_referenced() {
+        assert!(INDEX.contains("data-dev=\"false\""), "the dev marker");
+        assert!(INDEX.contains("/vendor/hls.min.js") && INDEX.contains("/app.js"));
+        for (path, body, _) in FILES {
+            assert!(!body.is_empty(), "{path} is empty");
+        }
+        // Every module the page imports is served.
+        let imports = FILES
+            .iter()
+            .flat_map(|(_, body, _)| body.lines())
+            .filter_map(|l| l.split_once(" from '").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split_once('\''))
+            .map(|(target, _)| target.trim_start_matches('.'));
+        for target in imports {
+            let served = FILES.iter().any(|(p, _, _)| p.ends_with(target));
+            assert!(served, "import of {target} is not served");
+        }
+    }
+
+    #[test]
+    fn vendor_dir_is_found_beside_the_binary_or_in_the_checkout() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = tmp.path().join("repo");
+        let dist = repo.join(VENDOR_SUBDIR);
+        let exe = repo.join("target/debug/origin");
+        assert_eq!(find_vendor_dir(Some(&exe), None), None, "not installed");
+        std::fs::create_dir_all(&dist).expect("mkdir");
+        std::fs::write(dist.join("hls.min.js"), "//").expect("write");
+        assert_eq!(find_vendor_dir(Some(&exe), None), Some(dist.clone()));
+        let elsewhere = tmp.path().join("opt/bin/origin");
+        assert_eq!(find_vendor_dir(Some(&elsewhere), None), None);
+        assert_eq!(find_vendor_dir(Some(&elsewhere), Some(&repo)), Some(dist));
+    }
+
+    #[test]
+    fn csp_names_the_edge_origin_only() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            origin_of("https://edge.example.com/base").as_deref(),
+            Some("https://edge.example.com")
+        );
+        assert_eq!(origin_of("edge:8080"), None);
+        assert_eq!(origin_of("http://a b;script-src *"), None);
+        let csp = content_security_policy("https://edge.example.com/x");
+        assert!(csp.contains("connect-src 'self' https://edge.example.com;"));
+        assert!(csp.contains("script-src 'self';"));
+    }
+
+    #[test]
+    fn dev_user_names() {
+        assert!(valid_user("alice") && valid_user("a.b-c_d@e"));
+        assert!(!valid_user("") && !valid_user("a b") && !valid_user(&"x".repeat(65)));
+    }
+}

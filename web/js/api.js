@@ -1,0 +1,142 @@
+// The origin's API as the page uses it: the token (kept in localStorage), JSON calls, the
+// upload with byte-level progress, and Server-Sent Events.
+
+const TOKEN_KEY = 'hls-edge.token';
+
+export const auth = {
+  get token() {
+    return localStorage.getItem(TOKEN_KEY) || '';
+  },
+  set(token) {
+    localStorage.setItem(TOKEN_KEY, token.trim());
+  },
+  clear() {
+    localStorage.removeItem(TOKEN_KEY);
+  },
+  /** The token's subject, read without verifying (the server verifies). */
+  user() {
+    try {
+      const payload = this.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(payload)).sub || '';
+    } catch {
+      return '';
+    }
+  },
+};
+
+/** An API refusal: HTTP status and the server's `{"error"}` message. */
+export class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/** `path` with the token as `?token=` (for <img>, EventSource and players, which send no headers). */
+export function withToken(path) {
+  return `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(auth.token)}`;
+}
+
+async function parse(res) {
+  const text = await res.text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * A JSON API call with `Authorization: Bearer`. Resolves `{status, data, headers}` for 2xx;
+ * throws ApiError otherwise.
+ */
+export async function api(path, { method = 'GET', body, headers = {} } = {}) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      body,
+      cache: 'no-store',
+      headers: { ...headers, Authorization: `Bearer ${auth.token}` },
+    });
+  } catch (e) {
+    throw new ApiError(0, `network error: ${e.message}`, null);
+  }
+  const data = await parse(res);
+  if (!res.ok) {
+    const message = (data && data.error) || res.statusText || `HTTP ${res.status}`;
+    throw new ApiError(res.status, message, data);
+  }
+  return { status: res.status, data, headers: res.headers };
+}
+
+/** Development mode only: a (non-admin) token for `user`. */
+export async function mintDevToken(user) {
+  const res = await fetch(`/api/dev/token?user=${encodeURIComponent(user)}`, { cache: 'no-store' });
+  const data = await parse(res);
+  if (!res.ok) {
+    throw new ApiError(res.status, (data && data.error) || `HTTP ${res.status}`, data);
+  }
+  return data.token;
+}
+
+/**
+ * Uploads `file` as the raw request body (`POST /api/videos?title=`) with XMLHttpRequest, so
+ * the bytes sent can be reported: `onProgress(loaded, total)`. Resolves with the 202 body
+ * (`{id, status, ...}`); `abort()` cancels.
+ */
+export function uploadVideo(file, title, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const promise = new Promise((resolve, reject) => {
+    const query = title ? `?title=${encodeURIComponent(title)}` : '';
+    xhr.open('POST', `/api/videos${query}`);
+    xhr.setRequestHeader('Authorization', `Bearer ${auth.token}`);
+    xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream');
+    xhr.upload.addEventListener('progress', (e) => {
+      onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+    });
+    xhr.upload.addEventListener('load', () => onProgress(file.size, file.size));
+    xhr.addEventListener('load', () => {
+      let data = null;
+      try {
+        data = JSON.parse(xhr.responseText);
+      } catch {
+        /* not JSON */
+      }
+      if (xhr.status === 202 || xhr.status === 200 || xhr.status === 201) resolve(data);
+      else reject(new ApiError(xhr.status, (data && data.error) || `HTTP ${xhr.status}`, data));
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'network error during upload', null)));
+    xhr.addEventListener('abort', () => reject(new ApiError(0, 'upload cancelled', null)));
+    xhr.send(file);
+  });
+  return { promise, abort: () => xhr.abort() };
+}
+
+/**
+ * Follows `/api/videos/{id}/events`: `handlers[eventName](data)` for status, stage, progress,
+ * thumbnail_ready, ready and failed. The stream is closed after `ready` or a final `failed`
+ * (the server ends it then; EventSource would otherwise reconnect). Returns `close()`.
+ */
+export function followEvents(id, handlers) {
+  const source = new EventSource(withToken(`/api/videos/${encodeURIComponent(id)}/events`));
+  const names = ['status', 'stage', 'progress', 'thumbnail_ready', 'ready', 'failed'];
+  for (const name of names) {
+    source.addEventListener(name, (e) => {
+      let data = {};
+      try {
+        data = JSON.parse(e.data);
+      } catch {
+        /* keep {} */
+      }
+      const final = name === 'ready'
+        || (name === 'failed' && !data.retrying)
+        || (name === 'status' && (data.status === 'ready' || data.status === 'failed'));
+      if (final) source.close();
+      handlers[name]?.(data);
+    });
+  }
+  source.addEventListener('error', () => handlers.error?.(source.readyState));
+  return () => source.close();
+}
