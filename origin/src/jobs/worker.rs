@@ -157,7 +157,8 @@ impl<S: JobStore> WorkerPool<S> {
             .insert(video.clone(), cancel_tx.clone());
         let (updates_tx, updates) = mpsc::unbounded_channel();
         let recorder = self.record(worker, &video, updates);
-        let heartbeat = self.heartbeat(worker, &video, cancel_tx);
+        let lease_lost = std::sync::atomic::AtomicBool::new(false);
+        let heartbeat = self.heartbeat(worker, &video, cancel_tx, &lease_lost);
         let source = self.layout.source_file(&video);
         let pipeline_job = PipelineJob {
             video: &video,
@@ -210,6 +211,10 @@ impl<S: JobStore> WorkerPool<S> {
                     tracing::error!(%error, %video, "published but could not record completion")
                 }
             },
+            // The job belongs to another worker now: its outcome is theirs to report.
+            Err(_) if lease_lost.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::info!(%video, worker, "attempt abandoned after losing the lease");
+            }
             Err(error) => {
                 let retrying = error.retryable() && job.attempts < self.settings.max_attempts;
                 let failure = if retrying {
@@ -237,7 +242,13 @@ impl<S: JobStore> WorkerPool<S> {
 
     /// Renews the lease until it is lost (then cancels the run, which must not publish) or the
     /// job ends (the future is dropped).
-    async fn heartbeat(&self, worker: &str, video: &VideoId, cancel: watch::Sender<bool>) {
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        video: &VideoId,
+        cancel: watch::Sender<bool>,
+        lost: &std::sync::atomic::AtomicBool,
+    ) {
         let every = Duration::from_secs((self.settings.lease_secs / 3).max(1) as u64);
         loop {
             tokio::time::sleep(every).await;
@@ -249,6 +260,7 @@ impl<S: JobStore> WorkerPool<S> {
                 Ok(()) => {}
                 Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
                     tracing::warn!(%video, worker, "lease lost, stopping without publishing");
+                    lost.store(true, std::sync::atomic::Ordering::Relaxed);
                     let _ = cancel.send(true);
                     return std::future::pending().await;
                 }

@@ -254,6 +254,9 @@ impl Pipeline {
         };
 
         events.stage(Stage::Publish);
+        // From here on segments are encrypted in place: a later attempt must not resume from
+        // this directory, so it stops being a resume candidate before anything changes.
+        resume::forget(work.path())?;
         let checks = publish::verify(
             &work.hls(),
             &rungs,
@@ -268,11 +271,27 @@ impl Pipeline {
             let codecs = probe::codecs(&s.ffprobe, &dir.join(&check.segments[0].uri)).await?;
             let key = encrypt::ContentKey::generate();
             std::fs::write(work.keys().join(format!("{}.key", rung.name)), key.0)?;
+            // Encryption is CPU work on many files: off the async workers, so the job's lease
+            // heartbeat (same task) keeps beating meanwhile.
+            let files: Vec<(std::path::PathBuf, u64)> = check
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(i, seg)| (dir.join(&seg.uri), check.media_sequence + i as u64))
+                .collect();
+            let sizes = tokio::task::spawn_blocking(move || {
+                files
+                    .iter()
+                    .map(|(path, sequence)| {
+                        encrypt::encrypt_file(&key, *sequence, path)?;
+                        Ok(std::fs::metadata(path)?.len())
+                    })
+                    .collect::<std::io::Result<Vec<u64>>>()
+            })
+            .await
+            .map_err(std::io::Error::other)??;
             let (mut peak, mut bytes, mut secs) = (0u64, 0u64, 0f64);
-            for (i, seg) in check.segments.iter().enumerate() {
-                let path = dir.join(&seg.uri);
-                encrypt::encrypt_file(&key, check.media_sequence + i as u64, &path)?;
-                let len = std::fs::metadata(&path)?.len();
+            for (seg, len) in check.segments.iter().zip(sizes) {
                 bytes += len;
                 secs += seg.duration;
                 if seg.duration > 0.0 {

@@ -26,6 +26,14 @@ pub struct EncodeManifest {
     pub source_bytes: u64,
 }
 
+/// Withdraws `work_dir` as a resume candidate (its segments are about to be encrypted).
+pub fn forget(work_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(work_dir.join(MANIFEST)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Where a resumed encode starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumePoint {
@@ -211,6 +219,12 @@ mod tests {
             ]
         );
         assert_eq!(crate::transcode::playlist::media_sequence(&full), 0);
+
+        forget(&old).expect("forget");
+        assert!(
+            find(&layout, &video, &manifest, &current).is_none(),
+            "a publishing attempt is never resumed"
+        );
 
         clean_other_attempts(&layout, &video, &current);
         assert!(!old.exists());
