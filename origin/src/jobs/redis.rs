@@ -58,7 +58,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::{Client, ErrorKind, RedisError, Script};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use shared::media::VideoId;
 use tokio::sync::mpsc;
 
@@ -326,9 +326,9 @@ async fn forward_events(store: RedisStore, first: PubSub, tx: mpsc::Sender<JobEv
                 tokio::select! {
                     message = messages.next() => {
                         let Some(message) = message else { break };
-                        match serde_json::from_slice::<WireEvent>(message.get_payload_bytes()) {
+                        match serde_json::from_slice::<JobEvent>(message.get_payload_bytes()) {
                             Ok(event) => {
-                                match tx.try_send(event.into()) {
+                                match tx.try_send(event) {
                                     Ok(()) => {}
                                     Err(mpsc::error::TrySendError::Full(_)) => {
                                         tracing::debug!("slow job event reader, event skipped");
@@ -351,61 +351,6 @@ async fn forward_events(store: RedisStore, first: PubSub, tx: mpsc::Sender<JobEv
         match store.open_subscription().await {
             Ok(p) => pubsub = Some(p),
             Err(error) => tracing::debug!(%error, "cannot resubscribe to job events yet"),
-        }
-    }
-}
-
-/// The wire form of [`JobEvent`] (same serde attributes), until `JobEvent` derives
-/// `Deserialize` itself.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum WireEvent {
-    Stage {
-        video: VideoId,
-        stage: Stage,
-    },
-    Progress {
-        video: VideoId,
-        percent: f64,
-        stage: Stage,
-    },
-    ThumbnailReady {
-        video: VideoId,
-    },
-    Ready {
-        video: VideoId,
-    },
-    Failed {
-        video: VideoId,
-        error: String,
-        retrying: bool,
-    },
-}
-
-impl From<WireEvent> for JobEvent {
-    fn from(e: WireEvent) -> Self {
-        match e {
-            WireEvent::Stage { video, stage } => JobEvent::Stage { video, stage },
-            WireEvent::Progress {
-                video,
-                percent,
-                stage,
-            } => JobEvent::Progress {
-                video,
-                percent,
-                stage,
-            },
-            WireEvent::ThumbnailReady { video } => JobEvent::ThumbnailReady { video },
-            WireEvent::Ready { video } => JobEvent::Ready { video },
-            WireEvent::Failed {
-                video,
-                error,
-                retrying,
-            } => JobEvent::Failed {
-                video,
-                error,
-                retrying,
-            },
         }
     }
 }
@@ -1510,7 +1455,7 @@ mod tests {
                 retrying: true,
             },
         ];
-        // Fails to compile when JobEvent gains a variant: add it to `WireEvent` and above.
+        // Fails to compile when JobEvent gains a variant: add it above.
         for e in &events {
             match e {
                 JobEvent::Stage { .. }
@@ -1524,11 +1469,11 @@ mod tests {
     }
 
     #[test]
-    fn the_wire_event_mirrors_job_event() {
+    fn job_events_round_trip_through_json() {
         for event in every_event() {
             let text = serde_json::to_string(&event).expect("serialize");
-            let back: WireEvent = serde_json::from_str(&text).expect("deserialize");
-            assert_eq!(JobEvent::from(back), event, "{text}");
+            let back: JobEvent = serde_json::from_str(&text).expect("deserialize");
+            assert_eq!(back, event, "{text}");
         }
     }
 
