@@ -14,7 +14,7 @@
 //! - signature: `shared::secure_link`.
 //! - [`resolve`]: safe lookup under the content root.
 //! - [`open_files`]: open descriptors for sendfile; [`cache`]: the hot in-memory cache.
-//! - [`conditional`] (304/412), [`range`] (206/416), [`mime`], [`cors`].
+//! - [`conditional`] (304/412), `shared::range` (206/416), [`mime`], [`cors`].
 //! - [`reply`]: the decided response and its HTTP/1.1 head.
 //! - [`sys`]: the only `unsafe`: sendfile, openat2.
 //! - [`admin`] (metrics, health, purge) and [`metrics`].
@@ -28,7 +28,6 @@ pub mod cors;
 pub mod metrics;
 pub mod mime;
 pub mod open_files;
-pub mod range;
 pub mod reply;
 pub mod request;
 pub mod resolve;

@@ -17,11 +17,11 @@ use crate::config::Settings;
 use crate::cors::Cors;
 use crate::metrics::{Metrics, Route, SendPath};
 use crate::open_files::{OpenFile, OpenFiles};
-use crate::range::{self, RangeDecision};
 use crate::reply::{Body, Reply, Value};
 use crate::request::{RequestHead, Version};
 use crate::resolve::{ResolveError, Resolved, Root};
 use crate::{mime, target};
+use shared::range::{self, RangeDecision};
 
 /// Everything a request needs, shared by all connections.
 pub struct Edge {

@@ -7,12 +7,14 @@
 //! - [`secure_link`]: nginx-compatible signed URLs (`md5` + `expires`), signing and verifying,
 //!   with a key ring for secret rotation.
 //! - [`media`]: video ids and the on-disk layout (what the edge serves, where keys live).
+//! - [`range`]: `Range` headers read like nginx (edge segments, origin progressive downloads).
 //! - [`env`]: environment-variable overrides read through a trait, so tests pass a map.
 //! - [`telemetry`]: `tracing` subscriber set-up shared by both binaries.
 //! - [`shutdown`]: the SIGTERM/SIGINT future both servers drain on.
 
 pub mod env;
 pub mod media;
+pub mod range;
 pub mod secure_link;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use shared::range::{self, RangeDecision};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::User;
@@ -120,10 +121,10 @@ pub async fn progressive(
     };
     let size = file.metadata().await?.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, end) = match range.map(|r| single_range(r, size)) {
-        None => (StatusCode::OK, 0, size),
-        Some(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
-        Some(None) => {
+    let (status, start, end) = match range::decide(range.map(str::as_bytes), size) {
+        RangeDecision::Full => (StatusCode::OK, 0, size),
+        RangeDecision::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
+        RangeDecision::Unsatisfiable => {
             return Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{size}"))],
@@ -162,46 +163,4 @@ pub async fn progressive(
         }
     }
     Ok(response)
-}
-
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` -> `start..end`; `None` if unsatisfiable. Anything
-/// else (other units, several ranges) is treated as a request for the whole file by callers
-/// that see `Some((0, size))`.
-fn single_range(h: &str, size: u64) -> Option<(u64, u64)> {
-    let Some(spec) = h.strip_prefix("bytes=") else {
-        return Some((0, size));
-    };
-    if spec.contains(',') {
-        return Some((0, size));
-    }
-    let (a, b) = spec.trim().split_once('-')?;
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        (size.saturating_sub(n), size)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            b.parse::<u64>().ok()?.saturating_add(1).min(size)
-        };
-        (start, end)
-    };
-    (start < end).then_some((start, end))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::single_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(single_range("bytes=0-99", 1000), Some((0, 100)));
-        assert_eq!(single_range("bytes=900-", 1000), Some((900, 1000)));
-        assert_eq!(single_range("bytes=-100", 1000), Some((900, 1000)));
-        assert_eq!(single_range("bytes=0-5000", 1000), Some((0, 1000)));
-        assert_eq!(single_range("bytes=1000-", 1000), None);
-        assert_eq!(single_range("bytes=5-1", 1000), None);
-        assert_eq!(single_range("items=0-1", 1000), Some((0, 1000)));
-    }
 }

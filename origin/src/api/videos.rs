@@ -122,12 +122,14 @@ pub async fn delete(
     if let Some(pool) = &state.pool {
         pool.cancel(&video);
     }
-    state.store.delete(&video).await?;
+    // Files first, record last: if removing a file fails, the video is still listed and the
+    // delete can be retried instead of leaving orphans nobody can reach.
     crate::transcode::publish::unpublish(&state.layout, &video)?;
     match std::fs::remove_file(state.layout.source_file(&video)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
     }
+    state.store.delete(&video).await?;
     crate::purge::purge_edge(
         &state.settings,
         &format!("{}{video}/", state.settings.edge_prefix),
