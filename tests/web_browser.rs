@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::origin::{generate_clip, json};
+use e2e::origin::{generate_clip, json, truncated_clip};
 use e2e::{process, Edge, EdgeOptions, Origin, OriginOptions, RawResponse};
 
 /// The uploaded clip: long enough that both players still need segments after the pause that
@@ -111,28 +111,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `clip` with its index first (`+faststart`) and only its first 40 % of bytes: ffprobe still
-/// reports the whole duration, so the upload is accepted, but the output cannot cover it and
-/// processing fails (for good: `max_attempts = 1`).
-fn truncated_copy(clip: &Path, out: &Path) {
-    let whole = out.with_extension("faststart.mp4");
-    let output = process::run_bounded(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-movflags", "+faststart", "-y"])
-            .arg(&whole),
-        Duration::from_secs(30),
-    );
-    assert!(
-        output.status.success(),
-        "ffmpeg -movflags +faststart: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let bytes = fs::read(&whole).expect("read the faststart copy");
-    fs::write(out, &bytes[..bytes.len() * 4 / 10]).expect("write the truncated clip");
-}
-
 fn origin_config(dev: bool) -> String {
     format!(
         "[server]\ndev = {dev}\n\n\
@@ -154,7 +132,7 @@ fn web_app_in_chromium() {
     let clip = dir.path().join("clip.mp4");
     generate_clip(&clip, CLIP_SECS, 640, 360);
     let broken = dir.path().join("broken.mp4");
-    truncated_copy(&clip, &broken);
+    truncated_clip(&clip, &broken);
 
     let port = free_port();
     let page_origin = format!("http://127.0.0.1:{port}");

@@ -11,6 +11,7 @@ use shared::secure_link::{Secret, SecureLink};
 use shared::telemetry::LogFormat;
 
 use crate::transcode::ladder::{default_ladder, RungSpec};
+use crate::webhooks::settings::{WebhookSettings, WebhooksConfig};
 
 /// The whole file; see `config/origin.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +24,7 @@ pub struct OriginConfig {
     pub edge: EdgeAdminConfig,
     pub migration: MigrationConfig,
     pub store: StoreConfig,
+    pub webhooks: WebhooksConfig,
     pub log: LogConfig,
 }
 
@@ -264,6 +266,8 @@ pub struct Settings {
     pub migration: MigrationConfig,
     /// `Some(url)` when jobs live in Redis.
     pub redis_url: Option<String>,
+    /// `Some` when ready/failed events are POSTed somewhere.
+    pub webhooks: Option<WebhookSettings>,
     pub log_format: LogFormat,
 }
 
@@ -272,7 +276,7 @@ impl OriginConfig {
         toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))
     }
 
-    /// `ORIGIN_*`, `JWT_SECRET`, `HLS_SIGNING_SECRET`, `EDGE_PURGE_TOKEN`.
+    /// `ORIGIN_*`, `JWT_SECRET`, `HLS_SIGNING_SECRET`, `EDGE_PURGE_TOKEN`, `WEBHOOK_SECRET`.
     pub fn apply_env(&mut self, env: &dyn EnvSource) {
         let set = |t: &mut String, name: &str| {
             if let Some(v) = env.get(name) {
@@ -299,6 +303,7 @@ impl OriginConfig {
         if let Some(v) = env.get("ORIGIN_DEV") {
             self.server.dev = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        self.webhooks.apply_env(env);
         if let Some(secret) = env.get("HLS_SIGNING_SECRET") {
             match self.playback.signing_secrets.first_mut() {
                 Some(first) => *first = secret,
@@ -399,6 +404,7 @@ impl OriginConfig {
                 None
             }
         };
+        let webhooks = self.webhooks.validate(&mut errors);
         let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_owned());
         let (Some(listen), Some(jwt), Some(link), true) = (listen, jwt, link, errors.is_empty())
         else {
@@ -434,6 +440,7 @@ impl OriginConfig {
             edge_purge_token: nonempty(&self.edge.purge_token),
             migration,
             redis_url,
+            webhooks,
             log_format: self.log.format,
         })
     }
@@ -551,5 +558,36 @@ mod tests {
         c.playback.signing_secrets = vec!["s".into()];
         c.playback.edge_base_url = "https://edge.example.com".into();
         c.validate().expect("valid with secrets and the edge URL");
+    }
+
+    #[test]
+    fn webhook_problems_join_the_others() {
+        let mut c = OriginConfig::from_toml("[webhooks]\nurl = \"http://hooks.local/in\"\n")
+            .expect("parses");
+        c.server.listen = "nope".into();
+        let errors = c.validate().expect_err("invalid").0;
+        assert!(
+            errors.iter().any(|e| e.contains("WEBHOOK_SECRET")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("server.listen")),
+            "{errors:#?}"
+        );
+        let mut c = base();
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("JWT_SECRET", "0123456789abcdef0123"),
+            ("HLS_SIGNING_SECRET", "edge-secret"),
+            ("ORIGIN_WEBHOOK_URL", "https://hooks.example.com/video"),
+            ("WEBHOOK_SECRET", "whsec-0123456789abcdef"),
+        ]);
+        c.apply_env(&env);
+        let s = c.validate().expect("valid");
+        let w = s.webhooks.expect("enabled");
+        assert_eq!(
+            (w.target.host.as_str(), w.target.port),
+            ("hooks.example.com", 443)
+        );
+        assert!(base().webhooks.url.is_empty(), "off by default");
     }
 }

@@ -7,6 +7,7 @@
 //! - [`transcode`]: probe -> ladder -> ffmpeg -> encrypt -> publish.
 //! - [`playback`]: stored playlists -> signed manifests for the edge.
 //! - [`purge`]: telling the edge to drop deleted videos from its cache.
+//! - [`webhooks`]: signed `video.ready` / `video.failed` events to a configured receiver.
 //! - [`migration`]: importing existing files.
 //! - [`config`], [`metrics`], [`server`].
 
@@ -19,3 +20,4 @@ pub mod playback;
 pub mod purge;
 pub mod server;
 pub mod transcode;
+pub mod webhooks;

@@ -210,8 +210,15 @@ async fn main() -> anyhow::Result<()> {
             let pipeline = origin::server::pipeline(&validated, &layout).await;
             let redis = store.redis().cloned();
             let metrics = Arc::new(origin::metrics::Metrics::new()?);
-            let pool =
-                WorkerPool::with_metrics(store, pipeline, layout, settings, Some(metrics.clone()));
+            let (notifier, webhooks) = origin::server::start_webhooks(&validated, &metrics)?;
+            let pool = WorkerPool::with_reporting(
+                store,
+                pipeline,
+                layout,
+                settings,
+                Some(metrics.clone()),
+                notifier,
+            );
             if let Some(redis) = redis {
                 origin::server::publish_pool_events(&pool, redis);
             }
@@ -227,6 +234,9 @@ async fn main() -> anyhow::Result<()> {
             shared::shutdown::terminate_signal().await;
             let _ = stop_tx.send(true);
             while workers.join_next().await.is_some() {}
+            if let Some(d) = webhooks {
+                d.shutdown().await;
+            }
             Ok(())
         }
         Command::Token { user, admin, ttl } => {

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub transcode_seconds: Histogram,
     pub transcode_speed: Histogram,
     pub manifest_signing_seconds: Histogram,
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,6 +65,14 @@ impl Metrics {
             )
             .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01]),
         )?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "origin_webhook_deliveries_total",
+                "Webhook events by event and outcome (delivered, failed after every attempt, \
+                 dropped on a full queue, abandoned at shutdown)",
+            ),
+            &["event", "outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
         registry.register(Box::new(upload_bytes.clone()))?;
@@ -72,6 +81,7 @@ impl Metrics {
         registry.register(Box::new(transcode_seconds.clone()))?;
         registry.register(Box::new(transcode_speed.clone()))?;
         registry.register(Box::new(manifest_signing_seconds.clone()))?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -82,6 +92,7 @@ impl Metrics {
             transcode_seconds,
             transcode_speed,
             manifest_signing_seconds,
+            webhook_deliveries,
         })
     }
 

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::migration::Migration;
 use crate::transcode::encoder::{detect_nvenc, EncoderSelector};
 use crate::transcode::pipeline::{self, Pipeline};
+use crate::webhooks::{self, Dispatcher, Webhooks};
 
 /// The pipeline described by the settings (NVENC detected here, once).
 pub async fn pipeline(settings: &Settings, layout: &Layout) -> Pipeline {
@@ -51,6 +52,7 @@ pub struct Origin {
     pub state: AppState,
     pub pool: Arc<WorkerPool<Store>>,
     drain: tokio::sync::watch::Sender<bool>,
+    webhooks: Option<Dispatcher>,
 }
 
 /// Builds the state: data directory, store, pipeline, workers (not yet started).
@@ -60,8 +62,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
     let store = Arc::new(open_store(&settings, &layout).await?);
     let metrics = Arc::new(Metrics::new()?);
     let pipeline = pipeline(&settings, &layout).await;
+    let (notifier, dispatcher) = start_webhooks(&settings, &metrics)?;
     let t = &settings.transcode;
-    let pool = WorkerPool::with_metrics(
+    let pool = WorkerPool::with_reporting(
         store.clone(),
         pipeline.clone(),
         layout.clone(),
@@ -73,6 +76,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
             name: format!("{}-{}", hostname(), std::process::id()),
         },
         Some(metrics.clone()),
+        notifier,
     );
     let m = &settings.migration;
     let migration = Arc::new(Migration::new(&m.import_dir, &m.owner, m.process_now));
@@ -99,7 +103,25 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
         metrics,
         draining,
     };
-    Ok(Origin { state, pool, drain })
+    Ok(Origin {
+        state,
+        pool,
+        drain,
+        webhooks: dispatcher,
+    })
+}
+
+/// The webhook sender for the pool and its dispatcher, when webhooks are configured.
+pub fn start_webhooks(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Option<Webhooks>, Option<Dispatcher>)> {
+    let Some(w) = &settings.webhooks else {
+        return Ok((None, None));
+    };
+    let (notifier, dispatcher) = webhooks::start(w, Some(metrics.clone()))
+        .map_err(|e| anyhow::anyhow!("starting webhooks: {e}"))?;
+    Ok((Some(notifier), Some(dispatcher)))
 }
 
 /// The metrics listener (`/metrics`, `/healthz`), until `stop` fires.
@@ -173,7 +195,12 @@ pub async fn serve(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Origin { state, pool, drain } = origin;
+    let Origin {
+        state,
+        pool,
+        drain,
+        webhooks,
+    } = origin;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut workers = if state.settings.transcode.workers > 0 {
         Some(pool.start(stop.clone()))
@@ -207,6 +234,10 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     if let Some(w) = workers.as_mut() {
         while w.join_next().await.is_some() {}
+    }
+    // After the workers: the outcomes of the jobs they just finished are queued by now.
+    if let Some(d) = webhooks {
+        d.shutdown().await;
     }
     Ok(())
 }

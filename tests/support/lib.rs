@@ -16,6 +16,7 @@
 //! - [`sse`]: Server-Sent Events read incrementally off a raw connection.
 //! - [`tls`]: a test CA, server certificates and a verifying TLS client.
 //! - [`metrics`]: reading values out of Prometheus text.
+//! - [`webhook`]: a scripted webhook receiver and the signature it verifies.
 //! - [`process`]: child-process plumbing shared by the above (stderr draining, signals,
 //!   `/proc` inspection).
 //! - [`wait`]: bounded polling instead of fixed sleeps.
@@ -32,6 +33,7 @@ pub mod redis;
 pub mod sse;
 pub mod tls;
 pub mod wait;
+pub mod webhook;
 
 pub use content::ContentTree;
 pub use edge::{Edge, EdgeOptions};

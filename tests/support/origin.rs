@@ -148,6 +148,8 @@ impl Origin {
             "ORIGIN_EDGE_BASE_URL",
             "ORIGIN_EDGE_ADMIN_URL",
             "EDGE_PURGE_TOKEN",
+            "ORIGIN_WEBHOOK_URL",
+            "WEBHOOK_SECRET",
         ] {
             command.env_remove(name);
         }
@@ -417,7 +419,13 @@ impl OriginWorker {
             .arg(&options.data)
             .args(["worker", "--admin-listen", "127.0.0.1:0", "--concurrency"])
             .arg(options.concurrency.to_string());
-        for name in ["ORIGIN_DATA_DIR", "ORIGIN_STORE", "REDIS_URL"] {
+        for name in [
+            "ORIGIN_DATA_DIR",
+            "ORIGIN_STORE",
+            "REDIS_URL",
+            "ORIGIN_WEBHOOK_URL",
+            "WEBHOOK_SECRET",
+        ] {
             command.env_remove(name);
         }
         command
@@ -692,6 +700,28 @@ pub fn generate_clip(path: &Path, secs: u32, width: u32, height: u32) {
         path.display(),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `clip` with its index first (`+faststart`) and only its first 40 % of bytes, written to
+/// `out`: ffprobe still reports the whole duration, so the upload is accepted, but the output
+/// cannot cover it and processing fails (for good with `transcode.max_attempts = 1`).
+pub fn truncated_clip(clip: &Path, out: &Path) {
+    let whole = out.with_extension("faststart.mp4");
+    let output = process::run_bounded(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-i"])
+            .arg(clip)
+            .args(["-c", "copy", "-movflags", "+faststart", "-y"])
+            .arg(&whole),
+        Duration::from_secs(30),
+    );
+    assert!(
+        output.status.success(),
+        "ffmpeg -movflags +faststart: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bytes = fs::read(&whole).expect("read the faststart copy");
+    fs::write(out, &bytes[..bytes.len() * 4 / 10]).expect("write the truncated clip");
 }
 
 /// The request line of `bytes`, for messages (bodies may be large and binary).

@@ -15,6 +15,8 @@ use super::store::{backoff_secs, Failure, JobStore, StoreError};
 use crate::metrics::Metrics;
 use crate::transcode::pipeline::{Cancel, Events, Job as PipelineJob, Pipeline};
 use crate::transcode::progress::{Stage, Throttle};
+use crate::webhooks::event::Event as WebhookEvent;
+use crate::webhooks::Webhooks;
 
 /// What viewers of a job's progress are told (the API relays these as Server-Sent Events).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +68,7 @@ pub struct WorkerPool<S> {
     events: broadcast::Sender<JobEvent>,
     running: Mutex<HashMap<VideoId, watch::Sender<bool>>>,
     metrics: Option<Arc<Metrics>>,
+    webhooks: Option<Webhooks>,
 }
 
 impl<S: JobStore> WorkerPool<S> {
@@ -86,6 +89,19 @@ impl<S: JobStore> WorkerPool<S> {
         settings: WorkerSettings,
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
+        Self::with_reporting(store, pipeline, layout, settings, metrics, None)
+    }
+
+    /// A pool that records metrics and sends webhooks for final outcomes (ready, or failed
+    /// after the last attempt).
+    pub fn with_reporting(
+        store: Arc<S>,
+        pipeline: Pipeline,
+        layout: Layout,
+        settings: WorkerSettings,
+        metrics: Option<Arc<Metrics>>,
+        webhooks: Option<Webhooks>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             store,
@@ -95,6 +111,7 @@ impl<S: JobStore> WorkerPool<S> {
             events,
             running: Mutex::new(HashMap::new()),
             metrics,
+            webhooks,
         })
     }
 
@@ -205,6 +222,9 @@ impl<S: JobStore> WorkerPool<S> {
             Ok(published) => match self.store.complete(&video, worker, published, now).await {
                 Ok(()) => {
                     tracing::info!(%video, "job ready");
+                    if let Some(w) = &self.webhooks {
+                        w.notify(WebhookEvent::ready(&job, now));
+                    }
                     let _ = self.events.send(JobEvent::Ready { video });
                 }
                 Err(error) => {
@@ -228,6 +248,13 @@ impl<S: JobStore> WorkerPool<S> {
                     .fail(&video, worker, &error.to_string(), failure, now)
                     .await
                 {
+                    // Only a failure the store recorded as final is announced: a deleted job
+                    // (NotFound) has no one to tell, and an unrecorded one will be run again.
+                    Ok(()) if !retrying => {
+                        if let Some(w) = &self.webhooks {
+                            w.notify(WebhookEvent::failed(&job, &error.to_string(), now));
+                        }
+                    }
                     Ok(()) | Err(StoreError::NotFound(_)) => {}
                     Err(e) => tracing::warn!(error = %e, %video, "cannot record the failure"),
                 }

@@ -1,0 +1,207 @@
+//! Webhooks (seed 002): when a video is ready, or has failed for good, the origin POSTs a
+//! signed JSON event to the configured receiver. Optional per deployment (`[webhooks] url`).
+//!
+//! # Layout
+//! - [`settings`]: `[webhooks]`, `WEBHOOK_SECRET`, validation.
+//! - [`event`]: the JSON body (`video.ready`, `video.failed`).
+//! - [`signature`]: `X-Webhook-Signature`, and how a receiver verifies it.
+//! - [`client`]: one HTTP(S) POST with connect and overall timeouts.
+//! - [`delivery`]: one event's attempts with exponential backoff.
+//! - here: the bounded queue and the dispatcher that keep deliveries off the workers, and
+//!   the bounded drain at shutdown.
+//!
+//! Events live in memory only: a process that dies loses the deliveries it still had (the
+//! job's state in the store is the record; receivers can reconcile with `GET /api/videos`).
+
+pub mod client;
+pub mod delivery;
+pub mod event;
+pub mod settings;
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use client::{Client, DeliveryError};
+use delivery::{until_abandoned, Deliverer, Outcome};
+use event::{Event, EventKind};
+use settings::WebhookSettings;
+
+/// Hands events to the dispatcher; cheap to clone, never waits.
+#[derive(Clone)]
+pub struct Webhooks {
+    tx: mpsc::Sender<Event>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Webhooks {
+    /// Queues `event` for delivery. A full queue (the receiver has been failing for a while)
+    /// drops it rather than hold up the worker that reports the outcome.
+    pub fn notify(&self, event: Event) {
+        let (event, reason) = match self.tx.try_send(event) {
+            Ok(()) => return,
+            Err(TrySendError::Full(e)) => (e, "queue full"),
+            Err(TrySendError::Closed(e)) => (e, "shutting down"),
+        };
+        tracing::warn!(
+            webhook.id = %event.id,
+            webhook.event = event.event.as_str(),
+            video.id = %event.video_id,
+            reason,
+            "webhook dropped"
+        );
+        count(self.metrics.as_deref(), event.event, "dropped");
+    }
+}
+
+/// The background side: owns the queue; [`Dispatcher::shutdown`] drains it.
+pub struct Dispatcher {
+    close: oneshot::Sender<()>,
+    abandon: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    grace: Duration,
+}
+
+/// Starts delivering to the configured receiver.
+pub fn start(
+    settings: &WebhookSettings,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<(Webhooks, Dispatcher), DeliveryError> {
+    Ok(start_with(settings, Client::new(settings)?, metrics))
+}
+
+/// [`start`] with a given client (tests trust their own CA).
+pub fn start_with(
+    settings: &WebhookSettings,
+    client: Client,
+    metrics: Option<Arc<Metrics>>,
+) -> (Webhooks, Dispatcher) {
+    let (tx, rx) = mpsc::channel(settings.queue);
+    let (close, closed) = oneshot::channel();
+    let (abandon, abandoned) = watch::channel(false);
+    let deliverer = Arc::new(Deliverer {
+        client,
+        key: settings.key.clone(),
+        backoff: settings.backoff,
+    });
+    let task = tokio::spawn(dispatch(
+        rx,
+        closed,
+        abandoned,
+        deliverer,
+        settings.concurrency,
+        metrics.clone(),
+    ));
+    let t = &settings.target;
+    tracing::info!(host = %t.host, port = t.port, https = t.https, "webhooks enabled");
+    (
+        Webhooks { tx, metrics },
+        Dispatcher {
+            close,
+            abandon,
+            task,
+            grace: settings.shutdown_grace,
+        },
+    )
+}
+
+impl Dispatcher {
+    /// Takes no new events, gives the queued and in-flight ones `shutdown_grace_secs` (their
+    /// retries included), then abandons what is left (logged and counted).
+    pub async fn shutdown(self) {
+        let Dispatcher {
+            close,
+            abandon,
+            mut task,
+            grace,
+        } = self;
+        let _ = close.send(());
+        if tokio::time::timeout(grace, &mut task).await.is_ok() {
+            return;
+        }
+        let _ = abandon.send(true);
+        // Abandoned deliveries stop at their next await point; this bound only guards against
+        // a task that never yields.
+        if tokio::time::timeout(Duration::from_secs(1), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Takes events off the queue and runs each delivery in its own task, at most `concurrency`
+/// at once, so one slow receiver response never delays the next event's first attempt
+/// beyond the free slots.
+async fn dispatch(
+    mut rx: mpsc::Receiver<Event>,
+    mut close: oneshot::Receiver<()>,
+    abandon: watch::Receiver<bool>,
+    deliverer: Arc<Deliverer>,
+    concurrency: usize,
+    metrics: Option<Arc<Metrics>>,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut watch_abandon = abandon.clone();
+    let mut closing = false;
+    loop {
+        let next = tokio::select! {
+            event = rx.recv() => event,
+            // A dropped Dispatcher closes too.
+            _ = &mut close, if !closing => {
+                // Nothing new from now on; what is already queued is still delivered.
+                rx.close();
+                closing = true;
+                continue;
+            }
+        };
+        let Some(event) = next else { break };
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = until_abandoned(&mut watch_abandon) => {
+                give_up_queued(&event, metrics.as_deref());
+                break;
+            }
+        };
+        // The semaphore is never closed; an error would only mean no slot to run in.
+        let Ok(slot) = slot else { break };
+        let (deliverer, metrics, abandon) = (deliverer.clone(), metrics.clone(), abandon.clone());
+        tokio::spawn(async move {
+            let outcome = deliverer.deliver(&event, abandon).await;
+            count(metrics.as_deref(), event.event, outcome.as_str());
+            drop(slot);
+        });
+    }
+    while let Ok(event) = rx.try_recv() {
+        give_up_queued(&event, metrics.as_deref());
+    }
+    // Every slot back means every delivery has ended.
+    let _ = slots.acquire_many(concurrency as u32).await;
+}
+
+fn give_up_queued(event: &Event, metrics: Option<&Metrics>) {
+    tracing::warn!(
+        webhook.id = %event.id,
+        webhook.event = event.event.as_str(),
+        video.id = %event.video_id,
+        "webhook abandoned at shutdown before its first attempt"
+    );
+    count(metrics, event.event, Outcome::Abandoned.as_str());
+}
+
+fn count(metrics: Option<&Metrics>, event: EventKind, outcome: &str) {
+    if let Some(m) = metrics {
+        m.webhook_deliveries
+            .with_label_values(&[event.as_str(), outcome])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests;
