@@ -1,5 +1,6 @@
-//! Helpers for the load-test scripts in `bench/`.
+//! The load-testing bench.
 //!
+//! - `bench viewers` simulates players against a running origin and edge (see [`viewers`]).
 //! - `bench content` writes a deterministic HLS-like content tree (the same bytes on every run,
 //!   so results from different days compare) and the list of URIs of each scenario.
 //! - `bench sign` turns URIs into signed paths with `shared::secure_link`, the very code the
@@ -13,8 +14,12 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use shared::secure_link::{Secret, SecureLink};
 
+mod viewers;
+
 #[derive(Parser)]
-#[command(about = "Content and signed-URL generator for the edge benchmarks")]
+#[command(
+    about = "Load-testing bench: simulated viewers, and content and signed URLs for the edge benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Simulate viewers: token, stream-info, master, rung, playlist, key, segments.
+    Viewers(viewers::Args),
     /// Write the content tree under `--root` and one URI list per scenario under `--lists`.
     Content(ContentArgs),
     /// Read URIs (one per line) on stdin, print one signed path+query per line.
@@ -74,6 +81,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Content(args) => content(&args),
         Command::Sign(args) => sign(&args),
+        Command::Viewers(args) => viewers::main(args),
     }
 }
 
