@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for bench/edge-vs-nginx.sh and bench/edge-memory.sh. Source it; don't run it.
+# Shared helpers for bench/edge-vs-nginx.sh, bench/edge-memory.sh and bench/viewers.sh. Source it; don't run it.
 #
 # Everything here is bounded: each wait has a deadline, each external command a `timeout`, and
 # the servers we start are killed by PID on exit (never by name: other nginx or edge processes
@@ -236,14 +236,15 @@ listener_addr() {
         grep -oE '(^|[[:space:]])addr="?127\.0\.0\.1:[0-9]+' | head -1 | grep -oE '[0-9.]+:[0-9]+$' || true
 }
 
-# start_edge [CONFIG_FILE]: binds port 0 and reads the chosen address from its log.
+# start_edge [CONFIG_FILE]: binds port 0 and reads the chosen address from its log. It serves
+# EDGE_ROOT when set (an origin's <data>/hls), else the generated content tree.
 start_edge() {
     local config_args=() log_file=$WORK/edge.log addr=""
     if [[ -n ${1:-} ]]; then config_args=(--config "$1"); fi
     [[ -x $EDGE_BIN ]] || die "$EDGE_BIN not found"
     # NO_COLOR: tracing's ANSI colours would split `addr=` from its value in the log.
     HLS_SIGNING_SECRET=$SECRET NO_COLOR=1 RUST_LOG=$EDGE_LOG "${SERVER_PIN[@]}" "$EDGE_BIN" \
-        --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --root "$WORK/root" --prefix "$PREFIX" \
+        --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --root "${EDGE_ROOT:-$WORK/root}" --prefix "$PREFIX" \
         --workers "$WORKERS" --log-format text "${config_args[@]}" \
         >"$WORK/edge.stdout" 2>"$log_file" &
     EDGE_PID=$!
