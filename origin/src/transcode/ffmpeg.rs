@@ -40,10 +40,39 @@ pub struct EncodePlan<'a> {
     pub segment_secs: u32,
     /// Storyboard sprites produced by the same decode, when wanted.
     pub storyboard: Option<Storyboard<'a>>,
-    /// Resume after a crash: start at this segment number and time (seconds); earlier
-    /// segments exist already.
-    pub resume: Option<(u32, f64)>,
+    /// Resume after a crash: earlier segments exist already.
+    pub resume: Option<&'a Resume>,
 }
+
+/// Where a resumed encode starts, so that its output continues the reused segments exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The first segment this run writes.
+    pub segment: u32,
+    /// Where that segment starts in the source (`segment * segment_secs`): the video is cut
+    /// here, on a keyframe boundary of the earlier attempt.
+    pub seconds: f64,
+    /// Per rung, where the reused segments' audio ends in the source (seconds): the resumed
+    /// audio is cut exactly there. The muxer puts every audio packet whose DTS comes before
+    /// the DTS of a segment's first video packet in the previous segment, so the reused audio
+    /// ends on the AAC frame grid near `seconds`: before it by up to the video encoder's
+    /// reordering delay (74.7 ms at 4 s with x264 `veryfast`, 25 fps, 48 kHz) or after it by
+    /// less than a frame (10.7 ms with `ultrafast`, which does not reorder). Measured from the
+    /// reused segments ([`super::resume::ResumePoint::measure`]).
+    pub audio_from: Vec<f64>,
+}
+
+/// Where every ladder encode starts its MPEG-TS clock, seconds (the same 1.4 s that ffmpeg's
+/// mpegts muxer adds by default, which is turned off).
+///
+/// Left to itself, ffmpeg shifts a whole output later until no timestamp is negative: by the
+/// AAC encoder's priming (1024 samples, 21.3 ms at 48 kHz) or by the B-frame reordering delay
+/// (80 ms with x264 `veryfast` at 25 fps), whichever is larger. A resumed run starts at a
+/// positive offset and is not shifted, so its part of the video landed that much early and its
+/// audio overlapped the reused segments'. With this explicit origin no output is ever shifted:
+/// every attempt writes source time plus `TS_ORIGIN`, and a resumed run writes exactly what an
+/// uninterrupted one would have.
+pub const TS_ORIGIN: f64 = 1.4;
 
 /// Scrubbing thumbnails: one `tile_width`-wide frame every `interval` seconds, written as
 /// single JPEGs to `pattern` (e.g. `frames/sb_%04d.jpg`) and tiled into sheets afterwards by
@@ -91,13 +120,34 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
     if full_gpu {
         a.push_all(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
     }
-    if let Some((_, seconds)) = plan.resume {
+    let audio = plan.source.audio_codec.is_some();
+    if let Some(resume) = plan.resume {
         // Input seeking: decoding starts at the keyframe before, output starts exactly here.
         a.push("-ss");
-        a.push(format!("{seconds:.3}"));
+        a.push(format!("{:.3}", resume.seconds));
     }
     a.push("-i");
     a.push(input);
+    let resumed_audio = plan.resume.filter(|_| audio);
+    if let Some(resume) = resumed_audio {
+        // The audio comes from a second reading of the source, so that it can start before the
+        // video's cut. It is seeked to a whole second before the earliest audio cut (the AAC
+        // decoder's first frames after a seek are discarded that way), without ffmpeg's own
+        // trim at the seek point, and `-itsoffset` puts it on the first input's clock; `atrim`
+        // (per rung, below) then cuts it to the sample.
+        let earliest = resume
+            .audio_from
+            .iter()
+            .copied()
+            .fold(resume.seconds, f64::min);
+        let seek = (earliest.floor() - 1.0).max(0.0);
+        a.push_all(["-noaccurate_seek", "-ss"]);
+        a.push(format!("{seek:.3}"));
+        a.push("-itsoffset");
+        a.push(format!("{:.3}", seek - resume.seconds));
+        a.push("-i");
+        a.push(input);
+    }
 
     let n = plan.rungs.len();
     let scale = if full_gpu { "scale_cuda" } else { "scale" };
@@ -124,12 +174,16 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
     a.push("-filter_complex");
     a.push(graph);
 
-    let audio = plan.source.audio_codec.is_some();
+    let audio_input = if resumed_audio.is_some() {
+        "1:a:0"
+    } else {
+        "0:a:0"
+    };
     for i in 0..n {
         a.push("-map");
         a.push(format!("[v{i}]"));
         if audio {
-            a.push_all(["-map", "0:a:0"]);
+            a.push_all(["-map", audio_input]);
         }
     }
 
@@ -175,6 +229,21 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
             a.push_all([format!("-b:a:{i}"), format!("{}k", r.audio_kbps)]);
         }
     }
+    if let Some(resume) = resumed_audio {
+        // Each rung's audio starts where its reused audio ends (relative to the video's cut,
+        // which is time 0 of this run). The AAC encoder's first packet is its priming: 1024
+        // samples (21.3 ms at 48 kHz) of encoder delay, stamped one frame before the first
+        // sample, so it would overlap the reused audio's last frame. It is dropped: the decoder
+        // overlaps the first resumed frame with the reused segments' last packet instead, which
+        // transforms the same source samples, and the resumed packets get exactly the
+        // timestamps (and frame grid) of an uninterrupted encode.
+        for i in 0..n {
+            let from = resume.audio_from.get(i).copied().unwrap_or(resume.seconds);
+            a.push(format!("-filter:a:{i}"));
+            a.push(format!("atrim=start={:.6}", from - resume.seconds));
+        }
+        a.push_all(["-bsf:a", "noise=drop=not(n)"]);
+    }
     let map: Vec<String> = plan
         .rungs
         .iter()
@@ -187,12 +256,21 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
             }
         })
         .collect();
-    if let Some((segment, seconds)) = plan.resume {
-        // Timestamps continue where the reused segments end; numbering too.
-        a.push("-output_ts_offset");
-        a.push(format!("{seconds:.3}"));
+    // Timestamps are source time plus `TS_ORIGIN` in every attempt (see there); the mpegts
+    // muxer adds nothing.
+    let start = plan.resume.map_or(0.0, |r| r.seconds);
+    a.push("-output_ts_offset");
+    a.push(format!("{:.3}", TS_ORIGIN + start));
+    a.push("-hls_ts_options");
+    if let Some(resume) = plan.resume {
+        // Numbering continues too. This run's MPEG-TS continuity counters start again at 0,
+        // which demuxers reading the segments in a row report as corrupt packets at the seam
+        // unless the first packets say the discontinuity is intended.
+        a.push("mpegts_copyts=1:mpegts_flags=+initial_discontinuity");
         a.push("-start_number");
-        a.push(segment.to_string());
+        a.push(resume.segment.to_string());
+    } else {
+        a.push("mpegts_copyts=1");
     }
     hls_output(&mut a, seg, &out_dir.join("%v"));
     a.push_all(["-master_pl_name", MASTER, "-var_stream_map"]);

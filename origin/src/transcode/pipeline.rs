@@ -362,13 +362,23 @@ impl Pipeline {
         let source_bytes = std::fs::metadata(job.source)?.len();
         let manifest = EncodeManifest::new(rungs, seg, source_bytes);
         manifest.write(work.path())?;
-        let resume = resume::find(&self.layout, job.video, &manifest, work.path());
-        if let Some(point) = &resume {
+        // An earlier attempt's complete segments, and where this run must start to continue them.
+        let resume = match resume::find(&self.layout, job.video, &manifest, work.path()) {
+            Some(point) => match point.measure(&self.settings.ffprobe, rungs).await {
+                Ok(at) => Some((point, at)),
+                Err(error) => {
+                    tracing::warn!(%error, video = %job.video, "cannot measure the segments of an earlier attempt, encoding from the start");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some((point, _)) = &resume {
             resume::adopt(point, rungs, &work.hls())?;
             events.resumed(point.segment);
             tracing::info!(video = %job.video, segment = point.segment, "resuming the encode after an earlier attempt");
         }
-        let offset = resume.as_ref().map_or(0.0, |p| p.seconds);
+        let offset = resume.as_ref().map_or(0.0, |(p, _)| p.seconds);
         let attempt = |encoder: &Encoder| {
             let plan = EncodePlan {
                 source: info,
@@ -377,7 +387,7 @@ impl Pipeline {
                 segment_secs: seg,
                 // A resumed run sees only the rest of the video: sprites come from a full pass.
                 storyboard: resume.is_none().then_some(*storyboard),
-                resume: resume.as_ref().map(|p| (p.segment, p.seconds)),
+                resume: resume.as_ref().map(|(_, at)| at),
             };
             ffmpeg::ladder_args(&plan, job.source, &work.hls())
         };
@@ -401,7 +411,7 @@ impl Pipeline {
                 // The reused segments stay; only this attempt's output is redone.
                 for rung in rungs {
                     let dir = work.hls().join(&rung.name);
-                    let first = resume.as_ref().map_or(0, |p| p.segment);
+                    let first = resume.as_ref().map_or(0, |(p, _)| p.segment);
                     for i in first.. {
                         if std::fs::remove_file(dir.join(resume::segment_name(i))).is_err() {
                             break;
@@ -414,7 +424,7 @@ impl Pipeline {
             }
             Err(e) => return Err(e),
         };
-        if let Some(point) = &resume {
+        if let Some((point, _)) = &resume {
             for rung in rungs {
                 let path = work.hls().join(&rung.name).join(ffmpeg::VARIANT);
                 let text = std::fs::read_to_string(&path)?;

@@ -328,3 +328,99 @@ pub async fn image_size(ffprobe: &Path, image: &Path) -> Result<(u32, u32), Prob
         .find_map(|s| Some((s.width?, s.height?)))
         .ok_or(ProbeError::NoSize)
 }
+
+/// Where the audio of an MPEG-TS segment ends (the end of its last audio packet), in seconds
+/// of the segment's clock and on its sample grid; `None` when the segment has no audio.
+pub async fn audio_end(ffprobe: &Path, segment: &Path) -> Result<Option<f64>, ProbeError> {
+    let out = tokio::process::Command::new(ffprobe)
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
+        .args([
+            "packet=pts,duration:stream=sample_rate,time_base",
+            "-of",
+            "json",
+        ])
+        .arg(segment)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
+    if !out.status.success() {
+        return Err(ProbeError::Unreadable(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    audio_end_from_json(&out.stdout)
+}
+
+#[derive(Deserialize)]
+struct AudioPackets {
+    #[serde(default)]
+    packets: Vec<AudioPacket>,
+    #[serde(default)]
+    streams: Vec<AudioStream>,
+}
+
+#[derive(Deserialize)]
+struct AudioPacket {
+    pts: Option<i64>,
+    duration: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AudioStream {
+    sample_rate: Option<String>,
+    time_base: Option<String>,
+}
+
+fn audio_end_from_json(json: &[u8]) -> Result<Option<f64>, ProbeError> {
+    let parsed: AudioPackets =
+        serde_json::from_slice(json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+    let Some(stream) = parsed.streams.first() else {
+        return Ok(None);
+    };
+    let unreadable = |what: &str| ProbeError::Unreadable(format!("audio stream without {what}"));
+    let rate: f64 = stream
+        .sample_rate
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .filter(|r: &f64| *r > 0.0)
+        .ok_or_else(|| unreadable("a sample rate"))?;
+    let tick = stream
+        .time_base
+        .as_deref()
+        .and_then(parse_rate)
+        .ok_or_else(|| unreadable("a time base"))?;
+    // An AAC frame is 1024 samples; ffprobe's duration says the same in clock ticks.
+    let end = parsed
+        .packets
+        .iter()
+        .filter_map(|p| {
+            let pts = p.pts? as f64 * tick;
+            Some(pts + p.duration.map_or(1024.0 / rate, |d| d as f64 * tick))
+        })
+        .fold(None, |max: Option<f64>, end| {
+            Some(max.map_or(end, |m| m.max(end)))
+        });
+    // 90 kHz ticks do not fall on samples (44.1 kHz): back to the sample the encoder cut at.
+    Ok(end.map(|e| (e * rate).round() / rate))
+}
+
+#[cfg(test)]
+mod audio_end_tests {
+    use super::audio_end_from_json;
+
+    #[test]
+    fn end_of_the_last_audio_packet_on_the_sample_grid() {
+        let json = br#"{"packets":[{"pts":483120,"duration":1920},{"pts":485040,"duration":1920}],
+            "streams":[{"sample_rate":"48000","time_base":"1/90000"}]}"#;
+        let end = audio_end_from_json(json).expect("parses").expect("audio");
+        assert!((end - 486960.0 / 90000.0).abs() < 1e-9, "{end}");
+        // 44.1 kHz: 1024 samples are 2089.8 ticks, written as 2089; the end is sample 238892
+        // (173 frames after the 1.4 s origin), not 238891.66.
+        let json = br#"{"packets":[{"pts":485445,"duration":2089}],
+            "streams":[{"sample_rate":"44100","time_base":"1/90000"}]}"#;
+        let end = audio_end_from_json(json).expect("parses").expect("audio");
+        assert!((end * 44100.0 - 238892.0).abs() < 1e-6, "{end}");
+        assert_eq!(audio_end_from_json(br#"{"packets":[]}"#), Ok(None));
+    }
+}

@@ -7,23 +7,33 @@
 //! (same video, same rungs, same segment length, same source size, recorded in
 //! [`MANIFEST`]), hard-links the first `k` segments of every rung (so they survive the old
 //! directory's removal and are never encoded again), and encodes from `k * segment_secs` with
-//! keyframes still on segment boundaries.
+//! keyframes still on segment boundaries. Its audio starts where the reused segments' audio
+//! ends, measured from the last reused segment, so the seam has neither overlap nor gap
+//! (see [`super::ffmpeg::Resume`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use shared::media::{Layout, VideoId};
 
+use super::ffmpeg::{self, Resume};
 use super::ladder::Rung;
+use super::probe::{self, ProbeError};
 
 /// What an attempt is encoding, written into its work directory before ffmpeg starts.
 pub const MANIFEST: &str = "encode.json";
+
+/// The output timeline of the encodes this version writes. Version 1 (no field) let ffmpeg
+/// shift each output by its audio priming or B-frame delay: its segments do not line up with
+/// what this version encodes, so they are not resumed.
+const TIMELINE: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodeManifest {
     pub rungs: Vec<String>,
     pub segment_secs: u32,
     pub source_bytes: u64,
+    pub timeline: u32,
 }
 
 /// Withdraws `work_dir` as a resume candidate (its segments are about to be encrypted).
@@ -50,6 +60,7 @@ impl EncodeManifest {
             rungs: rungs.iter().map(|r| r.name.clone()).collect(),
             segment_secs,
             source_bytes,
+            timeline: TIMELINE,
         }
     }
 
@@ -101,6 +112,26 @@ pub fn find(
         }
     }
     best
+}
+
+impl ResumePoint {
+    /// Where the resumed encode starts: the video at [`Self::seconds`], each rung's audio where
+    /// the audio of its last reused segment ends (a rung whose last reused segment has no
+    /// audio: at [`Self::seconds`] too).
+    pub async fn measure(&self, ffprobe: &Path, rungs: &[Rung]) -> Result<Resume, ProbeError> {
+        let last = segment_name(self.segment - 1);
+        let mut audio_from = Vec::with_capacity(rungs.len());
+        for rung in rungs {
+            let segment = self.from.join("hls").join(&rung.name).join(&last);
+            let end = probe::audio_end(ffprobe, &segment).await?;
+            audio_from.push(end.map_or(self.seconds, |end| end - ffmpeg::TS_ORIGIN));
+        }
+        Ok(Resume {
+            segment: self.segment,
+            seconds: self.seconds,
+            audio_from,
+        })
+    }
 }
 
 /// Consecutive `segment_NNN.ts` files from 0.
@@ -201,6 +232,14 @@ mod tests {
             find(&layout, &video, &other, &current).is_none(),
             "different segment length"
         );
+        let mut earlier = serde_json::to_value(&manifest).expect("json");
+        earlier.as_object_mut().expect("object").remove("timeline");
+        std::fs::write(old.join(MANIFEST), earlier.to_string()).expect("write");
+        assert!(
+            find(&layout, &video, &manifest, &current).is_none(),
+            "segments on the timeline ffmpeg shifted are not resumed"
+        );
+        manifest.write(&old).expect("manifest");
 
         adopt(&point, &rungs, &current.join("hls")).expect("adopt");
         assert!(current.join("hls/240p/segment_001.ts").is_file());

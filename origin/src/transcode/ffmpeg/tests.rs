@@ -50,6 +50,7 @@ fn x264_ladder_golden() {
         -force_key_frames expr:gte(t,n_forced*6) \
         -b:v:0 5000k -maxrate:v:0 5500k -bufsize:v:0 10000k -b:v:1 3000k -maxrate:v:1 3300k -bufsize:v:1 6000k \
         -c:a aac -ac 2 -b:a:0 128k -b:a:1 96k \
+        -output_ts_offset 1.400 -hls_ts_options mpegts_copyts=1 \
         -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
         -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
         -var_stream_map v:0,a:0,name:1080p v:1,a:1,name:720p /tmp/j/%v/index.m3u8";
@@ -92,6 +93,7 @@ fn nvenc_full_gpu_golden_without_audio() {
         -c:v h264_nvenc -preset p4 -profile:v high -rc vbr -forced-idr 1 -no-scenecut 1 -g 120 -keyint_min 120 \
         -force_key_frames expr:gte(t,n_forced*4) \
         -b:v:0 3000k -maxrate:v:0 3300k -bufsize:v:0 6000k -b:v:1 1500k -maxrate:v:1 1650k -bufsize:v:1 3000k \
+        -output_ts_offset 1.400 -hls_ts_options mpegts_copyts=1 \
         -f hls -hls_time 4 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
         -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
         -var_stream_map v:0,name:720p v:1,name:480p /tmp/j/%v/index.m3u8 \
@@ -170,11 +172,16 @@ fn thumbnails_golden() {
 }
 
 #[test]
-fn resumed_ladder_seeks_and_continues_numbering() {
+fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
     let src = source(false);
     let rungs = select(&default_ladder(), 1920, 1080)[..1].to_vec();
     let enc = Encoder::X264 {
         preset: "veryfast".into(),
+    };
+    let resume = Resume {
+        segment: 4,
+        seconds: 24.0,
+        audio_from: vec![24.0],
     };
     let plan = EncodePlan {
         source: &src,
@@ -182,17 +189,67 @@ fn resumed_ladder_seeks_and_continues_numbering() {
         encoder: &enc,
         segment_secs: 6,
         storyboard: None,
-        resume: Some((4, 24.0)),
+        resume: Some(&resume),
     };
     let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
     assert!(
-        got.contains("-progress pipe:1 -ss 24.000 -i /in.mp4"),
+        got.contains("-progress pipe:1 -ss 24.000 -i /in.mp4 -filter_complex"),
         "{got}"
     );
     assert!(
-        got.contains("-output_ts_offset 24.000 -start_number 4 -f hls"),
+        got.contains(
+            "-output_ts_offset 25.400 \
+             -hls_ts_options mpegts_copyts=1:mpegts_flags=+initial_discontinuity \
+             -start_number 4 -f hls"
+        ),
         "{got}"
     );
+    assert!(!got.contains("atrim") && !got.contains("-bsf"), "{got}");
+}
+
+/// The audio of each rung starts where its reused audio ended (here 74.7 ms before the video's
+/// cut in one rung, 10.7 ms after it in the other), read from a second input seeked a second
+/// earlier, with the AAC priming packet dropped.
+#[test]
+fn resumed_ladder_golden_with_audio() {
+    let src = source(true);
+    let rungs = select(&default_ladder(), 1920, 1080)[..2].to_vec();
+    let enc = Encoder::X264 {
+        preset: "veryfast".into(),
+    };
+    let resume = Resume {
+        segment: 4,
+        seconds: 24.0,
+        audio_from: vec![23.925333, 24.010667],
+    };
+    let plan = EncodePlan {
+        source: &src,
+        rungs: &rungs,
+        encoder: &enc,
+        segment_secs: 6,
+        storyboard: None,
+        resume: Some(&resume),
+    };
+    let got = line(&ladder_args(
+        &plan,
+        Path::new("/in.mp4"),
+        Path::new("/tmp/j"),
+    ));
+    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
+        -ss 24.000 -i /in.mp4 -noaccurate_seek -ss 22.000 -itsoffset -2.000 -i /in.mp4 \
+        -filter_complex [0:v]split=2[s0][s1];[s0]scale=1920:1080,format=yuv420p[v0];[s1]scale=1280:720,format=yuv420p[v1] \
+        -map [v0] -map 1:a:0 -map [v1] -map 1:a:0 \
+        -c:v libx264 -preset veryfast -profile:v high -sc_threshold 0 -g 180 -keyint_min 180 \
+        -force_key_frames expr:gte(t,n_forced*6) \
+        -b:v:0 5000k -maxrate:v:0 5500k -bufsize:v:0 10000k -b:v:1 3000k -maxrate:v:1 3300k -bufsize:v:1 6000k \
+        -c:a aac -ac 2 -b:a:0 128k -b:a:1 96k \
+        -filter:a:0 atrim=start=-0.074667 -filter:a:1 atrim=start=0.010667 -bsf:a noise=drop=not(n) \
+        -output_ts_offset 25.400 -hls_ts_options mpegts_copyts=1:mpegts_flags=+initial_discontinuity \
+        -start_number 4 \
+        -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
+        -var_stream_map v:0,a:0,name:1080p v:1,a:1,name:720p /tmp/j/%v/index.m3u8";
+    assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
 }
 
 #[test]
