@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Transcode benchmark: the pipeline (`origin transcode`), the bare ffmpeg command it runs, and
-# the seeds' approach (one ffmpeg per rung), alternately on the same generated 1080p clip.
-# Prints wall seconds per round and the ratios of the medians.
+# the seeds' approach (one ffmpeg per rung), alternately on the same generated 1080p clip, plus
+# decoding the clip alone (the work one pass saves). Prints wall seconds per round, the ratios
+# of the medians and the best ratio one pass could reach over the loop on this machine.
 #
 #   bench/transcode.sh                 # 60 s clip, 2 rounds
 #   CLIP_SECS=20 ROUNDS=3 bench/transcode.sh
@@ -65,12 +66,18 @@ run_per_rung() {
 RUNGS
 }
 
+# Decoding the source alone: what the per-rung loop repeats once per extra rung, so it bounds
+# how much one pass can save (see the summary).
+run_decode() {
+    ffmpeg -hide_banner -nostdin -loglevel error -i "$work/clip.mp4" -map 0:v -f null - >/dev/null
+}
+
 mapfile -t bare_args < <("$origin" --config "$work/origin.toml" --data "$work/probe" \
     transcode --encoder cpu --print-ffmpeg "$work/bare" "$work/clip.mp4" 2>/dev/null)
 
 results=$work/results.txt
 for round in $(seq "$ROUNDS"); do
-    for kind in pipeline bare per_rung; do
+    for kind in pipeline bare per_rung decode; do
         start=$(now)
         "run_$kind"
         end=$(now)
@@ -83,10 +90,18 @@ done
 python3 - "$results" "$CLIP_SECS" "$PRESET" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-med = {k: statistics.median(float(s) for kk, s in rows if kk == k) for k in ("pipeline", "bare", "per_rung")}
-print(f"clip {sys.argv[2]} s 1080p, libx264 {sys.argv[3]}, medians over {len(rows)//3} rounds")
+kinds = ("pipeline", "bare", "per_rung", "decode")
+med = {k: statistics.median(float(s) for kk, s in rows if kk == k) for k in kinds}
+print(f"clip {sys.argv[2]} s 1080p, libx264 {sys.argv[3]}, medians over {len(rows)//len(kinds)} rounds")
 for k, v in med.items():
     print(f"  {k:9s} {v:7.2f} s")
 print(f"pipeline / bare     = {med['pipeline'] / med['bare']:.3f}  (target <= 1.05)")
 print(f"per_rung / pipeline = {med['per_rung'] / med['pipeline']:.3f}  (target >= 1.5)")
+# The loop decodes the source once per rung, the pipeline once; everything else (scaling,
+# encoding) is the same work. With R rungs the best one pass can do is
+# (R * decode + rest) / (decode + rest), where rest = bare - decode.
+rungs, d = 5, med["decode"]
+rest = med["bare"] - d
+print(f"decode alone {d:.2f} s = {100 * d / med['bare']:.1f} % of the bare command: "
+      f"one pass can save at most (5 x decode + rest) / (decode + rest) = {(rungs * d + rest) / med['bare']:.3f}")
 PY
