@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::origin::{generate_clip, json, mint_token, JWT_SECRET};
+use e2e::origin::{data_dir, generate_clip, json, mint_token, JWT_SECRET};
 use e2e::{process, wait_until, Edge, EdgeOptions, Origin, OriginOptions};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -25,12 +25,7 @@ struct Platform {
 
 impl Platform {
     fn start(playback: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-bench-viewers-")
-            .tempdir()
-            .expect("create temp dir");
-        let data = dir.path().join("data");
-        fs::create_dir_all(data.join("hls")).expect("create <data>/hls");
+        let (dir, data) = data_dir("e2e-bench-viewers-");
         let edge = Edge::start(EdgeOptions::new(&data.join("hls")));
         let config = format!(
             "[transcode]\nworkers = 2\nsegment_secs = 1\nx264_preset = \"ultrafast\"\n\

@@ -56,7 +56,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
-use e2e::origin::{generate_clip, json, mint_token, JWT_SECRET};
+use e2e::origin::{data_dir, generate_clip, json, mint_token, JWT_SECRET};
 use e2e::sse::{self, SseStream};
 use e2e::{
     metrics, process, Edge, EdgeOptions, Origin, OriginOptions, OriginWorker, RedisServer, Request,
@@ -128,12 +128,7 @@ struct Platform {
 
 impl Platform {
     fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-chaos-")
-            .tempdir()
-            .expect("create temp dir");
-        let data = dir.path().join("data");
-        fs::create_dir_all(data.join("hls")).expect("create <data>/hls");
+        let (dir, data) = data_dir("e2e-chaos-");
         let redis = RedisServer::start();
         let edge = Edge::start(EdgeOptions::new(&data.join("hls")));
         let edge_url = format!("http://{}", edge.public_addr);

@@ -22,7 +22,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::http::{self, Request};
-use e2e::origin::{generate_clip, json, mint_token, unsigned_token, Part, JWT_SECRET, PURGE_TOKEN};
+use e2e::origin::{
+    data_dir, generate_clip, json, mint_token, unsigned_token, Part, JWT_SECRET, PURGE_TOKEN,
+};
 use e2e::sse::SseStream;
 use e2e::{
     metrics, past_expires, process, signer, unix_now, wait_until, Edge, EdgeOptions, Origin,
@@ -66,13 +68,7 @@ struct Platform {
 
 impl Platform {
     fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("e2e-origin-api-")
-            .tempdir()
-            .expect("create temp dir");
-        let data = dir.path().join("data");
-        // The edge checks its root at start; the origin would create it only later.
-        fs::create_dir_all(data.join("hls")).expect("create <data>/hls");
+        let (dir, data) = data_dir("e2e-origin-api-");
         let edge =
             Edge::start(EdgeOptions::new(&data.join("hls")).env("EDGE_PURGE_TOKEN", PURGE_TOKEN));
         let origin = Origin::start(

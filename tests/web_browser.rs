@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::origin::{generate_clip, json, truncated_clip};
+use e2e::origin::{data_dir, generate_clip, json, truncated_clip};
 use e2e::{process, Edge, EdgeOptions, Origin, OriginOptions, RawResponse};
 
 /// The uploaded clip: long enough that both players still need segments after the pause that
@@ -123,12 +123,7 @@ fn origin_config(dev: bool) -> String {
 #[test]
 fn web_app_in_chromium() {
     require_browser_tooling();
-    let dir = tempfile::Builder::new()
-        .prefix("e2e-web-")
-        .tempdir()
-        .expect("create temp dir");
-    let data = dir.path().join("data");
-    fs::create_dir_all(data.join("hls")).expect("create <data>/hls");
+    let (dir, data) = data_dir("e2e-web-");
     let clip = dir.path().join("clip.mp4");
     generate_clip(&clip, CLIP_SECS, 640, 360);
     let broken = dir.path().join("broken.mp4");

@@ -542,6 +542,19 @@ impl Drop for OriginWorker {
     }
 }
 
+/// A temp dir holding a platform's data directory (`<dir>/data`) with `<data>/hls` created:
+/// the edge checks its root at start, and the origin would create it only later. The dir is
+/// removed when the returned guard drops, so keep it until the processes are gone.
+pub fn data_dir(prefix: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create temp dir");
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("hls")).expect("create <data>/hls");
+    (dir, data)
+}
+
 /// `<target>/<profile>/origin`, built by `cargo build --workspace` before the tests run.
 pub fn origin_binary() -> PathBuf {
     let path = process::binaries_dir().join("origin");

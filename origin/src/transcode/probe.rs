@@ -60,15 +60,16 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError
     if len == 0 {
         return Err(ProbeError::Empty);
     }
+    let json = ffprobe_json(ffprobe, &["-show_format", "-show_streams"], path).await?;
+    parse(&json)
+}
+
+/// Runs `ffprobe -v error -of json <args> <path>` and returns its JSON; a failure carries
+/// ffprobe's last error line.
+async fn ffprobe_json(ffprobe: &Path, args: &[&str], path: &Path) -> Result<Vec<u8>, ProbeError> {
     let out = tokio::process::Command::new(ffprobe)
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
         .arg(path)
         .kill_on_drop(true)
         .output()
@@ -76,10 +77,10 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError
         .map_err(|e| ProbeError::Spawn(e.to_string()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let first = err.lines().last().unwrap_or("ffprobe failed").trim();
-        return Err(ProbeError::Unreadable(strip_path(first, path)));
+        let last = err.lines().last().unwrap_or("ffprobe failed").trim();
+        return Err(ProbeError::Unreadable(strip_path(last, path)));
     }
-    parse(&out.stdout)
+    Ok(out.stdout)
 }
 
 /// ffprobe prefixes errors with the input path, which means nothing to an uploader.
@@ -192,66 +193,9 @@ fn parse_rate(r: &str) -> Option<f64> {
     (d > 0.0 && n > 0.0).then(|| n / d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PHONE: &str = r#"{"streams":[
-        {"codec_type":"video","codec_name":"h264","width":1920,"height":1080,
-         "avg_frame_rate":"30000/1001","r_frame_rate":"30000/1001",
-         "side_data_list":[{"side_data_type":"Display Matrix","rotation":-90}]},
-        {"codec_type":"audio","codec_name":"aac"}],
-        "format":{"duration":"12.5","format_name":"mov,mp4,m4a,3gp,3g2,mj2"}}"#;
-
-    #[test]
-    fn rotated_phone_clip() {
-        let info = parse(PHONE.as_bytes()).expect("valid");
-        assert_eq!(info.rotation, 90);
-        assert_eq!(info.display_size(), (1080, 1920));
-        assert!((info.fps - 29.97).abs() < 0.01);
-        assert_eq!(info.audio_codec.as_deref(), Some("aac"));
-        assert_eq!(info.duration, 12.5);
-    }
-
-    #[test]
-    fn legacy_rotate_tag_and_no_audio() {
-        let json = r#"{"streams":[{"codec_type":"video","codec_name":"h264","width":640,"height":480,
-            "avg_frame_rate":"0/0","r_frame_rate":"25/1","tags":{"rotate":"270"}}],
-            "format":{"duration":"3.0","format_name":"mp4"}}"#;
-        let info = parse(json.as_bytes()).expect("valid");
-        assert_eq!(info.rotation, 270);
-        assert_eq!(info.fps, 25.0);
-        assert_eq!(info.audio_codec, None);
-    }
-
-    #[test]
-    fn refusals() {
-        let audio_only = r#"{"streams":[{"codec_type":"audio","codec_name":"mp3"},
-            {"codec_type":"video","codec_name":"mjpeg","width":300,"height":300,"disposition":{"attached_pic":1}}],
-            "format":{"duration":"3.0"}}"#;
-        assert_eq!(parse(audio_only.as_bytes()), Err(ProbeError::NoVideo));
-        let no_duration =
-            r#"{"streams":[{"codec_type":"video","width":2,"height":2}],"format":{}}"#;
-        assert_eq!(parse(no_duration.as_bytes()), Err(ProbeError::NoDuration));
-        assert!(matches!(parse(b"not json"), Err(ProbeError::Unreadable(_))));
-    }
-}
-
 /// RFC 6381 `CODECS` of an encoded segment, from ffprobe (e.g. `avc1.64001f,mp4a.40.2`).
 pub async fn codecs(ffprobe: &Path, segment: &Path) -> Result<String, ProbeError> {
-    let out = tokio::process::Command::new(ffprobe)
-        .args(["-v", "error", "-print_format", "json", "-show_streams"])
-        .arg(segment)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
-    if !out.status.success() {
-        return Err(ProbeError::Unreadable(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    codecs_from_json(&out.stdout)
+    codecs_from_json(&ffprobe_json(ffprobe, &["-show_streams"], segment).await?)
 }
 
 #[derive(Deserialize)]
@@ -313,15 +257,9 @@ mod codec_tests {
 
 /// Width and height of an image (storyboard sheets).
 pub async fn image_size(ffprobe: &Path, image: &Path) -> Result<(u32, u32), ProbeError> {
-    let out = tokio::process::Command::new(ffprobe)
-        .args(["-v", "error", "-print_format", "json", "-show_streams"])
-        .arg(image)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
+    let json = ffprobe_json(ffprobe, &["-show_streams"], image).await?;
     let parsed: Output =
-        serde_json::from_slice(&out.stdout).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
+        serde_json::from_slice(&json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
     parsed
         .streams
         .iter()
@@ -332,24 +270,9 @@ pub async fn image_size(ffprobe: &Path, image: &Path) -> Result<(u32, u32), Prob
 /// Where the audio of an MPEG-TS segment ends (the end of its last audio packet), in seconds
 /// of the segment's clock and on its sample grid; `None` when the segment has no audio.
 pub async fn audio_end(ffprobe: &Path, segment: &Path) -> Result<Option<f64>, ProbeError> {
-    let out = tokio::process::Command::new(ffprobe)
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
-        .args([
-            "packet=pts,duration:stream=sample_rate,time_base",
-            "-of",
-            "json",
-        ])
-        .arg(segment)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
-    if !out.status.success() {
-        return Err(ProbeError::Unreadable(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    audio_end_from_json(&out.stdout)
+    let entries = "packet=pts,duration:stream=sample_rate,time_base";
+    let args = ["-select_streams", "a:0", "-show_entries", entries];
+    audio_end_from_json(&ffprobe_json(ffprobe, &args, segment).await?)
 }
 
 #[derive(Deserialize)]
@@ -422,5 +345,50 @@ mod audio_end_tests {
         let end = audio_end_from_json(json).expect("parses").expect("audio");
         assert!((end * 44100.0 - 238892.0).abs() < 1e-6, "{end}");
         assert_eq!(audio_end_from_json(br#"{"packets":[]}"#), Ok(None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHONE: &str = r#"{"streams":[
+        {"codec_type":"video","codec_name":"h264","width":1920,"height":1080,
+         "avg_frame_rate":"30000/1001","r_frame_rate":"30000/1001",
+         "side_data_list":[{"side_data_type":"Display Matrix","rotation":-90}]},
+        {"codec_type":"audio","codec_name":"aac"}],
+        "format":{"duration":"12.5","format_name":"mov,mp4,m4a,3gp,3g2,mj2"}}"#;
+
+    #[test]
+    fn rotated_phone_clip() {
+        let info = parse(PHONE.as_bytes()).expect("valid");
+        assert_eq!(info.rotation, 90);
+        assert_eq!(info.display_size(), (1080, 1920));
+        assert!((info.fps - 29.97).abs() < 0.01);
+        assert_eq!(info.audio_codec.as_deref(), Some("aac"));
+        assert_eq!(info.duration, 12.5);
+    }
+
+    #[test]
+    fn legacy_rotate_tag_and_no_audio() {
+        let json = r#"{"streams":[{"codec_type":"video","codec_name":"h264","width":640,"height":480,
+            "avg_frame_rate":"0/0","r_frame_rate":"25/1","tags":{"rotate":"270"}}],
+            "format":{"duration":"3.0","format_name":"mp4"}}"#;
+        let info = parse(json.as_bytes()).expect("valid");
+        assert_eq!(info.rotation, 270);
+        assert_eq!(info.fps, 25.0);
+        assert_eq!(info.audio_codec, None);
+    }
+
+    #[test]
+    fn refusals() {
+        let audio_only = r#"{"streams":[{"codec_type":"audio","codec_name":"mp3"},
+            {"codec_type":"video","codec_name":"mjpeg","width":300,"height":300,"disposition":{"attached_pic":1}}],
+            "format":{"duration":"3.0"}}"#;
+        assert_eq!(parse(audio_only.as_bytes()), Err(ProbeError::NoVideo));
+        let no_duration =
+            r#"{"streams":[{"codec_type":"video","width":2,"height":2}],"format":{}}"#;
+        assert_eq!(parse(no_duration.as_bytes()), Err(ProbeError::NoDuration));
+        assert!(matches!(parse(b"not json"), Err(ProbeError::Unreadable(_))));
     }
 }
