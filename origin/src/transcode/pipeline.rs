@@ -1,13 +1,14 @@
 //! One job, start to finish: probe, poster, encode (with the storyboard in the same decode),
 //! verify, encrypt, master playlist, publish. Progress and the thumbnail are reported through
 //! [`Events`] as they happen; nothing becomes visible before the final rename.
+//!
+//! Here: the job's steps in order. [`runner`] runs ffmpeg (progress, stalls, cancellation);
+//! [`thumbs`] makes the poster and the storyboard's sheets and track.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use shared::media::{Layout, VideoId};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::watch;
 
 use super::encoder::{EncoderPreference, EncoderSelector};
@@ -15,10 +16,13 @@ use super::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
 use super::ladder::{self, Rung, RungSpec};
 use super::playlist::{self, Variant};
 use super::probe::{self, ProbeError, SourceInfo};
-use super::progress::{self, Stage};
+use super::progress::Stage;
 use super::publish::{self, WorkDir};
 use super::resume::{self, EncodeManifest};
 use super::{encrypt, thumbnails};
+
+mod runner;
+mod thumbs;
 
 /// How a job turns its source into HLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -440,157 +444,6 @@ impl Pipeline {
         }
         Ok(name)
     }
-
-    async fn poster(
-        &self,
-        job: &Job<'_>,
-        info: &SourceInfo,
-        work: &WorkDir,
-        cancel: &mut Cancel,
-    ) -> Result<(), PipelineError> {
-        let (w, _) = info.display_size();
-        let tmp = work.path().join("poster.jpg");
-        let args = ffmpeg::poster_args(
-            job.source,
-            thumbnails::poster_time(info.duration),
-            w.min(self.settings.poster_width),
-            &tmp,
-        );
-        self.run_ffmpeg(args, 0.0, &NoEvents, cancel).await?;
-        // The poster is shown while the job runs, so it is published at once (atomically).
-        let dir = self.layout.thumbs_dir(job.video);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::rename(&tmp, dir.join("poster.jpg"))?;
-        Ok(())
-    }
-
-    /// Tiles the storyboard frames into sprite sheets (a cheap pass over small JPEGs).
-    async fn storyboard_sheets(
-        &self,
-        work: &WorkDir,
-        storyboard: &Storyboard<'_>,
-        events: &dyn Events,
-        cancel: &mut Cancel,
-    ) -> Result<(), PipelineError> {
-        let frames = work.path().join("frames");
-        if !frames.join("sb_0001.jpg").exists() {
-            return Ok(());
-        }
-        let sheets = work.thumbs().join("storyboard_%02d.jpg");
-        self.run_ffmpeg(ffmpeg::tile_args(storyboard, &sheets), 0.0, events, cancel)
-            .await?;
-        std::fs::remove_dir_all(frames)?;
-        Ok(())
-    }
-
-    async fn storyboard_vtt(
-        &self,
-        work: &WorkDir,
-        duration: f64,
-        interval: f64,
-    ) -> Result<(), PipelineError> {
-        let first = work.thumbs().join("storyboard_01.jpg");
-        if !first.exists() {
-            return Ok(());
-        }
-        let sheet = probe::image_size(&self.settings.ffprobe, &first).await?;
-        let grid = thumbnails::Grid {
-            interval,
-            cols: 10,
-            rows: 10,
-            tile_width: sheet.0 / 10,
-            tile_height: sheet.1 / 10,
-        };
-        let vtt = thumbnails::storyboard_vtt(duration, &grid, |n| format!("storyboard_{n:02}.jpg"));
-        std::fs::write(work.thumbs().join("storyboard.vtt"), vtt)?;
-        Ok(())
-    }
-
-    /// Runs ffmpeg, turning `-progress` output into job progress over `duration` (0: none),
-    /// killing it when it stalls or the job is cancelled.
-    /// [`Self::run_ffmpeg`] for a run that starts `offset` seconds into the source.
-    async fn run_ffmpeg_from(
-        &self,
-        args: Vec<std::ffi::OsString>,
-        offset: f64,
-        duration: f64,
-        events: &dyn Events,
-        cancel: &mut Cancel,
-    ) -> Result<(), PipelineError> {
-        let progress = Offset {
-            inner: events,
-            offset,
-            duration,
-        };
-        self.run_ffmpeg(args, (duration - offset).max(0.001), &progress, cancel)
-            .await
-    }
-
-    async fn run_ffmpeg(
-        &self,
-        args: Vec<std::ffi::OsString>,
-        duration: f64,
-        events: &dyn Events,
-        cancel: &mut Cancel,
-    ) -> Result<(), PipelineError> {
-        let mut child = tokio::process::Command::new(&self.settings.ffmpeg)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let mut stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stderr"))?;
-        let stderr_task = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
-            buf
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        let stall = self.settings.stall_timeout;
-        loop {
-            let next = tokio::select! {
-                r = tokio::time::timeout(stall, lines.next_line()) => r,
-                _ = cancel.wait() => {
-                    let _ = child.kill().await;
-                    return Err(PipelineError::Cancelled);
-                }
-            };
-            match next {
-                Err(_) => {
-                    let _ = child.kill().await;
-                    return Err(PipelineError::Stalled(stall));
-                }
-                Ok(Ok(Some(line))) => {
-                    if let (Some(t), true) = (progress::out_time_secs(&line), duration > 0.0) {
-                        events.progress(Stage::Encode.overall(t / duration));
-                    }
-                }
-                Ok(Ok(None)) => break,
-                Ok(Err(e)) => return Err(e.into()),
-            }
-        }
-        let status = tokio::time::timeout(stall, child.wait())
-            .await
-            .map_err(|_| PipelineError::Stalled(stall))??;
-        let stderr = stderr_task.await.unwrap_or_default();
-        if status.success() {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&stderr);
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        Err(PipelineError::Ffmpeg {
-            status: status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
-        })
-    }
 }
 
 /// The single rung of the copy path: the source's own size; rates are measured after.
@@ -604,40 +457,4 @@ fn source_rung(w: u32, h: u32) -> Rung {
         bufsize_kbps: 0,
         audio_kbps: 0,
     }
-}
-
-/// Maps a resumed run's progress (over the rest of the video) onto the whole video.
-struct Offset<'a> {
-    inner: &'a dyn Events,
-    offset: f64,
-    duration: f64,
-}
-
-impl Events for Offset<'_> {
-    fn stage(&self, stage: Stage) {
-        self.inner.stage(stage);
-    }
-    fn progress(&self, percent: f64) {
-        // `percent` is Encode.overall(t / rest); recover t and rescale.
-        let (a, b) = Stage::Encode.span();
-        let fraction = ((percent - a) / (b - a)).clamp(0.0, 1.0);
-        let rest = (self.duration - self.offset).max(0.0);
-        let whole = if self.duration > 0.0 {
-            (self.offset + fraction * rest) / self.duration
-        } else {
-            fraction
-        };
-        self.inner.progress(Stage::Encode.overall(whole));
-    }
-    fn thumbnail_ready(&self) {
-        self.inner.thumbnail_ready();
-    }
-}
-
-struct NoEvents;
-
-impl Events for NoEvents {
-    fn stage(&self, _: Stage) {}
-    fn progress(&self, _: f64) {}
-    fn thumbnail_ready(&self) {}
 }

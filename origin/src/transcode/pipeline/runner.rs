@@ -1,0 +1,134 @@
+//! Running ffmpeg for the pipeline: progress from `-progress pipe:1`, stall detection,
+//! cancellation, and the last lines of stderr when it fails.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use super::{Cancel, Events, Pipeline, PipelineError};
+use crate::transcode::progress::{self, Stage};
+
+impl Pipeline {
+    /// [`Self::run_ffmpeg`] for a run that starts `offset` seconds into the source.
+    pub(super) async fn run_ffmpeg_from(
+        &self,
+        args: Vec<std::ffi::OsString>,
+        offset: f64,
+        duration: f64,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let progress = Offset {
+            inner: events,
+            offset,
+            duration,
+        };
+        self.run_ffmpeg(args, (duration - offset).max(0.001), &progress, cancel)
+            .await
+    }
+
+    /// Runs ffmpeg, turning `-progress` output into job progress over `duration` (0: none),
+    /// killing it when it stalls or the job is cancelled.
+    pub(super) async fn run_ffmpeg(
+        &self,
+        args: Vec<std::ffi::OsString>,
+        duration: f64,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let mut child = tokio::process::Command::new(&self.settings.ffmpeg)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stderr"))?;
+        let stderr_task = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
+            buf
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let stall = self.settings.stall_timeout;
+        loop {
+            let next = tokio::select! {
+                r = tokio::time::timeout(stall, lines.next_line()) => r,
+                _ = cancel.wait() => {
+                    let _ = child.kill().await;
+                    return Err(PipelineError::Cancelled);
+                }
+            };
+            match next {
+                Err(_) => {
+                    let _ = child.kill().await;
+                    return Err(PipelineError::Stalled(stall));
+                }
+                Ok(Ok(Some(line))) => {
+                    if let (Some(t), true) = (progress::out_time_secs(&line), duration > 0.0) {
+                        events.progress(Stage::Encode.overall(t / duration));
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+        let status = tokio::time::timeout(stall, child.wait())
+            .await
+            .map_err(|_| PipelineError::Stalled(stall))??;
+        let stderr = stderr_task.await.unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&stderr);
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        Err(PipelineError::Ffmpeg {
+            status: status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        })
+    }
+}
+
+/// Maps a resumed run's progress (over the rest of the video) onto the whole video.
+struct Offset<'a> {
+    inner: &'a dyn Events,
+    offset: f64,
+    duration: f64,
+}
+
+impl Events for Offset<'_> {
+    fn stage(&self, stage: Stage) {
+        self.inner.stage(stage);
+    }
+    fn progress(&self, percent: f64) {
+        // `percent` is Encode.overall(t / rest); recover t and rescale.
+        let (a, b) = Stage::Encode.span();
+        let fraction = ((percent - a) / (b - a)).clamp(0.0, 1.0);
+        let rest = (self.duration - self.offset).max(0.0);
+        let whole = if self.duration > 0.0 {
+            (self.offset + fraction * rest) / self.duration
+        } else {
+            fraction
+        };
+        self.inner.progress(Stage::Encode.overall(whole));
+    }
+    fn thumbnail_ready(&self) {
+        self.inner.thumbnail_ready();
+    }
+}
+
+/// For runs whose progress nobody follows (the poster).
+pub(super) struct NoEvents;
+
+impl Events for NoEvents {
+    fn stage(&self, _: Stage) {}
+    fn progress(&self, _: f64) {}
+    fn thumbnail_ready(&self) {}
+}
