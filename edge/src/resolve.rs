@@ -117,9 +117,14 @@ impl Root {
 
     /// Current identity of `rel`, for revalidating a cached copy with one `stat`.
     pub fn stat(&self, rel: &[u8]) -> Option<FileMeta> {
-        std::fs::metadata(self.path.join(OsStr::from_bytes(rel)))
-            .ok()
-            .map(|m| FileMeta::of(&m))
+        let st = sys::stat_at(&self.dir, rel).ok()?;
+        Some(FileMeta {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
+        })
     }
 
     fn open_beneath(&self, rel: &[u8]) -> io::Result<File> {
@@ -204,6 +209,22 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn stat_matches_the_opened_file_and_follows_the_tree() {
+        let (_, root) = tree();
+        let Ok(Resolved::File(_, opened)) = root.open_path(b"in/b.ts") else {
+            panic!("in/b.ts is a file");
+        };
+        assert_eq!(root.stat(b"in/b.ts"), Some(opened));
+        assert_eq!(
+            root.stat(b"sub/b.ts"),
+            Some(opened),
+            "same file through the link"
+        );
+        assert_eq!(root.stat(b"nope"), None);
+        assert_eq!(root.stat(b"a\0.ts"), None, "a NUL is no path");
     }
 
     proptest! {

@@ -77,6 +77,22 @@ pub fn open_beneath(root: &File, path: &[u8]) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd as RawFd) })
 }
 
+/// `fstatat(root, path)`: the status of `path` relative to the directory `root`, following
+/// symlinks like `stat(2)`. Cheaper than `stat` on the joined path (no allocation of the full
+/// path, no walk from `/`), and it sees the same tree as [`open_beneath`].
+pub fn stat_at(root: &File, path: &[u8]) -> io::Result<libc::stat> {
+    let path = CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `stat` is a plain C struct for which all-zero bytes are a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open, the path is NUL-terminated, `st` is valid for writes.
+    let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
 /// Makes glibc return large buffers to the kernel when they are freed.
 ///
 /// Cache fills allocate one buffer per file (hundreds of KiB). glibc serves those with mmap
