@@ -58,6 +58,9 @@ impl Pipeline {
         });
         let mut lines = BufReader::new(stdout).lines();
         let stall = self.settings.stall_timeout;
+        // Each `-progress` block states the time three ways (out_time_us, out_time_ms,
+        // out_time); it is reported once, when the block ends with its `progress=` line.
+        let mut out_time = None;
         loop {
             let next = tokio::select! {
                 r = tokio::time::timeout(stall, lines.next_line()) => r,
@@ -72,8 +75,12 @@ impl Pipeline {
                     return Err(PipelineError::Stalled(stall));
                 }
                 Ok(Ok(Some(line))) => {
-                    if let (Some(t), true) = (progress::out_time_secs(&line), duration > 0.0) {
-                        events.progress(Stage::Encode.overall(t / duration));
+                    if let Some(t) = progress::out_time_secs(&line) {
+                        out_time = Some(t);
+                    } else if line.trim_start().starts_with("progress=") {
+                        if let (Some(t), true) = (out_time.take(), duration > 0.0) {
+                            events.progress(Stage::Encode.overall(t / duration));
+                        }
                     }
                 }
                 Ok(Ok(None)) => break,
