@@ -534,6 +534,57 @@ fn sigterm_drains_a_slow_download_and_exits_zero() {
     );
 }
 
+/// With `shutdown_delay_secs`, SIGTERM first turns `/readyz` to 503 "draining" while content
+/// is still served (new connections too), then the edge closes and exits 0.
+#[test]
+fn sigterm_with_a_delay_reports_draining_and_keeps_serving() {
+    let tree = ContentTree::new();
+    let rel = "v/720p/segment_000.ts";
+    tree.write(rel, &pseudo_random_bytes(9, 20_000));
+    let mut edge =
+        Edge::start(EdgeOptions::new(tree.root()).config("[server]\nshutdown_delay_secs = 3\n"));
+    assert_eq!(
+        edge.admin_get("/readyz").status,
+        200,
+        "ready before the signal"
+    );
+
+    let signalled = Instant::now();
+    edge.signal(Signal::Term);
+    let draining = wait_until(Duration::from_secs(2), || {
+        edge.admin_get("/readyz").status == 503
+    });
+    assert!(
+        draining,
+        "/readyz turns 503 after SIGTERM\n{}",
+        edge.diagnostics()
+    );
+    assert!(edge.admin_get("/readyz").text().contains("draining"));
+    // A fresh connection to the public listener, after the signal: still served.
+    let response = edge.public(Request::get(signed(rel)));
+    assert_eq!(
+        response.status,
+        200,
+        "served while draining\n{}",
+        edge.diagnostics()
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the checks ran inside the delay; the machine is too slow to tell"
+    );
+
+    let status = edge.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the edge exits 0 after the delay: {status:?}\n{}",
+        edge.diagnostics()
+    );
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "the edge waited out the delay before closing"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // cache freshness
 // ---------------------------------------------------------------------------------------------

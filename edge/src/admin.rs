@@ -49,6 +49,12 @@ async fn route(edge: &Edge, req: Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        (&Method::GET, "/readyz") if edge.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "draining"}),
+            )
+        }
         (&Method::GET, "/healthz" | "/readyz") => {
             json(StatusCode::OK, serde_json::json!({"status": "ok"}))
         }

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Seconds to let in-flight responses finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: u64,
+    /// Seconds to keep serving after SIGTERM while `/readyz` answers 503, so a load balancer
+    /// stops sending new connections before the listeners close. Default 0 (close at once).
+    pub shutdown_delay_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             send_timeout_secs: 60,
             max_header_bytes: 8192,
             shutdown_grace_secs: 30,
+            shutdown_delay_secs: 0,
         }
     }
 }
@@ -230,6 +234,7 @@ pub struct Settings {
     pub send_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    pub shutdown_delay: Duration,
     pub root: PathBuf,
     pub prefix: String,
     pub link: SecureLink,
@@ -357,6 +362,9 @@ impl EdgeConfig {
                 errors.push(format!("{field} must be greater than 0"));
             }
         }
+        if s.shutdown_delay_secs > 600 {
+            errors.push("server.shutdown_delay_secs must be at most 600".into());
+        }
         if s.max_header_bytes > 1 << 20 {
             errors.push("server.max_header_bytes must be at most 1048576".into());
         }
@@ -397,6 +405,7 @@ impl EdgeConfig {
             send_timeout: Duration::from_secs(s.send_timeout_secs),
             max_header_bytes: s.max_header_bytes,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            shutdown_delay: Duration::from_secs(s.shutdown_delay_secs),
             root: self.content.root.clone(),
             prefix: self.content.prefix.clone(),
             link,

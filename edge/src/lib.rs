@@ -114,6 +114,15 @@ pub async fn serve(
         ));
     }
     shutdown.await;
+    let delay = edge.settings.shutdown_delay;
+    edge.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    if !delay.is_zero() {
+        // Load balancers see /readyz fail and stop routing here while every listener still
+        // serves; only then do the listeners close.
+        tracing::info!(?delay, "draining: not ready, still serving");
+        tokio::time::sleep(delay).await;
+    }
     let _ = trigger.send(true);
     while loops.join_next().await.is_some() {}
     let grace = edge.settings.shutdown_grace;

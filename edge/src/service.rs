@@ -34,6 +34,8 @@ pub struct Edge {
     cache_control_media: Option<Value>,
     cache_control_playlists: Option<Value>,
     requests_seen: AtomicU64,
+    /// Set at SIGTERM: `/readyz` answers 503 while the listeners still serve.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Edge {
@@ -57,6 +59,7 @@ impl Edge {
             open_files,
             root,
             requests_seen: AtomicU64::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
