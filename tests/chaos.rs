@@ -68,10 +68,10 @@ mod resume;
 
 use std::time::{Duration, Instant};
 
-use e2e::origin::{mint_token, JWT_SECRET};
+use e2e::origin::{mint_token, play_with_ffmpeg, JWT_SECRET};
 
 use crate::crash::wait_for_publish_stage;
-use crate::media::{ffmpeg_play, Orphan};
+use crate::media::Orphan;
 use crate::platform::{generate_clips, require_ffmpeg, Platform};
 
 /// Seconds of each generated clip.
@@ -210,7 +210,7 @@ fn a_worker_killed_while_publishing_does_not_doom_the_video() {
         "{id} was lost to a crash while publishing: {view}\n{}",
         p.diagnostics()
     );
-    let played = ffmpeg_play(&p.master_url(&alice, &id));
+    let played = play_with_ffmpeg(&p.master_url(&alice, &id), PLAY_TIMEOUT);
     assert!(
         played.status.success(),
         "ffmpeg could not play {id}: {}",

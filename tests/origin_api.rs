@@ -22,7 +22,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::http::{self, Request};
-use e2e::origin::{generate_clip, json, mint_token, unsigned_token, Part, JWT_SECRET};
+use e2e::origin::{
+    generate_clip, json, mint_token, play_with_ffmpeg, unsigned_token, Part, JWT_SECRET,
+};
 use e2e::{
     metrics, past_expires, process, signer, unix_now, wait_until, Origin, OriginOptions,
     RawResponse,
@@ -204,7 +206,7 @@ fn lifecycle() {
         "{}/api/videos/{a}/hls/master.m3u8?token={alice}",
         p.origin.base_url()
     );
-    let played = ffmpeg_play(&url);
+    let played = play_with_ffmpeg(&url, PLAY_TIMEOUT);
     assert!(
         played.status.success(),
         "ffmpeg could not play {url}: {}\n{}\n{}",

@@ -137,16 +137,6 @@ impl Orphan {
     }
 }
 
-/// Plays `url` to the end with ffmpeg, decoding every stream of every variant.
-pub fn ffmpeg_play(url: &str) -> std::process::Output {
-    process::run_bounded(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-i", url])
-            .args(["-map", "0", "-f", "null", "-"]),
-        PLAY_TIMEOUT,
-    )
-}
-
 /// Presentation times of the keyframes of the first video stream of `url` (its first variant).
 pub fn keyframe_times(url: &str) -> Vec<f64> {
     let output = process::run_bounded(

@@ -6,10 +6,11 @@ use std::fs;
 use std::time::Duration;
 
 use e2e::metrics;
+use e2e::origin::play_with_ffmpeg;
 
-use crate::media::{decrypt, ffmpeg_play, keyframe_times, playlist_segments, segment_name, Orphan};
+use crate::media::{decrypt, keyframe_times, playlist_segments, segment_name, Orphan};
 use crate::platform::lease_losses;
-use crate::{Chaos, CLIP_SECS, RUNGS, SEAM_TOLERANCE, SEGMENT_SECS};
+use crate::{Chaos, CLIP_SECS, PLAY_TIMEOUT, RUNGS, SEAM_TOLERANCE, SEGMENT_SECS};
 
 impl Chaos {
     /// No rung was encoded twice after its checkpoint, and the reused segments were published
@@ -127,7 +128,7 @@ impl Chaos {
         for id in &self.ids {
             segments_total += self.check_playlists(id);
             let url = self.p.master_url(&self.alice, id);
-            let played = ffmpeg_play(&url);
+            let played = play_with_ffmpeg(&url, PLAY_TIMEOUT);
             let complaints = String::from_utf8_lossy(&played.stderr).trim().to_owned();
             assert!(
                 played.status.success(),

@@ -3,15 +3,12 @@
 //! on JSON error answers.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::http::Request;
 use e2e::origin::{data_dir, json, PURGE_TOKEN};
 use e2e::sse::SseStream;
-use e2e::{
-    metrics, process, signer, unix_now, Edge, EdgeOptions, Origin, OriginOptions, RawResponse,
-};
+use e2e::{metrics, signer, unix_now, Edge, EdgeOptions, Origin, OriginOptions, RawResponse};
 use shared::secure_link::LinkRequest;
 use tempfile::TempDir;
 
@@ -307,16 +304,6 @@ pub fn edge_get(p: &Platform, url: &str) -> RawResponse {
         .strip_prefix(&format!("http://{}", p.edge.public_addr))
         .unwrap_or(url);
     p.edge.public(Request::get(target))
-}
-
-/// Plays `url` to the end with ffmpeg, decoding every stream.
-pub fn ffmpeg_play(url: &str) -> std::process::Output {
-    process::run_bounded(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-v", "error", "-i", url])
-            .args(["-map", "0", "-f", "null", "-"]),
-        PLAY_TIMEOUT,
-    )
 }
 
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

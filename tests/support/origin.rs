@@ -555,6 +555,17 @@ pub fn data_dir(prefix: &str) -> (TempDir, PathBuf) {
     (dir, data)
 }
 
+/// Plays `url` (a playlist, usually the signed master) to the end with ffmpeg as the client,
+/// decoding every stream of every variant, within `timeout`.
+pub fn play_with_ffmpeg(url: &str, timeout: Duration) -> std::process::Output {
+    process::run_bounded(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "error", "-i", url])
+            .args(["-map", "0", "-f", "null", "-"]),
+        timeout,
+    )
+}
+
 /// `<target>/<profile>/origin`, built by `cargo build --workspace` before the tests run.
 pub fn origin_binary() -> PathBuf {
     let path = process::binaries_dir().join("origin");
