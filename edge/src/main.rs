@@ -152,6 +152,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Before any listener is announced: SIGTERM from then on always means drain.
+    let terminate = shared::shutdown::Terminate::install();
     match edge::sys::raise_nofile_limit() {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
@@ -180,7 +182,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let drained = edge::serve(
         edge.clone(),
         Listeners { public, tls, admin },
-        shared::shutdown::terminate_signal(),
+        terminate.wait(),
     )
     .await;
     if !drained {

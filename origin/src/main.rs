@@ -181,12 +181,14 @@ async fn main() -> anyhow::Result<()> {
             }
             c.server.dev |= dev;
             let settings = config.validate()?;
+            // Before any listener is announced: SIGTERM from then on always means drain.
+            let terminate = shared::shutdown::Terminate::install();
             let api = bind(Some(settings.listen), "api")
                 .await?
                 .context("api listener")?;
             let admin = bind(settings.admin_listen, "admin").await?;
             let origin = origin::server::build(settings).await?;
-            origin::server::serve(origin, api, admin, shared::shutdown::terminate_signal()).await
+            origin::server::serve(origin, api, admin, terminate.wait()).await
         }
         Command::Worker {
             concurrency,
@@ -223,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
                 origin::server::publish_pool_events(&pool, redis);
             }
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            let terminate = shared::shutdown::Terminate::install();
             let admin_addr = admin_listen
                 .map(|a| a.parse())
                 .transpose()
@@ -231,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
                 origin::server::spawn_admin(listener, metrics, stop.clone());
             }
             let mut workers = pool.start(stop);
-            shared::shutdown::terminate_signal().await;
+            terminate.wait().await;
             let _ = stop_tx.send(true);
             while workers.join_next().await.is_some() {}
             if let Some(d) = webhooks {

@@ -1,28 +1,48 @@
 //! The signal both servers drain on.
 
-/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// SIGTERM and SIGINT handlers, installed when this is created: from then on those signals no
+/// longer end the process at once but resolve [`Terminate::wait`].
 ///
-/// If a handler cannot be installed the future never resolves for that signal, and the error is
-/// logged: a server that cannot hear SIGTERM still serves, and SIGKILL still stops it.
-pub async fn terminate_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => Some(s),
-        Err(error) => {
-            tracing::error!(%error, "cannot install SIGTERM handler");
-            None
-        }
-    };
-    let term = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
+/// Install it before announcing the listeners: a supervisor (or a test) that sends SIGTERM as
+/// soon as it sees them must get a drain, not the default action's immediate death.
+pub struct Terminate {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl Terminate {
+    /// Installs the handlers (inside a Tokio runtime). If one cannot be installed the error is
+    /// logged and that signal is never waited for: a server that cannot hear SIGTERM still
+    /// serves, and SIGKILL still stops it.
+    pub fn install() -> Self {
+        let install = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(error) => {
+                tracing::error!(%error, signal = name, "cannot install signal handler");
+                None
             }
-            None => std::future::pending::<()>().await,
+        };
+        Self {
+            term: install(SignalKind::terminate(), "SIGTERM"),
+            int: install(SignalKind::interrupt(), "SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = term => tracing::info!("SIGTERM received, draining"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, draining"),
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    pub async fn wait(mut self) {
+        async fn recv(s: Option<&mut Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(self.term.as_mut()) => tracing::info!("SIGTERM received, draining"),
+            _ = recv(self.int.as_mut()) => tracing::info!("SIGINT received, draining"),
+        }
     }
 }
