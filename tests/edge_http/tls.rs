@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use e2e::content::{world_readable_tempdir, SEGMENT, SEGMENT_SIZE};
 use e2e::tls::{self, CertFiles, TestCa};
-use e2e::{wait_until, ContentTree, Edge, EdgeOptions, Request, Signal};
+use e2e::{process, wait_until, ContentTree, Edge, EdgeOptions, Request, Signal};
 
-use crate::support::{require_tool, run_bounded, signed};
+use crate::support::{require_tool, signed};
 
 /// An edge with an HTTPS listener using a certificate from `ca`.
 struct TlsEdge {
@@ -59,7 +59,7 @@ impl TlsEdge {
     /// `curl` with the test CA, printing the response head and the downloaded size.
     fn curl(&self, protocol_flag: &str, target: &str) -> (String, u64) {
         require_tool("curl");
-        let output = run_bounded(
+        let output = process::run_bounded(
             Command::new("curl")
                 .args([
                     protocol_flag,

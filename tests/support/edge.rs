@@ -5,12 +5,10 @@
 //! its stderr. Stderr keeps being drained afterwards so the pipe never blocks the server, and
 //! the lines are kept for failure messages.
 
-use std::collections::HashMap;
-use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -104,66 +102,24 @@ impl Edge {
             .arg(&options.root)
             .arg("--prefix")
             .arg(PREFIX);
-        let config_dir = options.config.as_deref().map(|toml| {
-            let dir = tempfile::Builder::new()
-                .prefix("e2e-edge-config-")
-                .tempdir()
-                .expect("create config dir");
-            let path = dir.path().join("edge.toml");
-            fs::write(&path, toml).expect("write edge config");
-            command.arg("--config").arg(&path);
-            dir
-        });
+        let config_dir = process::config_file(&mut command, "edge.toml", options.config.as_deref());
         command
             .args(&options.extra_args)
-            .env("HLS_SIGNING_SECRET", &options.secret)
-            // `listening` lines are logged at info; colours would split the fields.
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(options.env.iter().map(|(name, value)| (name, value)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-        let stderr = LineLog::drain(child.stderr.take().expect("stderr is piped"));
-
+            .env("HLS_SIGNING_SECRET", &options.secret);
         let mut wanted = vec!["public", "admin"];
         if options.wants_tls() {
             wanted.push("tls");
         }
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut found = HashMap::new();
-        stderr.wait_for(deadline, |lines| {
-            found = lines
-                .iter()
-                .filter_map(|line| parse_listening(line))
-                .collect();
-            wanted.iter().all(|name| found.contains_key(*name))
-        });
-        let missing: Vec<_> = wanted
-            .iter()
-            .filter(|name| !found.contains_key(**name))
-            .collect();
-        if !missing.is_empty() {
-            let status = child.try_wait().ok().flatten();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the edge did not report listeners {missing:?} within {START_TIMEOUT:?} \
-                 (process status: {status:?}); expected stderr lines containing `listening`, \
-                 `listener=\"NAME\"` and `addr=127.0.0.1:PORT`. stderr:\n{}",
-                stderr.tail(60)
-            );
-        }
+        let what = format!("the edge ({})", binary.display());
+        let launched = process::launch(&mut command, &what, &options.env, &wanted, START_TIMEOUT);
+        let found = &launched.listeners;
         Self {
-            child,
-            stderr,
-            exit_status: None,
             public_addr: found["public"],
             admin_addr: found["admin"],
             tls_addr: found.get("tls").copied(),
+            child: launched.child,
+            stderr: launched.stderr,
+            exit_status: None,
             _config_dir: config_dir,
         }
     }

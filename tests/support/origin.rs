@@ -6,16 +6,14 @@
 //! (`listener="api"|"admin"`, `addr=127.0.0.1:PORT`); the addresses are read back from its
 //! stderr, which keeps being drained so the pipe never blocks the server.
 
-use std::collections::HashMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::edge::parse_listening;
 use crate::http::{raw_request, raw_request_within, RawResponse, Request};
 use crate::process::{self, LineLog, Signal};
 use crate::sse::{self, SseStream};
@@ -119,16 +117,8 @@ impl Origin {
     pub fn start(options: OriginOptions) -> Self {
         let binary = origin_binary();
         let mut command = Command::new(&binary);
-        let config_dir = options.config.as_deref().map(|toml| {
-            let dir = tempfile::Builder::new()
-                .prefix("e2e-origin-config-")
-                .tempdir()
-                .expect("create config dir");
-            let path = dir.path().join("origin.toml");
-            fs::write(&path, toml).expect("write origin config");
-            command.arg("--config").arg(&path);
-            dir
-        });
+        let config_dir =
+            process::config_file(&mut command, "origin.toml", options.config.as_deref());
         command
             .arg("--data")
             .arg(&options.data)
@@ -158,43 +148,20 @@ impl Origin {
         }
         command
             .env("JWT_SECRET", &options.jwt_secret)
-            .env("HLS_SIGNING_SECRET", &options.signing_secret)
-            // `listening` lines are logged at info; colours would split the fields.
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(options.env.iter().map(|(name, value)| (name, value)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-        let stderr = LineLog::drain(child.stderr.take().expect("stderr is piped"));
-
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut found = HashMap::new();
-        let complete = stderr.wait_for(deadline, |lines| {
-            found = lines
-                .iter()
-                .filter_map(|line| parse_listening(line))
-                .collect();
-            found.contains_key("api") && found.contains_key("admin")
-        });
-        if !complete {
-            let status = child.try_wait().ok().flatten();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the origin did not report its api and admin listeners within \
-                 {START_TIMEOUT:?} (process status: {status:?}); stderr:\n{}",
-                stderr.tail(60)
-            );
-        }
+            .env("HLS_SIGNING_SECRET", &options.signing_secret);
+        let what = format!("the origin ({})", binary.display());
+        let launched = process::launch(
+            &mut command,
+            &what,
+            &options.env,
+            &["api", "admin"],
+            START_TIMEOUT,
+        );
         Self {
-            child,
-            stderr,
-            api_addr: found["api"],
-            admin_addr: found["admin"],
+            api_addr: launched.listeners["api"],
+            admin_addr: launched.listeners["admin"],
+            child: launched.child,
+            stderr: launched.stderr,
             data: options.data,
             _config_dir: config_dir,
         }
@@ -404,16 +371,8 @@ impl OriginWorker {
     pub fn start(options: WorkerOptions) -> Self {
         let binary = origin_binary();
         let mut command = Command::new(&binary);
-        let config_dir = options.config.as_deref().map(|toml| {
-            let dir = tempfile::Builder::new()
-                .prefix("e2e-worker-config-")
-                .tempdir()
-                .expect("create config dir");
-            let path = dir.path().join("origin.toml");
-            fs::write(&path, toml).expect("write worker config");
-            command.arg("--config").arg(&path);
-            dir
-        });
+        let config_dir =
+            process::config_file(&mut command, "origin.toml", options.config.as_deref());
         command
             .arg("--data")
             .arg(&options.data)
@@ -428,42 +387,14 @@ impl OriginWorker {
         ] {
             command.env_remove(name);
         }
-        command
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(options.env.iter().map(|(name, value)| (name, value)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {} worker: {err}", binary.display()));
-        let stderr = LineLog::drain(child.stderr.take().expect("stderr is piped"));
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut admin = None;
-        stderr.wait_for(deadline, |lines| {
-            admin = lines
-                .iter()
-                .filter_map(|line| parse_listening(line))
-                .find(|(name, _)| name == "admin")
-                .map(|(_, addr)| addr);
-            admin.is_some()
-        });
-        let Some(admin_addr) = admin else {
-            let status = child.try_wait().ok().flatten();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "origin worker did not report its admin listener within {START_TIMEOUT:?} \
-                 (process status: {status:?}); stderr:\n{}",
-                stderr.tail(60)
-            );
-        };
+        let what = format!("origin worker ({})", binary.display());
+        let launched =
+            process::launch(&mut command, &what, &options.env, &["admin"], START_TIMEOUT);
         Self {
-            child,
-            stderr,
+            admin_addr: launched.listeners["admin"],
+            child: launched.child,
+            stderr: launched.stderr,
             exited: false,
-            admin_addr,
             _config_dir: config_dir,
         }
     }

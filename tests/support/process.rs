@@ -287,3 +287,76 @@ pub fn try_signal(pid: u32, signal: Signal) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// A service binary started by [`launch`]: the process, its drained stderr, and the listeners
+/// it announced (`listener name -> address`).
+pub struct Launched {
+    pub child: Child,
+    pub stderr: LineLog,
+    pub listeners: std::collections::HashMap<String, std::net::SocketAddr>,
+}
+
+/// Writes `toml`, when given, to `file_name` in a private temp dir and passes it as
+/// `--config`. The dir must live as long as the process.
+pub fn config_file(
+    command: &mut Command,
+    file_name: &str,
+    toml: Option<&str>,
+) -> Option<tempfile::TempDir> {
+    let toml = toml?;
+    let dir = tempfile::Builder::new()
+        .prefix("e2e-config-")
+        .tempdir()
+        .expect("create config dir");
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, toml).expect("write config file");
+    command.arg("--config").arg(&path);
+    Some(dir)
+}
+
+/// Spawns a service (stdin and stdout to null, stderr piped and drained; `RUST_LOG=info` and
+/// `NO_COLOR` so its `listening` lines are there and parse, then `env`, which wins) and waits
+/// until it announced every listener in `wanted`. Panics with its status and stderr otherwise.
+pub fn launch(
+    command: &mut Command,
+    what: &str,
+    env: &[(String, String)],
+    wanted: &[&str],
+    timeout: Duration,
+) -> Launched {
+    command
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {what}: {err}"));
+    let stderr = LineLog::drain(child.stderr.take().expect("stderr is piped"));
+    let mut listeners = std::collections::HashMap::new();
+    let complete = stderr.wait_for(Instant::now() + timeout, |lines| {
+        listeners = lines
+            .iter()
+            .filter_map(|line| crate::edge::parse_listening(line))
+            .collect();
+        wanted.iter().all(|name| listeners.contains_key(*name))
+    });
+    if !complete {
+        let status = child.try_wait().ok().flatten();
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{what} did not report listeners {wanted:?} within {timeout:?} (process status: \
+             {status:?}); expected stderr lines containing `listening`, `listener=\"NAME\"` and \
+             `addr=127.0.0.1:PORT`. stderr:\n{}",
+            stderr.tail(60)
+        );
+    }
+    Launched {
+        child,
+        stderr,
+        listeners,
+    }
+}
