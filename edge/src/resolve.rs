@@ -225,6 +225,12 @@ mod tests {
         );
         assert_eq!(root.stat(b"nope"), None);
         assert_eq!(root.stat(b"a\0.ts"), None, "a NUL is no path");
+        // Past the stack buffer: the same answers through the heap path.
+        let long = format!("{}in/b.ts", "./".repeat(300));
+        assert_eq!(root.stat(long.as_bytes()), Some(opened), "a 600-byte path");
+        let mut long_nul = "x".repeat(600).into_bytes();
+        long_nul[300] = 0;
+        assert_eq!(root.stat(&long_nul), None);
     }
 
     proptest! {

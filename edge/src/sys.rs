@@ -6,7 +6,7 @@
 //!   absolute or escaping symlink) that leads out of the content root.
 #![allow(unsafe_code)]
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -50,8 +50,10 @@ pub fn send_more(out: RawFd, buf: &[u8]) -> io::Result<usize> {
 /// symlinks leading out fail with `EXDEV`. Returns `Unsupported` when the kernel has no
 /// `openat2` (before 5.6, or filtered by a seccomp profile), so the caller can fall back.
 pub fn open_beneath(root: &File, path: &[u8]) -> io::Result<File> {
-    let path = CString::new(path)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    with_c_path(path, |path| open_beneath_c(root, path))
+}
+
+fn open_beneath_c(root: &File, path: &CStr) -> io::Result<File> {
     // SAFETY: open_how is a plain C struct for which all-zero bytes are a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
@@ -78,19 +80,36 @@ pub fn open_beneath(root: &File, path: &[u8]) -> io::Result<File> {
 }
 
 /// `fstatat(root, path)`: the status of `path` relative to the directory `root`, following
-/// symlinks like `stat(2)`. Cheaper than `stat` on the joined path (no allocation of the full
-/// path, no walk from `/`), and it sees the same tree as [`open_beneath`].
+/// symlinks like `stat(2)`. It runs on every cache hit, so it is cheaper than `stat` on the
+/// joined path: no allocation for usual path lengths, no walk from `/`, and it sees the same
+/// tree as [`open_beneath`].
 pub fn stat_at(root: &File, path: &[u8]) -> io::Result<libc::stat> {
-    let path = CString::new(path)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: `stat` is a plain C struct for which all-zero bytes are a valid value.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the descriptor is open, the path is NUL-terminated, `st` is valid for writes.
-    let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
+    with_c_path(path, |path| {
+        // SAFETY: `stat` is a plain C struct for which all-zero bytes are a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the descriptor is open, the path is NUL-terminated, `st` is valid for writes.
+        let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    })
+}
+
+/// Calls `f` with `path` NUL-terminated: on the stack when it is short (request paths are),
+/// in a heap `CString` otherwise. A NUL inside `path` is an error, as for `CString`.
+fn with_c_path<T>(path: &[u8], f: impl FnOnce(&CStr) -> io::Result<T>) -> io::Result<T> {
+    let nul = || io::Error::new(io::ErrorKind::InvalidInput, "NUL in path");
+    let mut buf = [0u8; 512];
+    if path.len() < buf.len() {
+        buf[..path.len()].copy_from_slice(path);
+        let c = CStr::from_bytes_until_nul(&buf).map_err(|_| nul())?;
+        if c.to_bytes().len() != path.len() {
+            return Err(nul());
+        }
+        return f(c);
     }
-    Ok(st)
+    f(&CString::new(path).map_err(|_| nul())?)
 }
 
 /// Makes glibc return large buffers to the kernel when they are freed.
