@@ -171,17 +171,18 @@ fn thumbnails_golden() {
     );
 }
 
-#[test]
-fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
-    let src = source(false);
-    let rungs = select(&default_ladder(), 1920, 1080)[..1].to_vec();
+/// The libx264 `veryfast` command for the first `rungs` rungs of a 1080p source, 6 s
+/// segments, resumed at segment 4 (24 s) with each rung's audio cut at `audio_from`.
+fn resumed_x264(audio: bool, rungs: usize, audio_from: Vec<f64>, out: &str) -> String {
+    let src = source(audio);
+    let rungs = select(&default_ladder(), 1920, 1080)[..rungs].to_vec();
     let enc = Encoder::X264 {
         preset: "veryfast".into(),
     };
     let resume = Resume {
         segment: 4,
         seconds: 24.0,
-        audio_from: vec![24.0],
+        audio_from,
     };
     let plan = EncodePlan {
         source: &src,
@@ -191,7 +192,12 @@ fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
         storyboard: None,
         resume: Some(&resume),
     };
-    let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
+    line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new(out)))
+}
+
+#[test]
+fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
+    let got = resumed_x264(false, 1, vec![24.0], "/t");
     assert!(
         got.contains("-progress pipe:1 -ss 24.000 -i /in.mp4 -filter_complex"),
         "{got}"
@@ -212,29 +218,7 @@ fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
 /// earlier, with the AAC priming packet dropped.
 #[test]
 fn resumed_ladder_golden_with_audio() {
-    let src = source(true);
-    let rungs = select(&default_ladder(), 1920, 1080)[..2].to_vec();
-    let enc = Encoder::X264 {
-        preset: "veryfast".into(),
-    };
-    let resume = Resume {
-        segment: 4,
-        seconds: 24.0,
-        audio_from: vec![23.925333, 24.010667],
-    };
-    let plan = EncodePlan {
-        source: &src,
-        rungs: &rungs,
-        encoder: &enc,
-        segment_secs: 6,
-        storyboard: None,
-        resume: Some(&resume),
-    };
-    let got = line(&ladder_args(
-        &plan,
-        Path::new("/in.mp4"),
-        Path::new("/tmp/j"),
-    ));
+    let got = resumed_x264(true, 2, vec![23.925333, 24.010667], "/tmp/j");
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
         -ss 24.000 -i /in.mp4 -noaccurate_seek -ss 22.000 -itsoffset -2.000 -i /in.mp4 \
         -filter_complex [0:v]split=2[s0][s1];[s0]scale=1920:1080,format=yuv420p[v0];[s1]scale=1280:720,format=yuv420p[v1] \
