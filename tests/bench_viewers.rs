@@ -85,13 +85,14 @@ fn bench_binary() -> PathBuf {
 }
 
 /// Runs `bench viewers --origin <origin> <args>` as `alice` with tokens minted locally.
-fn viewers(origin: &str, args: &[&str]) -> Run {
+/// `args` is split on whitespace (no option value here contains any).
+fn viewers(origin: &str, args: &str) -> Run {
     let started = Instant::now();
     let output = process::run_bounded(
         Command::new(bench_binary())
             .args(["viewers", "--origin", origin, "--user", "alice"])
             .args(["--progress-secs", "0.5"])
-            .args(args)
+            .args(args.split_whitespace())
             .env("JWT_SECRET", JWT_SECRET),
         Duration::from_secs(90),
     );
@@ -132,23 +133,7 @@ fn viewers_play_while_forged_urls_are_refused_and_budgets_bound_runs() {
     let origin = platform.origin_url();
 
     // Hot video, flat out, with an attacker.
-    let run = viewers(
-        &origin,
-        &[
-            "--video",
-            &first,
-            "--viewers",
-            "3",
-            "--attackers",
-            "1",
-            "--pace",
-            "flat",
-            "--duration",
-            "4",
-            "--max-requests",
-            "100000",
-        ],
-    );
+    let run = viewers(&origin, &format!("--video {first} --viewers 3 --attackers 1 --pace flat --duration 4 --max-requests 100000"));
     let s = &run.summary;
     assert!(run.success, "run failed: {s}\n{}", run.stderr);
     assert_eq!(s["unexpected"], 0, "{s}");
@@ -188,18 +173,7 @@ fn viewers_play_while_forged_urls_are_refused_and_budgets_bound_runs() {
     // Many videos: viewers spread over both and move on after each.
     let run = viewers(
         &origin,
-        &[
-            "--mode",
-            "spread",
-            "--viewers",
-            "2",
-            "--pace",
-            "flat",
-            "--rung",
-            "lowest",
-            "--duration",
-            "3",
-        ],
+        "--mode spread --viewers 2 --pace flat --rung lowest --duration 3",
     );
     let s = &run.summary;
     assert!(run.success, "spread run failed: {s}\n{}", run.stderr);
@@ -212,16 +186,7 @@ fn viewers_play_while_forged_urls_are_refused_and_budgets_bound_runs() {
     // The request budget ends a run long before its duration.
     let run = viewers(
         &origin,
-        &[
-            "--viewers",
-            "4",
-            "--pace",
-            "flat",
-            "--duration",
-            "60",
-            "--max-requests",
-            "40",
-        ],
+        "--viewers 4 --pace flat --duration 60 --max-requests 40",
     );
     let s = &run.summary;
     assert!(run.success, "budgeted run failed: {s}\n{}", run.stderr);
@@ -230,7 +195,7 @@ fn viewers_play_while_forged_urls_are_refused_and_budgets_bound_runs() {
     assert!(run.took < Duration::from_secs(30), "took {:?}", run.took);
 
     // Nothing listening: a clear failure, not a hang or an empty success.
-    let run = viewers("http://127.0.0.1:9", &["--duration", "2"]);
+    let run = viewers("http://127.0.0.1:9", "--duration 2");
     assert!(
         !run.success,
         "a run against nothing succeeded: {}",
@@ -247,16 +212,7 @@ fn expired_urls_are_refreshed_from_the_origin() {
     let video = platform.ready_video("long", 16);
     let run = viewers(
         &platform.origin_url(),
-        &[
-            "--video",
-            &video,
-            "--viewers",
-            "2",
-            "--buffer-secs",
-            "1",
-            "--duration",
-            "15",
-        ],
+        &format!("--video {video} --viewers 2 --buffer-secs 1 --duration 15"),
     );
     let s = &run.summary;
     assert!(run.success, "run failed: {s}\n{}", run.stderr);
