@@ -103,7 +103,19 @@ impl<'a> Viewer<'a> {
         let forged = loop {
             let video = self.shared.videos[0].clone();
             match self.open(&video).await {
-                Ok(playing) => break forged_urls(&playing.segments, &self.shared.md5_arg),
+                Ok(playing) => {
+                    let urls: Result<Vec<Url>, Halt> = playing
+                        .segments
+                        .iter()
+                        .map(|s| self.segment_url(&playing.variant, &s.uri))
+                        .collect();
+                    match urls {
+                        Ok(urls) => break forged_urls(urls, &self.shared.md5_arg),
+                        Err(Halt::Over) => return,
+                        // Already recorded; the empty list below ends the attacker.
+                        Err(Halt::Abort) => break Vec::new(),
+                    }
+                }
                 Err(Halt::Over) => return,
                 Err(Halt::Abort) => {
                     if self.pause(Duration::from_millis(500)).await.is_err() {
@@ -147,7 +159,7 @@ impl<'a> Viewer<'a> {
                     keys.insert(key);
                 }
             }
-            let url = self.resolve(&playing.variant, &playing.segments[i].uri)?;
+            let url = self.segment_url(&playing.variant, &playing.segments[i].uri)?;
             let answer = self
                 .fetch(Kind::Segment, &url, None, Expect::SuccessOrExpired)
                 .await?;
@@ -164,7 +176,7 @@ impl<'a> Viewer<'a> {
                         .error("variant: refreshed playlist lost segments".into());
                     return Err(Halt::Abort);
                 };
-                let url = self.resolve(&playing.variant, &segment.uri)?;
+                let url = self.segment_url(&playing.variant, &segment.uri)?;
                 self.fetch_ok(Kind::Segment, &url, None).await?;
             } else if !(200..300).contains(&answer.status) {
                 return Err(Halt::Abort);
@@ -284,16 +296,19 @@ impl<'a> Viewer<'a> {
     }
 
     fn resolve(&mut self, base: &Url, reference: &str) -> Result<Url, Halt> {
-        // Segment URLs without a host are the edge's when one was named.
-        let shared = self.shared;
-        let joined = match (&shared.edge, reference.starts_with("/hls")) {
-            (Some(edge), true) => edge.join(reference),
-            _ => base.join(reference),
-        };
-        joined.map_err(|e| {
+        base.join(reference).map_err(|e| {
             self.rec.error(e.to_string());
             Halt::Abort
         })
+    }
+
+    /// A segment URI of `variant`: one without a host (`edge_base_url` empty) is the edge's
+    /// when `--edge` named it, not the origin's that served the playlist.
+    fn segment_url(&mut self, variant: &Url, uri: &str) -> Result<Url, Halt> {
+        match &self.shared.edge {
+            Some(edge) if uri.starts_with('/') => self.resolve(&edge.clone(), uri),
+            _ => self.resolve(variant, uri),
+        }
     }
 
     /// A request that must succeed for the session to go on.
@@ -379,12 +394,10 @@ impl<'a> Viewer<'a> {
 }
 
 /// The segment URLs with the first character of their signature changed: well-formed, wrong.
-fn forged_urls(segments: &[Segment], md5_arg: &str) -> Vec<Url> {
+fn forged_urls(urls: Vec<Url>, md5_arg: &str) -> Vec<Url> {
     let marker = format!("{md5_arg}=");
-    segments
-        .iter()
-        .filter_map(|s| {
-            let url = Url::parse(&s.uri).ok()?;
+    urls.into_iter()
+        .filter_map(|url| {
             let at = url
                 .target
                 .find(&format!("?{marker}"))
@@ -406,24 +419,13 @@ mod tests {
 
     #[test]
     fn forged_urls_change_only_the_signature() {
-        let segments = [
-            Segment {
-                duration: 6.0,
-                uri: "http://e:1/hls/v/720p/s0.ts?md5=Abc_-&expires=9".into(),
-                key: None,
-            },
-            Segment {
-                duration: 6.0,
-                uri: "http://e:1/hls/v/720p/s1.ts?expires=9&md5=xyz".into(),
-                key: None,
-            },
-            Segment {
-                duration: 6.0,
-                uri: "http://e:1/hls/v/720p/unsigned.ts".into(),
-                key: None,
-            },
-        ];
-        let forged = forged_urls(&segments, "md5");
+        let urls = [
+            "http://e:1/hls/v/720p/s0.ts?md5=Abc_-&expires=9",
+            "http://e:1/hls/v/720p/s1.ts?expires=9&md5=xyz",
+            "http://e:1/hls/v/720p/unsigned.ts",
+        ]
+        .map(|u| Url::parse(u).expect("url"));
+        let forged = forged_urls(urls.to_vec(), "md5");
         assert_eq!(forged.len(), 2);
         assert_eq!(forged[0].target, "/hls/v/720p/s0.ts?md5=Bbc_-&expires=9");
         assert_eq!(forged[1].target, "/hls/v/720p/s1.ts?expires=9&md5=Ayz");
