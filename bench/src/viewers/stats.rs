@@ -74,11 +74,28 @@ impl Live {
     }
 }
 
+/// How a request ended: an HTTP status, or the label of a failure without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Status(u16),
+    Failure(&'static str),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Status(status) => write!(f, "{status}"),
+            Outcome::Failure(label) => f.write_str(label),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct KindStats {
     latencies_us: Vec<u32>,
     bytes: u64,
-    statuses: BTreeMap<String, u64>,
+    // Keyed by value, not text: recording a request allocates nothing.
+    statuses: BTreeMap<Outcome, u64>,
 }
 
 /// One viewer's (then the whole run's) measurements.
@@ -95,13 +112,13 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Records an answered request. `outcome` is the status code or a failure label.
-    pub fn record(&mut self, kind: Kind, outcome: &str, micros: u64, bytes: u64, error: bool) {
+    /// Records one request.
+    pub fn record(&mut self, kind: Kind, outcome: Outcome, micros: u64, bytes: u64, error: bool) {
         let k = &mut self.kinds[kind.index()];
         k.latencies_us
             .push(u32::try_from(micros).unwrap_or(u32::MAX));
         k.bytes += bytes;
-        *k.statuses.entry(outcome.to_owned()).or_default() += 1;
+        *k.statuses.entry(outcome).or_default() += 1;
         if error {
             *self
                 .errors
@@ -148,7 +165,11 @@ impl Recorder {
                 continue;
             }
             k.latencies_us.sort_unstable();
-            let statuses = std::mem::take(&mut k.statuses);
+            let statuses: BTreeMap<String, u64> = k
+                .statuses
+                .iter()
+                .map(|(o, n)| (o.to_string(), *n))
+                .collect();
             let n = k.latencies_us.len() as u64;
             requests += n;
             bytes += k.bytes;
@@ -220,11 +241,11 @@ mod tests {
     #[test]
     fn merged_summary_counts_statuses_and_errors() {
         let mut a = Recorder::default();
-        a.record(Kind::Segment, "200", 1500, 100, false);
-        a.record(Kind::Segment, "410", 500, 0, false);
+        a.record(Kind::Segment, Outcome::Status(200), 1500, 100, false);
+        a.record(Kind::Segment, Outcome::Status(410), 500, 0, false);
         let mut b = Recorder::default();
-        b.record(Kind::Segment, "200", 2500, 100, false);
-        b.record(Kind::Forged, "200", 900, 100, true);
+        b.record(Kind::Segment, Outcome::Status(200), 2500, 100, false);
+        b.record(Kind::Forged, Outcome::Status(200), 900, 100, true);
         b.refreshes = 1;
         a.merge(b);
         let s = a.summary(2.0, json!({}));

@@ -10,7 +10,7 @@ use tokio::time::sleep_until;
 
 use super::client::{Answer, Client, Url};
 use super::hls::{self, Rendition, Segment};
-use super::stats::{Kind, Live, Recorder};
+use super::stats::{Kind, Live, Outcome, Recorder};
 use super::{Pace, RungChoice, Shared};
 
 /// What a viewer is playing: where its playlists came from and the segments.
@@ -354,8 +354,8 @@ impl<'a> Viewer<'a> {
         match result {
             Ok(answer) => {
                 let error = !expect.accepts(answer.status);
-                let outcome = answer.status.to_string();
-                self.rec.record(kind, &outcome, micros, answer.len, error);
+                let outcome = Outcome::Status(answer.status);
+                self.rec.record(kind, outcome, micros, answer.len, error);
                 Live::add(&live.bytes, answer.len);
                 Live::add(&live.errors, u64::from(error));
                 Live::add(&live.expired, u64::from(answer.status == 410));
@@ -363,7 +363,8 @@ impl<'a> Viewer<'a> {
                 Ok(answer)
             }
             Err(failure) => {
-                self.rec.record(kind, failure.label(), micros, 0, true);
+                let outcome = Outcome::Failure(failure.label());
+                self.rec.record(kind, outcome, micros, 0, true);
                 Live::add(&live.errors, 1);
                 Err(Halt::Abort)
             }
