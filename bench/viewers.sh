@@ -106,9 +106,13 @@ upload() {
         -f lavfi -i "sine=f=$((200 + RANDOM % 800)):d=$CLIP_SECS" -c:v libx264 -preset veryfast \
         -b:v 2500k -force_key_frames "expr:gte(t,n_forced*$SEG)" -pix_fmt yuv420p -c:a aac \
         -shortest -y "$clip"
-    curl -sf --max-time 120 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: video/mp4' \
-        --data-binary "@$clip" "$ORIGIN_URL/api/videos?profile=$2&title=$1" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+    local answer
+    # -sS without -f: on a refusal the origin's JSON error is what to show.
+    answer=$(curl -sS --max-time 120 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: video/mp4' \
+        --data-binary "@$clip" "$ORIGIN_URL/api/videos?profile=$2&title=$1") ||
+        die "uploading $1: curl failed"
+    python3 -c 'import json, sys; print(json.loads(sys.argv[1])["id"])' "$answer" 2>/dev/null ||
+        die "uploading $1: the origin answered $answer"
 }
 
 log "uploading 1 ladder video and $VIDEOS passthrough videos (${CLIP_SECS}s each)"
