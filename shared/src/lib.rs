@@ -8,6 +8,7 @@
 //!   with a key ring for secret rotation.
 //! - [`media`]: video ids and the on-disk layout (what the edge serves, where keys live).
 //! - [`range`]: `Range` headers read like nginx (edge segments, origin progressive downloads).
+//! - [`secret`]: secrets that never print and are never weak or a placeholder.
 //! - [`env`]: environment-variable overrides read through a trait, so tests pass a map.
 //! - [`telemetry`]: `tracing` subscriber set-up shared by both binaries.
 //! - [`shutdown`]: the SIGTERM/SIGINT future both servers drain on.
@@ -15,6 +16,7 @@
 pub mod env;
 pub mod media;
 pub mod range;
+pub mod secret;
 pub mod secure_link;
 pub mod shutdown;
 pub mod telemetry;

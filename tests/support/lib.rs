@@ -49,7 +49,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The secret every test signs with. Plain ASCII without `$`, `"` or `;` so it can be pasted
 /// verbatim into an nginx `secure_link_md5` expression.
-pub const TEST_SECRET: &str = "e2e-test-secret";
+pub const TEST_SECRET: &str = "e2e-test-secret-0123456789";
 
 /// The location prefix both servers serve the content root under.
 pub const PREFIX: &str = "/hls/";

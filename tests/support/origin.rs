@@ -29,7 +29,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub const JWT_SECRET: &str = "e2e-origin-jwt-secret-0123456789";
 
 /// The edge's purge token (`EDGE_PURGE_TOKEN`) both services are given.
-pub const PURGE_TOKEN: &str = "e2e-purge-token";
+pub const PURGE_TOKEN: &str = "e2e-purge-token-0123456789";
 
 /// What to start the origin with. Its admin listener is always on `127.0.0.1:0`, its API
 /// listener too unless [`OriginOptions::listen`] names a port.
