@@ -195,11 +195,25 @@ async fn bind(addr: Option<SocketAddr>, listener: &str) -> anyhow::Result<Option
     let Some(addr) = addr else {
         return Ok(None);
     };
-    let l = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {listener} listener on {addr}"))?;
+    let l = listen(addr).with_context(|| format!("binding {listener} listener on {addr}"))?;
     tracing::info!(listener, addr = %l.local_addr()?, "listening");
     Ok(Some(l))
+}
+
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). std's 128
+/// overflows as soon as a burst of clients (or a slowloris) meets a full connection budget,
+/// and every dropped SYN costs a legitimate client a second or more; nginx uses 511.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's bind does: a restarted edge can rebind while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn spawn_reload_on_sighup(cert: Arc<ReloadableCert>) -> anyhow::Result<()> {

@@ -1,1 +1,10 @@
-//! Attacks on the edge.
+//! Attacks on the edge: slow and silent connections (plain and TLS, HTTP/1.1 and HTTP/2),
+//! memory held per connection, response headers that outlive a link or leak the Host, and
+//! weak or unparsable configuration.
+//!
+//! # Layout
+//! - [`slow_heads`]: request heads trickled byte by byte, alone and as a 2,000-connection
+//!   slowloris.
+
+#[path = "edge/slow_heads.rs"]
+mod slow_heads;

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::http::{raw_request, RawResponse, Request};
 use crate::process::{self, LineLog, Signal};
-use crate::{PREFIX, TEST_SECRET};
+use crate::{future_expires, signer, ContentTree, PREFIX, TEST_SECRET};
 
 /// How long the edge may take to report all its listeners.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -186,6 +186,12 @@ impl Drop for Edge {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A request target for `rel` (relative to the test video) signed with [`TEST_SECRET`] and
+/// valid for a day.
+pub fn signed_target(rel: &str) -> String {
+    signer().signed_url(&ContentTree::uri(rel), future_expires(), "")
 }
 
 /// `<target>/<profile>/edge`, built by `cargo build --workspace` before the tests run.

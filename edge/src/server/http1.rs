@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 
 use super::request_line::{self, LineError};
 use super::ShutdownSignal;
@@ -156,6 +156,10 @@ impl Connection {
     async fn read_head(&mut self, stream: &mut TcpStream) -> io::Result<Head> {
         let settings = &self.edge.settings;
         let mut scanned = self.start;
+        // nginx's client_header_timeout: one deadline for the whole head from its first byte,
+        // so a client trickling bytes cannot hold the connection past it.
+        let mut deadline = (self.start < self.buf.len())
+            .then(|| tokio::time::Instant::now() + settings.header_timeout);
         loop {
             // nginx skips empty lines before a request line (RFC 9112 §2.2 allows it).
             while self
@@ -182,17 +186,15 @@ impl Connection {
                 scanned -= self.start;
                 self.start = 0;
             }
-            let idle = self.buf.is_empty();
+            // Empty lines skipped above still started the deadline: they count as head bytes.
+            let idle = deadline.is_none();
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(4096);
             }
-            let limit = if idle {
-                settings.idle_timeout
-            } else {
-                settings.header_timeout
-            };
+            let until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + settings.idle_timeout);
             let read = async {
-                match timeout(limit, stream.read_buf(&mut self.buf)).await {
+                match timeout_at(until, stream.read_buf(&mut self.buf)).await {
                     Ok(r) => r.map(Some),
                     Err(_) => Ok(None),
                 }
@@ -210,7 +212,11 @@ impl Connection {
                 Some(0) => return Ok(Head::Closed),
                 None if idle => return Ok(Head::Closed),
                 None => return Ok(Head::Reject(408, "request head timed out")),
-                Some(_) => {}
+                Some(_) => {
+                    deadline.get_or_insert_with(|| {
+                        tokio::time::Instant::now() + settings.header_timeout
+                    });
+                }
             }
         }
     }
