@@ -55,6 +55,10 @@ pub struct AppState {
     pub events: broadcast::Sender<JobEvent>,
     pub migration: Arc<Migration>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The cached `/readyz` verdict.
+    pub readiness: Arc<admin::Readiness>,
+    /// Uploads in progress per user.
+    pub upload_slots: Arc<uploads::guard::UploadSlots>,
     /// Fires when the server begins to drain: long-lived responses (event streams) end so the
     /// drain can finish.
     pub draining: tokio::sync::watch::Receiver<bool>,

@@ -9,6 +9,7 @@
 //! - [`purge`]: telling the edge to drop deleted videos from its cache.
 //! - [`webhooks`]: signed `video.ready` / `video.failed` events to a configured receiver.
 //! - [`migration`]: importing existing files.
+//! - [`net`]: the API listener (connection cap, deadlines, lingering close, drain).
 //! - [`config`], [`metrics`], [`server`].
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod jobs;
 pub mod metrics;
 pub mod migration;
+pub mod net;
 pub mod playback;
 pub mod purge;
 pub mod server;

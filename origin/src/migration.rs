@@ -1,6 +1,9 @@
 //! Importing a directory of existing MP4/MOV/MKV files (seed 001's migration): each file is
 //! registered as a video of the configured owner and queued, in the background, without
 //! blocking the API. Files already imported (same name recorded in the marker) are skipped.
+//!
+//! Each file passes the same checks as an upload (container allow-list, media limits) before
+//! it is copied: a playlist or concat file renamed `.mp4` is refused and listed in the status.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,7 +22,23 @@ pub struct MigrationStatus {
     pub total: usize,
     pub completed: usize,
     pub current_video: Option<String>,
+    /// Files that failed for another reason (I/O, the job store).
     pub errors: Vec<String>,
+    /// Files that are not acceptable videos, with the reason.
+    pub refused: Vec<RefusedFile>,
+}
+
+/// A file the migration would not import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedFile {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Why one file was not imported.
+enum ImportError {
+    Refused(String),
+    Failed(String),
 }
 
 /// The migration runner.
@@ -93,8 +112,20 @@ impl Migration {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             self.update(|s| s.current_video = Some(name.clone()));
-            if let Err(e) = self.import(store, layout, pipeline, &file, &name).await {
-                self.update(|s| s.errors.push(format!("{name}: {e}")));
+            match self.import(store, layout, pipeline, &file, &name).await {
+                Ok(()) => {}
+                Err(ImportError::Refused(reason)) => {
+                    tracing::warn!(file = %name, %reason, "migration refused a file");
+                    self.update(|s| {
+                        s.refused.push(RefusedFile {
+                            file: name.clone(),
+                            reason,
+                        })
+                    });
+                }
+                Err(ImportError::Failed(e)) => {
+                    self.update(|s| s.errors.push(format!("{name}: {e}")))
+                }
             }
             self.update(|s| s.completed += 1);
         }
@@ -111,22 +142,21 @@ impl Migration {
         pipeline: &Pipeline,
         file: &Path,
         name: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ImportError> {
+        let failed = |e: &dyn std::fmt::Display| ImportError::Failed(e.to_string());
         let video = imported_id(name);
-        if store
-            .get(&video)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        if store.get(&video).await.map_err(|e| failed(&e))?.is_some() {
             return Ok(());
         }
-        pipeline.probe(file).await.map_err(|e| e.to_string())?;
+        pipeline
+            .probe(file)
+            .await
+            .map_err(|e| ImportError::Refused(e.to_string()))?;
         let source = layout.source_file(&video);
         // A copy, not a move: the import directory stays the operator's.
         let tmp = layout.tmp_root().join(format!("import-{video}"));
-        std::fs::copy(file, &tmp).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &source).map_err(|e| e.to_string())?;
+        std::fs::copy(file, &tmp).map_err(|e| failed(&e))?;
+        std::fs::rename(&tmp, &source).map_err(|e| failed(&e))?;
         let mut job = Job::new(
             video,
             &self.owner,
@@ -138,7 +168,7 @@ impl Migration {
             // Processing deferred: the first stream-info request queues it.
             job.state = JobState::Registered;
         }
-        store.create(job).await.map_err(|e| e.to_string())
+        store.create(job).await.map_err(|e| failed(&e))
     }
 }
 

@@ -16,7 +16,7 @@ pub async fn purge_edge(settings: &Settings, prefix: &str) {
     let all = settings
         .edge_admin_urls
         .iter()
-        .map(|url| purge_one(url, token, prefix));
+        .map(|url| purge_one(url, token.expose(), prefix));
     futures_util::future::join_all(all).await;
 }
 

@@ -14,7 +14,7 @@ use shared::media::Layout;
 use tokio::net::TcpListener;
 
 use crate::api::{self, auth::Auth, AppState, Store};
-use crate::config::Settings;
+use crate::config::{NvencMode, Settings};
 use crate::jobs::any::AnyStore;
 use crate::jobs::embedded::EmbeddedStore;
 use crate::jobs::redis::RedisStore;
@@ -29,7 +29,7 @@ use crate::webhooks::{self, Dispatcher, Webhooks};
 /// The pipeline described by the settings (NVENC detected here, once).
 pub async fn pipeline(settings: &Settings, layout: &Layout) -> Pipeline {
     let t = &settings.transcode;
-    let nvenc = t.nvenc == "auto" && detect_nvenc(&t.ffmpeg).await;
+    let nvenc = t.nvenc == NvencMode::Auto && detect_nvenc(&t.ffmpeg).await;
     tracing::info!(nvenc, "encoder detection");
     let encoders = EncoderSelector::new(nvenc, t.nvenc_sessions, &t.x264_preset, &t.nvenc_preset);
     Pipeline::new(
@@ -41,6 +41,7 @@ pub async fn pipeline(settings: &Settings, layout: &Layout) -> Pipeline {
             stall_timeout: settings.stall_timeout(),
             poster_width: 1280,
             storyboard_tiles: 100,
+            limits: settings.limits.clone(),
         },
         layout.clone(),
         encoders,
@@ -101,6 +102,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Origin> {
         events,
         migration,
         metrics,
+        upload_slots: Arc::default(),
+        readiness: Arc::default(),
         draining,
     };
     Ok(Origin {
@@ -228,9 +231,7 @@ pub async fn serve(
         // Event streams never end by themselves; tell them to, or the drain would wait forever.
         let _ = drain.send(true);
     };
-    axum::serve(api, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::net::serve(api, app, state.settings.http, shutdown).await;
     let _ = stop_tx.send(true);
     if let Some(w) = workers.as_mut() {
         while w.join_next().await.is_some() {}

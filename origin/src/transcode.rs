@@ -1,6 +1,8 @@
 //! Source file in, encrypted adaptive HLS out.
 //!
 //! # Layout (in pipeline order)
+//! - [`input`]: the container and protocol allow-lists every read of a source goes through;
+//!   [`limits`]: the largest source accepted; [`child`]: encoders die with the worker.
 //! - [`probe`]: ffprobe the source (refuse what is not a video).
 //! - [`thumbnails`]: poster first (reported at once), then the scrubbing storyboard.
 //! - [`ladder`]: which rungs, never upscaling.
@@ -12,10 +14,13 @@
 //! - [`publish`]: verify in a temporary directory, then one rename into the served tree.
 //! - [`pipeline`]: runs the stages for one job.
 
+pub mod child;
 pub mod encoder;
 pub mod encrypt;
 pub mod ffmpeg;
+pub mod input;
 pub mod ladder;
+pub mod limits;
 pub mod pipeline;
 pub mod playlist;
 pub mod probe;

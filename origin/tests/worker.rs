@@ -45,6 +45,7 @@ fn pool(
         stall_timeout: Duration::from_secs(60),
         poster_width: 320,
         storyboard_tiles: 10,
+        limits: Default::default(),
     };
     let pipeline = Pipeline::new(
         settings,

@@ -203,13 +203,21 @@ export class Player {
     return native ? 'native' : null;
   }
 
-  masterUrl(path) {
+  masterUrl() {
     // A new URL each time: the browser cache must never hand back a master with old credentials.
-    return `${withToken(path)}&fresh=${Date.now()}`;
+    // The manifest URL carries a credential for this video alone (never the user's token).
+    return `${this.manifestUrl}${this.manifestUrl.includes('?') ? '&' : '?'}fresh=${Date.now()}`;
   }
 
-  attach(manifestPath) {
-    this.manifestPath = manifestPath;
+  /** A master URL with a fresh credential, from stream-info (sent with the token header). */
+  async freshMasterUrl() {
+    const info = await api(`/api/videos/${encodeURIComponent(this.id)}/stream-info`);
+    if (info.status === 200 && info.data && info.data.manifest_url) this.manifestUrl = info.data.manifest_url;
+    return this.masterUrl();
+  }
+
+  attach(manifestUrl) {
+    this.manifestUrl = manifestUrl;
     const engine = this.pickEngine();
     this.root.dataset.engine = engine || 'none';
     this.diag.engine.textContent = engine || 'none';
@@ -226,7 +234,7 @@ export class Player {
 
   attachHlsJs() {
     const Hls = window.Hls;
-    const refresher = new LinkRefresher(() => this.masterUrl(this.manifestPath));
+    const refresher = new LinkRefresher(() => this.freshMasterUrl());
     const Loader = refreshingLoader(Hls.DefaultConfig.loader, refresher, {
       tamper: this.options.tamper,
       onExpired: (code) => {
@@ -270,7 +278,7 @@ export class Player {
       // way, so stop at once and say so instead of letting the player hunt for a working level.
       if (data.fatal || (code === 403 && data.type === Hls.ErrorTypes.NETWORK_ERROR)) this.fatal(data);
     });
-    hls.loadSource(this.masterUrl(this.manifestPath));
+    hls.loadSource(this.masterUrl());
     hls.attachMedia(this.video);
   }
 
@@ -314,7 +322,9 @@ export class Player {
         this.diag.expired.textContent = `${this.stats.nativeRefreshes} (native: re-opened the master)`;
         this.reopening = true;
         this.root.dataset.resumedFrom = String(Math.round(at * 100) / 100);
-        this.openNative(at, !this.userPaused);
+        this.freshMasterUrl()
+          .catch(() => this.masterUrl())
+          .then((url) => this.openNative(at, !this.userPaused, url));
         return;
       }
       this.teardown();
@@ -329,7 +339,7 @@ export class Player {
     this.openNative(this.resumeAt, true);
   }
 
-  openNative(at, play) {
+  openNative(at, play, url = this.masterUrl()) {
     const v = this.video;
     // A previous opening that never got its metadata must not restore its (older) position.
     if (this.onNativeMetadata) v.removeEventListener('loadedmetadata', this.onNativeMetadata);
@@ -342,7 +352,7 @@ export class Player {
       else this.syncPlay();
     };
     v.addEventListener('loadedmetadata', this.onNativeMetadata, { once: true });
-    v.src = this.masterUrl(this.manifestPath);
+    v.src = url;
     v.load();
   }
 

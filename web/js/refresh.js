@@ -3,7 +3,7 @@
 // accepted (401). A viewer who pauses, or simply watches long enough, must not notice.
 //
 // hls.js requests go through `refreshingLoader`: when a request is refused as expired, it
-// fetches a fresh master (a new URL with the user's token), the fresh variant playlists behind
+// fetches a fresh master (a new URL with a fresh credential), the fresh variant playlists behind
 // it, and retries the same request once with the freshly signed URL of the same path. hls.js
 // only sees a request that took a little longer, so playback continues from the same position
 // without a flush or a seek. Later requests go straight to the fresh URLs. Anything else (a 403
@@ -44,7 +44,7 @@ async function getText(url) {
 
 /** The freshest signed URL of every path, re-fetched from a new master on demand. */
 export class LinkRefresher {
-  /** `masterUrl()` returns a new master URL (with the token) each time it is called. */
+  /** `masterUrl()` returns (or resolves to) a new master URL with a fresh credential. */
   constructor(masterUrl) {
     this.masterUrl = masterUrl;
     this.fresh = new Map();
@@ -70,7 +70,7 @@ export class LinkRefresher {
   }
 
   async load() {
-    const master = new URL(this.masterUrl(), location.href).href;
+    const master = new URL(await this.masterUrl(), location.href).href;
     const variants = playlistUris(await getText(master), master);
     const fresh = new Map();
     await Promise.all(variants.map(async (variant) => {

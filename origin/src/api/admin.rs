@@ -5,21 +5,52 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use std::time::{Duration, Instant};
+
 use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
 use crate::jobs::store::JobStore;
+use crate::transcode::child;
 
-/// `GET /readyz`: ffmpeg runs, the store answers, the data directory is writable.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+/// How long a readiness verdict is reused: probes (and load balancers) may ask many times a
+/// second, and each check runs ffmpeg and writes a file.
+const READY_FOR: Duration = Duration::from_secs(5);
+
+/// The last readiness verdict; concurrent requests wait for one check instead of each
+/// running their own.
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+impl Readiness {
+    /// Problems found by a check at most [`READY_FOR`] old.
+    async fn problems(&self, state: &AppState) -> Vec<String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, problems)) = last.as_ref() {
+            if at.elapsed() < READY_FOR {
+                return problems.clone();
+            }
+        }
+        let problems = check(state).await;
+        *last = Some((Instant::now(), problems.clone()));
+        problems
+    }
+}
+
+/// ffmpeg runs, the store answers, the data directory is writable.
+async fn check(state: &AppState) -> Vec<String> {
     let mut problems = Vec::new();
-    let ffmpeg = tokio::process::Command::new(&state.settings.transcode.ffmpeg)
+    let mut ffmpeg = tokio::process::Command::new(&state.settings.transcode.ffmpeg);
+    ffmpeg
         .arg("-version")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await;
-    if !ffmpeg.is_ok_and(|s| s.success()) {
+        .stderr(std::process::Stdio::null());
+    if !child::output(&mut ffmpeg)
+        .await
+        .is_ok_and(|o| o.status.success())
+    {
         problems.push("ffmpeg is not runnable".to_owned());
     }
     if let Err(e) = state.store.list("", 0, 1).await {
@@ -32,6 +63,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     {
         problems.push(format!("data directory not writable: {e}"));
     }
+    problems
+}
+
+/// `GET /readyz`: the verdict of [`check`], cached for a few seconds.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let problems = state.readiness.problems(&state).await;
     if problems.is_empty() {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {

@@ -9,6 +9,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::Method;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use shared::media::VideoId;
@@ -53,7 +54,8 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(settings: &Settings) -> Result<Self, ApiError> {
-        let (user_key, alg, mint_key) = match &settings.jwt {
+        let a = &settings.auth;
+        let (user_key, alg, mint_key) = match &a.jwt {
             JwtKey::Hs256(secret) => (
                 DecodingKey::from_secret(secret),
                 Algorithm::HS256,
@@ -71,9 +73,23 @@ impl Auth {
             ),
         };
         let mut user_validation = Validation::new(alg);
-        user_validation.leeway = 5;
-        user_validation.set_required_spec_claims(&["exp", "sub"]);
-        let playback_secret = derive(&settings.internal_secret, b"playback-credential");
+        user_validation.leeway = a.leeway_secs;
+        user_validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &a.issuer {
+            user_validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &a.audience {
+            Some(audience) => {
+                user_validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // Unconfigured: a token naming an audience is not refused for it.
+            None => user_validation.validate_aud = false,
+        }
+        user_validation.set_required_spec_claims(&required);
+        let playback_secret = derive(&a.playback_key, b"playback-credential");
         Ok(Self {
             user_key,
             user_validation,
@@ -194,26 +210,41 @@ fn derive(secret: &[u8], context: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The token from `Authorization: Bearer`, or the `token` query parameter (players that
-/// cannot send headers).
+/// The token from `Authorization: Bearer`, or on reads the `token` query parameter (players,
+/// `<img>` and `EventSource` cannot send headers). A request that changes state (POST,
+/// DELETE) must send the header: a token in a URL ends up in logs, histories and referrers,
+/// and must not be enough to delete a video.
 pub fn bearer(parts: &Parts) -> Option<String> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         return v.to_str().ok()?.strip_prefix("Bearer ").map(str::to_owned);
     }
-    parts
-        .uri
-        .query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_owned)
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    query_param(parts, "token")
+}
+
+/// The raw value of `name` in the query string.
+pub fn query_param(parts: &Parts, name: &str) -> Option<String> {
+    parts.uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
 }
 
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token =
-            bearer(parts).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+        let token = bearer(parts).ok_or_else(|| {
+            let why = if parts.uri.query().is_some_and(|q| q.contains("token=")) {
+                "send the token in an Authorization: Bearer header (a token in the URL is \
+                 accepted only on reads)"
+            } else {
+                "missing bearer token"
+            };
+            ApiError::Unauthorized(why.into())
+        })?;
         state.auth.verify(&token)
     }
 }
@@ -236,18 +267,26 @@ impl FromRequestParts<AppState> for Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::OriginConfig;
+    use crate::config::{JwtAlgorithm, OriginConfig};
 
-    fn settings(algorithm: &str, public_key: Option<&std::path::Path>) -> Settings {
+    const EDGE_SECRET: &str = "edge-signing-secret-01";
+
+    fn config(algorithm: JwtAlgorithm, public_key: Option<&std::path::Path>) -> OriginConfig {
         let mut c = OriginConfig::default();
-        c.auth.algorithm = algorithm.into();
+        c.server.listen = "127.0.0.1:0".into();
+        c.auth.algorithm = algorithm;
         c.auth.jwt_secret = "0123456789abcdef0123".into();
         if let Some(p) = public_key {
             c.auth.public_key_file = p.to_owned();
+            c.auth.playback_secret = "dedicated-playback-secret".into();
         }
         c.playback.edge_base_url = "http://edge".into();
-        c.playback.signing_secrets = vec!["s".into()];
-        c.validate().expect("valid")
+        c.playback.signing_secrets = vec![EDGE_SECRET.into()];
+        c
+    }
+
+    fn settings(algorithm: JwtAlgorithm, public_key: Option<&std::path::Path>) -> Settings {
+        config(algorithm, public_key).validate().expect("valid")
     }
 
     fn b64(bytes: &[u8]) -> String {
@@ -257,7 +296,7 @@ mod tests {
 
     #[test]
     fn hs256_round_trip_roles_and_expiry() {
-        let auth = Auth::new(&settings("HS256", None)).expect("auth");
+        let auth = Auth::new(&settings(JwtAlgorithm::HS256, None)).expect("auth");
         let now = crate::jobs::model::unix_now();
         let t = auth.mint("alice", false, 60, now).expect("mint");
         assert_eq!(
@@ -278,7 +317,7 @@ mod tests {
 
     #[test]
     fn alg_none_and_tampering_are_rejected() {
-        let auth = Auth::new(&settings("HS256", None)).expect("auth");
+        let auth = Auth::new(&settings(JwtAlgorithm::HS256, None)).expect("auth");
         let exp = crate::jobs::model::unix_now() + 60;
         let none = format!(
             "{}.{}.",
@@ -299,7 +338,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let public = dir.path().join("pub.pem");
         std::fs::write(&public, key.public_key_pem()).expect("write");
-        let auth = Auth::new(&settings("ES256", Some(&public))).expect("auth");
+        let auth = Auth::new(&settings(JwtAlgorithm::ES256, Some(&public))).expect("auth");
         let exp = crate::jobs::model::unix_now() + 60;
         let claims = Claims {
             sub: "carol".into(),
@@ -325,7 +364,7 @@ mod tests {
 
     #[test]
     fn playback_credentials_are_scoped_and_not_user_tokens() {
-        let auth = Auth::new(&settings("HS256", None)).expect("auth");
+        let auth = Auth::new(&settings(JwtAlgorithm::HS256, None)).expect("auth");
         let exp = crate::jobs::model::unix_now() + 60;
         let v1: VideoId = "v1".parse().expect("id");
         let v2: VideoId = "v2".parse().expect("id");
@@ -349,5 +388,54 @@ mod tests {
             auth.verify_playback(&user, &v1).is_err(),
             "a user token is not a credential"
         );
+    }
+
+    #[test]
+    fn not_before_issuer_and_audience() {
+        let mut c = config(JwtAlgorithm::HS256, None);
+        c.auth.leeway_secs = 0;
+        let auth = Auth::new(&c.validate().expect("valid")).expect("auth");
+        let now = crate::jobs::model::unix_now();
+        let key = EncodingKey::from_secret(b"0123456789abcdef0123");
+        let sign = |claims: serde_json::Value| {
+            encode(&Header::new(Algorithm::HS256), &claims, &key).expect("sign")
+        };
+        let later = sign(serde_json::json!({"sub": "a", "exp": now + 600, "nbf": now + 300}));
+        assert!(auth.verify(&later).is_err(), "not valid before nbf");
+        let fine = sign(serde_json::json!({"sub": "a", "exp": now + 600, "nbf": now - 1}));
+        assert!(auth.verify(&fine).is_ok());
+        c.auth.issuer = "https://id.example.com".into();
+        c.auth.audience = "hls-origin".into();
+        let auth = Auth::new(&c.validate().expect("valid")).expect("auth");
+        assert!(auth.verify(&fine).is_err(), "iss and aud are required when configured");
+        let wrong = sign(serde_json::json!({"sub": "a", "exp": now + 600,
+            "iss": "https://id.example.com", "aud": "someone-else"}));
+        assert!(auth.verify(&wrong).is_err());
+        let right = sign(serde_json::json!({"sub": "a", "exp": now + 600,
+            "iss": "https://id.example.com", "aud": "hls-origin"}));
+        assert_eq!(auth.verify(&right).expect("valid").id, "a");
+    }
+
+    #[test]
+    fn the_edge_secret_cannot_mint_playback_credentials() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let dir = tempfile::tempdir().expect("tmp");
+        let public = dir.path().join("pub.pem");
+        std::fs::write(&public, key.public_key_pem()).expect("write");
+        let auth = Auth::new(&settings(JwtAlgorithm::ES256, Some(&public))).expect("auth");
+        let video: VideoId = "v1".parse().expect("id");
+        let exp = crate::jobs::model::unix_now() + 60;
+        // What someone holding only the edge's secret could compute.
+        let forged_key = derive(EDGE_SECRET.as_bytes(), b"playback-credential");
+        let claims = serde_json::json!({"sub": "alice", "vid": "v1", "exp": exp});
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&forged_key),
+        )
+        .expect("sign");
+        assert!(auth.verify_playback(&forged, &video).is_err());
+        let real = auth.playback_token(&video, "alice", exp).expect("pt");
+        assert_eq!(auth.verify_playback(&real, &video).expect("valid"), "alice");
     }
 }

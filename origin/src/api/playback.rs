@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,9 +31,12 @@ pub async fn stream_info(
     let job = state.owned_job(&user, &id).await?;
     let body = match job.state {
         JobState::Ready => {
+            // The URL carries a credential for this video alone: the user's own token never
+            // has to travel in a URL to play.
+            let credential = credential(&state, &job)?;
             return Ok(Json(serde_json::json!({
                 "format": "hls",
-                "manifest_url": format!("/api/videos/{}/hls/master.m3u8", job.video),
+                "manifest_url": format!("/api/videos/{}/hls/master.m3u8?pt={credential}", job.video),
                 "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg", job.video),
                 "ready": true,
             }))
@@ -78,17 +82,31 @@ fn ready(job: &Job) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /api/videos/{id}/hls/master.m3u8?token=<user JWT>`.
-pub async fn master(
-    State(state): State<AppState>,
-    user: User,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let job = state.owned_job(&user, &id).await?;
-    ready(&job)?;
+/// A playback credential for `job`'s owner, expiring with the segment URLs.
+fn credential(state: &AppState, job: &Job) -> Result<String, ApiError> {
     let s = &state.settings;
     let expires = bucketed_expiry(unix_now(), s.url_ttl_secs, s.expiry_bucket_secs);
-    let credential = state.auth.playback_token(&job.video, &job.owner, expires)?;
+    state.auth.playback_token(&job.video, &job.owner, expires)
+}
+
+/// `GET /api/videos/{id}/hls/master.m3u8?pt=<credential>` (the URL stream-info gives), or
+/// `?token=<user JWT>` for players built on that older contract.
+pub async fn master(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Credential>,
+    mut parts: Parts,
+) -> Result<Response, ApiError> {
+    let (job, credential) = match q.pt {
+        Some(pt) => (authorize(&state, &id, Some(&pt)).await?, pt),
+        None => {
+            let user = User::from_request_parts(&mut parts, &state).await?;
+            let job = state.owned_job(&user, &id).await?;
+            ready(&job)?;
+            let credential = credential(&state, &job)?;
+            (job, credential)
+        }
+    };
     let text = read_playlist(&state.layout.video_dir(&job.video).join("master.m3u8")).await?;
     let started = Instant::now();
     let body = sign_master(&text, &credential);

@@ -1,6 +1,13 @@
 //! `POST /api/videos`: the upload streams to a temporary file (memory stays flat whatever the
-//! size), is probed, and only a real video becomes a source and a queued job. A refused or
-//! interrupted upload leaves nothing behind.
+//! size), is probed through the container allow-list and the media limits, and only a real
+//! video becomes a source and a queued job. A refused or interrupted upload leaves nothing
+//! behind.
+//!
+//! Before a byte is kept: at most `uploads.max_concurrent_per_user` uploads per user (429), and
+//! the data filesystem must keep `uploads.min_free_bytes` free (507), checked against the
+//! declared length and again as the body streams in ([`guard`]).
+
+pub mod guard;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use super::auth::User;
 use super::error::ApiError;
 use super::AppState;
+use crate::config::UploadLimits;
 use crate::jobs::model::{unix_now, Job};
 use crate::jobs::store::JobStore;
 use crate::transcode::pipeline::Profile;
@@ -43,20 +51,35 @@ impl Drop for TempUpload {
     }
 }
 
+/// Where and how an upload is written.
+struct Sink<'a> {
+    path: &'a Path,
+    max_bytes: u64,
+    limits: &'a UploadLimits,
+}
+
 pub async fn create(
     State(state): State<AppState>,
     user: User,
     Query(query): Query<UploadQuery>,
     req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let limit = state.settings.max_upload_bytes;
+    let limits = &state.settings.uploads;
+    let max_bytes = state.settings.max_upload_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::TooLarge(limit));
+    if declared.is_some_and(|n| n > max_bytes) {
+        return Err(ApiError::TooLarge(max_bytes));
     }
+    let mut title = query.title;
+    check_title(title.as_deref(), limits)?;
+    let _slot = state
+        .upload_slots
+        .take(&user.id, limits.max_concurrent_per_user)?;
+    let tmp_root = state.layout.tmp_root();
+    guard::ensure_room(&tmp_root, declared.unwrap_or(0), limits.min_free_bytes)?;
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -64,10 +87,14 @@ pub async fn create(
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let video = VideoId::random();
     let mut tmp = TempUpload {
-        path: state.layout.tmp_root().join(format!("upload-{video}")),
+        path: tmp_root.join(format!("upload-{video}")),
         keep: false,
     };
-    let mut title = query.title;
+    let sink = Sink {
+        path: &tmp.path,
+        max_bytes,
+        limits,
+    };
     let received = if multipart {
         let mut form = Multipart::from_request(req, &state)
             .await
@@ -81,16 +108,9 @@ pub async fn create(
             match field.name() {
                 Some("file") if received.is_none() => {
                     let stream = field.map(|r| r.map_err(|e| e.to_string()));
-                    received = Some(write_stream(stream, &tmp.path, limit).await?);
+                    received = Some(write_stream(stream, &sink).await?);
                 }
-                Some("title") => {
-                    title = Some(
-                        field
-                            .text()
-                            .await
-                            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-                    );
-                }
+                Some("title") => title = Some(read_title(field, limits).await?),
                 _ => {}
             }
         }
@@ -102,22 +122,21 @@ pub async fn create(
             .into_body()
             .into_data_stream()
             .map(|r| r.map_err(|e| e.to_string()));
-        write_stream(stream, &tmp.path, limit).await?
+        write_stream(stream, &sink).await?
     };
     if received == 0 {
         return Err(ApiError::BadRequest("the upload is empty".into()));
     }
     let info = state.pipeline.probe(&tmp.path).await.map_err(|e| match e {
         ProbeError::Spawn(why) => ApiError::internal(why),
-        ProbeError::NoVideo => ApiError::UnsupportedMedia(e.to_string()),
+        ProbeError::NoVideo | ProbeError::Format(_) => ApiError::UnsupportedMedia(e.to_string()),
+        ProbeError::Limit(why) => ApiError::Unprocessable(why),
         other => ApiError::Unprocessable(format!("not a usable video: {other}")),
     })?;
     let source = state.layout.source_file(&video);
     std::fs::rename(&tmp.path, &source)?;
     tmp.keep = true;
-    let title = title
-        .map(|t| t.chars().take(200).collect::<String>())
-        .filter(|t| !t.trim().is_empty());
+    let title = title.filter(|t| !t.trim().is_empty());
     let job = Job::new(video.clone(), &user.id, title, query.profile, unix_now());
     if let Err(e) = state.store.create(job).await {
         let _ = std::fs::remove_file(&source);
@@ -137,19 +156,74 @@ pub async fn create(
     ))
 }
 
-/// Writes a body stream to `path`, refusing more than `limit` bytes. The file is flushed to
-/// disk before it is probed.
-async fn write_stream<S>(mut stream: S, path: &Path, limit: u64) -> Result<u64, ApiError>
+fn check_title(title: Option<&str>, limits: &UploadLimits) -> Result<(), ApiError> {
+    match title {
+        Some(t) if t.len() > limits.max_title_bytes => Err(title_too_long(limits)),
+        _ => Ok(()),
+    }
+}
+
+fn title_too_long(limits: &UploadLimits) -> ApiError {
+    ApiError::BadRequest(format!(
+        "the title is longer than {} bytes",
+        limits.max_title_bytes
+    ))
+}
+
+/// The multipart `title` field, read chunk by chunk and refused as soon as it is too long (a
+/// hostile client could otherwise send gigabytes as a "title").
+async fn read_title(
+    mut field: axum::extract::multipart::Field<'_>,
+    limits: &UploadLimits,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+    {
+        if bytes.len() + chunk.len() > limits.max_title_bytes {
+            return Err(title_too_long(limits));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the title is not UTF-8".into()))
+}
+
+/// How often (bytes) the free-space floor is checked again while an upload streams in.
+const ROOM_CHECK_EVERY: u64 = 64 << 20;
+
+/// Writes a body stream to the sink's file, refusing more than `max_bytes`, a stream that
+/// sends nothing for `body_timeout`, and a disk falling below its floor. The file is flushed
+/// to disk before it is probed.
+async fn write_stream<S>(mut stream: S, sink: &Sink<'_>) -> Result<u64, ApiError>
 where
     S: futures_util::Stream<Item = Result<Bytes, String>> + Unpin,
 {
-    let mut file = tokio::fs::File::create(path).await?;
+    let mut file = tokio::fs::File::create(sink.path).await?;
     let mut total: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    let mut next_check = ROOM_CHECK_EVERY;
+    let idle = sink.limits.body_timeout();
+    loop {
+        let chunk = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "the upload sent nothing for {} s",
+                    idle.as_secs()
+                )))
+            }
+        };
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
         total += chunk.len() as u64;
-        if total > limit {
-            return Err(ApiError::TooLarge(limit));
+        if total > sink.max_bytes {
+            return Err(ApiError::TooLarge(sink.max_bytes));
+        }
+        if total >= next_check {
+            next_check = total + ROOM_CHECK_EVERY;
+            let dir = sink.path.parent().unwrap_or(sink.path);
+            guard::ensure_room(dir, ROOM_CHECK_EVERY, sink.limits.min_free_bytes)?;
         }
         file.write_all(&chunk).await?;
     }

@@ -242,17 +242,20 @@ impl<S: JobStore> WorkerPool<S> {
                 } else {
                     Failure::Final
                 };
+                // The full detail (ffmpeg's output, paths) stays in this log line; the owner,
+                // the events and the webhook get the short public reason.
                 tracing::warn!(%error, %video, retrying, "job attempt failed");
+                let reason = error.public_message();
                 match self
                     .store
-                    .fail(&video, worker, &error.to_string(), failure, now)
+                    .fail(&video, worker, &reason, failure, now)
                     .await
                 {
                     // Only a failure the store recorded as final is announced: a deleted job
                     // (NotFound) has no one to tell, and an unrecorded one will be run again.
                     Ok(()) if !retrying => {
                         if let Some(w) = &self.webhooks {
-                            w.notify(WebhookEvent::failed(&job, &error.to_string(), now));
+                            w.notify(WebhookEvent::failed(&job, &reason, now));
                         }
                     }
                     Ok(()) | Err(StoreError::NotFound(_)) => {}
@@ -260,7 +263,7 @@ impl<S: JobStore> WorkerPool<S> {
                 }
                 let _ = self.events.send(JobEvent::Failed {
                     video,
-                    error: error.to_string(),
+                    error: reason,
                     retrying,
                 });
             }

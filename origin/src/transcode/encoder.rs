@@ -97,13 +97,13 @@ impl EncoderSelector {
 
 /// Whether this ffmpeg can open an NVENC session right now.
 pub async fn detect_nvenc(ffmpeg: &Path) -> bool {
-    let run = tokio::process::Command::new(ffmpeg)
+    let mut command = tokio::process::Command::new(ffmpeg);
+    command
         .args(ffmpeg::nvenc_probe_args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .output();
+        .stderr(std::process::Stdio::piped());
+    let run = super::child::output(&mut command);
     match tokio::time::timeout(Duration::from_secs(20), run).await {
         Ok(Ok(out)) if out.status.success() => true,
         Ok(Ok(out)) => {
@@ -136,6 +136,7 @@ mod tests {
             video_codec: "h264".into(),
             audio_codec: None,
             format: "mp4".into(),
+            streams: 2,
         }
     }
 

@@ -3,10 +3,13 @@
 //! One process per job decodes the source once and encodes every rung (`split` + `scale` in a
 //! `filter_complex`, `var_stream_map`), with keyframes forced on segment boundaries so that all
 //! rungs switch cleanly and every segment starts with a keyframe.
+//!
+//! Every read of the user's source goes through [`source_input`]'s allow-lists.
 
 use std::ffi::OsString;
 use std::path::Path;
 
+use super::input::source_input;
 use super::ladder::Rung;
 use super::probe::SourceInfo;
 
@@ -126,8 +129,7 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
         a.push("-ss");
         a.push(format!("{:.3}", resume.seconds));
     }
-    a.push("-i");
-    a.push(input);
+    a.push_all(source_input(input));
     let resumed_audio = plan.resume.filter(|_| audio);
     if let Some(resume) = resumed_audio {
         // The audio comes from a second reading of the source, so that it can start before the
@@ -145,8 +147,7 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
         a.push(format!("{seek:.3}"));
         a.push("-itsoffset");
         a.push(format!("{:.3}", seek - resume.seconds));
-        a.push("-i");
-        a.push(input);
+        a.push_all(source_input(input));
     }
 
     let n = plan.rungs.len();
@@ -294,8 +295,7 @@ pub fn passthrough_args(
 ) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(QUIET_WITH_PROGRESS);
-    a.push("-i");
-    a.push(input);
+    a.push_all(source_input(input));
     a.push_all(["-map", "0:v:0"]);
     if source.audio_codec.is_some() {
         a.push_all(["-map", "0:a:0"]);
@@ -341,8 +341,7 @@ pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsStrin
     a.push_all(QUIET_WITH_PROGRESS);
     a.push("-ss");
     a.push(format!("{at:.3}"));
-    a.push("-i");
-    a.push(input);
+    a.push_all(source_input(input));
     a.push_all(["-frames:v", "1", "-vf"]);
     a.push(format!("scale={width}:-2"));
     a.push_all(["-q:v", "3"]);
@@ -354,8 +353,7 @@ pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsStrin
 pub fn storyboard_args(input: &Path, sb: &Storyboard<'_>) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(QUIET_WITH_PROGRESS);
-    a.push("-i");
-    a.push(input);
+    a.push_all(source_input(input));
     a.push("-vf");
     a.push(sb.filter());
     a.push_all(["-q:v", "5", "-fps_mode", "passthrough"]);

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::encoder::{EncoderPreference, EncoderSelector};
 use super::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
 use super::ladder::{self, Rung, RungSpec};
+use super::limits::MediaLimits;
 use super::playlist::{self, Variant};
 use super::probe::{self, ProbeError, SourceInfo};
 use super::progress::Stage;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub poster_width: u32,
     /// About this many storyboard tiles per video.
     pub storyboard_tiles: u32,
+    /// The largest source accepted.
+    pub limits: MediaLimits,
 }
 
 /// Receives what the pipeline reports while it runs.
@@ -106,16 +109,22 @@ pub struct PublishedRung {
     pub segments: usize,
 }
 
-/// Why a job failed.
+/// Why a job failed. `Display` is the full detail, for the log; what the video's owner is
+/// shown is [`PipelineError::public_message`].
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The source is not a usable video; retrying cannot help.
     #[error("{0}")]
     Invalid(#[from] ProbeError),
-    #[error("ffmpeg failed ({status}): {stderr}")]
-    Ffmpeg { status: String, stderr: String },
-    #[error("ffmpeg made no progress for {0:?} and was killed")]
-    Stalled(Duration),
+    /// `at`: how far into the source the encode had come (seconds), when known.
+    #[error("ffmpeg failed ({status}) at {at:?} s: {stderr}")]
+    Ffmpeg {
+        status: String,
+        stderr: String,
+        at: Option<f64>,
+    },
+    #[error("ffmpeg made no progress for {after:?} (at {at:?} s) and was killed")]
+    Stalled { after: Duration, at: Option<f64> },
     #[error("cancelled")]
     Cancelled,
     #[error("output failed verification: {0}")]
@@ -125,6 +134,42 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// The same failure, for a run whose clock started `offset` seconds into the source.
+    pub fn later_by(self, offset: f64) -> Self {
+        let shift = |at: Option<f64>| at.map(|t| t + offset);
+        match self {
+            PipelineError::Ffmpeg { status, stderr, at } => PipelineError::Ffmpeg {
+                status,
+                stderr,
+                at: shift(at),
+            },
+            PipelineError::Stalled { after, at } => PipelineError::Stalled {
+                after,
+                at: shift(at),
+            },
+            other => other,
+        }
+    }
+
+    /// What the video's owner is told: a short reason without server paths or ffmpeg's own
+    /// output (those go to the log with the video id).
+    pub fn public_message(&self) -> String {
+        let at = |at: &Option<f64>| at.map_or(String::new(), |t| format!(" at {t:.1} s"));
+        match self {
+            PipelineError::Invalid(e) => e.to_string(),
+            PipelineError::Ffmpeg { stderr, at: t, .. } if decode_failure(stderr) => {
+                format!("the video stream could not be decoded{}", at(t))
+            }
+            PipelineError::Ffmpeg { at: t, .. } => format!("encoding failed{}", at(t)),
+            PipelineError::Stalled { at: t, .. } => {
+                format!("processing stopped making progress{} and was stopped", at(t))
+            }
+            PipelineError::Cancelled => "cancelled".into(),
+            PipelineError::Verify(e) => format!("the encoded output is incomplete: {e}"),
+            PipelineError::Io(_) => "an internal error stopped processing".into(),
+        }
+    }
+
     /// Whether another attempt may succeed. A source that probes but encodes short (a
     /// truncated file with its index first) fails verification the same way every time.
     pub fn retryable(&self) -> bool {
@@ -133,6 +178,13 @@ impl PipelineError {
             PipelineError::Invalid(_) | PipelineError::Cancelled | PipelineError::Verify(_)
         )
     }
+}
+
+/// Whether ffmpeg's error output says the source itself could not be read.
+fn decode_failure(stderr: &str) -> bool {
+    ["Invalid data", "Error while decoding", "corrupt", "partial file", "End of file"]
+        .iter()
+        .any(|needle| stderr.contains(needle))
 }
 
 /// Runs jobs.
@@ -161,9 +213,12 @@ impl Pipeline {
         }
     }
 
-    /// Probes a file without running a job (uploads are checked before they are queued).
+    /// Probes a source through the allow-lists and checks it against the limits (uploads and
+    /// imports are checked before a job exists; a job checks again before it encodes).
     pub async fn probe(&self, path: &Path) -> Result<SourceInfo, ProbeError> {
-        probe::probe(&self.settings.ffprobe, path).await
+        let info = probe::probe(&self.settings.ffprobe, path).await?;
+        self.settings.limits.check(&info)?;
+        Ok(info)
     }
 
     /// The ladder ffmpeg command this pipeline would run for `source` into `out_dir`
@@ -206,7 +261,7 @@ impl Pipeline {
     ) -> Result<Published, PipelineError> {
         let s = &self.settings;
         events.stage(Stage::Probe);
-        let info = probe::probe(&s.ffprobe, job.source).await?;
+        let info = self.probe(job.source).await?;
         events.progress(Stage::Probe.overall(1.0));
         let work = WorkDir::create(&self.layout, job.video)?;
 

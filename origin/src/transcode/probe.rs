@@ -1,8 +1,14 @@
 //! Probe a source with `ffprobe -print_format json`: what the ladder and the encoder need.
+//!
+//! Sources are opened only through the container and protocol allow-lists of [`input`]; what
+//! ffprobe says about a refused file is turned into a short reason, never passed on raw.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::input;
 
 /// What the pipeline knows about a source.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +27,8 @@ pub struct SourceInfo {
     pub audio_codec: Option<String>,
     /// Container format names as ffprobe lists them (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
     pub format: String,
+    /// Streams in the container, of every kind.
+    pub streams: usize,
 }
 
 impl SourceInfo {
@@ -39,8 +47,15 @@ impl SourceInfo {
 pub enum ProbeError {
     #[error("the file is empty")]
     Empty,
+    /// The reason is one of ours (see [`reason`]), never ffprobe's own text.
     #[error("not a readable media file: {0}")]
     Unreadable(String),
+    /// A container outside [`input::CONTAINERS`]; carries the demuxer ffprobe detected.
+    #[error("the container format {0:?} is not accepted; upload {containers}", containers = input::CONTAINERS_FOR_HUMANS)]
+    Format(String),
+    /// Larger than a configured limit; the message names the limit.
+    #[error("{0}")]
+    Limit(String),
     #[error("the file has no video stream (audio-only or data)")]
     NoVideo,
     #[error("the video has no usable duration (truncated or still being written?)")]
@@ -51,44 +66,76 @@ pub enum ProbeError {
     Spawn(String),
 }
 
-/// Runs ffprobe on `path`.
+/// A hostile file must not keep a probe (and the upload waiting on it) busy for long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs ffprobe on the source `path`, through the allow-lists.
 pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError> {
     let len = tokio::fs::metadata(path)
         .await
-        .map_err(|e| ProbeError::Unreadable(e.to_string()))?
+        .map_err(|_| ProbeError::Unreadable("the file cannot be read".into()))?
         .len();
     if len == 0 {
         return Err(ProbeError::Empty);
     }
-    let json = ffprobe_json(ffprobe, &["-show_format", "-show_streams"], path).await?;
+    let json = ffprobe_json(ffprobe, &["-show_format", "-show_streams"], Opened::Source(path))
+        .await?;
     parse(&json)
 }
 
-/// Runs `ffprobe -v error -of json <args> <path>` and returns its JSON; a failure carries
-/// ffprobe's last error line.
-async fn ffprobe_json(ffprobe: &Path, args: &[&str], path: &Path) -> Result<Vec<u8>, ProbeError> {
-    let out = tokio::process::Command::new(ffprobe)
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(path)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| ProbeError::Spawn(e.to_string()))?;
+/// How ffprobe opens its input.
+#[derive(Clone, Copy)]
+enum Opened<'a> {
+    /// User media: only through [`input::source_input`]'s allow-lists.
+    Source(&'a Path),
+    /// A file the pipeline wrote itself (segments, storyboard sheets).
+    Own(&'a Path),
+}
+
+/// Runs `ffprobe -v error -of json <args> <input>` and returns its JSON; a failure becomes one
+/// of [`ProbeError`]'s own reasons (ffprobe's text names server paths and internals).
+async fn ffprobe_json(ffprobe: &Path, args: &[&str], opened: Opened<'_>) -> Result<Vec<u8>, ProbeError> {
+    let mut command = tokio::process::Command::new(ffprobe);
+    command.args(["-v", "error", "-of", "json"]).args(args);
+    match opened {
+        Opened::Source(path) => command.args(input::source_input(path)),
+        Opened::Own(path) => command.arg(path),
+    };
+    let run = super::child::output(&mut command);
+    let out = match tokio::time::timeout(PROBE_TIMEOUT, run).await {
+        Ok(out) => out.map_err(|e| ProbeError::Spawn(e.to_string()))?,
+        Err(_) => {
+            return Err(ProbeError::Unreadable(format!(
+                "probing took longer than {} s",
+                PROBE_TIMEOUT.as_secs()
+            )))
+        }
+    };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("ffprobe failed").trim();
-        return Err(ProbeError::Unreadable(strip_path(last, path)));
+        if let Some(container) = input::refused_container(&err) {
+            return Err(ProbeError::Format(container));
+        }
+        tracing::debug!(stderr = %err.trim(), "ffprobe refused a file");
+        return Err(ProbeError::Unreadable(reason(&err).to_owned()));
     }
     Ok(out.stdout)
 }
 
-/// ffprobe prefixes errors with the input path, which means nothing to an uploader.
-fn strip_path(line: &str, path: &Path) -> String {
-    let p = path.to_string_lossy();
-    line.strip_prefix(p.as_ref())
-        .map(|rest| rest.trim_start_matches(':').trim().to_owned())
-        .unwrap_or_else(|| line.to_owned())
+/// What an uploader is told about a file ffprobe could not read: a fixed phrase per known
+/// failure, never ffprobe's text (which carries server paths).
+pub fn reason(stderr: &str) -> &'static str {
+    let known = [
+        ("moov atom not found", "the file is incomplete (its MP4 index is missing)"),
+        ("Invalid data found", "the data is not a recognised media format"),
+        ("End of file", "the file ends too early"),
+        ("Permission denied", "the file cannot be read"),
+        ("No such file", "the file cannot be read"),
+    ];
+    known
+        .iter()
+        .find(|(needle, _)| stderr.contains(needle))
+        .map_or("the file could not be parsed", |(_, reason)| reason)
 }
 
 #[derive(Deserialize)]
@@ -170,6 +217,7 @@ pub fn parse(json: &[u8]) -> Result<SourceInfo, ProbeError> {
         video_codec: video.codec_name.clone().unwrap_or_default(),
         audio_codec: audio.map(|a| a.codec_name.clone().unwrap_or_default()),
         format: format.map(|f| f.format_name.clone()).unwrap_or_default(),
+        streams: out.streams.len(),
     })
 }
 
@@ -195,7 +243,7 @@ fn parse_rate(r: &str) -> Option<f64> {
 
 /// RFC 6381 `CODECS` of an encoded segment, from ffprobe (e.g. `avc1.64001f,mp4a.40.2`).
 pub async fn codecs(ffprobe: &Path, segment: &Path) -> Result<String, ProbeError> {
-    codecs_from_json(&ffprobe_json(ffprobe, &["-show_streams"], segment).await?)
+    codecs_from_json(&ffprobe_json(ffprobe, &["-show_streams"], Opened::Own(segment)).await?)
 }
 
 #[derive(Deserialize)]
@@ -257,7 +305,7 @@ mod codec_tests {
 
 /// Width and height of an image (storyboard sheets).
 pub async fn image_size(ffprobe: &Path, image: &Path) -> Result<(u32, u32), ProbeError> {
-    let json = ffprobe_json(ffprobe, &["-show_streams"], image).await?;
+    let json = ffprobe_json(ffprobe, &["-show_streams"], Opened::Own(image)).await?;
     let parsed: Output =
         serde_json::from_slice(&json).map_err(|e| ProbeError::Unreadable(e.to_string()))?;
     parsed
@@ -272,7 +320,7 @@ pub async fn image_size(ffprobe: &Path, image: &Path) -> Result<(u32, u32), Prob
 pub async fn audio_end(ffprobe: &Path, segment: &Path) -> Result<Option<f64>, ProbeError> {
     let entries = "packet=pts,duration:stream=sample_rate,time_base";
     let args = ["-select_streams", "a:0", "-show_entries", entries];
-    audio_end_from_json(&ffprobe_json(ffprobe, &args, segment).await?)
+    audio_end_from_json(&ffprobe_json(ffprobe, &args, Opened::Own(segment)).await?)
 }
 
 #[derive(Deserialize)]

@@ -5,12 +5,9 @@ use std::time::Duration;
 
 use ring::hmac;
 use serde::Deserialize;
+use shared::secret::{self, SecretString, Strength, Verdict};
 
 use super::delivery::Backoff;
-
-/// The shortest accepted `WEBHOOK_SECRET`: anything shorter can be brute-forced from one
-/// signed request.
-pub const MIN_SECRET_BYTES: usize = 16;
 
 /// `[webhooks]`. Off unless `url` is set.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,7 +19,7 @@ pub struct WebhooksConfig {
     /// HMAC-SHA256 key, at least 16 bytes. Only from the environment (`WEBHOOK_SECRET`) so it
     /// never sits in a file that is committed or shared; a `secret` key in the file is refused.
     #[serde(skip)]
-    pub secret: RedactedString,
+    pub secret: SecretString,
     /// Seconds to open the connection (TCP and, for https, TLS). Default 5.
     pub connect_timeout_secs: u64,
     /// Seconds one attempt may take as a whole: connect, send, response head. Default 10.
@@ -47,7 +44,7 @@ impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
-            secret: RedactedString::default(),
+            secret: SecretString::default(),
             connect_timeout_secs: 5,
             timeout_secs: 10,
             max_attempts: 8,
@@ -57,20 +54,6 @@ impl Default for WebhooksConfig {
             concurrency: 4,
             shutdown_grace_secs: 5,
         }
-    }
-}
-
-/// A string whose `Debug` never shows it (configuration is debug-printed in places).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct RedactedString(pub String);
-
-impl std::fmt::Debug for RedactedString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "<secret>"
-        })
     }
 }
 
@@ -145,7 +128,7 @@ impl WebhooksConfig {
             self.url = url;
         }
         if let Some(secret) = env.get("WEBHOOK_SECRET") {
-            self.secret = RedactedString(secret);
+            self.secret = SecretString::new(secret);
         }
     }
 
@@ -158,10 +141,12 @@ impl WebhooksConfig {
         let target = Target::parse(&self.url)
             .map_err(|e| errors.push(format!("webhooks.url: {e}")))
             .ok();
-        if self.secret.0.len() < MIN_SECRET_BYTES {
-            errors.push(format!(
-                "WEBHOOK_SECRET must be set and at least {MIN_SECRET_BYTES} bytes when webhooks.url is set"
-            ));
+        if self.secret.is_empty() {
+            errors.push("WEBHOOK_SECRET must be set when webhooks.url is set".into());
+        } else if let Verdict::Refused(why) =
+            secret::check("WEBHOOK_SECRET", self.secret.expose(), Strength::Required)
+        {
+            errors.push(why);
         }
         if self.connect_timeout_secs == 0 || self.timeout_secs == 0 {
             errors.push("webhooks.connect_timeout_secs and timeout_secs must be at least 1".into());
@@ -178,7 +163,7 @@ impl WebhooksConfig {
         let target = target.filter(|_| errors.len() == before)?;
         Some(WebhookSettings {
             target,
-            key: hmac::Key::new(hmac::HMAC_SHA256, self.secret.0.as_bytes()),
+            key: hmac::Key::new(hmac::HMAC_SHA256, self.secret.expose().as_bytes()),
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             timeout: Duration::from_secs(self.timeout_secs),
             backoff: Backoff {
@@ -258,7 +243,7 @@ mod tests {
             timeout_secs: 0,
             ..WebhooksConfig::default()
         };
-        c.secret = RedactedString("short".into());
+        c.secret = SecretString::new("short");
         let mut errors = Vec::new();
         assert!(c.validate(&mut errors).is_none());
         for needle in [

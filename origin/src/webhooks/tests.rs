@@ -13,7 +13,8 @@ use tokio_rustls::rustls::{self, RootCertStore};
 
 use super::client::Client;
 use super::event::Event;
-use super::settings::{RedactedString, WebhookSettings, WebhooksConfig};
+use super::settings::{WebhookSettings, WebhooksConfig};
+use shared::secret::SecretString;
 use super::{start_with, Dispatcher, Webhooks};
 use crate::jobs::model::Job;
 use crate::metrics::Metrics;
@@ -110,7 +111,7 @@ fn settings(url: &str, max_attempts: u32, grace_ms: u64) -> WebhookSettings {
         backoff_max_ms: 40,
         ..WebhooksConfig::default()
     };
-    c.secret = RedactedString(SECRET.into());
+    c.secret = SecretString::new(SECRET);
     let mut errors = Vec::new();
     let mut s = c.validate(&mut errors).expect("valid settings");
     s.shutdown_grace = Duration::from_millis(grace_ms);

@@ -329,6 +329,7 @@ impl TestEnv {
             stall_timeout: Duration::from_secs(60),
             poster_width: 640,
             storyboard_tiles: 100,
+            limits: Default::default(),
         };
         let encoders = EncoderSelector::new(false, 3, "ultrafast", "p4");
         let pipeline = Pipeline::new(settings, layout.clone(), encoders);

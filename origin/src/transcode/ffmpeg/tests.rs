@@ -13,6 +13,7 @@ fn source(audio: bool) -> SourceInfo {
         video_codec: "h264".into(),
         audio_codec: audio.then(|| "aac".into()),
         format: "mov,mp4".into(),
+        streams: 2,
     }
 }
 
@@ -43,7 +44,7 @@ fn x264_ladder_golden() {
         Path::new("/in.mp4"),
         Path::new("/tmp/j"),
     ));
-    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 \
+    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -filter_complex [0:v]split=2[s0][s1];[s0]scale=1920:1080,format=yuv420p[v0];[s1]scale=1280:720,format=yuv420p[v1] \
         -map [v0] -map 0:a:0 -map [v1] -map 0:a:0 \
         -c:v libx264 -preset veryfast -profile:v high -sc_threshold 0 -g 180 -keyint_min 180 \
@@ -87,7 +88,7 @@ fn nvenc_full_gpu_golden_without_audio() {
         Path::new("/tmp/j"),
     ));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
-        -hwaccel cuda -hwaccel_output_format cuda -i /in.mp4 \
+        -hwaccel cuda -hwaccel_output_format cuda -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -filter_complex [0:v]split=3[s0][s1][s2];[s2]hwdownload,format=nv12,fps=1/2,scale=160:-2[sb];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
         -map [v0] -map [v1] \
         -c:v h264_nvenc -preset p4 -profile:v high -rc vbr -forced-idr 1 -no-scenecut 1 -g 120 -keyint_min 120 \
@@ -138,7 +139,7 @@ fn passthrough_golden() {
         Path::new("/t"),
         "source",
     ));
-    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 \
+    let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -map 0:v:0 -map 0:a:0 -c copy \
         -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
         -hls_segment_filename /t/source/segment_%03d.ts /t/source/index.m3u8";
@@ -156,7 +157,7 @@ fn thumbnails_golden() {
         640,
         Path::new("/t/poster.jpg"),
     ));
-    assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -ss 1.000 -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
+    assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -ss 1.000 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
     let sb = Storyboard {
         interval: 2.0,
         tile_width: 160,
@@ -167,7 +168,7 @@ fn thumbnails_golden() {
     let got = line(&storyboard_args(Path::new("/in.mp4"), &sb));
     assert_eq!(
         got,
-        "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -i /in.mp4 -vf fps=1/2,scale=160:-2 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
+        "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 -vf fps=1/2,scale=160:-2 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
     );
 }
 
@@ -199,7 +200,7 @@ fn resumed_x264(audio: bool, rungs: usize, audio_from: Vec<f64>, out: &str) -> S
 fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
     let got = resumed_x264(false, 1, vec![24.0], "/t");
     assert!(
-        got.contains("-progress pipe:1 -ss 24.000 -i /in.mp4 -filter_complex"),
+        got.contains("-progress pipe:1 -ss 24.000 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 -filter_complex"),
         "{got}"
     );
     assert!(
@@ -220,7 +221,7 @@ fn resumed_ladder_seeks_and_continues_numbering_without_audio() {
 fn resumed_ladder_golden_with_audio() {
     let got = resumed_x264(true, 2, vec![23.925333, 24.010667], "/tmp/j");
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
-        -ss 24.000 -i /in.mp4 -noaccurate_seek -ss 22.000 -itsoffset -2.000 -i /in.mp4 \
+        -ss 24.000 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 -noaccurate_seek -ss 22.000 -itsoffset -2.000 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -filter_complex [0:v]split=2[s0][s1];[s0]scale=1920:1080,format=yuv420p[v0];[s1]scale=1280:720,format=yuv420p[v1] \
         -map [v0] -map 1:a:0 -map [v1] -map 1:a:0 \
         -c:v libx264 -preset veryfast -profile:v high -sc_threshold 0 -g 180 -keyint_min 180 \

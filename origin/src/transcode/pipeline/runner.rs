@@ -6,6 +6,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::{Cancel, Events, Pipeline, PipelineError};
+use crate::transcode::child;
 use crate::transcode::progress::{self, Stage};
 
 impl Pipeline {
@@ -25,6 +26,7 @@ impl Pipeline {
         };
         self.run_ffmpeg(args, (duration - offset).max(0.001), &progress, cancel)
             .await
+            .map_err(|e| e.later_by(offset))
     }
 
     /// Runs ffmpeg, turning `-progress` output into job progress over `duration` (0: none),
@@ -36,13 +38,13 @@ impl Pipeline {
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<(), PipelineError> {
-        let mut child = tokio::process::Command::new(&self.settings.ffmpeg)
+        let mut command = tokio::process::Command::new(&self.settings.ffmpeg);
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+            .stderr(Stdio::piped());
+        let mut child = child::spawn(&mut command)?;
         let stdout = child
             .stdout
             .take()
@@ -61,6 +63,8 @@ impl Pipeline {
         // Each `-progress` block states the time three ways (out_time_us, out_time_ms,
         // out_time); it is reported once, when the block ends with its `progress=` line.
         let mut out_time = None;
+        // Where the encode was when it failed, for the uploader ("could not be decoded at 12.4 s").
+        let mut reached = None;
         loop {
             let next = tokio::select! {
                 r = tokio::time::timeout(stall, lines.next_line()) => r,
@@ -72,11 +76,12 @@ impl Pipeline {
             match next {
                 Err(_) => {
                     let _ = child.kill().await;
-                    return Err(PipelineError::Stalled(stall));
+                    return Err(PipelineError::Stalled { after: stall, at: reached });
                 }
                 Ok(Ok(Some(line))) => {
                     if let Some(t) = progress::out_time_secs(&line) {
                         out_time = Some(t);
+                        reached = Some(t);
                     } else if line.trim_start().starts_with("progress=") {
                         if let (Some(t), true) = (out_time.take(), duration > 0.0) {
                             events.progress(Stage::Encode.overall(t / duration));
@@ -89,7 +94,7 @@ impl Pipeline {
         }
         let status = tokio::time::timeout(stall, child.wait())
             .await
-            .map_err(|_| PipelineError::Stalled(stall))??;
+            .map_err(|_| PipelineError::Stalled { after: stall, at: reached })??;
         let stderr = stderr_task.await.unwrap_or_default();
         if status.success() {
             return Ok(());
@@ -99,6 +104,7 @@ impl Pipeline {
         Err(PipelineError::Ffmpeg {
             status: status.to_string(),
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            at: reached,
         })
     }
 }

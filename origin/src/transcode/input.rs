@@ -1,0 +1,87 @@
+//! What may be read as user media: the container and protocol allow-lists that every ffprobe
+//! and ffmpeg opening a source is given.
+//!
+//! ffprobe and ffmpeg choose a demuxer from the content, and some demuxers open further inputs
+//! named inside the file: HLS and concat playlists, image2 patterns, SDP. Without these lists a
+//! 150-byte playlist uploaded as a "video" makes the origin read any file it can see (another
+//! user's media, an import directory) or any URL it can reach. With `-format_whitelist` only
+//! real containers are opened, and `-protocol_whitelist` keeps them to the one way the source
+//! is meant to be read.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// Demuxers a source may be opened with (ffmpeg matches each name against the demuxer's list
+/// of names, so `mov` admits `mov,mp4,m4a,3gp,3g2,mj2` and `matroska` admits `matroska,webm`):
+/// MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS, ASF/WMV and Ogg. None of them opens
+/// other files or URLs named inside the file.
+pub const CONTAINERS: &str = "mov,matroska,avi,mpegts,flv,mpeg,asf,ogg";
+
+/// What users are told they may upload.
+pub const CONTAINERS_FOR_HUMANS: &str =
+    "MP4/MOV, Matroska/WebM, AVI, MPEG-TS, FLV, MPEG-PS, ASF/WMV or Ogg";
+
+/// Protocols a local source may be read through.
+pub const LOCAL_PROTOCOLS: &str = "file";
+
+/// The options that restrict how the next `-i` is opened, followed by `-i <path>`.
+pub fn source_input(path: &Path) -> [OsString; 6] {
+    [
+        "-format_whitelist".into(),
+        CONTAINERS.into(),
+        "-protocol_whitelist".into(),
+        LOCAL_PROTOCOLS.into(),
+        "-i".into(),
+        path.into(),
+    ]
+}
+
+/// The demuxer ffmpeg detected for a file it then refused because of [`CONTAINERS`], read from
+/// its error line `[hls @ 0x55d0c0a0] Format not on whitelist '...'`.
+pub fn refused_container(stderr: &str) -> Option<String> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("Format not on whitelist"))?;
+    let name = line.strip_prefix('[')?.split(" @ ").next()?;
+    let valid = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b',');
+    Some(if valid { name } else { "unknown" }.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detected_container_from_the_refusal() {
+        let stderr = "[hls @ 0x55a4da2832c0] Format not on whitelist 'mov,matroska'\n\
+                      evil.mp4: Invalid argument\n";
+        assert_eq!(refused_container(stderr).as_deref(), Some("hls"));
+        let odd = "[a b @ 0x1] Format not on whitelist 'mov'\n";
+        assert_eq!(refused_container(odd).as_deref(), Some("unknown"));
+        assert_eq!(refused_container("x: Invalid data found"), None);
+    }
+
+    #[test]
+    fn every_source_read_is_restricted() {
+        let args = source_input(Path::new("/data/sources/v.mp4"));
+        let line: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            line,
+            [
+                "-format_whitelist",
+                CONTAINERS,
+                "-protocol_whitelist",
+                "file",
+                "-i",
+                "/data/sources/v.mp4"
+            ]
+        );
+    }
+}
