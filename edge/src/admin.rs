@@ -71,7 +71,7 @@ async fn route(edge: &Edge, req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 async fn purge(edge: &Edge, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(expected) = edge.settings.purge_token.as_deref() else {
+    let Some(expected) = edge.settings.purge_token.as_ref().map(|t| t.expose()) else {
         return json(
             StatusCode::FORBIDDEN,
             serde_json::json!({"error": "purge is disabled: set admin.purge_token"}),

@@ -1,13 +1,21 @@
 //! Edge configuration: a TOML file, environment overrides, command-line flags, in that order
 //! of precedence (flags win), then one [`EdgeConfig::validate`] that reports every problem.
+//!
+//! [`env`] applies the overrides (and records the ones that do not parse), [`validate`] checks
+//! everything, secrets included, and builds the [`Settings`] the server runs on.
+
+mod env;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shared::env::EnvSource;
-use shared::secure_link::{Secret, SecureLink, Template};
+use shared::secret::SecretString;
+use shared::secure_link::SecureLink;
 use shared::telemetry::LogFormat;
 
 /// The whole file. Every section and field is optional; see `config/edge.toml`.
@@ -22,6 +30,10 @@ pub struct EdgeConfig {
     pub cache: CacheConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    /// Environment overrides that did not parse, reported by `validate` with every other
+    /// problem (logging is not set up yet when they are read).
+    #[serde(skip)]
+    env_problems: Vec<String>,
 }
 
 /// The public listener and connection handling.
@@ -84,15 +96,16 @@ pub struct TlsConfig {
 pub struct AdminConfig {
     /// Listen address. Default `127.0.0.1:9090` (not public); empty disables it.
     pub listen: String,
-    /// Bearer token for `POST /purge`. Default empty: purge refused.
-    pub purge_token: String,
+    /// Bearer token for `POST /purge`, at least 16 bytes and not a placeholder. Default empty:
+    /// purge refused.
+    pub purge_token: SecretString,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9090".into(),
-            purge_token: String::new(),
+            purge_token: SecretString::default(),
         }
     }
 }
@@ -121,8 +134,12 @@ impl Default for ContentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SigningConfig {
     /// Accepted secrets; the first is the current one. No default: the edge refuses to start
-    /// without one. `HLS_SIGNING_SECRET` replaces the first.
-    pub secrets: Vec<String>,
+    /// without one. `HLS_SIGNING_SECRET` replaces the first. Each must be at least 16 bytes
+    /// and not a placeholder.
+    pub secrets: Vec<SecretString>,
+    /// Keeps secrets shorter than 16 bytes (an existing nginx secret that signed every URL in
+    /// flight), with a warning at every start. Placeholders are refused even so. Default false.
+    pub allow_weak_secret: bool,
     /// The signed text, like `secure_link_md5`. Default `$secure_link_expires$uri$secret`.
     pub template: String,
     /// Query argument holding the hash. Default `md5`.
@@ -135,6 +152,7 @@ impl Default for SigningConfig {
     fn default() -> Self {
         Self {
             secrets: Vec::new(),
+            allow_weak_secret: false,
             template: "$secure_link_expires$uri$secret".into(),
             md5_arg: "md5".into(),
             expires_arg: "expires".into(),
@@ -226,7 +244,7 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     pub tls: Option<TlsSettings>,
     pub admin_listen: Option<SocketAddr>,
-    pub purge_token: Option<String>,
+    pub purge_token: Option<SecretString>,
     pub workers: usize,
     pub max_connections: usize,
     pub header_timeout: Duration,
@@ -248,6 +266,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub access_log_every: u64,
+    /// Problems that do not stop the edge (a weak secret kept on purpose), to log at start.
+    pub warnings: Vec<String>,
 }
 
 /// HTTPS settings.
@@ -262,257 +282,5 @@ impl EdgeConfig {
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))
-    }
-
-    /// Applies environment overrides (`EDGE_*`, and `HLS_SIGNING_SECRET` as seed 001's nginx
-    /// deployment names it).
-    pub fn apply_env(&mut self, env: &dyn EnvSource) {
-        let set = |target: &mut String, name: &str| {
-            if let Some(v) = env.get(name) {
-                *target = v;
-            }
-        };
-        set(&mut self.server.listen, "EDGE_LISTEN");
-        set(&mut self.admin.listen, "EDGE_ADMIN_LISTEN");
-        set(&mut self.admin.purge_token, "EDGE_PURGE_TOKEN");
-        set(&mut self.tls.listen, "EDGE_TLS_LISTEN");
-        set(&mut self.content.prefix, "EDGE_PREFIX");
-        if let Some(v) = env.get("EDGE_ROOT") {
-            self.content.root = v.into();
-        }
-        if let Some(v) = env.get("EDGE_TLS_CERT") {
-            self.tls.cert = v.into();
-        }
-        if let Some(v) = env.get("EDGE_TLS_KEY") {
-            self.tls.key = v.into();
-        }
-        if let Some(secret) = env.get("HLS_SIGNING_SECRET") {
-            match self.signing.secrets.first_mut() {
-                Some(first) => *first = secret,
-                None => self.signing.secrets.push(secret),
-            }
-        }
-        // Numbers that fail to parse are kept as they were; validate() can't see env text, so
-        // the parse error is reported here through the log.
-        let num = |target: &mut u64, name: &str| {
-            if let Some(v) = env.get(name) {
-                match v.parse() {
-                    Ok(n) => *target = n,
-                    Err(_) => {
-                        tracing::error!(variable = name, value = %v, "ignoring non-numeric override")
-                    }
-                }
-            }
-        };
-        num(&mut self.cache.max_bytes, "EDGE_CACHE_MAX_BYTES");
-        num(
-            &mut self.cache.max_object_bytes,
-            "EDGE_CACHE_MAX_OBJECT_BYTES",
-        );
-    }
-
-    /// Checks everything and returns the parsed settings, or every problem at once.
-    pub fn validate(&self) -> Result<Settings, ConfigError> {
-        let mut errors = Vec::new();
-        let mut addr = |field: &str, value: &str| -> Option<SocketAddr> {
-            if value.is_empty() {
-                return None;
-            }
-            value
-                .parse()
-                .map_err(|_| {
-                    errors.push(format!(
-                        "{field}: {value:?} is not an address like 127.0.0.1:8080"
-                    ))
-                })
-                .ok()
-        };
-        let listen = addr("server.listen", &self.server.listen);
-        let admin_listen = addr("admin.listen", &self.admin.listen);
-        let tls_listen = addr("tls.listen", &self.tls.listen);
-        if listen.is_none() && tls_listen.is_none() && self.server.listen.is_empty() {
-            errors.push("server.listen and tls.listen are both empty: nothing to serve".into());
-        }
-        let tls = tls_listen.map(|listen| TlsSettings {
-            listen,
-            cert: self.tls.cert.clone(),
-            key: self.tls.key.clone(),
-        });
-        if let Some(t) = &tls {
-            for (field, path) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
-                if path.as_os_str().is_empty() {
-                    errors.push(format!("{field} is required when tls.listen is set"));
-                } else if !path.is_file() {
-                    errors.push(format!(
-                        "{field}: {} is not a readable file",
-                        path.display()
-                    ));
-                }
-            }
-        }
-        let s = &self.server;
-        for (field, v) in [
-            ("server.header_timeout_secs", s.header_timeout_secs),
-            ("server.idle_timeout_secs", s.idle_timeout_secs),
-            ("server.send_timeout_secs", s.send_timeout_secs),
-            ("server.max_connections", s.max_connections as u64),
-            ("server.max_header_bytes", s.max_header_bytes as u64),
-        ] {
-            if v == 0 {
-                errors.push(format!("{field} must be greater than 0"));
-            }
-        }
-        if s.shutdown_delay_secs > 600 {
-            errors.push("server.shutdown_delay_secs must be at most 600".into());
-        }
-        if s.max_header_bytes > 1 << 20 {
-            errors.push("server.max_header_bytes must be at most 1048576".into());
-        }
-        if !self.content.root.is_dir() {
-            errors.push(format!(
-                "content.root: {} is not a directory",
-                self.content.root.display()
-            ));
-        }
-        let p = &self.content.prefix;
-        if !p.starts_with('/') || !p.ends_with('/') {
-            errors.push(format!("content.prefix: {p:?} must start and end with '/'"));
-        }
-        let link = self.signing_link(&mut errors);
-        if self.cache.max_bytes > 0 && self.cache.max_object_bytes > self.cache.max_bytes {
-            errors.push("cache.max_object_bytes must not exceed cache.max_bytes".into());
-        }
-        for o in &self.http.cors_allowed_origins {
-            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                errors.push(format!(
-                    "http.cors_allowed_origins: {o:?} is not * or an http(s) origin"
-                ));
-            }
-        }
-        let (Some(link), true) = (link, errors.is_empty()) else {
-            return Err(ConfigError(errors));
-        };
-        let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_owned());
-        Ok(Settings {
-            listen,
-            tls,
-            admin_listen,
-            purge_token: nonempty(&self.admin.purge_token),
-            workers: s.workers,
-            max_connections: s.max_connections,
-            header_timeout: Duration::from_secs(s.header_timeout_secs),
-            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
-            send_timeout: Duration::from_secs(s.send_timeout_secs),
-            max_header_bytes: s.max_header_bytes,
-            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
-            shutdown_delay: Duration::from_secs(s.shutdown_delay_secs),
-            root: self.content.root.clone(),
-            prefix: self.content.prefix.clone(),
-            link,
-            cache_max_bytes: self.cache.max_bytes,
-            cache_max_object: if self.cache.max_bytes == 0 {
-                0
-            } else {
-                self.cache.max_object_bytes
-            },
-            sendfile_min_bytes: self.cache.sendfile_min_bytes,
-            open_files_max: self.cache.open_files,
-            open_files_idle: Duration::from_secs(self.cache.open_files_idle_secs.max(1)),
-            cache_control_media: nonempty(&self.http.cache_control_media),
-            cache_control_playlists: nonempty(&self.http.cache_control_playlists),
-            cors_origins: self.http.cors_allowed_origins.clone(),
-            log_format: self.log.format,
-            access_log_every: self.log.access_log_every,
-        })
-    }
-
-    /// Just the signing scheme, for `edge sign`.
-    pub fn secure_link(&self) -> Result<SecureLink, ConfigError> {
-        let mut errors = Vec::new();
-        self.signing_link(&mut errors).ok_or(ConfigError(errors))
-    }
-
-    fn signing_link(&self, errors: &mut Vec<String>) -> Option<SecureLink> {
-        let sig = &self.signing;
-        if sig.secrets.is_empty() {
-            errors.push(
-                "signing.secrets is empty: set HLS_SIGNING_SECRET or signing.secrets (there is no default secret)"
-                    .into(),
-            );
-            return None;
-        }
-        if sig.secrets.iter().any(String::is_empty) {
-            errors.push("signing.secrets holds an empty secret".into());
-            return None;
-        }
-        let template: Template = match sig.template.parse() {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(format!("signing.template: {e}"));
-                return None;
-            }
-        };
-        let secrets = sig
-            .secrets
-            .iter()
-            .map(|s| Secret::new(s.as_bytes()))
-            .collect();
-        SecureLink::with_options(secrets, template, &sig.md5_arg, &sig.expires_arg)
-            .map_err(|e| errors.push(format!("signing: {e}")))
-            .ok()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn refuses_to_start_without_secret_and_reports_everything() {
-        let mut c = EdgeConfig::default();
-        c.content.root = "/nonexistent-edge-root".into();
-        c.content.prefix = "hls".into();
-        c.server.listen = "nope".into();
-        let err = c.validate().expect_err("invalid").0;
-        assert_eq!(err.len(), 4, "{err:#?}");
-        assert!(err.iter().any(|e| e.contains("HLS_SIGNING_SECRET")));
-    }
-
-    #[test]
-    fn env_overrides_and_secret_rotation() {
-        let mut c = EdgeConfig::from_toml(
-            "[signing]\nsecrets = [\"old-current\", \"older\"]\n[content]\nroot = \"/\"\n",
-        )
-        .expect("parse");
-        let env: HashMap<&str, &str> = HashMap::from([
-            ("HLS_SIGNING_SECRET", "fresh"),
-            ("EDGE_LISTEN", "127.0.0.1:0"),
-        ]);
-        c.apply_env(&env);
-        assert_eq!(c.signing.secrets, ["fresh", "older"]);
-        let s = c.validate().expect("valid");
-        assert_eq!(s.listen, Some("127.0.0.1:0".parse().expect("addr")));
-        assert_eq!(
-            s.admin_listen,
-            Some("127.0.0.1:9090".parse().expect("addr")),
-            "admin stays local"
-        );
-        assert!(s.purge_token.is_none(), "purge is off by default");
-    }
-
-    #[test]
-    fn unknown_keys_are_errors() {
-        assert!(EdgeConfig::from_toml("[server]\nlisen = \"x\"\n").is_err());
-    }
-
-    #[test]
-    fn example_config_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/edge.toml");
-        let text = std::fs::read_to_string(path).expect("config/edge.toml exists");
-        let mut c = EdgeConfig::from_toml(&text).expect("parses");
-        c.content.root = "/".into();
-        c.signing.secrets = vec!["test".into()];
-        c.validate().expect("valid apart from root and secret");
     }
 }

@@ -127,7 +127,10 @@ fn main() -> anyhow::Result<()> {
             paths,
         }) => {
             // Signing needs only the [signing] section; the rest may describe another host.
-            let link = config.secure_link()?;
+            let (link, warnings) = config.secure_link()?;
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
             let expires = expires.unwrap_or_else(|| edge::service::unix_now() + ttl);
             for path in paths {
                 println!("{}", link.signed_url(path, expires, remote_addr));
@@ -135,13 +138,19 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Check) => {
-            config.validate()?;
+            for warning in config.validate()?.warnings {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("configuration is valid");
             Ok(())
         }
         None => {
             let settings = config.validate()?;
             telemetry::init(settings.log_format, "info");
+            // At every start, so a weak secret kept on purpose is never forgotten.
+            for warning in &settings.warnings {
+                tracing::warn!("{warning}");
+            }
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if settings.workers > 0 {
                 runtime.worker_threads(settings.workers);

@@ -5,6 +5,9 @@
 //! # Layout
 //! - [`slow_heads`]: request heads trickled byte by byte, alone and as a 2,000-connection
 //!   slowloris.
+//! - [`config`]: weak and placeholder secrets, unparsable environment overrides.
 
+#[path = "edge/config.rs"]
+mod config;
 #[path = "edge/slow_heads.rs"]
 mod slow_heads;

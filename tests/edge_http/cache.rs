@@ -61,6 +61,9 @@ fn cache_never_serves_a_replaced_or_deleted_file() {
 // admin listener: purge and metrics
 // ---------------------------------------------------------------------------------------------
 
+/// At least 16 bytes: the edge refuses a shorter purge token.
+const PURGE_TOKEN: &str = "purge-secret-0123456789";
+
 fn purge(edge: &Edge, prefix: &str, authorization: Option<&str>) -> RawResponse {
     let mut request = Request::get(format!("/purge?prefix={prefix}"))
         .method("POST")
@@ -80,7 +83,7 @@ fn counter(edge: &Edge, name: &str) -> f64 {
 #[test]
 fn purge_requires_the_token_and_empties_the_cache() {
     let tree = ContentTree::new();
-    let edge = Edge::start(EdgeOptions::new(tree.root()).env("EDGE_PURGE_TOKEN", "purge-secret"));
+    let edge = Edge::start(EdgeOptions::new(tree.root()).env("EDGE_PURGE_TOKEN", PURGE_TOKEN));
     let prefix = format!("{PREFIX}{VIDEO_ID}/");
 
     assert_eq!(purge(&edge, &prefix, None).status, 401, "no token");
@@ -90,7 +93,7 @@ fn purge_requires_the_token_and_empties_the_cache() {
         "wrong token"
     );
     assert_eq!(
-        purge(&edge, &prefix, Some("Basic purge-secret")).status,
+        purge(&edge, &prefix, Some(&format!("Basic {PURGE_TOKEN}"))).status,
         401,
         "wrong scheme"
     );
@@ -104,7 +107,7 @@ fn purge_requires_the_token_and_empties_the_cache() {
         "the second request is a cache hit"
     );
 
-    let response = purge(&edge, &prefix, Some("Bearer purge-secret"));
+    let response = purge(&edge, &prefix, Some(&format!("Bearer {PURGE_TOKEN}")));
     assert!(
         (200..300).contains(&response.status),
         "purge with the token: {} {}",
