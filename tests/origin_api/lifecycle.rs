@@ -96,11 +96,15 @@ impl Lifecycle {
         let info = json(&info);
         assert_eq!(info["format"], "hls", "{info}");
         assert_eq!(info["ready"], true, "{info}");
-        assert_eq!(
-            info["manifest_url"],
-            format!("/api/videos/{a}/hls/master.m3u8"),
+        // A credential for this video alone, never the user's token.
+        let manifest = info["manifest_url"].as_str().expect("manifest_url");
+        assert!(
+            manifest.starts_with(&format!("/api/videos/{a}/hls/master.m3u8?pt=")),
             "{info}"
         );
+        assert!(!manifest.contains(alice), "{info}");
+        let master = p.origin.get(manifest);
+        assert_status(&master, 200, "the manifest URL plays without the user's token");
         let list = json(&p.origin.get_as(alice, "/api/videos"));
         let listed: Vec<&str> = list["videos"]
             .as_array()

@@ -217,7 +217,11 @@ impl<'a> Viewer<'a> {
             self.rec.error("stream_info: no manifest_url".into());
             return Err(Halt::Abort);
         };
-        let master = self.resolve(&shared.origin, &format!("{manifest}?token={token}"))?;
+        // The documented `master.m3u8?token=` contract, so that a refresh after a 410 can go
+        // back to the master for a fresh credential (the one in manifest_url expires with the
+        // segment URLs).
+        let path = manifest.split('?').next().unwrap_or(&manifest);
+        let master = self.resolve(&shared.origin, &format!("{path}?token={token}"))?;
         self.load(master, &shared.rung).await
     }
 
