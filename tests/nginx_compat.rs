@@ -2,8 +2,9 @@
 //! production and to the edge, on the same content root and secret, and the answers must agree.
 //!
 //! Statuses are compared for every case; for successful answers (200/206/304) the key headers
-//! and the body too, for 416 the `Content-Range`, for 301 the `Location` path. Error bodies are
-//! not compared: nginx sends HTML pages, the edge JSON, on purpose.
+//! and the body too, for 416 the `Content-Range`, for 301 the `Location` path (the edge's is
+//! relative, nginx's absolute, on purpose). Error bodies are not compared: nginx sends HTML
+//! pages, the edge JSON, on purpose.
 //!
 //! All mismatches are collected and reported in one table. Differences that are intended are
 //! listed in [`ALLOWED_DIFFERENCES`], each pinned to the edge's exact status so it can still
@@ -121,6 +122,11 @@ struct AllowedHeader {
 const MIME_TYPES: &str = "players and browsers need the right type for fMP4 and subtitles; \
                           Debian's mime.types has none, so nginx sends application/octet-stream";
 
+/// The redirect of a directory to its slash form: nginx builds an absolute `Location` from the
+/// client's Host header; the edge sends the path and query only. Only the path is compared.
+const RELATIVE_LOCATION: &str = "a relative Location (RFC 9110 §10.2.2) never carries a Host \
+                                 header of the client's choosing";
+
 /// Intended header differences; like [`ALLOWED_DIFFERENCES`], pinned to the edge's value.
 const ALLOWED_HEADER_DIFFERENCES: &[AllowedHeader] = &[
     AllowedHeader {
@@ -223,14 +229,24 @@ fn header_differences(case: &Case, nginx: &RawResponse, edge: &RawResponse) -> V
         })
         .collect();
     if nginx.status == 301 {
-        let (nginx_location, edge_location) = (
-            nginx.header("location").map(strip_authority),
-            edge.header("location").map(strip_authority),
-        );
-        if nginx_location != edge_location {
+        let (nginx_location, edge_location) = (nginx.header("location"), edge.header("location"));
+        if nginx_location.map(strip_authority) != edge_location.map(strip_authority) {
             differences.push(format!(
                 "location path: nginx {nginx_location:?} edge {edge_location:?}"
             ));
+        }
+        // Pinned like the allow-list entries: the edge must stay relative, and once nginx is
+        // relative too the difference is stale.
+        if edge_location.is_some_and(|l| !l.starts_with('/')) {
+            differences.push(format!(
+                "location: allowed difference, but the edge must send a relative Location \
+                 ({RELATIVE_LOCATION}), sent {edge_location:?}"
+            ));
+        }
+        if nginx_location.is_some_and(|l| l.starts_with('/')) {
+            differences.push(
+                "location: stale allowed difference: nginx now sends a relative Location".into(),
+            );
         }
     }
     let multipart = nginx

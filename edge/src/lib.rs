@@ -14,7 +14,8 @@
 //! - signature: `shared::secure_link`.
 //! - [`resolve`]: safe lookup under the content root.
 //! - [`open_files`]: open descriptors for sendfile; [`cache`]: the hot in-memory cache.
-//! - [`conditional`] (304/412), `shared::range` (206/416), [`mime`], [`cors`].
+//! - [`conditional`] (304/412), `shared::range` (206/416), [`mime`], [`cors`],
+//!   [`cache_control`] (lifetimes within the link's).
 //! - [`reply`]: the decided response and its HTTP/1.1 head.
 //! - [`sys`]: the only `unsafe`: sendfile, openat2.
 //! - [`admin`] (metrics, health, purge) and [`metrics`].
@@ -22,6 +23,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cache_control;
 pub mod conditional;
 pub mod config;
 pub mod cors;

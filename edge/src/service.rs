@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use shared::secure_link::LinkRequest;
+use shared::secure_link::{parse_expires, query_arg, LinkRequest};
 
 use crate::cache::{Cached, HotCache};
+use crate::cache_control::CacheControl;
 use crate::conditional::{self, Conditions, Outcome, Validators};
 use crate::config::Settings;
 use crate::cors::Cors;
@@ -31,8 +32,8 @@ pub struct Edge {
     pub open_files: OpenFiles,
     root: Root,
     cors: Cors,
-    cache_control_media: Option<Value>,
-    cache_control_playlists: Option<Value>,
+    cache_control_media: Option<CacheControl>,
+    cache_control_playlists: Option<CacheControl>,
     requests_seen: AtomicU64,
     /// Set at SIGTERM: `/readyz` answers 503 while the listeners still serve.
     pub draining: std::sync::atomic::AtomicBool,
@@ -47,12 +48,12 @@ impl Edge {
             settings.cache_max_object,
             metrics.clone(),
         );
-        let shared = |v: &Option<String>| v.as_deref().map(|s| Value::Shared(Arc::from(s)));
+        let cache_control = |v: &Option<String>| v.as_deref().and_then(CacheControl::parse);
         let open_files = OpenFiles::new(settings.open_files_max, settings.open_files_idle);
         Ok(Self {
             cors: Cors::new(&settings.cors_origins),
-            cache_control_media: shared(&settings.cache_control_media),
-            cache_control_playlists: shared(&settings.cache_control_playlists),
+            cache_control_media: cache_control(&settings.cache_control_media),
+            cache_control_playlists: cache_control(&settings.cache_control_playlists),
             settings,
             metrics,
             cache,
@@ -70,6 +71,7 @@ impl Edge {
         if req.is_head() {
             reply.strip_body();
         }
+        self.vary(&mut reply);
         self.metrics
             .request(route, reply.status, started.elapsed().as_secs_f64());
         let every = self.settings.access_log_every;
@@ -88,6 +90,23 @@ impl Edge {
             );
         }
         reply
+    }
+
+    /// A CORS-enabled edge answers differently by `Origin`, so every answer says so: a shared
+    /// cache must not hand one origin's response (or error) to another (Fetch §3.2.5).
+    pub fn vary(&self, reply: &mut Reply) {
+        if self.cors.enabled() {
+            reply.header("Vary", Value::Static("Origin"));
+        }
+    }
+
+    /// An answer the connection gives on its own (a head that is too large, too slow or
+    /// malformed), after which it closes.
+    pub fn connection_error(&self, status: u16, message: &'static str) -> Reply {
+        let mut r = Reply::error(status, message);
+        r.close = true;
+        self.vary(&mut r);
+        r
     }
 
     async fn decide(&self, req: &RequestHead<'_>) -> (Route, Reply) {
@@ -151,7 +170,8 @@ impl Edge {
             args,
             remote_addr: &peer,
         };
-        if let Err(e) = self.settings.link.verify(&link, unix_now()) {
+        let now = unix_now();
+        if let Err(e) = self.settings.link.verify(&link, now) {
             self.metrics.signature_failure(e.reason());
             let status = if e.is_expired() { 410 } else { 403 };
             return Reply::error(status, e.message());
@@ -162,7 +182,16 @@ impl Edge {
         if !req.is_get_or_head() {
             return method_not_allowed();
         }
-        self.serve_file(req, uri, rel).await
+        let lifetime = self.link_lifetime(args, now);
+        self.serve_file(req, uri, rel, lifetime).await
+    }
+
+    /// Seconds the verified link in `args` stays valid (0 when it expires this second).
+    fn link_lifetime(&self, args: &[u8], now: i64) -> u64 {
+        let name = self.settings.link.expires_arg().as_bytes();
+        query_arg(args, name)
+            .and_then(parse_expires)
+            .map_or(0, |expires| u64::try_from(expires - now).unwrap_or(0))
     }
 
     /// nginx's static handler lets POST through its first method check and refuses it only once
@@ -175,7 +204,13 @@ impl Edge {
         }
     }
 
-    async fn serve_file(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
+    async fn serve_file(
+        &self,
+        req: &RequestHead<'_>,
+        uri: &[u8],
+        rel: &[u8],
+        lifetime: u64,
+    ) -> Reply {
         // Plain HTTP/1.1 sends large bodies with sendfile from an open descriptor: cheaper than
         // copying them out of memory. Memory serves small files and TLS/HTTP/2, which cannot
         // use sendfile.
@@ -185,7 +220,7 @@ impl Edge {
             if let Some(open) = self.open_files.get(uri) {
                 if self.root.stat(rel) == Some(open.meta) && large(open.meta.size) {
                     self.metrics.open_file_hits.inc();
-                    return self.represent(req, uri, Representation::File(open));
+                    return self.represent(req, uri, Representation::File(open), lifetime);
                 }
                 self.open_files.invalidate(uri);
             }
@@ -193,7 +228,7 @@ impl Edge {
         if let Some(entry) = self.cache.get(uri).await {
             if self.root.stat(rel) == Some(entry.meta) {
                 self.metrics.cache_hits.inc();
-                return self.represent(req, uri, Representation::Cached(entry));
+                return self.represent(req, uri, Representation::Cached(entry), lifetime);
             }
             self.cache.invalidate(uri).await;
         }
@@ -205,12 +240,14 @@ impl Edge {
         if zero_copy && large(meta.size) {
             let open = Arc::new(OpenFile::new(file, meta));
             self.open_files.insert(uri, open.clone());
-            return self.represent(req, uri, Representation::File(open));
+            return self.represent(req, uri, Representation::File(open), lifetime);
         }
         if self.cache.admits(meta.size) {
             self.metrics.cache_misses.inc();
             match self.cache.fill(uri, file, meta, &self.metrics).await {
-                Ok(entry) => return self.represent(req, uri, Representation::Cached(entry)),
+                Ok(entry) => {
+                    return self.represent(req, uri, Representation::Cached(entry), lifetime)
+                }
                 Err(error) => {
                     tracing::warn!(%error, path = %String::from_utf8_lossy(rel), "cache fill failed");
                     return Reply::error(500, "file changed while being read");
@@ -221,35 +258,40 @@ impl Edge {
             req,
             uri,
             Representation::File(Arc::new(OpenFile::new(file, meta))),
+            lifetime,
         )
     }
 
     /// nginx: a directory with a trailing slash has no index here (403); without one it is
-    /// redirected to the slash form, query kept.
+    /// redirected to the slash form, query kept. Unlike nginx the Location is relative (RFC
+    /// 9110 §10.2.2): a Host header chosen by the client never ends up in it.
     fn directory(&self, req: &RequestHead<'_>, uri: &[u8]) -> Reply {
         if uri.ends_with(b"/") {
             return Reply::error(403, "directory listing is not allowed");
         }
-        let scheme = if req.tls { "https" } else { "http" };
-        let host = req
-            .headers
-            .host
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
         let query = match req.target.iter().position(|&b| b == b'?') {
-            Some(q) => String::from_utf8_lossy(&req.target[q..]).into_owned(),
-            None => String::new(),
+            // The raw query holds no control bytes or spaces: target::parse refused those.
+            Some(q) => String::from_utf8_lossy(&req.target[q..]),
+            None => "".into(),
         };
-        let path = String::from_utf8_lossy(uri);
+        // The path is decoded ($uri): re-encoded, no byte of it can end the header or turn
+        // it into a scheme-relative `//host` reference.
+        let mut location = String::with_capacity(uri.len() + query.len() + 8);
+        push_encoded_path(uri, &mut location);
+        location.push('/');
+        location.push_str(&query);
         let mut r = Reply::error(301, "moved permanently");
-        r.header(
-            "Location",
-            Value::Owned(format!("{scheme}://{host}{path}/{query}")),
-        );
+        r.header("Location", Value::Owned(location));
         r
     }
 
-    fn represent(&self, req: &RequestHead<'_>, uri: &[u8], rep: Representation) -> Reply {
+    fn represent(
+        &self,
+        req: &RequestHead<'_>,
+        uri: &[u8],
+        rep: Representation,
+        lifetime: u64,
+    ) -> Reply {
         let (etag, last_modified, meta) = match &rep {
             Representation::Cached(c) => (
                 Value::Shared(c.etag.clone()),
@@ -278,6 +320,7 @@ impl Edge {
         } else {
             &self.cache_control_media
         };
+        let cache_control = cache_control.as_ref().map(|cc| cc.for_link(lifetime));
         match conditional::evaluate(&conditions, &validators) {
             Outcome::PreconditionFailed => return Reply::error(412, "precondition failed"),
             Outcome::NotModified => {
@@ -285,7 +328,7 @@ impl Edge {
                 r.header("ETag", etag)
                     .header("Last-Modified", last_modified);
                 if let Some(cc) = cache_control {
-                    r.header("Cache-Control", cc.clone());
+                    r.header("Cache-Control", cc);
                 }
                 return r;
             }
@@ -330,7 +373,7 @@ impl Edge {
             r.header("Accept-Ranges", Value::Static("bytes"));
         }
         if let Some(cc) = cache_control {
-            r.header("Cache-Control", cc.clone());
+            r.header("Cache-Control", cc);
         }
         r
     }
@@ -339,6 +382,20 @@ impl Edge {
 enum Representation {
     Cached(Arc<Cached>),
     File(Arc<OpenFile>),
+}
+
+/// Appends `path` with every byte but unreserved ones and `/` percent-encoded (RFC 3986 §2).
+fn push_encoded_path(path: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in path {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
 }
 
 fn resolve_error(e: ResolveError, rel: &[u8]) -> Reply {
@@ -426,7 +483,14 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_host;
+    use super::{push_encoded_path, valid_host};
+
+    #[test]
+    fn redirect_paths_are_encoded() {
+        let mut out = String::new();
+        push_encoded_path(b"/hls/a b/\\\\evil\r\n/\xff", &mut out);
+        assert_eq!(out, "/hls/a%20b/%5C%5Cevil%0D%0A/%FF");
+    }
 
     #[test]
     fn hosts_like_nginx() {

@@ -5,9 +5,12 @@
 //! # Layout
 //! - [`slow_heads`]: request heads trickled byte by byte, alone and as a 2,000-connection
 //!   slowloris.
+//! - [`headers`]: Cache-Control within the link's lifetime, `Vary: Origin`, relative redirects.
 //! - [`config`]: weak and placeholder secrets, unparsable environment overrides.
 
 #[path = "edge/config.rs"]
 mod config;
+#[path = "edge/headers.rs"]
+mod headers;
 #[path = "edge/slow_heads.rs"]
 mod slow_heads;

@@ -75,8 +75,7 @@ impl Connection {
                 Head::Complete(n) => n,
                 Head::Closed => return Ok(()),
                 Head::Reject(status, message) => {
-                    let mut r = Reply::error(status, message);
-                    r.close = true;
+                    let r = self.edge.connection_error(status, message);
                     return self.write_reply(stream, r, false).await;
                 }
             };
@@ -94,8 +93,7 @@ impl Connection {
                             LineError::Version => (505, "HTTP version not supported"),
                             LineError::Malformed => (400, "malformed request line"),
                         };
-                        let mut r = Reply::error(status, message);
-                        r.close = true;
+                        let r = self.edge.connection_error(status, message);
                         return self.write_reply(stream, r, false).await;
                     }
                 };
@@ -105,13 +103,11 @@ impl Connection {
                 let parsed = match parsed {
                     Ok(httparse::Status::Complete((_, parsed))) => parsed,
                     Err(httparse::Error::TooManyHeaders) => {
-                        let mut r = Reply::error(431, "too many request headers");
-                        r.close = true;
+                        let r = self.edge.connection_error(431, "too many request headers");
                         return self.write_reply(stream, r, false).await;
                     }
                     Ok(httparse::Status::Partial) | Err(_) => {
-                        let mut r = Reply::error(400, "malformed request headers");
-                        r.close = true;
+                        let r = self.edge.connection_error(400, "malformed request headers");
                         return self.write_reply(stream, r, false).await;
                     }
                 };
