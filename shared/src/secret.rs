@@ -138,7 +138,11 @@ mod tests {
             check("S", "short", Strength::WeakAllowed),
             Verdict::WeakAllowed(_)
         ));
-        for placeholder in ["CHANGE-ME", "CHANGE-ME-AT-LEAST-16-BYTES", "change_me_please!!"] {
+        for placeholder in [
+            "CHANGE-ME",
+            "CHANGE-ME-AT-LEAST-16-BYTES",
+            "change_me_please!!",
+        ] {
             for strength in [Strength::Required, Strength::WeakAllowed] {
                 assert!(
                     matches!(check("S", placeholder, strength), Verdict::Refused(_)),

@@ -104,7 +104,11 @@ impl Lifecycle {
         );
         assert!(!manifest.contains(alice), "{info}");
         let master = p.origin.get(manifest);
-        assert_status(&master, 200, "the manifest URL plays without the user's token");
+        assert_status(
+            &master,
+            200,
+            "the manifest URL plays without the user's token",
+        );
         let list = json(&p.origin.get_as(alice, "/api/videos"));
         let listed: Vec<&str> = list["videos"]
             .as_array()

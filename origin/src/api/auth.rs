@@ -407,7 +407,10 @@ mod tests {
         c.auth.issuer = "https://id.example.com".into();
         c.auth.audience = "hls-origin".into();
         let auth = Auth::new(&c.validate().expect("valid")).expect("auth");
-        assert!(auth.verify(&fine).is_err(), "iss and aud are required when configured");
+        assert!(
+            auth.verify(&fine).is_err(),
+            "iss and aud are required when configured"
+        );
         let wrong = sign(serde_json::json!({"sub": "a", "exp": now + 600,
             "iss": "https://id.example.com", "aud": "someone-else"}));
         assert!(auth.verify(&wrong).is_err());

@@ -40,7 +40,7 @@ pub async fn stream_info(
                 "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg", job.video),
                 "ready": true,
             }))
-            .into_response())
+            .into_response());
         }
         JobState::Failed => {
             let reason = job

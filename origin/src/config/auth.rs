@@ -235,11 +235,15 @@ mod tests {
             ..AuthConfig::default()
         };
         let mut errors = Vec::new();
-        assert!(c.validate(&["edge-signing-secret-0123"], &mut errors).is_none());
+        assert!(c
+            .validate(&["edge-signing-secret-0123"], &mut errors)
+            .is_none());
         assert!(errors[0].contains("PLAYBACK_SECRET"), "{errors:?}");
         c.playback_secret = "edge-signing-secret-0123".into();
         let mut errors = Vec::new();
-        assert!(c.validate(&["edge-signing-secret-0123"], &mut errors).is_none());
+        assert!(c
+            .validate(&["edge-signing-secret-0123"], &mut errors)
+            .is_none());
         assert!(errors[0].contains("differ"), "{errors:?}");
         c.playback_secret = "a-dedicated-playback-secret".into();
         let mut errors = Vec::new();

@@ -246,11 +246,7 @@ impl<S: JobStore> WorkerPool<S> {
                 // the events and the webhook get the short public reason.
                 tracing::warn!(%error, %video, retrying, "job attempt failed");
                 let reason = error.public_message();
-                match self
-                    .store
-                    .fail(&video, worker, &reason, failure, now)
-                    .await
-                {
+                match self.store.fail(&video, worker, &reason, failure, now).await {
                     // Only a failure the store recorded as final is announced: a deleted job
                     // (NotFound) has no one to tell, and an unrecorded one will be run again.
                     Ok(()) if !retrying => {

@@ -289,7 +289,9 @@ mod tests {
         let a = Activity::default();
         let header = Duration::from_millis(50);
         let idle = Duration::from_secs(60);
-        assert!(matches!(a.verdict(header, idle), Verdict::CheckAt(t) if t > Instant::now() + Duration::from_secs(59)));
+        assert!(
+            matches!(a.verdict(header, idle), Verdict::CheckAt(t) if t > Instant::now() + Duration::from_secs(59))
+        );
         a.read_some();
         std::thread::sleep(Duration::from_millis(30));
         a.read_some(); // more bytes of the same head do not extend its deadline
@@ -298,8 +300,14 @@ mod tests {
         a.request_started();
         assert!(matches!(a.verdict(header, idle), Verdict::CheckAt(_)));
         a.request_finished();
-        assert!(matches!(a.verdict(header, Duration::from_millis(20)), Verdict::CheckAt(_)));
+        assert!(matches!(
+            a.verdict(header, Duration::from_millis(20)),
+            Verdict::CheckAt(_)
+        ));
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(a.verdict(header, Duration::from_millis(20)), Verdict::Expired);
+        assert_eq!(
+            a.verdict(header, Duration::from_millis(20)),
+            Verdict::Expired
+        );
     }
 }

@@ -130,7 +130,10 @@ mod tests {
         named(info(1080, 9000, 30.0, 1.0, 1), "limits.max_height");
         named(info(8192, 8192, 30.0, 1.0, 1), "limits.max_pixels");
         named(info(640, 360, 1000.0, 1.0, 1), "limits.max_fps");
-        named(info(3840, 2160, 0.01, 36000.0, 1), "limits.max_duration_secs");
+        named(
+            info(3840, 2160, 0.01, 36000.0, 1),
+            "limits.max_duration_secs",
+        );
         named(info(640, 360, 30.0, 1.0, 33), "limits.max_streams");
         assert!(l.problems().is_empty());
         let zero = MediaLimits {

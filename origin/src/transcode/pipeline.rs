@@ -162,7 +162,10 @@ impl PipelineError {
             }
             PipelineError::Ffmpeg { at: t, .. } => format!("encoding failed{}", at(t)),
             PipelineError::Stalled { at: t, .. } => {
-                format!("processing stopped making progress{} and was stopped", at(t))
+                format!(
+                    "processing stopped making progress{} and was stopped",
+                    at(t)
+                )
             }
             PipelineError::Cancelled => "cancelled".into(),
             PipelineError::Verify(e) => format!("the encoded output is incomplete: {e}"),
@@ -182,9 +185,15 @@ impl PipelineError {
 
 /// Whether ffmpeg's error output says the source itself could not be read.
 fn decode_failure(stderr: &str) -> bool {
-    ["Invalid data", "Error while decoding", "corrupt", "partial file", "End of file"]
-        .iter()
-        .any(|needle| stderr.contains(needle))
+    [
+        "Invalid data",
+        "Error while decoding",
+        "corrupt",
+        "partial file",
+        "End of file",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle))
 }
 
 /// Runs jobs.

@@ -78,8 +78,12 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError
     if len == 0 {
         return Err(ProbeError::Empty);
     }
-    let json = ffprobe_json(ffprobe, &["-show_format", "-show_streams"], Opened::Source(path))
-        .await?;
+    let json = ffprobe_json(
+        ffprobe,
+        &["-show_format", "-show_streams"],
+        Opened::Source(path),
+    )
+    .await?;
     parse(&json)
 }
 
@@ -94,7 +98,11 @@ enum Opened<'a> {
 
 /// Runs `ffprobe -v error -of json <args> <input>` and returns its JSON; a failure becomes one
 /// of [`ProbeError`]'s own reasons (ffprobe's text names server paths and internals).
-async fn ffprobe_json(ffprobe: &Path, args: &[&str], opened: Opened<'_>) -> Result<Vec<u8>, ProbeError> {
+async fn ffprobe_json(
+    ffprobe: &Path,
+    args: &[&str],
+    opened: Opened<'_>,
+) -> Result<Vec<u8>, ProbeError> {
     let mut command = tokio::process::Command::new(ffprobe);
     command.args(["-v", "error", "-of", "json"]).args(args);
     match opened {
@@ -126,8 +134,14 @@ async fn ffprobe_json(ffprobe: &Path, args: &[&str], opened: Opened<'_>) -> Resu
 /// failure, never ffprobe's text (which carries server paths).
 pub fn reason(stderr: &str) -> &'static str {
     let known = [
-        ("moov atom not found", "the file is incomplete (its MP4 index is missing)"),
-        ("Invalid data found", "the data is not a recognised media format"),
+        (
+            "moov atom not found",
+            "the file is incomplete (its MP4 index is missing)",
+        ),
+        (
+            "Invalid data found",
+            "the data is not a recognised media format",
+        ),
         ("End of file", "the file ends too early"),
         ("Permission denied", "the file cannot be read"),
         ("No such file", "the file cannot be read"),

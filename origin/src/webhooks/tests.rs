@@ -14,11 +14,11 @@ use tokio_rustls::rustls::{self, RootCertStore};
 use super::client::Client;
 use super::event::Event;
 use super::settings::{WebhookSettings, WebhooksConfig};
-use shared::secret::SecretString;
 use super::{start_with, Dispatcher, Webhooks};
 use crate::jobs::model::Job;
 use crate::metrics::Metrics;
 use crate::transcode::pipeline::Profile;
+use shared::secret::SecretString;
 
 const SECRET: &str = "unit-test-webhook-secret";
 

@@ -76,7 +76,10 @@ impl Pipeline {
             match next {
                 Err(_) => {
                     let _ = child.kill().await;
-                    return Err(PipelineError::Stalled { after: stall, at: reached });
+                    return Err(PipelineError::Stalled {
+                        after: stall,
+                        at: reached,
+                    });
                 }
                 Ok(Ok(Some(line))) => {
                     if let Some(t) = progress::out_time_secs(&line) {
@@ -94,7 +97,10 @@ impl Pipeline {
         }
         let status = tokio::time::timeout(stall, child.wait())
             .await
-            .map_err(|_| PipelineError::Stalled { after: stall, at: reached })??;
+            .map_err(|_| PipelineError::Stalled {
+                after: stall,
+                at: reached,
+            })??;
         let stderr = stderr_task.await.unwrap_or_default();
         if status.success() {
             return Ok(());
