@@ -33,8 +33,9 @@ async fn imports_a_directory_once_and_reports_bad_files() {
     let status = deferred.status();
     assert!(!status.is_running);
     assert_eq!((status.total, status.completed), (3, 3), "{status:?}");
-    assert_eq!(status.errors.len(), 1, "{status:?}");
-    assert!(status.errors[0].starts_with("notes.mkv: "), "{status:?}");
+    assert!(status.errors.is_empty(), "{status:?}");
+    assert_eq!(status.refused.len(), 1, "{status:?}");
+    assert_eq!(status.refused[0].file, "notes.mkv", "{status:?}");
 
     for name in ["holiday.mp4", "talk.MOV"] {
         let id = imported_id(name);
