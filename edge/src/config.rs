@@ -47,11 +47,14 @@ pub struct ServerConfig {
     /// Connections open at once across all listeners; further ones wait in the backlog.
     /// Default 16384.
     pub max_connections: usize,
-    /// Seconds to receive a complete request head once its first byte arrived. Default 10.
+    /// Seconds to receive a complete request head once its first byte arrived (a deadline, not
+    /// re-armed per read), and to complete a TLS handshake. Default 10.
     pub header_timeout_secs: u64,
-    /// Seconds a keep-alive connection may sit idle between requests. Default 60.
+    /// Seconds a keep-alive connection may sit idle between requests (HTTP/2: without an open
+    /// stream; also the PING interval). Default 60.
     pub idle_timeout_secs: u64,
-    /// Seconds a single write may wait for the client to read. Default 60.
+    /// Seconds a single write may wait for the client to read (HTTP/2: open streams with
+    /// nothing sent; also the PING timeout). Default 60.
     pub send_timeout_secs: u64,
     /// Largest request head in bytes (request line and headers). Default 8192.
     pub max_header_bytes: usize,

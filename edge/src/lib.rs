@@ -6,8 +6,10 @@
 //! `sendfile(2)`.
 //!
 //! # Layout (request order)
-//! - [`server`]: listeners, accept loops, drain; [`server::http1`] (plain HTTP/1.1 fast path,
-//!   sendfile), [`server::hyper_front`] (TLS, HTTP/2), [`server::tls`] (rustls, SIGHUP reload).
+//! - [`server`]: listeners, accept loops, drain; [`server::http1`] (the HTTP/1.1 fast path,
+//!   plain and TLS: sendfile, or encrypted chunks), [`server::https`] (TLS handshake, ALPN),
+//!   [`server::h2`] (HTTP/2 through hyper, with per-connection limits), [`server::tls`]
+//!   (rustls, SIGHUP reload).
 //! - [`request`]: the protocol-independent request head.
 //! - [`service`]: the ordered checks that decide a response.
 //! - [`target`]: request target -> nginx `$uri` / `$args`.
@@ -88,7 +90,7 @@ pub async fn serve(
                     signal.clone(),
                     edge.metrics.open_connections.clone(),
                     move |stream, peer| {
-                        server::hyper_front::serve_tls(
+                        server::https::serve(
                             stream,
                             peer,
                             acceptor.clone(),

@@ -1,14 +1,18 @@
 //! Listeners, accept loops and graceful shutdown.
 //!
-//! Plain-TCP connections go to the HTTP/1.1 fast path ([`http1`]), which can use
-//! `sendfile(2)`; TLS connections go through rustls to hyper ([`hyper_front`]) for HTTP/1.1
-//! and HTTP/2. A semaphore bounds open connections and doubles as the drain tracker: shutdown
+//! Plain-TCP connections go to the HTTP/1.1 fast path ([`http1`]), which sends file bodies
+//! with `sendfile(2)`; TLS connections ([`https`]) go through rustls to the same fast path for
+//! HTTP/1.1 (bodies read and encrypted, [`transport`], [`file_read`]) or to hyper for HTTP/2
+//! ([`h2`]). A semaphore bounds open connections and doubles as the drain tracker: shutdown
 //! waits until every permit is back.
 
+pub mod file_read;
+pub mod h2;
 pub mod http1;
-pub mod hyper_front;
+pub mod https;
 pub mod request_line;
 pub mod tls;
+pub mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;

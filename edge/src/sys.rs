@@ -4,6 +4,8 @@
 //!   connections at once (the `sendfile` crate sends whole files from offset 0 only).
 //! - `openat2(2)` with `RESOLVE_BENEATH`, so the kernel itself refuses any path (`..`, an
 //!   absolute or escaping symlink) that leads out of the content root.
+//! - `preadv2(2)` with `RWF_NOWAIT`, so TLS bodies are read on the runtime thread only when
+//!   the page cache already holds them.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -23,6 +25,25 @@ pub fn sendfile(out: RawFd, file: &File, offset: &mut u64, count: usize) -> io::
         return Err(io::Error::last_os_error());
     }
     *offset = off as u64;
+    Ok(n as usize)
+}
+
+/// `preadv2(2)` with `RWF_NOWAIT`: reads what the page cache already holds of `file` at
+/// `offset` without ever waiting for the disk (`WouldBlock` when none of it is cached). Lets a
+/// runtime thread copy a hot segment itself and hand only cold reads to the blocking pool.
+pub fn pread_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` describes `buf`, valid for writes of its length for the whole call; the
+    // descriptor is open for as long as `file` is borrowed.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(n as usize)
 }
 

@@ -5,12 +5,18 @@
 //! # Layout
 //! - [`slow_heads`]: request heads trickled byte by byte, alone and as a 2,000-connection
 //!   slowloris.
+//! - [`tls_limits`]: silent TLS connections and HTTP/2 streams that never read.
+//! - [`h2`]: a minimal raw HTTP/2 client for the above.
 //! - [`headers`]: Cache-Control within the link's lifetime, `Vary: Origin`, relative redirects.
 //! - [`config`]: weak and placeholder secrets, unparsable environment overrides.
 
 #[path = "edge/config.rs"]
 mod config;
+#[path = "edge/h2.rs"]
+mod h2;
 #[path = "edge/headers.rs"]
 mod headers;
 #[path = "edge/slow_heads.rs"]
 mod slow_heads;
+#[path = "edge/tls_limits.rs"]
+mod tls_limits;

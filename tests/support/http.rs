@@ -299,6 +299,12 @@ impl<S: Read + Write> ResponseReader<S> {
         &mut self.stream
     }
 
+    /// The underlying stream, for a client that speaks something else on it (HTTP/2); bytes
+    /// read but not yet parsed are dropped.
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+
     /// Writes `request` and reads its response.
     pub fn exchange(&mut self, request: &[u8]) -> io::Result<RawResponse> {
         self.stream.write_all(request)?;

@@ -1,41 +1,38 @@
-//! The HTTP/1.1 fast path for plain TCP: an `httparse` request loop that writes file bodies
-//! with `sendfile(2)`, which hyper cannot do (hyperium/hyper#3026).
+//! The HTTP/1.1 fast path, over plain TCP and over TLS: an `httparse` request loop that
+//! writes file bodies with `sendfile(2)` on TCP, which hyper cannot do (hyperium/hyper#3026),
+//! and in large encrypted chunks on TLS ([`Transport`]).
 //!
-//! Keep-alive and pipelining, a header timeout (from the first byte of a request to the end of
-//! its head), an idle timeout between requests, a send timeout on every write, a cap on the
+//! Keep-alive and pipelining, a header deadline (from the first byte of a request to the end
+//! of its head), an idle timeout between requests, a send timeout on every write, a cap on the
 //! head size, and at shutdown: idle connections close at once, busy ones after their response.
+//! TLS gets all of these from the same loop.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
-use tokio::time::{timeout, timeout_at};
+use tokio::io::AsyncReadExt;
+use tokio::time::timeout_at;
 
 use super::request_line::{self, LineError};
+use super::transport::{flush, write_all, write_vectored_all, Transport};
 use super::ShutdownSignal;
-use crate::metrics::SendPath;
 use crate::reply::{self, Body, Reply};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
-use crate::sys;
 
 const MAX_HEADERS: usize = 64;
 /// Bodies up to this size are copied behind the head and leave in one write.
 const COALESCE_LIMIT: usize = 16 * 1024;
-/// Largest single sendfile call, so one fast client cannot monopolise a worker thread.
-const SENDFILE_CHUNK: usize = 1 << 20;
 
-/// Serves one plain-TCP connection until it closes, times out or shutdown drains it.
-pub async fn serve(
-    mut stream: TcpStream,
+/// Serves one connection until it closes, times out or shutdown drains it.
+pub async fn serve<S: Transport>(
+    mut stream: S,
     peer: SocketAddr,
     edge: Arc<Edge>,
     shutdown: ShutdownSignal,
 ) {
+    let send_timeout = edge.settings.send_timeout;
     let mut conn = Connection {
         buf: Vec::with_capacity(4096),
         start: 0,
@@ -47,6 +44,7 @@ pub async fn serve(
     if let Err(error) = conn.run(&mut stream).await {
         tracing::debug!(client.addr = %peer, %error, "connection ended");
     }
+    stream.finish(send_timeout).await;
 }
 
 struct Connection {
@@ -69,7 +67,7 @@ enum Head {
 }
 
 impl Connection {
-    async fn run(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+    async fn run<S: Transport>(&mut self, stream: &mut S) -> io::Result<()> {
         loop {
             let head_len = match self.read_head(stream).await? {
                 Head::Complete(n) => n,
@@ -126,7 +124,7 @@ impl Connection {
                     version,
                     headers: h,
                     peer: self.peer.ip(),
-                    tls: false,
+                    tls: S::TLS,
                 };
                 let reply = self.edge.handle(&req).await;
                 let keep_alive = match version {
@@ -149,7 +147,7 @@ impl Connection {
     }
 
     /// Reads until `buf[start..]` holds a complete request head.
-    async fn read_head(&mut self, stream: &mut TcpStream) -> io::Result<Head> {
+    async fn read_head<S: Transport>(&mut self, stream: &mut S) -> io::Result<Head> {
         let settings = &self.edge.settings;
         let mut scanned = self.start;
         // nginx's client_header_timeout: one deadline for the whole head from its first byte,
@@ -217,9 +215,9 @@ impl Connection {
         }
     }
 
-    async fn write_reply(
+    async fn write_reply<S: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         reply: Reply,
         keep_alive: bool,
     ) -> io::Result<()> {
@@ -228,12 +226,11 @@ impl Connection {
         with_http_date(|date| reply::write_head(&reply, keep_alive, date, &mut self.out));
         let metrics = &self.edge.metrics;
         match reply.body {
-            Body::Empty => write_all(stream, &self.out, send_timeout).await,
+            Body::Empty => write_all(stream, &self.out, send_timeout).await?,
             Body::Bytes(body, path) if body.len() <= COALESCE_LIMIT => {
                 self.out.extend_from_slice(&body);
                 write_all(stream, &self.out, send_timeout).await?;
                 metrics.sent(path, body.len() as u64);
-                Ok(())
             }
             Body::Bytes(body, path) => {
                 write_vectored_all(
@@ -243,16 +240,15 @@ impl Connection {
                 )
                 .await?;
                 metrics.sent(path, body.len() as u64);
-                Ok(())
             }
             Body::File { file, offset, len } => {
-                send_head_more(stream, &self.out, send_timeout).await?;
-                send_file(stream, &file, offset, len, send_timeout, |n| {
-                    metrics.sent(SendPath::Sendfile, n as u64)
-                })
-                .await
+                let head = &self.out;
+                return stream
+                    .send_file(head, &file, offset, len, send_timeout, metrics)
+                    .await;
             }
         }
+        flush(stream, send_timeout).await
     }
 }
 
@@ -268,91 +264,6 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
         }
     }
     None
-}
-
-async fn write_all(stream: &mut TcpStream, buf: &[u8], limit: Duration) -> io::Result<()> {
-    timeout(limit, stream.write_all(buf))
-        .await
-        .map_err(|_| timed_out())?
-}
-
-async fn write_vectored_all(
-    stream: &mut TcpStream,
-    mut bufs: &mut [IoSlice<'_>],
-    limit: Duration,
-) -> io::Result<()> {
-    while !bufs.is_empty() {
-        let n = timeout(limit, stream.write_vectored(bufs))
-            .await
-            .map_err(|_| timed_out())??;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(())
-}
-
-/// Writes the head with `MSG_MORE` so it leaves together with the first file bytes.
-async fn send_head_more(stream: &TcpStream, mut head: &[u8], limit: Duration) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
-    while !head.is_empty() {
-        match stream.try_io(Interest::WRITABLE, || sys::send_more(fd, head)) {
-            Ok(n) => head = &head[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                timeout(limit, stream.writable())
-                    .await
-                    .map_err(|_| timed_out())??;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`.
-async fn send_file(
-    stream: &TcpStream,
-    file: &std::fs::File,
-    mut offset: u64,
-    len: u64,
-    limit: Duration,
-    mut sent: impl FnMut(usize),
-) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
-    let mut remaining = len;
-    while remaining > 0 {
-        let chunk = usize::try_from(remaining)
-            .unwrap_or(usize::MAX)
-            .min(SENDFILE_CHUNK);
-        match stream.try_io(Interest::WRITABLE, || {
-            sys::sendfile(fd, file, &mut offset, chunk)
-        }) {
-            // The file shrank under us: the promised Content-Length cannot be met, so the
-            // connection must close rather than desynchronise.
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file truncated while sending",
-                ))
-            }
-            Ok(n) => {
-                remaining -= n as u64;
-                sent(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                timeout(limit, stream.writable())
-                    .await
-                    .map_err(|_| timed_out())??;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "send timed out")
 }
 
 /// Calls `f` with the current IMF-fixdate, formatted at most once per second per thread.

@@ -1,0 +1,39 @@
+//! TLS connections: the rustls handshake within the header timeout, then HTTP/2 (ALPN `h2`)
+//! through hyper ([`super::h2`]) or HTTP/1.1 through the same fast path as plain TCP
+//! ([`super::http1`]), so both get the same deadlines and limits as plain HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::{h2, http1, ShutdownSignal};
+use crate::service::Edge;
+
+/// Serves one TLS connection.
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    edge: Arc<Edge>,
+    shutdown: ShutdownSignal,
+) {
+    let handshake = tokio::time::timeout(edge.settings.header_timeout, acceptor.accept(tcp)).await;
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(client.addr = %peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client.addr = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        h2::serve(tls, peer, edge, shutdown).await;
+    } else {
+        http1::serve(tls, peer, edge, shutdown).await;
+    }
+}

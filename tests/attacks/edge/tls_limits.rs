@@ -1,0 +1,199 @@
+//! TLS connections get the limits of plain ones: a connection that goes silent after the
+//! handshake is closed by the idle timeout (HTTP/2 and HTTP/1.1), and HTTP/2 streams that
+//! never read cannot make the edge buffer a segment per stream.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use e2e::content::{pseudo_random_bytes, world_readable_tempdir};
+use e2e::edge::signed_target;
+use e2e::tls::{self, CertFiles, TestCa, TlsStream};
+use e2e::{ContentTree, Edge, EdgeOptions, Request};
+use tempfile::TempDir;
+
+use super::h2;
+
+/// An edge with an HTTPS listener and a client configuration that trusts it.
+struct TlsEdge {
+    edge: Edge,
+    ca: TestCa,
+    _dir: TempDir,
+}
+
+impl TlsEdge {
+    fn start(tree: &ContentTree, config: &str) -> Self {
+        let ca = TestCa::new();
+        let dir = world_readable_tempdir("e2e-attack-tls-");
+        let files = CertFiles::in_dir(dir.path());
+        files.install(&ca.issue("edge", 1));
+        let edge = Edge::start(EdgeOptions::new(tree.root()).config(config).args([
+            "--tls-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--tls-cert".to_owned(),
+            files.cert.display().to_string(),
+            "--tls-key".to_owned(),
+            files.key.display().to_string(),
+        ]));
+        Self {
+            edge,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.edge.tls_addr.expect("the TLS listener was reported")
+    }
+
+    /// A completed handshake offering only `alpn`.
+    fn connect(&self, alpn: &[u8]) -> TlsStream {
+        let mut reader = tls::connect(self.addr(), self.ca.client_config(&[alpn]))
+            .unwrap_or_else(|err| panic!("TLS handshake: {err}\n{}", self.edge.diagnostics()));
+        assert_eq!(tls::alpn(reader.stream()).as_deref(), Some(alpn));
+        reader.into_stream()
+    }
+}
+
+/// How long until the edge closes `stream`, reading (and ignoring) whatever it sends first
+/// (HTTP/2 SETTINGS, GOAWAY); `None` if it is still open after `bound`.
+fn closed_after(stream: &mut TlsStream, bound: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < bound {
+        let left = bound
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        stream
+            .sock
+            .set_read_timeout(Some(left))
+            .expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            // A close without close_notify, or a reset: closed all the same.
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+/// After the handshake, a client that sends nothing (not even the HTTP/2 preface, or no
+/// HTTP/1.1 request) is closed at the idle timeout.
+#[test]
+fn silent_tls_connections_are_closed_by_the_idle_timeout() {
+    let idle = Duration::from_secs(2);
+    let tree = ContentTree::new();
+    let server = TlsEdge::start(&tree, "[server]\nidle_timeout_secs = 2\n");
+    for alpn in [&b"h2"[..], b"http/1.1"] {
+        let mut stream = server.connect(alpn);
+        let bound = idle + Duration::from_secs(2);
+        let closed = closed_after(&mut stream, bound + Duration::from_secs(8));
+        let name = String::from_utf8_lossy(alpn);
+        let Some(after) = closed else {
+            panic!(
+                "a silent {name} connection is still open after {:?}\n{}",
+                bound + Duration::from_secs(8),
+                server.edge.diagnostics()
+            );
+        };
+        assert!(
+            after <= bound,
+            "{name}: closed after {after:?}, want at most {bound:?}"
+        );
+        assert!(
+            after >= idle - Duration::from_millis(500),
+            "{name}: closed after {after:?}, not before the idle timeout"
+        );
+    }
+}
+
+/// The edge's resident memory, from `/proc/<pid>/status`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("edge status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// Several connections each open 150 streams on a 4 MiB segment (too large for the cache) with
+/// every flow-control window shut, and never read. The edge caps streams per connection and
+/// the file bytes it reads ahead per connection, so its memory stays within the cache budget
+/// plus 50 MB; before, every stream held a 256 KiB chunk.
+#[test]
+fn http2_streams_that_never_read_do_not_grow_memory() {
+    const CONNECTIONS: usize = 4;
+    const STREAMS: u32 = 150;
+    const CACHE_BUDGET: u64 = 8 << 20;
+    let tree = ContentTree::new();
+    let big = "1080p/segment_000.ts";
+    tree.write(big, &pseudo_random_bytes(77, 4 << 20));
+    let server = TlsEdge::start(
+        &tree,
+        &format!("[cache]\nmax_bytes = {CACHE_BUDGET}\nmax_object_bytes = 1048576\n"),
+    );
+    let target = signed_target(big);
+    let authority = server.addr().to_string();
+
+    // A first whole download: the file is in the page cache and the edge's pools are warm.
+    let mut warm = tls::connect(server.addr(), server.ca.client_config(&[b"http/1.1"]))
+        .expect("TLS handshake");
+    let response = warm
+        .exchange(&Request::get(&target).host(&authority).keep_alive().build())
+        .expect("a warm-up download");
+    assert_eq!(response.body.len(), 4 << 20, "the whole segment over TLS");
+    assert_eq!(response.status, 200);
+    let before = rss_bytes(server.edge.pid());
+
+    let mut attackers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut stream = server.connect(b"h2");
+        let mut bytes = h2::PREFACE.to_vec();
+        bytes.extend(h2::settings(&[
+            (h2::INITIAL_WINDOW_SIZE, 0),
+            (h2::ENABLE_PUSH, 0),
+        ]));
+        for i in 0..STREAMS {
+            bytes.extend(h2::get(2 * i + 1, &authority, &target));
+        }
+        stream.write_all(&bytes).expect("write the streams");
+        stream.flush().expect("flush");
+        attackers.push(stream);
+    }
+    // Let the edge take every stream and read whatever it is going to read.
+    let mut peak = before;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(4) {
+        peak = peak.max(rss_bytes(server.edge.pid()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let growth = peak.saturating_sub(before);
+    let limit = CACHE_BUDGET + 50_000_000;
+    println!("RSS {before} -> peak {peak} bytes (+{growth})");
+    assert!(
+        growth <= limit,
+        "{CONNECTIONS} connections x {STREAMS} unread streams grew the edge by {growth} bytes \
+         (limit {limit})\n{}",
+        server.edge.diagnostics()
+    );
+
+    // And a viewer is still served meanwhile.
+    let response = warm
+        .exchange(
+            &Request::get(signed_target("720p/index.m3u8"))
+                .host(&authority)
+                .keep_alive()
+                .build(),
+        )
+        .expect("a viewer during the attack");
+    assert_eq!(response.status, 200);
+    drop(attackers);
+}
