@@ -29,6 +29,8 @@ pub struct Headers<'a> {
     pub access_control_request_headers: Option<&'a [u8]>,
     /// A body is announced (Content-Length > 0, or any Transfer-Encoding).
     pub has_body: bool,
+    /// The announced Content-Length (the first, when valid).
+    pub content_length: Option<u64>,
     /// Content-Length is not a number, or several disagree.
     pub bad_length: bool,
     /// `Connection: close` (HTTP/1.1) was sent.
@@ -63,7 +65,10 @@ impl<'a> Headers<'a> {
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok())
                 {
-                    Some(n) => self.has_body |= n > 0,
+                    Some(n) => {
+                        self.has_body |= n > 0;
+                        self.content_length.get_or_insert(n);
+                    }
                     None => self.bad_length = true,
                 }
                 return;

@@ -10,6 +10,7 @@ pub mod file_read;
 pub mod h2;
 pub mod http1;
 pub mod https;
+pub mod linger;
 pub mod request_line;
 pub mod tls;
 pub mod transport;

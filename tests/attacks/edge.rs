@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`slow_heads`]: request heads trickled byte by byte, alone and as a 2,000-connection
 //!   slowloris.
+//! - [`lingering`]: a refused request whose body is still arriving.
 //! - [`tls_limits`]: silent TLS connections and HTTP/2 streams that never read.
 //! - [`h2`]: a minimal raw HTTP/2 client for the above.
 //! - [`headers`]: Cache-Control within the link's lifetime, `Vary: Origin`, relative redirects.
@@ -16,6 +17,8 @@ mod config;
 mod h2;
 #[path = "edge/headers.rs"]
 mod headers;
+#[path = "edge/lingering.rs"]
+mod lingering;
 #[path = "edge/slow_heads.rs"]
 mod slow_heads;
 #[path = "edge/tls_limits.rs"]

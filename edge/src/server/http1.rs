@@ -4,8 +4,8 @@
 //!
 //! Keep-alive and pipelining, a header deadline (from the first byte of a request to the end
 //! of its head), an idle timeout between requests, a send timeout on every write, a cap on the
-//! head size, and at shutdown: idle connections close at once, busy ones after their response.
-//! TLS gets all of these from the same loop.
+//! head size, a lingering close after a refusal, and at shutdown: idle connections close at
+//! once, busy ones after their response. TLS gets all of these from the same loop.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout_at;
 
+use super::linger::linger;
 use super::request_line::{self, LineError};
 use super::transport::{flush, write_all, write_vectored_all, Transport};
 use super::ShutdownSignal;
@@ -41,10 +42,20 @@ pub async fn serve<S: Transport>(
         peer,
         shutdown,
     };
-    if let Err(error) = conn.run(&mut stream).await {
-        tracing::debug!(client.addr = %peer, %error, "connection ended");
+    match conn.run(&mut stream).await {
+        Ok(Ending::Close) => {}
+        Ok(Ending::Linger(expected)) => linger(&mut stream, send_timeout, expected).await,
+        Err(error) => tracing::debug!(client.addr = %peer, %error, "connection ended"),
     }
     stream.finish(send_timeout).await;
+}
+
+/// How a connection ends after its last response.
+enum Ending {
+    Close,
+    /// A request was refused with more of it (a body of this many bytes, when known) on the
+    /// way: see [`linger`]. Like nginx, only when bytes are announced or already waiting.
+    Linger(Option<u64>),
 }
 
 struct Connection {
@@ -67,18 +78,24 @@ enum Head {
 }
 
 impl Connection {
-    async fn run<S: Transport>(&mut self, stream: &mut S) -> io::Result<()> {
+    async fn run<S: Transport>(&mut self, stream: &mut S) -> io::Result<Ending> {
         loop {
             let head_len = match self.read_head(stream).await? {
                 Head::Complete(n) => n,
-                Head::Closed => return Ok(()),
+                Head::Closed => return Ok(Ending::Close),
                 Head::Reject(status, message) => {
                     let r = self.edge.connection_error(status, message);
-                    return self.write_reply(stream, r, false).await;
+                    self.write_reply(stream, r, false).await?;
+                    // A client too slow for the head deadline gets no more time; the rest of a
+                    // head too large is still coming.
+                    return Ok(match status {
+                        408 => Ending::Close,
+                        _ => Ending::Linger(None),
+                    });
                 }
             };
             let head_end = self.start + head_len;
-            let (reply, keep_alive) = {
+            let (reply, keep_alive, body) = {
                 let head = &self.buf[self.start..head_end];
                 let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
                 let line = head[..line_end]
@@ -92,7 +109,8 @@ impl Connection {
                             LineError::Malformed => (400, "malformed request line"),
                         };
                         let r = self.edge.connection_error(status, message);
-                        return self.write_reply(stream, r, false).await;
+                        self.write_reply(stream, r, false).await?;
+                        return Ok(self.after_refusal(head_end, None));
                     }
                 };
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -102,11 +120,13 @@ impl Connection {
                     Ok(httparse::Status::Complete((_, parsed))) => parsed,
                     Err(httparse::Error::TooManyHeaders) => {
                         let r = self.edge.connection_error(431, "too many request headers");
-                        return self.write_reply(stream, r, false).await;
+                        self.write_reply(stream, r, false).await?;
+                        return Ok(self.after_refusal(head_end, None));
                     }
                     Ok(httparse::Status::Partial) | Err(_) => {
                         let r = self.edge.connection_error(400, "malformed request headers");
-                        return self.write_reply(stream, r, false).await;
+                        self.write_reply(stream, r, false).await?;
+                        return Ok(self.after_refusal(head_end, None));
                     }
                 };
                 let version = if line.http10 {
@@ -132,7 +152,11 @@ impl Connection {
                     _ => !h.connection_close,
                 } && !reply.close
                     && !self.shutdown.is_set();
-                (reply, keep_alive)
+                (reply, keep_alive, h.has_body.then_some(h.content_length))
+            };
+            let ending = match reply.close {
+                true => self.after_refusal(head_end, body),
+                false => Ending::Close,
             };
             self.start = head_end;
             if self.start == self.buf.len() {
@@ -141,8 +165,19 @@ impl Connection {
             }
             self.write_reply(stream, reply, keep_alive).await?;
             if !keep_alive {
-                return Ok(());
+                return Ok(ending);
             }
+        }
+    }
+
+    /// How to close after refusing the request whose head ends at `head_end`: linger while a
+    /// body (`body`: announced, with its length when known) or bytes already received follow.
+    fn after_refusal(&self, head_end: usize, body: Option<Option<u64>>) -> Ending {
+        let waiting = self.buf.len().saturating_sub(head_end) as u64;
+        match body {
+            Some(len) => Ending::Linger(len.map(|n| n.saturating_sub(waiting))),
+            None if waiting > 0 => Ending::Linger(None),
+            None => Ending::Close,
         }
     }
 
