@@ -30,7 +30,7 @@ use axum::Router;
 use shared::media::{Layout, VideoId};
 use tokio::sync::broadcast;
 
-use crate::config::Settings;
+use crate::config::ServeSettings;
 use crate::jobs::model::Job;
 use crate::jobs::store::JobStore;
 use crate::jobs::worker::{JobEvent, WorkerPool};
@@ -45,7 +45,7 @@ pub type Store = crate::jobs::any::AnyStore;
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub settings: Arc<Settings>,
+    pub settings: Arc<ServeSettings>,
     pub auth: Arc<Auth>,
     pub store: Arc<Store>,
     pub layout: Layout,
@@ -61,7 +61,7 @@ pub struct AppState {
     pub upload_slots: Arc<uploads::guard::UploadSlots>,
     /// Fires when the server begins to drain: long-lived responses (event streams) end so the
     /// drain can finish.
-    pub draining: tokio::sync::watch::Receiver<bool>,
+    pub draining: shared::shutdown::Switch,
 }
 
 impl AppState {

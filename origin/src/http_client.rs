@@ -1,12 +1,14 @@
-//! One POST per attempt over a fresh connection: hyper's HTTP/1.1 client on a tokio socket,
-//! TLS through rustls for https receivers. A new connection each time keeps no state between
-//! attempts (a receiver that restarted or moved behind DNS is simply reached again).
+//! The origin's one HTTP client, for webhooks and edge purges: one POST per attempt over a
+//! fresh connection (hyper's HTTP/1.1 client on a tokio socket, TLS through rustls for https),
+//! with a connect timeout and a whole-attempt timeout. A new connection each time keeps no
+//! state between attempts (a receiver that restarted or moved behind DNS is simply reached
+//! again).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
@@ -16,11 +18,56 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use super::settings::{Target, WebhookSettings};
+/// Where to connect and what to ask for, parsed once from a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub https: bool,
+    /// Host name or IP address (IPv6 without brackets), for connecting and TLS.
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as written, for the Host header.
+    pub authority: String,
+    /// Path and query, at least `/`.
+    pub path: String,
+}
 
-/// Why an attempt did not get a 2xx answer.
+impl Target {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("{url:?} must start with http:// or https://")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{url:?} has no host"))?;
+        // Credentials would be silently dropped (nothing sends them).
+        if authority.as_str().contains('@') {
+            return Err(format!("{url:?} must not contain user:password@"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        Ok(Self {
+            https,
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            authority: authority.as_str().to_owned(),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        })
+    }
+}
+
+/// Why an attempt did not get an answer (or, for callers that want one, a 2xx answer).
 #[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
+pub enum ClientError {
     #[error("connecting to {host}:{port}: {source}")]
     Connect {
         host: String,
@@ -41,11 +88,11 @@ pub enum DeliveryError {
     Http(#[from] hyper::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("the receiver answered {0}")]
+    #[error("the server answered {0}")]
     Status(StatusCode),
 }
 
-/// Posts to the configured receiver.
+/// Posts to one server.
 #[derive(Clone)]
 pub struct Client {
     target: Target,
@@ -57,17 +104,23 @@ pub struct Client {
 impl Client {
     /// A client that trusts the Mozilla root certificates compiled in (`webpki-roots`), so
     /// https works the same in a minimal container without a system CA bundle.
-    pub fn new(settings: &WebhookSettings) -> Result<Self, DeliveryError> {
+    pub fn new(
+        target: &Target,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Self::with_roots(settings, roots)
+        Self::with_roots(target, connect_timeout, timeout, roots)
     }
 
     /// A client that trusts only `roots` (tests use their own CA).
     pub fn with_roots(
-        settings: &WebhookSettings,
+        target: &Target,
+        connect_timeout: Duration,
+        timeout: Duration,
         roots: RootCertStore,
-    ) -> Result<Self, DeliveryError> {
-        let target = settings.target.clone();
+    ) -> Result<Self, ClientError> {
+        let target = target.clone();
         let tls = if target.https {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut config = ClientConfig::builder_with_provider(provider)
@@ -76,7 +129,7 @@ impl Client {
                 .with_no_client_auth();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             let name = ServerName::try_from(target.host.clone())
-                .map_err(|_| DeliveryError::ServerName(target.host.clone()))?;
+                .map_err(|_| ClientError::ServerName(target.host.clone()))?;
             Some((TlsConnector::from(Arc::new(config)), name))
         } else {
             None
@@ -84,22 +137,27 @@ impl Client {
         Ok(Self {
             target,
             tls,
-            connect_timeout: settings.connect_timeout,
-            timeout: settings.timeout,
+            connect_timeout,
+            timeout,
         })
     }
 
-    /// Sends `body` with `headers` and returns the status of the answer (any status: the
-    /// caller decides what counts as delivered). Bounded by the whole-attempt timeout.
+    /// The server this client posts to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// POSTs `body` to `path` (with its query) with `headers`, and returns the status of the
+    /// answer (any status: the caller decides what counts). Bounded by the attempt timeout.
     pub async fn post(
         &self,
+        path: &str,
         headers: &[(&'static str, String)],
         body: Bytes,
-    ) -> Result<StatusCode, DeliveryError> {
+    ) -> Result<StatusCode, ClientError> {
         let t = &self.target;
-        let mut request = Request::post(t.path.as_str())
+        let mut request = Request::post(path)
             .header(HOST, t.authority.as_str())
-            .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_LENGTH, body.len())
             .header(
                 USER_AGENT,
@@ -113,19 +171,20 @@ impl Client {
         let request = request.body(Full::new(body))?;
         tokio::time::timeout(self.timeout, self.exchange(request))
             .await
-            .map_err(|_| DeliveryError::Timeout(self.timeout))?
+            .map_err(|_| ClientError::Timeout(self.timeout))?
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<StatusCode, DeliveryError> {
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<StatusCode, ClientError> {
         let (host, port) = (self.target.host.as_str(), self.target.port);
         let connect = async {
-            let tcp = TcpStream::connect((host, port)).await.map_err(|source| {
-                DeliveryError::Connect {
-                    host: host.to_owned(),
-                    port,
-                    source,
-                }
-            })?;
+            let tcp =
+                TcpStream::connect((host, port))
+                    .await
+                    .map_err(|source| ClientError::Connect {
+                        host: host.to_owned(),
+                        port,
+                        source,
+                    })?;
             // The request goes out in one write; don't let Nagle hold its tail back.
             let _ = tcp.set_nodelay(true);
             match &self.tls {
@@ -134,12 +193,12 @@ impl Client {
                     .connect(name.clone(), tcp)
                     .await
                     .map(|tls| Stream::Tls(Box::new(tls)))
-                    .map_err(DeliveryError::Tls),
+                    .map_err(ClientError::Tls),
             }
         };
         let stream = tokio::time::timeout(self.connect_timeout, connect)
             .await
-            .map_err(|_| DeliveryError::ConnectTimeout(self.connect_timeout))??;
+            .map_err(|_| ClientError::ConnectTimeout(self.connect_timeout))??;
         match stream {
             Stream::Plain(s) => send(s, request).await,
             Stream::Tls(s) => send(*s, request).await,
@@ -153,7 +212,7 @@ enum Stream {
 }
 
 /// One HTTP/1.1 exchange on `io`; returns once the response head is in.
-async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<StatusCode, DeliveryError>
+async fn send<T>(io: T, request: Request<Full<Bytes>>) -> Result<StatusCode, ClientError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -7,10 +7,12 @@
 //!   every backend implements; [`embedded`] is the single-machine default (redb in the data
 //!   directory), [`redis`] the shared one for many machines, [`any`] whichever is configured.
 //! - [`worker`]: the in-process worker pool: claim, heartbeat, run, complete or fail.
+//! - [`relay`]: progress events across processes through Redis.
 
 pub mod any;
 pub mod embedded;
 pub mod model;
 pub mod redis;
+pub mod relay;
 pub mod store;
 pub mod worker;

@@ -9,17 +9,20 @@
 //! - [`purge`]: telling the edge to drop deleted videos from its cache.
 //! - [`webhooks`]: signed `video.ready` / `video.failed` events to a configured receiver.
 //! - [`migration`]: importing existing files.
+//! - [`http_client`]: the one HTTP client (webhooks, edge purges).
 //! - [`net`]: the API listener (connection cap, deadlines, lingering close, drain).
-//! - [`config`], [`metrics`], [`server`].
+//! - [`roles`]: `serve`, `worker` and `transcode`, each wired from its own settings.
+//! - [`config`], [`metrics`].
 
 pub mod api;
 pub mod config;
+pub mod http_client;
 pub mod jobs;
 pub mod metrics;
 pub mod migration;
 pub mod net;
 pub mod playback;
 pub mod purge;
-pub mod server;
+pub mod roles;
 pub mod transcode;
 pub mod webhooks;

@@ -111,3 +111,64 @@ impl Metrics {
         out
     }
 }
+
+/// Middleware: counts every API request by its route template and status class (never the
+/// concrete path, which names videos).
+pub async fn count_requests(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    let class = match response.status().as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
+    metrics.requests.with_label_values(&[&route, class]).inc();
+    response
+}
+
+/// Refreshes the jobs-by-state gauges (queue depth) every few seconds until `stop` fires.
+pub fn spawn_job_gauges<S>(
+    store: std::sync::Arc<S>,
+    metrics: std::sync::Arc<Metrics>,
+    mut stop: shared::shutdown::Switch,
+) where
+    S: crate::jobs::store::JobStore + Send + Sync + 'static,
+{
+    use crate::jobs::model::JobState;
+    tokio::spawn(async move {
+        loop {
+            if let Ok(counts) = store.counts().await {
+                for state in [
+                    JobState::Registered,
+                    JobState::Queued,
+                    JobState::Processing,
+                    JobState::Ready,
+                    JobState::Failed,
+                ] {
+                    let n = counts
+                        .iter()
+                        .find(|(k, _)| *k == state)
+                        .map_or(0, |(_, n)| *n);
+                    metrics
+                        .jobs
+                        .with_label_values(&[state.as_str()])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                () = stop.fired() => return,
+            }
+        }
+    });
+}

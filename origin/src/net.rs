@@ -24,8 +24,9 @@ use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use shared::shutdown::{self, Switch};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::HttpSettings;
 use transport::{Activity, Transport, Verdict};
@@ -39,7 +40,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let limiter = Arc::new(Semaphore::new(settings.max_connections));
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = shutdown::channel();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -74,7 +75,7 @@ pub async fn serve(
         ));
     }
     drop(listener);
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(settings.shutdown_grace, limiter.acquire_many(all))
         .await
@@ -86,12 +87,7 @@ pub async fn serve(
 }
 
 /// Serves one connection until it closes, a deadline passes, or shutdown drains it.
-async fn connection(
-    tcp: tokio::net::TcpStream,
-    app: Router,
-    settings: HttpSettings,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn connection(tcp: tokio::net::TcpStream, app: Router, settings: HttpSettings, stop: Switch) {
     let activity = Arc::new(Activity::default());
     let io = TokioIo::new(Transport::new(tcp, activity.clone(), settings.send_timeout));
     let tracked = activity.clone();
@@ -117,18 +113,12 @@ async fn connection(
     let mut conn = std::pin::pin!(conn);
     let watchdog = watchdog(&activity, settings);
     let mut watchdog = std::pin::pin!(watchdog);
+    let draining = shutdown::drain(conn.as_mut(), stop, |conn| conn.graceful_shutdown());
     let result = tokio::select! {
-        r = conn.as_mut() => r,
+        r = draining => r,
         () = &mut watchdog => {
             tracing::debug!("connection closed: header or idle timeout");
             return;
-        }
-        () = async { let _ = stop.wait_for(|&s| s).await; } => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = &mut watchdog => return,
-            }
         }
     };
     if let Err(error) = result {

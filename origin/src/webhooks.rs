@@ -5,7 +5,7 @@
 //! - [`settings`]: `[webhooks]`, `WEBHOOK_SECRET`, validation.
 //! - [`event`]: the JSON body (`video.ready`, `video.failed`).
 //! - [`signature`]: `X-Webhook-Signature`, and how a receiver verifies it.
-//! - [`client`]: one HTTP(S) POST with connect and overall timeouts.
+//! - the POST itself goes through the origin's one client, [`crate::http_client`].
 //! - [`delivery`]: one event's attempts with exponential backoff.
 //! - here: the bounded queue and the dispatcher that keep deliveries off the workers, and
 //!   the bounded drain at shutdown.
@@ -13,7 +13,6 @@
 //! Events live in memory only: a process that dies loses the deliveries it still had (the
 //! job's state in the store is the record; receivers can reconcile with `GET /api/videos`).
 
-pub mod client;
 pub mod delivery;
 pub mod event;
 pub mod settings;
@@ -26,8 +25,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::http_client::{Client, ClientError};
 use crate::metrics::Metrics;
-use client::{Client, DeliveryError};
 use delivery::{until_abandoned, Deliverer, Outcome};
 use event::{Event, EventKind};
 use settings::WebhookSettings;
@@ -71,8 +70,13 @@ pub struct Dispatcher {
 pub fn start(
     settings: &WebhookSettings,
     metrics: Option<Arc<Metrics>>,
-) -> Result<(Webhooks, Dispatcher), DeliveryError> {
-    Ok(start_with(settings, Client::new(settings)?, metrics))
+) -> Result<(Webhooks, Dispatcher), ClientError> {
+    Ok(start_with(settings, client(settings)?, metrics))
+}
+
+/// The client for the configured receiver (Mozilla roots).
+pub fn client(settings: &WebhookSettings) -> Result<Client, ClientError> {
+    Client::new(&settings.target, settings.connect_timeout, settings.timeout)
 }
 
 /// [`start`] with a given client (tests trust their own CA).

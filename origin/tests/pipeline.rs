@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
-use origin::transcode::pipeline::{Cancel, Job, PipelineError, Profile, Published};
+use origin::transcode::pipeline::{Job, PipelineError, Profile, Published};
 use origin::transcode::progress::Stage;
 use shared::media::{Layout, VideoId};
 use support::{Event, Recorder, TestEnv};
@@ -165,7 +165,7 @@ async fn a_dropped_cancel_sender_does_not_cancel_the_job() {
     let env = TestEnv::new();
     let id = VideoId::random();
     let source = &support::clips().tiny;
-    let (_, mut cancel) = Cancel::new();
+    let (_, mut cancel) = shared::shutdown::channel();
     let result = env
         .run(
             &job(&id, source, Profile::Ladder),
@@ -184,7 +184,7 @@ async fn files_that_are_not_videos_are_refused_with_a_clear_message() {
     for (what, path) in support::bad_inputs(&env.scratch()) {
         let id = VideoId::random();
         let recorder = Recorder::default();
-        let (_cancel_tx, mut cancel) = Cancel::new();
+        let (_cancel_tx, mut cancel) = shared::shutdown::channel();
         let result = env
             .run(&job(&id, &path, Profile::Ladder), &recorder, &mut cancel)
             .await;
@@ -220,7 +220,7 @@ async fn files_that_are_not_videos_are_refused_with_a_clear_message() {
 async fn cancelling_kills_ffmpeg_and_publishes_nothing() {
     let env = TestEnv::new();
     let id = VideoId::random();
-    let (cancel_tx, mut cancel) = Cancel::new();
+    let (cancel_tx, mut cancel) = shared::shutdown::channel();
     let recorder = Recorder::cancelling(cancel_tx);
     let result = env
         .run(
@@ -274,7 +274,7 @@ fn job<'a>(video: &'a VideoId, source: &'a Path, profile: Profile) -> Job<'a> {
 async fn transcode(env: &TestEnv, source: &Path, profile: Profile) -> (VideoId, Published) {
     let id = VideoId::random();
     let recorder = Recorder::default();
-    let (_cancel_tx, mut cancel) = Cancel::new();
+    let (_cancel_tx, mut cancel) = shared::shutdown::channel();
     let published = env
         .run(&job(&id, source, profile), &recorder, &mut cancel)
         .await

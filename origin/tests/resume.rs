@@ -14,7 +14,7 @@ use std::time::Duration;
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
 use origin::transcode::ffmpeg::TS_ORIGIN;
-use origin::transcode::pipeline::{Cancel, Events, Job, PipelineError, Profile};
+use origin::transcode::pipeline::{Events, Job, PipelineError, Profile};
 use origin::transcode::playlist;
 use origin::transcode::progress::Stage;
 use shared::media::VideoId;
@@ -25,7 +25,7 @@ use support::TestEnv;
 struct CrashHalfway {
     tmp: PathBuf,
     video: VideoId,
-    cancel: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
+    cancel: Mutex<Option<shared::shutdown::Trigger>>,
 }
 
 impl Events for CrashHalfway {
@@ -54,7 +54,7 @@ impl Events for CrashHalfway {
             .status()
             .expect("cp runs");
         assert!(copied.success());
-        let _ = tx.send(true);
+        tx.fire();
     }
     fn thumbnail_ready(&self) {}
 }
@@ -151,7 +151,7 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
         encoder: EncoderPreference::Cpu,
     };
 
-    let (tx, mut cancel) = Cancel::new();
+    let (tx, mut cancel) = shared::shutdown::channel();
     let crash = CrashHalfway {
         tmp: env.layout.tmp_root(),
         video: video.clone(),
@@ -173,7 +173,7 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
         .is_dir());
 
     let resumed = Resumed::default();
-    let (_tx, mut cancel) = Cancel::new();
+    let (_tx, mut cancel) = shared::shutdown::channel();
     let published = tokio::time::timeout(
         Duration::from_secs(180),
         env.pipeline.run(&job, &resumed, &mut cancel),

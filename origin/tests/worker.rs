@@ -121,11 +121,11 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
 
     let pool = pool(&layout, store.clone(), 5);
     let mut events = pool.subscribe();
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = shared::shutdown::channel();
     let mut workers = pool.start(stop);
     wait_ready(&mut events, &second).await;
     wait_ready(&mut events, &first).await;
-    stop_tx.send(true).expect("stop");
+    stop_tx.fire();
     while workers.join_next().await.is_some() {}
 
     for (video, attempts) in [(&first, 2), (&second, 1)] {

@@ -11,7 +11,8 @@
 //! - [`secret`]: secrets that never print and are never weak or a placeholder.
 //! - [`env`]: environment-variable overrides read through a trait, so tests pass a map.
 //! - [`telemetry`]: `tracing` subscriber set-up shared by both binaries.
-//! - [`shutdown`]: the SIGTERM/SIGINT future both servers drain on.
+//! - [`shutdown`]: SIGTERM/SIGINT, and the one switch every "stop now" inside both services
+//!   uses (shutdown, drain, cancellation).
 
 pub mod env;
 pub mod media;

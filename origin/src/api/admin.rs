@@ -42,7 +42,7 @@ impl Readiness {
 /// ffmpeg runs, the store answers, the data directory is writable.
 async fn check(state: &AppState) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut ffmpeg = tokio::process::Command::new(&state.settings.transcode.ffmpeg);
+    let mut ffmpeg = tokio::process::Command::new(&state.settings.worker.media.transcode.ffmpeg);
     ffmpeg
         .arg("-version")
         .stdout(std::process::Stdio::null())

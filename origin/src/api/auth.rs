@@ -16,7 +16,7 @@ use shared::media::VideoId;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::config::{JwtKey, Settings};
+use crate::config::{AuthSettings, JwtKey};
 
 /// A user token's claims.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,24 +53,16 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(settings: &Settings) -> Result<Self, ApiError> {
-        let a = &settings.auth;
+    /// Fails only when a configured public key cannot be parsed.
+    pub fn new(a: &AuthSettings) -> Result<Self, jsonwebtoken::errors::Error> {
         let (user_key, alg, mint_key) = match &a.jwt {
             JwtKey::Hs256(secret) => (
                 DecodingKey::from_secret(secret),
                 Algorithm::HS256,
                 Some(EncodingKey::from_secret(secret)),
             ),
-            JwtKey::Rs256(pem) => (
-                DecodingKey::from_rsa_pem(pem).map_err(ApiError::internal)?,
-                Algorithm::RS256,
-                None,
-            ),
-            JwtKey::Es256(pem) => (
-                DecodingKey::from_ec_pem(pem).map_err(ApiError::internal)?,
-                Algorithm::ES256,
-                None,
-            ),
+            JwtKey::Rs256(pem) => (DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256, None),
+            JwtKey::Es256(pem) => (DecodingKey::from_ec_pem(pem)?, Algorithm::ES256, None),
         };
         let mut user_validation = Validation::new(alg);
         user_validation.leeway = a.leeway_secs;
@@ -285,8 +277,8 @@ mod tests {
         c
     }
 
-    fn settings(algorithm: JwtAlgorithm, public_key: Option<&std::path::Path>) -> Settings {
-        config(algorithm, public_key).validate().expect("valid")
+    fn settings(algorithm: JwtAlgorithm, public_key: Option<&std::path::Path>) -> AuthSettings {
+        config(algorithm, public_key).serve().expect("valid").auth
     }
 
     fn b64(bytes: &[u8]) -> String {
@@ -394,7 +386,7 @@ mod tests {
     fn not_before_issuer_and_audience() {
         let mut c = config(JwtAlgorithm::HS256, None);
         c.auth.leeway_secs = 0;
-        let auth = Auth::new(&c.validate().expect("valid")).expect("auth");
+        let auth = Auth::new(&c.serve().expect("valid").auth).expect("auth");
         let now = crate::jobs::model::unix_now();
         let key = EncodingKey::from_secret(b"0123456789abcdef0123");
         let sign = |claims: serde_json::Value| {
@@ -406,7 +398,7 @@ mod tests {
         assert!(auth.verify(&fine).is_ok());
         c.auth.issuer = "https://id.example.com".into();
         c.auth.audience = "hls-origin".into();
-        let auth = Auth::new(&c.validate().expect("valid")).expect("auth");
+        let auth = Auth::new(&c.serve().expect("valid").auth).expect("auth");
         assert!(
             auth.verify(&fine).is_err(),
             "iss and aud are required when configured"

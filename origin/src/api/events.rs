@@ -59,7 +59,7 @@ pub async fn sse(
     });
     let mut draining = state.draining.clone();
     let drained = async move {
-        let _ = draining.wait_for(|&d| d).await;
+        draining.fired().await;
     };
     let events = first.chain(rest).take_until(Box::pin(drained));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

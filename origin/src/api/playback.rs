@@ -84,7 +84,7 @@ fn ready(job: &Job) -> Result<(), ApiError> {
 
 /// A playback credential for `job`'s owner, expiring with the segment URLs.
 fn credential(state: &AppState, job: &Job) -> Result<String, ApiError> {
-    let s = &state.settings;
+    let s = &state.settings.playback;
     let expires = bucketed_expiry(unix_now(), s.url_ttl_secs, s.expiry_bucket_secs);
     state.auth.playback_token(&job.video, &job.owner, expires)
 }
@@ -166,7 +166,7 @@ pub async fn variant(
             .join("index.m3u8"),
     )
     .await?;
-    let s = &state.settings;
+    let s = &state.settings.playback;
     let key_uri = format!("key?pt={pt}");
     let started = Instant::now();
     let body = sign_variant(

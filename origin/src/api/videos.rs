@@ -131,8 +131,8 @@ pub async fn delete(
     }
     state.store.delete(&video).await?;
     crate::purge::purge_edge(
-        &state.settings,
-        &format!("{}{video}/", state.settings.edge_prefix),
+        &state.settings.purge,
+        &format!("{}{video}/", state.settings.playback.edge_prefix),
     )
     .await;
     tracing::info!(%video, user = %user.id, "video deleted");

@@ -76,8 +76,9 @@ pub async fn index(State(state): State<AppState>) -> Response {
         INDEX.to_owned()
     };
     let mut response = page_response(HTML, body);
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&state.settings.edge_base_url))
-    {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(
+        &state.settings.playback.edge_base_url,
+    )) {
         response
             .headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, csp);

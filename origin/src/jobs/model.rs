@@ -23,6 +23,19 @@ pub enum JobState {
     Failed,
 }
 
+impl JobState {
+    /// The name in the API and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Registered => "registered",
+            JobState::Queued => "queued",
+            JobState::Processing => "processing",
+            JobState::Ready => "ready",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
 /// A worker's claim on a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shared::media::{Layout, VideoId};
-use tokio::sync::{broadcast, mpsc, watch};
+use shared::shutdown::{self, Switch, Trigger};
+use tokio::sync::{broadcast, mpsc};
 
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
 use crate::metrics::Metrics;
-use crate::transcode::pipeline::{Cancel, Events, Job as PipelineJob, Pipeline};
+use crate::transcode::pipeline::{Events, Job as PipelineJob, Pipeline};
 use crate::transcode::progress::{Stage, Throttle};
 use crate::webhooks::event::Event as WebhookEvent;
 use crate::webhooks::Webhooks;
@@ -66,7 +67,7 @@ pub struct WorkerPool<S> {
     layout: Layout,
     settings: WorkerSettings,
     events: broadcast::Sender<JobEvent>,
-    running: Mutex<HashMap<VideoId, watch::Sender<bool>>>,
+    running: Mutex<HashMap<VideoId, Trigger>>,
     metrics: Option<Arc<Metrics>>,
     webhooks: Option<Webhooks>,
 }
@@ -128,14 +129,11 @@ impl<S: JobStore> WorkerPool<S> {
     /// Kills the running job of `video`, if any, here (deletion).
     pub fn cancel(&self, video: &VideoId) -> bool {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running
-            .get(video)
-            .map(|tx| tx.send(true).is_ok())
-            .unwrap_or(false)
+        running.get(video).map(Trigger::fire).is_some()
     }
 
     /// Starts the workers; they stop claiming when `stop` fires and finish what they hold.
-    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinSet<()> {
+    pub fn start(self: &Arc<Self>, stop: Switch) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
         for n in 0..self.settings.concurrency.max(1) {
             let pool = self.clone();
@@ -145,9 +143,9 @@ impl<S: JobStore> WorkerPool<S> {
         set
     }
 
-    async fn worker_loop(self: Arc<Self>, n: usize, mut stop: watch::Receiver<bool>) {
+    async fn worker_loop(self: Arc<Self>, n: usize, mut stop: Switch) {
         let name = format!("{}-{n}", self.settings.name);
-        while !*stop.borrow() {
+        while !stop.is_fired() {
             match self
                 .store
                 .claim(&name, self.settings.lease_secs, unix_now())
@@ -159,7 +157,7 @@ impl<S: JobStore> WorkerPool<S> {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
-                _ = stop.changed() => {}
+                () = stop.fired() => {}
             }
         }
     }
@@ -167,7 +165,7 @@ impl<S: JobStore> WorkerPool<S> {
     async fn run(&self, worker: &str, job: Job) {
         let video = job.video.clone();
         tracing::info!(%video, worker, attempt = job.attempts, "job started");
-        let (cancel_tx, mut cancel) = Cancel::new();
+        let (cancel_tx, mut cancel) = shutdown::channel();
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -272,7 +270,7 @@ impl<S: JobStore> WorkerPool<S> {
         &self,
         worker: &str,
         video: &VideoId,
-        cancel: watch::Sender<bool>,
+        cancel: Trigger,
         lost: &std::sync::atomic::AtomicBool,
     ) {
         let every = Duration::from_secs((self.settings.lease_secs / 3).max(1) as u64);
@@ -287,7 +285,7 @@ impl<S: JobStore> WorkerPool<S> {
                 Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
                     tracing::warn!(%video, worker, "lease lost, stopping without publishing");
                     lost.store(true, std::sync::atomic::Ordering::Relaxed);
-                    let _ = cancel.send(true);
+                    cancel.fire();
                     return std::future::pending().await;
                 }
                 // A store outage: keep encoding; if the lease runs out meanwhile, the next

@@ -15,7 +15,17 @@ use super::ffmpeg::{self, Encoder};
 use super::probe::SourceInfo;
 
 /// What a job asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EncoderPreference {
     /// NVENC when available, else libx264.

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shared::media::{Layout, VideoId};
-use tokio::sync::watch;
 
 use super::encoder::{EncoderPreference, EncoderSelector};
 use super::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
@@ -26,7 +25,17 @@ mod runner;
 mod thumbs;
 
 /// How a job turns its source into HLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// The full adaptive ladder.
@@ -67,28 +76,8 @@ pub trait Events: Send + Sync {
     }
 }
 
-/// Cancels a running job (delete): its ffmpeg is killed.
-#[derive(Clone)]
-pub struct Cancel(watch::Receiver<bool>);
-
-impl Cancel {
-    /// A token and the sender that fires it.
-    pub fn new() -> (watch::Sender<bool>, Self) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Self(rx))
-    }
-
-    async fn wait(&mut self) {
-        // A dropped sender can never cancel: wait forever instead of reporting a cancellation.
-        if self.0.wait_for(|&v| v).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-}
+/// Cancels a running job (delete, a lost lease): its ffmpeg is killed and nothing is published.
+pub type Cancel = shared::shutdown::Switch;
 
 /// The result of a published job.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -399,7 +388,7 @@ impl Pipeline {
         self.storyboard_sheets(&work, &storyboard, events, cancel)
             .await?;
         self.storyboard_vtt(&work, info.duration, interval).await?;
-        if cancel.is_set() {
+        if cancel.is_fired() {
             return Err(PipelineError::Cancelled);
         }
         publish::publish(&work, &self.layout, job.video)?;

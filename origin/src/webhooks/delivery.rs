@@ -9,9 +9,9 @@ use bytes::Bytes;
 use ring::hmac;
 use tokio::sync::watch;
 
-use super::client::{Client, DeliveryError};
 use super::event::Event;
 use super::signature::{sign, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::http_client::{Client, ClientError};
 use crate::jobs::model::unix_now;
 
 /// Retry schedule.
@@ -123,18 +123,20 @@ impl Deliverer {
         Outcome::Failed
     }
 
-    async fn attempt(&self, id: &str, body: Bytes) -> Result<(), DeliveryError> {
+    async fn attempt(&self, id: &str, body: Bytes) -> Result<(), ClientError> {
         let timestamp = unix_now();
         let headers = [
+            ("content-type", "application/json".to_owned()),
             (ID_HEADER, id.to_owned()),
             (TIMESTAMP_HEADER, timestamp.to_string()),
             (SIGNATURE_HEADER, sign(&self.key, timestamp, &body)),
         ];
-        let status = self.client.post(&headers, body).await?;
+        let path = self.client.target().path.clone();
+        let status = self.client.post(&path, &headers, body).await?;
         if status.is_success() {
             Ok(())
         } else {
-            Err(DeliveryError::Status(status))
+            Err(ClientError::Status(status))
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use shared::secret::{self, SecretString, Strength, Verdict};
 
 use super::delivery::Backoff;
+pub use crate::http_client::Target;
 
 /// `[webhooks]`. Off unless `url` is set.
 #[derive(Debug, Clone, Deserialize)]
@@ -69,56 +70,6 @@ pub struct WebhookSettings {
     pub queue: usize,
     pub concurrency: usize,
     pub shutdown_grace: Duration,
-}
-
-/// Where to connect and what to ask for, parsed once from `webhooks.url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub https: bool,
-    /// Host name or IP address (IPv6 without brackets), for connecting and TLS.
-    pub host: String,
-    pub port: u16,
-    /// `host[:port]` as written, for the Host header.
-    pub authority: String,
-    /// Path and query, at least `/`.
-    pub path: String,
-}
-
-impl Target {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err(format!("{url:?} must start with http:// or https://")),
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("{url:?} has no host"))?;
-        // Credentials would be silently dropped (nothing sends them); receivers authenticate
-        // the origin by the signature instead.
-        if authority.as_str().contains('@') {
-            return Err(format!(
-                "{url:?} must not contain user:password@ (receivers verify the signature)"
-            ));
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
-        }
-        Ok(Self {
-            https,
-            host: host.to_owned(),
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
-            authority: authority.as_str().to_owned(),
-            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
-        })
-    }
 }
 
 impl WebhooksConfig {

@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, RootCertStore};
 
-use super::client::Client;
+use super::client;
 use super::event::Event;
 use super::settings::{WebhookSettings, WebhooksConfig};
 use super::{start_with, Dispatcher, Webhooks};
+use crate::http_client::Client;
 use crate::jobs::model::Job;
 use crate::metrics::Metrics;
 use crate::transcode::pipeline::Profile;
@@ -166,7 +167,7 @@ fn verify(seen: &Seen) {
 async fn retries_with_the_same_id_until_2xx() {
     let (port, log) = receiver(None, vec![500, 204]).await;
     let s = settings(&format!("http://127.0.0.1:{port}/hooks?x=1"), 3, 1000);
-    let client = Client::new(&s).expect("client");
+    let client = client(&s).expect("client");
     let (webhooks, dispatcher, metrics) = started(&s, client);
     let event = Event::ready(&job(), 42);
     webhooks.notify(event.clone());
@@ -217,8 +218,10 @@ async fn https_with_a_verified_certificate() {
     roots
         .add(CertificateDer::from(ca.der().to_vec()))
         .expect("trust the CA");
-    let (webhooks, dispatcher, metrics) =
-        started(&s, Client::with_roots(&s, roots).expect("client"));
+    let (webhooks, dispatcher, metrics) = started(
+        &s,
+        Client::with_roots(&s.target, s.connect_timeout, s.timeout, roots).expect("client"),
+    );
     webhooks.notify(Event::failed(&job(), "bad input", 7));
     eventually("delivery", || {
         count(&metrics, "video.failed", "delivered") == 1
@@ -230,7 +233,7 @@ async fn https_with_a_verified_certificate() {
     assert_eq!(body["error"], "bad input");
 
     // The public roots do not know this CA: the handshake fails and the event is given up.
-    let (webhooks, dispatcher2, metrics) = started(&s, Client::new(&s).expect("client"));
+    let (webhooks, dispatcher2, metrics) = started(&s, client(&s).expect("client"));
     webhooks.notify(Event::ready(&job(), 8));
     eventually("giving up", || {
         count(&metrics, "video.ready", "failed") == 1
@@ -249,7 +252,7 @@ async fn https_with_a_verified_certificate() {
 async fn gives_up_after_max_attempts() {
     let (port, log) = receiver(None, vec![503]).await;
     let s = settings(&format!("http://127.0.0.1:{port}/"), 3, 1000);
-    let (webhooks, dispatcher, metrics) = started(&s, Client::new(&s).expect("client"));
+    let (webhooks, dispatcher, metrics) = started(&s, client(&s).expect("client"));
     webhooks.notify(Event::failed(&job(), "x", 1));
     eventually("giving up", || {
         count(&metrics, "video.failed", "failed") == 1
@@ -268,7 +271,7 @@ async fn shutdown_is_bounded_and_abandons_the_rest() {
     s.backoff.initial = Duration::from_secs(60);
     s.backoff.max = Duration::from_secs(60);
     s.concurrency = 1;
-    let (webhooks, dispatcher, metrics) = started(&s, Client::new(&s).expect("client"));
+    let (webhooks, dispatcher, metrics) = started(&s, client(&s).expect("client"));
     webhooks.notify(Event::ready(&job(), 1));
     webhooks.notify(Event::failed(&job(), "x", 1));
     eventually("first attempt", || !log.lock().expect("lock").is_empty()).await;

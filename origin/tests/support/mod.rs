@@ -28,7 +28,7 @@ use origin::transcode::pipeline::{
 };
 use origin::transcode::progress::Stage;
 use shared::media::Layout;
-use tokio::sync::watch;
+use shared::shutdown::Trigger;
 
 pub const FFMPEG: &str = "ffmpeg";
 pub const FFPROBE: &str = "ffprobe";
@@ -377,13 +377,13 @@ pub enum Event {
 #[derive(Default)]
 pub struct Recorder {
     events: Mutex<Vec<Event>>,
-    cancel_on_encode: Mutex<Option<watch::Sender<bool>>>,
+    cancel_on_encode: Mutex<Option<Trigger>>,
     cancelled_at: Mutex<Option<Instant>>,
 }
 
 impl Recorder {
     /// A recorder that sends `true` on `cancel` once ffmpeg reports encode progress.
-    pub fn cancelling(cancel: watch::Sender<bool>) -> Self {
+    pub fn cancelling(cancel: Trigger) -> Self {
         Self {
             cancel_on_encode: Mutex::new(Some(cancel)),
             ..Self::default()
@@ -423,7 +423,7 @@ impl Events for Recorder {
         if self.in_encode() {
             if let Some(tx) = self.cancel_on_encode.lock().expect("recorder lock").take() {
                 *self.cancelled_at.lock().expect("recorder lock") = Some(Instant::now());
-                tx.send(true).expect("the job holds the cancel receiver");
+                tx.fire();
             }
         }
     }

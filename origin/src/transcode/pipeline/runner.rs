@@ -68,7 +68,7 @@ impl Pipeline {
         loop {
             let next = tokio::select! {
                 r = tokio::time::timeout(stall, lines.next_line()) => r,
-                _ = cancel.wait() => {
+                () = cancel.fired() => {
                     let _ = child.kill().await;
                     return Err(PipelineError::Cancelled);
                 }

@@ -1,0 +1,150 @@
+//! The three ways to run the origin, each built from its own validated settings:
+//!
+//! - [`serve`]: the API (uploads, playback, events, the web app) with in-process workers.
+//! - [`worker`]: workers only, on machines that share the job store.
+//! - [`transcode`]: the pipeline once, on one file.
+//!
+//! What more than one role wires up (binding, the job store, the pipeline, webhooks, the
+//! metrics listener) lives here, once.
+
+pub mod serve;
+pub mod transcode;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use shared::media::Layout;
+use shared::shutdown::Switch;
+use tokio::net::TcpListener;
+
+use crate::config::{MediaSettings, NvencMode, StoreSettings, WorkerSettings};
+use crate::jobs::any::AnyStore;
+use crate::jobs::embedded::EmbeddedStore;
+use crate::jobs::redis::RedisStore;
+use crate::jobs::store::StoreError;
+use crate::metrics::Metrics;
+use crate::transcode::encoder::{detect_nvenc, EncoderSelector};
+use crate::transcode::pipeline::{self, Pipeline};
+use crate::webhooks::{self, Dispatcher, Webhooks};
+
+/// Why a role could not start. (Requests fail with `api::error::ApiError`; this is only for
+/// what happens before the first one.)
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("binding the {listener} listener on {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("preparing the data directory {dir}: {source}")]
+    DataDir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the job store: {0}")]
+    Store(#[from] StoreError),
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("starting webhooks: {0}")]
+    Webhooks(#[from] crate::http_client::ClientError),
+    #[error("loading the JWT verification key: {0}")]
+    JwtKey(#[from] jsonwebtoken::errors::Error),
+    #[error("{0}")]
+    Pipeline(#[from] pipeline::PipelineError),
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Binds `addr` and announces it (`listening listener=.. addr=..`; tests and operators read the
+/// real port of `:0` from it).
+pub async fn bind(addr: SocketAddr, listener: &'static str) -> Result<TcpListener, StartupError> {
+    let bound = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            listener,
+            addr,
+            source,
+        })?;
+    let local = bound.local_addr().map_err(StartupError::Serve)?;
+    tracing::info!(listener, addr = %local, "listening");
+    Ok(bound)
+}
+
+/// The data directory's layout, created if missing.
+pub fn layout(media: &MediaSettings) -> Result<Layout, StartupError> {
+    let layout = Layout::new(&media.data_dir);
+    layout.ensure().map_err(|source| StartupError::DataDir {
+        dir: media.data_dir.clone(),
+        source,
+    })?;
+    Ok(layout)
+}
+
+/// The pipeline the settings describe (NVENC detected here, once).
+pub async fn pipeline(media: &MediaSettings, layout: &Layout) -> Pipeline {
+    let t = &media.transcode;
+    let nvenc = t.nvenc == NvencMode::Auto && detect_nvenc(&t.ffmpeg).await;
+    tracing::info!(nvenc, "encoder detection");
+    let encoders = EncoderSelector::new(nvenc, t.nvenc_sessions, &t.x264_preset, &t.nvenc_preset);
+    Pipeline::new(
+        pipeline::Settings {
+            ffmpeg: t.ffmpeg.clone(),
+            ffprobe: t.ffprobe.clone(),
+            ladder: t.ladder.clone(),
+            segment_secs: t.segment_secs,
+            stall_timeout: media.stall_timeout(),
+            poster_width: 1280,
+            storyboard_tiles: 100,
+            limits: media.limits.clone(),
+        },
+        layout.clone(),
+        encoders,
+    )
+}
+
+/// The configured job store.
+pub async fn open_store(store: &StoreSettings, layout: &Layout) -> Result<AnyStore, StartupError> {
+    Ok(match store {
+        StoreSettings::Redis { url } => {
+            tracing::info!("job store: redis");
+            AnyStore::Redis(RedisStore::connect(url).await?)
+        }
+        StoreSettings::Embedded => AnyStore::Embedded(EmbeddedStore::open(&layout.store_dir())?),
+    })
+}
+
+/// The webhook sender for the workers and its dispatcher, when webhooks are configured.
+pub fn start_webhooks(
+    worker: &WorkerSettings,
+    metrics: &Arc<Metrics>,
+) -> Result<(Option<Webhooks>, Option<Dispatcher>), StartupError> {
+    let Some(w) = &worker.webhooks else {
+        return Ok((None, None));
+    };
+    let (notifier, dispatcher) = webhooks::start(w, Some(metrics.clone()))?;
+    Ok((Some(notifier), Some(dispatcher)))
+}
+
+/// The metrics listener (`/metrics`, `/healthz`) until `stop` fires.
+pub fn spawn_admin(listener: TcpListener, metrics: Arc<Metrics>, mut stop: Switch) {
+    let router = Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/healthz", get(|| async { "ok\n" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.fired().await })
+            .await;
+    });
+}
+
+/// This process's name as a worker: host and pid, unique across a deployment.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,57 @@
+//! `origin worker`: workers only, on a machine that shares the job store (Redis) and the
+//! media store with the API. Needs no JWT secret, no API address and no edge URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::shutdown::{self, Terminate};
+
+use super::{bind, layout, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
+use crate::config::WorkerSettings;
+use crate::jobs::relay::publish_pool_events;
+use crate::jobs::worker::{self, WorkerPool};
+use crate::metrics::Metrics;
+
+/// Runs `concurrency` workers until SIGTERM, then lets the running jobs finish.
+pub async fn run(settings: WorkerSettings, concurrency: usize) -> Result<(), StartupError> {
+    let terminate = Terminate::install();
+    let admin = match settings.admin_listen {
+        Some(addr) => Some(bind(addr, "admin").await?),
+        None => None,
+    };
+    let layout = layout(&settings.media)?;
+    let store = Arc::new(open_store(&settings.store, &layout).await?);
+    let pipeline = pipeline(&settings.media, &layout).await;
+    let metrics = Arc::new(Metrics::new()?);
+    let (notifier, webhooks) = start_webhooks(&settings, &metrics)?;
+    let t = &settings.media.transcode;
+    let pool = WorkerPool::with_reporting(
+        store.clone(),
+        pipeline,
+        layout,
+        worker::WorkerSettings {
+            concurrency: concurrency.max(1),
+            lease_secs: t.lease_secs,
+            poll_interval: Duration::from_millis(500),
+            max_attempts: t.max_attempts,
+            name: super::worker_name(),
+        },
+        Some(metrics.clone()),
+        notifier,
+    );
+    if let Some(redis) = store.redis() {
+        publish_pool_events(&pool, redis.clone());
+    }
+    let (stop, stopping) = shutdown::channel();
+    if let Some(listener) = admin {
+        spawn_admin(listener, metrics, stopping.clone());
+    }
+    let mut workers = pool.start(stopping);
+    terminate.wait().await;
+    stop.fire();
+    while workers.join_next().await.is_some() {}
+    if let Some(d) = webhooks {
+        d.shutdown().await;
+    }
+    Ok(())
+}
