@@ -270,6 +270,20 @@ impl OriginConfig {
         toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))
     }
 
+    /// The file at `path` (defaults without one), then the environment on top.
+    pub fn load(path: Option<&std::path::Path>, env: &dyn EnvSource) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(vec![format!("reading {}: {e}", path.display())]))?;
+                Self::from_toml(&text)?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(env);
+        Ok(config)
+    }
+
     /// `ORIGIN_*`, `JWT_SECRET`, `PLAYBACK_SECRET`, `HLS_SIGNING_SECRET`, `EDGE_PURGE_TOKEN`,
     /// `WEBHOOK_SECRET`, `REDIS_URL`. A value that does not parse is kept for `validate()`.
     pub fn apply_env(&mut self, env: &dyn EnvSource) {

@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
+use origin::api::auth::{self, parse_ttl};
 use origin::config::OriginConfig;
 use origin::jobs::model::unix_now;
 use origin::roles;
@@ -93,14 +93,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = match &cli.config {
-        Some(path) => OriginConfig::from_toml(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
-        )?,
-        None => OriginConfig::default(),
-    };
-    config.apply_env(&ProcessEnv);
+    let mut config = OriginConfig::load(cli.config.as_deref(), &ProcessEnv)?;
     if let Some(d) = cli.data {
         config.server.data_dir = d;
     }
@@ -115,12 +108,16 @@ async fn main() -> anyhow::Result<()> {
             dev,
         } => {
             let c = &mut config;
-            c.server.listen = listen.unwrap_or(std::mem::take(&mut c.server.listen));
-            c.server.admin_listen =
-                admin_listen.unwrap_or(std::mem::take(&mut c.server.admin_listen));
-            c.playback.edge_base_url =
-                edge_base_url.unwrap_or(std::mem::take(&mut c.playback.edge_base_url));
-            c.edge.admin_url = edge_admin_url.unwrap_or(std::mem::take(&mut c.edge.admin_url));
+            for (field, flag) in [
+                (&mut c.server.listen, listen),
+                (&mut c.server.admin_listen, admin_listen),
+                (&mut c.playback.edge_base_url, edge_base_url),
+                (&mut c.edge.admin_url, edge_admin_url),
+            ] {
+                if let Some(value) = flag {
+                    *field = value;
+                }
+            }
             c.transcode.workers = workers.unwrap_or(c.transcode.workers);
             c.server.dev |= dev;
             roles::serve::run(config.serve()?).await?;
@@ -139,11 +136,11 @@ async fn main() -> anyhow::Result<()> {
                 secret.len() >= shared::secret::MIN_SECRET_BYTES,
                 "JWT_SECRET must be set (at least 16 bytes)"
             );
-            let token = origin::api::auth::mint_hs256(
+            let token = auth::mint_hs256(
                 secret.as_bytes(),
                 &user,
                 admin,
-                parse_ttl(&ttl)?,
+                parse_ttl(&ttl).map_err(anyhow::Error::msg)?,
                 unix_now(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -169,18 +166,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `90`, `30m`, `1h`, `7d` -> seconds.
-fn parse_ttl(s: &str) -> anyhow::Result<i64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().with_context(|| format!("bad ttl {s:?}"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        other => anyhow::bail!("unknown ttl unit {other:?} (s, m, h, d)"),
-    };
-    Ok(n * mult)
 }

@@ -173,6 +173,21 @@ pub fn mint_hs256(
     )
 }
 
+/// A token lifetime written as `90`, `30m`, `1h` or `7d`, in seconds.
+pub fn parse_ttl(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| format!("bad ttl {s:?}"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        other => return Err(format!("unknown ttl unit {other:?} (s, m, h, d)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("ttl {s:?} is too long"))
+}
+
 fn mint_with(
     key: &EncodingKey,
     user: &str,

@@ -136,8 +136,8 @@ fn example_config_is_valid() {
 
 #[test]
 fn webhook_problems_join_the_others() {
-    let mut c = OriginConfig::from_toml("[webhooks]\nurl = \"http://hooks.local/in\"\n")
-        .expect("parses");
+    let mut c =
+        OriginConfig::from_toml("[webhooks]\nurl = \"http://hooks.local/in\"\n").expect("parses");
     c.server.listen = "nope".into();
     let errors = c.serve().expect_err("invalid").0;
     assert!(
@@ -166,7 +166,9 @@ fn webhook_problems_join_the_others() {
 #[test]
 fn a_worker_needs_no_api_secrets() {
     let c = OriginConfig::default();
-    let w = c.worker(None).expect("a worker needs no JWT, signing secret or edge URL");
+    let w = c
+        .worker(None)
+        .expect("a worker needs no JWT, signing secret or edge URL");
     assert_eq!(w.store, StoreSettings::Embedded);
     assert!(w.admin_listen.is_none());
     assert!(c.serve().is_err(), "the API does");
