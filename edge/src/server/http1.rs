@@ -10,6 +10,7 @@
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout_at;
@@ -25,6 +26,8 @@ use crate::service::Edge;
 const MAX_HEADERS: usize = 64;
 /// Bodies up to this size are copied behind the head and leave in one write.
 const COALESCE_LIMIT: usize = 16 * 1024;
+/// Longest wait to end a connection politely (TLS close_notify).
+const CLOSE_TIME: Duration = Duration::from_secs(1);
 
 /// Serves one connection until it closes, times out or shutdown drains it.
 pub async fn serve<S: Transport>(
@@ -43,11 +46,14 @@ pub async fn serve<S: Transport>(
         shutdown,
     };
     match conn.run(&mut stream).await {
-        Ok(Ending::Close) => {}
-        Ok(Ending::Linger(expected)) => linger(&mut stream, send_timeout, expected).await,
+        // A client that reads takes a close_notify at once; one that does not is not waited for.
+        Ok(Ending::Close) => stream.finish(send_timeout.min(CLOSE_TIME)).await,
+        Ok(Ending::Linger(expected)) => {
+            linger(&mut stream, send_timeout.min(CLOSE_TIME), expected).await
+        }
+        // Timed out or broken: nothing more is sent.
         Err(error) => tracing::debug!(client.addr = %peer, %error, "connection ended"),
     }
-    stream.finish(send_timeout).await;
 }
 
 /// How a connection ends after its last response.

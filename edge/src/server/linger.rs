@@ -18,15 +18,15 @@ const LINGER_IDLE: Duration = Duration::from_secs(1);
 /// Most bytes read and discarded.
 const LINGER_BYTES: usize = 8 << 20;
 
-/// Half-closes `stream` (a FIN; over TLS a close_notify first) within `send_timeout`, then
+/// Half-closes `stream` (a FIN; over TLS a close_notify first) within `close_time`, then
 /// discards what arrives until `expected` bytes (the rest of a body of known length) came, the
 /// client closes or goes quiet, or a bound is reached.
 pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    send_timeout: Duration,
+    close_time: Duration,
     expected: Option<u64>,
 ) {
-    if !matches!(timeout(send_timeout, stream.shutdown()).await, Ok(Ok(()))) {
+    if !matches!(timeout(close_time, stream.shutdown()).await, Ok(Ok(()))) {
         return;
     }
     let end = Instant::now() + LINGER_TIME;

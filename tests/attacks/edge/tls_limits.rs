@@ -1,6 +1,7 @@
 //! TLS connections get the limits of plain ones: a connection that goes silent after the
-//! handshake is closed by the idle timeout (HTTP/2 and HTTP/1.1), and HTTP/2 streams that
-//! never read cannot make the edge buffer a segment per stream.
+//! handshake is closed by the idle timeout (HTTP/2 and HTTP/1.1), a trickled head by the head
+//! deadline, and HTTP/2 streams that never read cannot make the edge buffer a segment per
+//! stream.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -111,6 +112,40 @@ fn silent_tls_connections_are_closed_by_the_idle_timeout() {
             "{name}: closed after {after:?}, not before the idle timeout"
         );
     }
+}
+
+/// HTTP/1.1 over TLS runs the plain connection loop: its head deadline holds against a client
+/// that trickles a byte a second, as on plain HTTP.
+#[test]
+fn a_head_trickled_over_tls_is_cut_off_at_the_header_timeout() {
+    let tree = ContentTree::new();
+    let server = TlsEdge::start(&tree, "[server]\nheader_timeout_secs = 2\n");
+    let mut stream = server.connect(b"http/1.1");
+    let head = Request::get(signed_target("720p/index.m3u8"))
+        .host(server.addr().to_string())
+        .header("X-Pad", "a".repeat(100))
+        .build();
+    let started = Instant::now();
+    let bound = Duration::from_secs(3);
+    for byte in &head[..head.len() - 4] {
+        // A write after the edge closed may fail: that is the close we wait for.
+        let _ = stream.write_all(&[*byte]).and_then(|()| stream.flush());
+        if closed_after(&mut stream, Duration::from_secs(1)).is_some()
+            || started.elapsed() > bound + Duration::from_secs(5)
+        {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed <= bound,
+        "a head trickled over TLS was cut off after {elapsed:?}, want at most {bound:?}\n{}",
+        server.edge.diagnostics()
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "cut off after {elapsed:?}, before the deadline"
+    );
 }
 
 /// The edge's resident memory, from `/proc/<pid>/status`.
