@@ -1,7 +1,7 @@
 //! The response the service decides on, independent of the protocol that carries it.
 //!
-//! The HTTP/1.1 fast path serialises it by hand and sends file bodies with `sendfile(2)`; the
-//! hyper path turns it into an `http::Response`.
+//! The HTTP/1.1 fast path serialises it by hand and sends file bodies with `sendfile(2)` (or,
+//! over TLS, in encrypted chunks); the HTTP/2 path turns it into an `http::Response`.
 
 use std::fs::File;
 use std::sync::Arc;

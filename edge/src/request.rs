@@ -1,7 +1,7 @@
 //! The protocol-independent view of a request head that the service decides on.
 //!
-//! Both front ends fill it: the HTTP/1.1 fast path from `httparse` (borrowing the connection
-//! buffer, no copies) and the hyper path (TLS, HTTP/2) from `http::Request`.
+//! Both front ends fill it: the HTTP/1.1 fast path (plain and TLS) from `httparse` (borrowing
+//! the connection buffer, no copies) and the HTTP/2 path (hyper) from `http::Request`.
 
 use std::net::IpAddr;
 
