@@ -203,7 +203,11 @@ fn migration_registers_and_first_play_processes() {
         "migration did not finish: {status}"
     );
     assert_eq!(status["total"], 2, "{status}");
-    assert_eq!(status["errors"].as_array().map(Vec::len), Some(0), "{status}");
+    assert_eq!(
+        status["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
     assert_eq!(status["refused"][0]["file"], "broken.mov", "{status}");
     assert_eq!(
         origin.get_as(&alice, "/api/admin/migration").status,

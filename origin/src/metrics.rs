@@ -112,9 +112,9 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts every API request by its route template and status class (never the
-/// concrete path, which names videos).
-pub async fn count_requests(
+/// Middleware: runs every API request in a `request` span (method and route template) and
+/// counts it by route template and status class (never the concrete path, which names videos).
+pub async fn observe_requests(
     axum::extract::State(metrics): axum::extract::State<std::sync::Arc<Metrics>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -124,7 +124,8 @@ pub async fn count_requests(
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(req).await;
+    let span = tracing::info_span!("request", http.method = %req.method(), http.route = %route);
+    let response = tracing::Instrument::instrument(next.run(req), span).await;
     let class = match response.status().as_u16() / 100 {
         1 => "1xx",
         2 => "2xx",

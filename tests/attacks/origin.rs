@@ -297,12 +297,16 @@ fn upload_guards() {
     );
     first.write_all(head.as_bytes()).expect("head");
     first.write_all(&[0u8; 65536]).expect("first bytes");
-    let second_started = Instant::now();
-    let mut second = origin.upload(&alice, &[0u8; 1024], "video/mp4");
-    // The first upload may not have reached the handler yet when the second arrives.
-    while second.status != 429 && second_started.elapsed() < Duration::from_secs(5) {
-        second = origin.upload(&alice, &[0u8; 1024], "video/mp4");
-    }
+    // In progress: its bytes are being written to a temporary file.
+    assert!(
+        wait_until(Duration::from_secs(5), || !files_under(
+            &origin.data.join("tmp")
+        )
+        .is_empty()),
+        "the first upload never started\n{}",
+        origin.diagnostics()
+    );
+    let second = origin.upload(&alice, &[0u8; 1024], "video/mp4");
     assert_eq!(second.status, 429, "{}", second.text());
     let bob = token("bob");
     let others = origin.upload(&bob, &[0u8; 1024], "video/mp4");

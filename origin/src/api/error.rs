@@ -34,8 +34,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     InsufficientStorage(String),
+    /// A fault of ours: logged once with its whole source chain, answered without detail.
     #[error("internal error")]
-    Internal(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -57,9 +58,9 @@ impl ApiError {
         }
     }
 
-    /// An internal fault: logged here once, answered without detail.
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        ApiError::Internal(e.to_string())
+    /// An internal fault: logged once (with its source chain) when answered, without detail.
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(e.into())
     }
 }
 
@@ -85,8 +86,8 @@ impl From<std::io::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "internal error");
+        if let ApiError::Internal(source) = &self {
+            tracing::error!(error = %Chain(source.as_ref()), "internal error");
         } else {
             tracing::debug!(%status, error = %self, "request refused");
         }
@@ -95,5 +96,46 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": self.to_string() })),
         )
             .into_response()
+    }
+}
+
+/// An error and every `source()` under it, `: `-separated, so the log says why and not only
+/// what.
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a source, like most of ours.
+    #[derive(Debug, thiserror::Error)]
+    #[error("writing the upload")]
+    struct Wrapped(#[source] std::io::Error);
+
+    #[test]
+    fn internal_errors_keep_their_chain_for_the_log_only() {
+        let io = std::io::Error::other("disk on fire");
+        let e: ApiError = std::io::Error::other(Wrapped(io)).into();
+        assert_eq!(e.to_string(), "internal error");
+        let ApiError::Internal(source) = &e else {
+            panic!("internal")
+        };
+        let logged = Chain(source.as_ref()).to_string();
+        assert!(
+            logged.contains("writing the upload: disk on fire"),
+            "{logged}"
+        );
     }
 }

@@ -151,7 +151,16 @@ impl<S: JobStore> WorkerPool<S> {
                 .claim(&name, self.settings.lease_secs, unix_now())
                 .await
             {
-                Ok(Some(job)) => self.run(&name, job).await,
+                Ok(Some(job)) => {
+                    // Every line of this attempt carries the video and the attempt.
+                    let span = tracing::info_span!(
+                        "job",
+                        video.id = %job.video,
+                        attempt = job.attempts,
+                        worker = %name
+                    );
+                    tracing::Instrument::instrument(self.run(&name, job), span).await
+                }
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, worker = %name, "cannot claim jobs"),
             }
@@ -164,7 +173,7 @@ impl<S: JobStore> WorkerPool<S> {
 
     async fn run(&self, worker: &str, job: Job) {
         let video = job.video.clone();
-        tracing::info!(%video, worker, attempt = job.attempts, "job started");
+        tracing::info!("job started");
         let (cancel_tx, mut cancel) = shutdown::channel();
         self.running
             .lock()
@@ -219,19 +228,19 @@ impl<S: JobStore> WorkerPool<S> {
         match result {
             Ok(published) => match self.store.complete(&video, worker, published, now).await {
                 Ok(()) => {
-                    tracing::info!(%video, "job ready");
+                    tracing::info!("job ready");
                     if let Some(w) = &self.webhooks {
                         w.notify(WebhookEvent::ready(&job, now));
                     }
                     let _ = self.events.send(JobEvent::Ready { video });
                 }
                 Err(error) => {
-                    tracing::error!(%error, %video, "published but could not record completion")
+                    tracing::error!(%error, "published but could not record completion")
                 }
             },
             // The job belongs to another worker now: its outcome is theirs to report.
             Err(_) if lease_lost.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::info!(%video, worker, "attempt abandoned after losing the lease");
+                tracing::info!("attempt abandoned after losing the lease");
             }
             Err(error) => {
                 let retrying = error.retryable() && job.attempts < self.settings.max_attempts;
@@ -242,7 +251,7 @@ impl<S: JobStore> WorkerPool<S> {
                 };
                 // The full detail (ffmpeg's output, paths) stays in this log line; the owner,
                 // the events and the webhook get the short public reason.
-                tracing::warn!(%error, %video, retrying, "job attempt failed");
+                tracing::warn!(%error, retrying, "job attempt failed");
                 let reason = error.public_message();
                 match self.store.fail(&video, worker, &reason, failure, now).await {
                     // Only a failure the store recorded as final is announced: a deleted job
@@ -253,7 +262,7 @@ impl<S: JobStore> WorkerPool<S> {
                         }
                     }
                     Ok(()) | Err(StoreError::NotFound(_)) => {}
-                    Err(e) => tracing::warn!(error = %e, %video, "cannot record the failure"),
+                    Err(e) => tracing::warn!(error = %e, "cannot record the failure"),
                 }
                 let _ = self.events.send(JobEvent::Failed {
                     video,
@@ -283,14 +292,14 @@ impl<S: JobStore> WorkerPool<S> {
             {
                 Ok(()) => {}
                 Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
-                    tracing::warn!(%video, worker, "lease lost, stopping without publishing");
+                    tracing::warn!("lease lost, stopping without publishing");
                     lost.store(true, std::sync::atomic::Ordering::Relaxed);
                     cancel.fire();
                     return std::future::pending().await;
                 }
                 // A store outage: keep encoding; if the lease runs out meanwhile, the next
                 // heartbeat finds it lost.
-                Err(error) => tracing::warn!(%error, %video, "heartbeat failed"),
+                Err(error) => tracing::warn!(%error, "heartbeat failed"),
             }
         }
     }
@@ -334,7 +343,7 @@ impl<S: JobStore> WorkerPool<S> {
                         .checkpoint(video, worker, &mark, unix_now())
                         .await
                     {
-                        tracing::debug!(%error, %video, "checkpoint not recorded");
+                        tracing::debug!(%error, "checkpoint not recorded");
                     }
                     continue;
                 }
@@ -376,7 +385,7 @@ impl<S: JobStore> WorkerPool<S> {
             .progress(video, worker, stage, percent, thumbnail, unix_now())
             .await
         {
-            tracing::debug!(%error, %video, "progress not persisted");
+            tracing::debug!(%error, "progress not persisted");
         }
     }
 }

@@ -132,7 +132,7 @@ pub async fn serve(
     }
     let app = api::router(state.clone()).layer(middleware::from_fn_with_state(
         state.metrics.clone(),
-        metrics::count_requests,
+        metrics::observe_requests,
     ));
     let shutdown = async move {
         shutdown.await;

@@ -6,9 +6,11 @@
 //! spec implies when `EXT-X-KEY` has no IV attribute: the segment's media sequence number as a
 //! 128-bit big-endian integer (RFC 8216 §5.2). No (key, IV) pair is ever used twice.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+
+use super::playlist::{self, Segment};
 
 type Enc = cbc::Encryptor<aes::Aes128>;
 type Dec = cbc::Decryptor<aes::Aes128>;
@@ -58,6 +60,74 @@ pub fn encrypt_file(key: &ContentKey, sequence: u64, path: &Path) -> std::io::Re
     std::fs::rename(&tmp, path)
 }
 
+/// What one rung's encrypted segments weigh, for the master playlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    /// The highest segment bit rate (bits/s): the master's `BANDWIDTH`.
+    pub peak: u64,
+    /// Bits over seconds of the whole rung: `AVERAGE-BANDWIDTH`.
+    pub average: u64,
+}
+
+/// One rung of a work directory, encrypted in place: a fresh key written to `key_file`, every
+/// segment of `playlist_path` encrypted under it (segment `i` with IV `first_sequence + i`),
+/// and the playlist given its `EXT-X-KEY` line (a placeholder the origin replaces per viewer).
+pub async fn encrypt_rung(
+    rung: &str,
+    playlist_path: &Path,
+    segments: &[Segment],
+    first_sequence: u64,
+    key_file: &Path,
+) -> std::io::Result<Rates> {
+    let key = ContentKey::generate();
+    std::fs::write(key_file, key.0)?;
+    let dir = playlist_path.parent().unwrap_or(Path::new("."));
+    let files: Vec<(PathBuf, u64)> = (first_sequence..)
+        .zip(segments)
+        .map(|(sequence, seg)| (dir.join(&seg.uri), sequence))
+        .collect();
+    // CPU work on many files: off the async workers, so the job's lease heartbeat (the same
+    // task) keeps beating meanwhile.
+    let sizes = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|(path, sequence)| {
+                encrypt_file(&key, *sequence, path)?;
+                Ok(std::fs::metadata(path)?.len())
+            })
+            .collect::<std::io::Result<Vec<u64>>>()
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let text = std::fs::read_to_string(playlist_path)?;
+    std::fs::write(
+        playlist_path,
+        playlist::with_key(&text, &playlist::key_placeholder(rung)),
+    )?;
+    Ok(rates(segments, &sizes))
+}
+
+/// Peak and average bit rates of segments of these durations and sizes.
+pub fn rates(segments: &[Segment], sizes: &[u64]) -> Rates {
+    let (mut peak, mut bytes, mut secs) = (0u64, 0u64, 0f64);
+    for (seg, &len) in segments.iter().zip(sizes) {
+        bytes += len;
+        secs += seg.duration;
+        if seg.duration > 0.0 {
+            peak = peak.max((len as f64 * 8.0 / seg.duration) as u64);
+        }
+    }
+    let average = if secs > 0.0 {
+        (bytes as f64 * 8.0 / secs) as u64
+    } else {
+        0
+    };
+    Rates {
+        peak: peak.max(average),
+        average,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +148,17 @@ mod tests {
         assert_ne!(decrypt_segment(&key, 1, &c0).as_deref(), Some(&data[..]));
         assert_eq!(sequence_iv(1)[15], 1);
         assert_eq!(sequence_iv(256)[14], 1);
+    }
+
+    #[test]
+    fn rates_of_a_rung() {
+        let seg = |d: f64| Segment {
+            uri: String::new(),
+            duration: d,
+        };
+        let r = rates(&[seg(2.0), seg(2.0), seg(1.0)], &[1000, 3000, 250]);
+        assert_eq!(r.peak, 12000);
+        assert_eq!(r.average, (4250 * 8) as u64 / 5);
     }
 
     #[test]

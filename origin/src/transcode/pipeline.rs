@@ -2,8 +2,9 @@
 //! verify, encrypt, master playlist, publish. Progress and the thumbnail are reported through
 //! [`Events`] as they happen; nothing becomes visible before the final rename.
 //!
-//! Here: the job's steps in order. [`runner`] runs ffmpeg (progress, stalls, cancellation);
-//! [`thumbs`] makes the poster and the storyboard's sheets and track.
+//! Here: the job's steps in order. [`encode`] is the ladder encode (resume, NVENC fallback);
+//! [`runner`] runs ffmpeg (progress, stalls, cancellation); [`thumbs`] makes the poster and the
+//! storyboard's sheets and track; [`error`] says why a job failed, to the log and to the owner.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,18 +12,22 @@ use std::time::Duration;
 use shared::media::{Layout, VideoId};
 
 use super::encoder::{EncoderPreference, EncoderSelector};
-use super::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
+use super::ffmpeg::{self, EncodePlan, Storyboard};
 use super::ladder::{self, Rung, RungSpec};
 use super::limits::MediaLimits;
 use super::playlist::{self, Variant};
 use super::probe::{self, ProbeError, SourceInfo};
 use super::progress::Stage;
 use super::publish::{self, WorkDir};
-use super::resume::{self, EncodeManifest};
+use super::resume;
 use super::{encrypt, thumbnails};
 
+mod encode;
+mod error;
 mod runner;
 mod thumbs;
+
+pub use error::PipelineError;
 
 /// How a job turns its source into HLS.
 #[derive(
@@ -96,93 +101,6 @@ pub struct PublishedRung {
     pub bandwidth: u64,
     pub average_bandwidth: u64,
     pub segments: usize,
-}
-
-/// Why a job failed. `Display` is the full detail, for the log; what the video's owner is
-/// shown is [`PipelineError::public_message`].
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The source is not a usable video; retrying cannot help.
-    #[error("{0}")]
-    Invalid(#[from] ProbeError),
-    /// `at`: how far into the source the encode had come (seconds), when known.
-    #[error("ffmpeg failed ({status}) at {at:?} s: {stderr}")]
-    Ffmpeg {
-        status: String,
-        stderr: String,
-        at: Option<f64>,
-    },
-    #[error("ffmpeg made no progress for {after:?} (at {at:?} s) and was killed")]
-    Stalled { after: Duration, at: Option<f64> },
-    #[error("cancelled")]
-    Cancelled,
-    #[error("output failed verification: {0}")]
-    Verify(#[from] publish::VerifyError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl PipelineError {
-    /// The same failure, for a run whose clock started `offset` seconds into the source.
-    pub fn later_by(self, offset: f64) -> Self {
-        let shift = |at: Option<f64>| at.map(|t| t + offset);
-        match self {
-            PipelineError::Ffmpeg { status, stderr, at } => PipelineError::Ffmpeg {
-                status,
-                stderr,
-                at: shift(at),
-            },
-            PipelineError::Stalled { after, at } => PipelineError::Stalled {
-                after,
-                at: shift(at),
-            },
-            other => other,
-        }
-    }
-
-    /// What the video's owner is told: a short reason without server paths or ffmpeg's own
-    /// output (those go to the log with the video id).
-    pub fn public_message(&self) -> String {
-        let at = |at: &Option<f64>| at.map_or(String::new(), |t| format!(" at {t:.1} s"));
-        match self {
-            PipelineError::Invalid(e) => e.to_string(),
-            PipelineError::Ffmpeg { stderr, at: t, .. } if decode_failure(stderr) => {
-                format!("the video stream could not be decoded{}", at(t))
-            }
-            PipelineError::Ffmpeg { at: t, .. } => format!("encoding failed{}", at(t)),
-            PipelineError::Stalled { at: t, .. } => {
-                format!(
-                    "processing stopped making progress{} and was stopped",
-                    at(t)
-                )
-            }
-            PipelineError::Cancelled => "cancelled".into(),
-            PipelineError::Verify(e) => format!("the encoded output is incomplete: {e}"),
-            PipelineError::Io(_) => "an internal error stopped processing".into(),
-        }
-    }
-
-    /// Whether another attempt may succeed. A source that probes but encodes short (a
-    /// truncated file with its index first) fails verification the same way every time.
-    pub fn retryable(&self) -> bool {
-        !matches!(
-            self,
-            PipelineError::Invalid(_) | PipelineError::Cancelled | PipelineError::Verify(_)
-        )
-    }
-}
-
-/// Whether ffmpeg's error output says the source itself could not be read.
-fn decode_failure(stderr: &str) -> bool {
-    [
-        "Invalid data",
-        "Error while decoding",
-        "corrupt",
-        "partial file",
-        "End of file",
-    ]
-    .iter()
-    .any(|needle| stderr.contains(needle))
 }
 
 /// Runs jobs.
@@ -326,50 +244,18 @@ impl Pipeline {
         for (rung, check) in rungs.iter().zip(&checks) {
             let dir = work.hls().join(&rung.name);
             let codecs = probe::codecs(&s.ffprobe, &dir.join(&check.segments[0].uri)).await?;
-            let key = encrypt::ContentKey::generate();
-            std::fs::write(work.keys().join(format!("{}.key", rung.name)), key.0)?;
-            // Encryption is CPU work on many files: off the async workers, so the job's lease
-            // heartbeat (same task) keeps beating meanwhile.
-            let files: Vec<(std::path::PathBuf, u64)> = check
-                .segments
-                .iter()
-                .enumerate()
-                .map(|(i, seg)| (dir.join(&seg.uri), check.media_sequence + i as u64))
-                .collect();
-            let sizes = tokio::task::spawn_blocking(move || {
-                files
-                    .iter()
-                    .map(|(path, sequence)| {
-                        encrypt::encrypt_file(&key, *sequence, path)?;
-                        Ok(std::fs::metadata(path)?.len())
-                    })
-                    .collect::<std::io::Result<Vec<u64>>>()
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            let (mut peak, mut bytes, mut secs) = (0u64, 0u64, 0f64);
-            for (seg, len) in check.segments.iter().zip(sizes) {
-                bytes += len;
-                secs += seg.duration;
-                if seg.duration > 0.0 {
-                    peak = peak.max((len as f64 * 8.0 / seg.duration) as u64);
-                }
-            }
-            let variant_path = dir.join(ffmpeg::VARIANT);
-            let text = std::fs::read_to_string(&variant_path)?;
-            std::fs::write(
-                &variant_path,
-                playlist::with_key(&text, &playlist::key_placeholder(&rung.name)),
-            )?;
-            let average = if secs > 0.0 {
-                (bytes as f64 * 8.0 / secs) as u64
-            } else {
-                0
-            };
+            let rates = encrypt::encrypt_rung(
+                &rung.name,
+                &dir.join(ffmpeg::VARIANT),
+                &check.segments,
+                check.media_sequence,
+                &work.keys().join(format!("{}.key", rung.name)),
+            )
+            .await?;
             variants.push(Variant {
                 uri: format!("{}/{}", rung.name, ffmpeg::VARIANT),
-                bandwidth: peak.max(average),
-                average_bandwidth: average,
+                bandwidth: rates.peak,
+                average_bandwidth: rates.average,
                 width: rung.width,
                 height: rung.height,
                 codecs,
@@ -379,8 +265,8 @@ impl Pipeline {
                 name: rung.name.clone(),
                 width: rung.width,
                 height: rung.height,
-                bandwidth: peak.max(average),
-                average_bandwidth: average,
+                bandwidth: rates.peak,
+                average_bandwidth: rates.average,
                 segments: check.segments.len(),
             });
         }
@@ -400,102 +286,6 @@ impl Pipeline {
             encoder: encoder_name,
             rungs: published,
         })
-    }
-
-    /// The ladder encode; NVENC failing at run time falls back to libx264 once.
-    #[allow(clippy::too_many_arguments)]
-    async fn encode(
-        &self,
-        job: &Job<'_>,
-        info: &SourceInfo,
-        rungs: &[Rung],
-        work: &WorkDir,
-        storyboard: &Storyboard<'_>,
-        events: &dyn Events,
-        cancel: &mut Cancel,
-    ) -> Result<String, PipelineError> {
-        let selected = self.encoders.select(job.encoder, info, rungs.len()).await;
-        let seg = self.settings.segment_secs;
-        let source_bytes = std::fs::metadata(job.source)?.len();
-        let manifest = EncodeManifest::new(rungs, seg, source_bytes);
-        manifest.write(work.path())?;
-        // An earlier attempt's complete segments, and where this run must start to continue them.
-        let resume = match resume::find(&self.layout, job.video, &manifest, work.path()) {
-            Some(point) => match point.measure(&self.settings.ffprobe, rungs).await {
-                Ok(at) => Some((point, at)),
-                Err(error) => {
-                    tracing::warn!(%error, video = %job.video, "cannot measure the segments of an earlier attempt, encoding from the start");
-                    None
-                }
-            },
-            None => None,
-        };
-        if let Some((point, _)) = &resume {
-            resume::adopt(point, rungs, &work.hls())?;
-            events.resumed(point.segment);
-            tracing::info!(video = %job.video, segment = point.segment, "resuming the encode after an earlier attempt");
-        }
-        let offset = resume.as_ref().map_or(0.0, |(p, _)| p.seconds);
-        let attempt = |encoder: &Encoder| {
-            let plan = EncodePlan {
-                source: info,
-                rungs,
-                encoder,
-                segment_secs: seg,
-                // A resumed run sees only the rest of the video: sprites come from a full pass.
-                storyboard: resume.is_none().then_some(*storyboard),
-                resume: resume.as_ref().map(|(_, at)| at),
-            };
-            ffmpeg::ladder_args(&plan, job.source, &work.hls())
-        };
-        let name = match self
-            .run_ffmpeg_from(
-                attempt(&selected.encoder),
-                offset,
-                info.duration,
-                events,
-                cancel,
-            )
-            .await
-        {
-            Ok(()) => selected.encoder.name().to_owned(),
-            Err(error @ PipelineError::Ffmpeg { .. })
-                if matches!(selected.encoder, Encoder::Nvenc { .. }) =>
-            {
-                tracing::warn!(%error, video = %job.video, "NVENC encode failed, retrying with libx264");
-                drop(selected);
-                let x264 = self.encoders.x264();
-                // The reused segments stay; only this attempt's output is redone.
-                for rung in rungs {
-                    let dir = work.hls().join(&rung.name);
-                    let first = resume.as_ref().map_or(0, |(p, _)| p.segment);
-                    for i in first.. {
-                        if std::fs::remove_file(dir.join(resume::segment_name(i))).is_err() {
-                            break;
-                        }
-                    }
-                }
-                self.run_ffmpeg_from(attempt(&x264), offset, info.duration, events, cancel)
-                    .await?;
-                x264.name().to_owned()
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some((point, _)) = &resume {
-            for rung in rungs {
-                let path = work.hls().join(&rung.name).join(ffmpeg::VARIANT);
-                let text = std::fs::read_to_string(&path)?;
-                std::fs::write(&path, resume::stitch(point, seg, &text))?;
-            }
-            self.run_ffmpeg(
-                ffmpeg::storyboard_args(job.source, storyboard),
-                0.0,
-                events,
-                cancel,
-            )
-            .await?;
-        }
-        Ok(name)
     }
 }
 

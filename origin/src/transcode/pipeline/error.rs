@@ -1,0 +1,93 @@
+//! Why a job failed: the full detail for the log, a short public reason for the owner.
+
+use std::time::Duration;
+
+use crate::transcode::probe::ProbeError;
+use crate::transcode::publish;
+
+/// Why a job failed. `Display` is the full detail, for the log; what the video's owner is
+/// shown is [`PipelineError::public_message`].
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The source is not a usable video; retrying cannot help.
+    #[error("{0}")]
+    Invalid(#[from] ProbeError),
+    /// `at`: how far into the source the encode had come (seconds), when known.
+    #[error("ffmpeg failed ({status}) at {at:?} s: {stderr}")]
+    Ffmpeg {
+        status: String,
+        stderr: String,
+        at: Option<f64>,
+    },
+    #[error("ffmpeg made no progress for {after:?} (at {at:?} s) and was killed")]
+    Stalled { after: Duration, at: Option<f64> },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("output failed verification: {0}")]
+    Verify(#[from] publish::VerifyError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PipelineError {
+    /// The same failure, for a run whose clock started `offset` seconds into the source.
+    pub fn later_by(self, offset: f64) -> Self {
+        let shift = |at: Option<f64>| at.map(|t| t + offset);
+        match self {
+            PipelineError::Ffmpeg { status, stderr, at } => PipelineError::Ffmpeg {
+                status,
+                stderr,
+                at: shift(at),
+            },
+            PipelineError::Stalled { after, at } => PipelineError::Stalled {
+                after,
+                at: shift(at),
+            },
+            other => other,
+        }
+    }
+
+    /// What the video's owner is told: a short reason without server paths or ffmpeg's own
+    /// output (those go to the log with the video id).
+    pub fn public_message(&self) -> String {
+        let at = |at: &Option<f64>| at.map_or(String::new(), |t| format!(" at {t:.1} s"));
+        match self {
+            PipelineError::Invalid(e) => e.to_string(),
+            PipelineError::Ffmpeg { stderr, at: t, .. } if decode_failure(stderr) => {
+                format!("the video stream could not be decoded{}", at(t))
+            }
+            PipelineError::Ffmpeg { at: t, .. } => format!("encoding failed{}", at(t)),
+            PipelineError::Stalled { at: t, .. } => {
+                format!(
+                    "processing stopped making progress{} and was stopped",
+                    at(t)
+                )
+            }
+            PipelineError::Cancelled => "cancelled".into(),
+            PipelineError::Verify(e) => format!("the encoded output is incomplete: {e}"),
+            PipelineError::Io(_) => "an internal error stopped processing".into(),
+        }
+    }
+
+    /// Whether another attempt may succeed. A source that probes but encodes short (a
+    /// truncated file with its index first) fails verification the same way every time.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            PipelineError::Invalid(_) | PipelineError::Cancelled | PipelineError::Verify(_)
+        )
+    }
+}
+
+/// Whether ffmpeg's error output says the source itself could not be read.
+fn decode_failure(stderr: &str) -> bool {
+    [
+        "Invalid data",
+        "Error while decoding",
+        "corrupt",
+        "partial file",
+        "End of file",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle))
+}
