@@ -10,14 +10,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use shared::shutdown::{drain, Switch};
 use subtle_eq::constant_time_eq;
 use tokio::net::TcpStream;
 
-use crate::server::ShutdownSignal;
 use crate::service::Edge;
 
 /// Serves one admin connection.
-pub async fn serve(stream: TcpStream, edge: Arc<Edge>, mut shutdown: ShutdownSignal) {
+pub async fn serve(stream: TcpStream, edge: Arc<Edge>, shutdown: Switch) {
     let service = service_fn(move |req| {
         let edge = edge.clone();
         async move { Ok::<_, Infallible>(route(&edge, req).await) }
@@ -26,15 +26,8 @@ pub async fn serve(stream: TcpStream, edge: Arc<Edge>, mut shutdown: ShutdownSig
         .timer(TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(10))
         .serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.wait() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(error) = result {
+    let conn = std::pin::pin!(conn);
+    if let Err(error) = drain(conn, shutdown, |c| c.graceful_shutdown()).await {
         tracing::debug!(%error, "admin connection ended");
     }
 }

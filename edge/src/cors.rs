@@ -68,6 +68,7 @@ impl Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refusal::Refusal;
 
     fn names(r: &Reply) -> Vec<&str> {
         r.headers.iter().map(|(n, _)| *n).collect()
@@ -79,10 +80,10 @@ mod tests {
         assert!(!off.enabled());
         assert!(off.preflight(Some(b"https://a.example")).is_none());
         let on = Cors::new(&["https://a.example".to_owned()]);
-        let mut r = Reply::error(410, "link expired");
+        let mut r = Refusal::Expired.reply();
         on.decorate(Some(b"https://a.example"), &mut r);
         assert!(names(&r).contains(&"Access-Control-Allow-Origin"));
-        let mut r = Reply::error(410, "link expired");
+        let mut r = Refusal::Expired.reply();
         on.decorate(Some(b"https://evil.example"), &mut r);
         assert!(!names(&r).contains(&"Access-Control-Allow-Origin"));
         assert_eq!(

@@ -18,6 +18,7 @@
 //! - [`open_files`]: open descriptors for sendfile; [`cache`]: the hot in-memory cache.
 //! - [`conditional`] (304/412), `shared::range` (206/416), [`mime`], [`cors`],
 //!   [`cache_control`] (lifetimes within the link's).
+//! - [`refusal`]: every early answer (400 to 505): status, message, whether it closes.
 //! - [`reply`]: the decided response and its HTTP/1.1 head.
 //! - [`sys`]: the only `unsafe`: sendfile, openat2.
 //! - [`admin`] (metrics, health, purge) and [`metrics`].
@@ -32,6 +33,7 @@ pub mod cors;
 pub mod metrics;
 pub mod mime;
 pub mod open_files;
+pub mod refusal;
 pub mod reply;
 pub mod request;
 pub mod resolve;
@@ -47,8 +49,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use server::tls::ReloadableCert;
-use server::ShutdownSignal;
 use service::Edge;
+use shared::shutdown;
 
 /// Bound listeners, ready to serve.
 pub struct Listeners {
@@ -64,30 +66,32 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    let (trigger, signal) = ShutdownSignal::new();
+    let (trigger, switch) = shutdown::channel();
     let max = edge.settings.max_connections;
     let limiter = Arc::new(Semaphore::new(max));
     let mut loops = tokio::task::JoinSet::new();
     if let Some(listener) = listeners.public {
         let edge = edge.clone();
-        let signal2 = signal.clone();
+        let switch2 = switch.clone();
         loops.spawn(server::accept_loop(
+            "http",
             listener,
             limiter.clone(),
-            signal.clone(),
+            switch.clone(),
             edge.metrics.open_connections.clone(),
-            move |stream, peer| server::http1::serve(stream, peer, edge.clone(), signal2.clone()),
+            move |stream, peer| server::http1::serve(stream, peer, edge.clone(), switch2.clone()),
         ));
     }
     if let Some((listener, cert)) = listeners.tls {
         match cert.acceptor() {
             Ok(acceptor) => {
                 let edge = edge.clone();
-                let signal2 = signal.clone();
+                let switch2 = switch.clone();
                 loops.spawn(server::accept_loop(
+                    "https",
                     listener,
                     limiter.clone(),
-                    signal.clone(),
+                    switch.clone(),
                     edge.metrics.open_connections.clone(),
                     move |stream, peer| {
                         server::https::serve(
@@ -95,7 +99,7 @@ pub async fn serve(
                             peer,
                             acceptor.clone(),
                             edge.clone(),
-                            signal2.clone(),
+                            switch2.clone(),
                         )
                     },
                 ));
@@ -108,13 +112,14 @@ pub async fn serve(
     let admin_limiter = Arc::new(Semaphore::new(64));
     if let Some(listener) = listeners.admin {
         let edge = edge.clone();
-        let signal2 = signal.clone();
+        let switch2 = switch.clone();
         loops.spawn(server::accept_loop(
+            "admin",
             listener,
             admin_limiter.clone(),
-            signal.clone(),
+            switch.clone(),
             edge.metrics.admin_connections.clone(),
-            move |stream, _peer| admin::serve(stream, edge.clone(), signal2.clone()),
+            move |stream, _peer| admin::serve(stream, edge.clone(), switch2.clone()),
         ));
     }
     shutdown.await;
@@ -127,11 +132,11 @@ pub async fn serve(
         tracing::info!(?delay, "draining: not ready, still serving");
         tokio::time::sleep(delay).await;
     }
-    let _ = trigger.send(true);
+    trigger.fire();
     while loops.join_next().await.is_some() {}
     let grace = edge.settings.shutdown_grace;
-    let drained = server::drain(&limiter, max, grace).await;
-    server::drain(&admin_limiter, 64, grace).await;
+    let drained = server::connections_closed(&limiter, max, grace).await;
+    server::connections_closed(&admin_limiter, 64, grace).await;
     if drained {
         tracing::info!("all connections drained");
     } else {

@@ -68,7 +68,8 @@ impl Reply {
     }
 
     /// A JSON error: `{"error": "<message>"}`. Messages are static, so each body is built once
-    /// per thread and then shared (403 floods cost no allocation for the body).
+    /// per thread and then shared (403 floods cost no allocation for the body). Refusals are
+    /// built through [`crate::refusal::Refusal`], which knows their statuses and headers.
     pub fn error(status: u16, message: &'static str) -> Self {
         use std::cell::RefCell;
         use std::collections::HashMap;

@@ -4,7 +4,8 @@
 //! with `sendfile(2)`; TLS connections ([`https`]) go through rustls to the same fast path for
 //! HTTP/1.1 (bodies read and encrypted, [`transport`], [`file_read`]) or to hyper for HTTP/2
 //! ([`h2`]). A semaphore bounds open connections and doubles as the drain tracker: shutdown
-//! waits until every permit is back.
+//! waits until every permit is back. Shutdown reaches the loops and the connections through
+//! one `shared::shutdown` switch.
 
 pub mod file_read;
 pub mod h2;
@@ -20,39 +21,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-
 use prometheus::IntGauge;
-
-/// Tells connections that shutdown has begun.
-#[derive(Clone)]
-pub struct ShutdownSignal(watch::Receiver<bool>);
-
-impl ShutdownSignal {
-    /// A signal and the sender that triggers it.
-    pub fn new() -> (watch::Sender<bool>, Self) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Self(rx))
-    }
-
-    /// Resolves once shutdown has begun.
-    pub async fn wait(&mut self) {
-        // An error means the sender is gone, which also means shutdown.
-        let _ = self.0.wait_for(|&v| v).await;
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-}
+use shared::shutdown::Switch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Accepts connections until shutdown, spawning `handle` for each one while holding a permit.
+/// Each connection runs in a span naming its listener (`http`, `https`, `admin`) and client,
+/// so nothing logged inside needs to repeat them.
 pub async fn accept_loop<F, Fut>(
+    name: &'static str,
     listener: TcpListener,
     limiter: Arc<Semaphore>,
-    mut shutdown: ShutdownSignal,
+    mut shutdown: Switch,
     connections: IntGauge,
     handle: F,
 ) where
@@ -65,11 +47,11 @@ pub async fn accept_loop<F, Fut>(
                 Ok(p) => p,
                 Err(_) => return,
             },
-            _ = shutdown.wait() => return,
+            () = shutdown.fired() => return,
         };
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.wait() => return,
+            () = shutdown.fired() => return,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -84,7 +66,9 @@ pub async fn accept_loop<F, Fut>(
             tracing::debug!(%error, "TCP_NODELAY");
         }
         connections.inc();
-        let fut = handle(stream, peer);
+        // Info, not debug: the sampled access log (info) inside must still name the client.
+        let span = tracing::info_span!("connection", listener = name, client.addr = %peer);
+        let fut = handle(stream, peer).instrument(span);
         let connections = connections.clone();
         tokio::spawn(async move {
             fut.await;
@@ -95,7 +79,7 @@ pub async fn accept_loop<F, Fut>(
 }
 
 /// Waits until every connection holding a permit of `limiter` has closed, or `grace` passed.
-pub async fn drain(limiter: &Semaphore, total: usize, grace: Duration) -> bool {
+pub async fn connections_closed(limiter: &Semaphore, total: usize, grace: Duration) -> bool {
     let all = u32::try_from(total).unwrap_or(u32::MAX);
     tokio::time::timeout(grace, limiter.acquire_many(all))
         .await

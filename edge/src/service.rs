@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::cors::Cors;
 use crate::metrics::{Metrics, Route, SendPath};
 use crate::open_files::{OpenFile, OpenFiles};
+use crate::refusal::Refusal;
 use crate::reply::{Body, Reply, Value};
 use crate::request::{RequestHead, Version};
 use crate::resolve::{ResolveError, Resolved, Root};
@@ -81,8 +82,8 @@ impl Edge {
                 .fetch_add(1, Ordering::Relaxed)
                 .is_multiple_of(every)
         {
+            // The connection's span names the client and the listener.
             tracing::info!(
-                client.addr = %req.peer,
                 http.method = %String::from_utf8_lossy(req.method),
                 http.target = %String::from_utf8_lossy(req.target),
                 http.status = reply.status,
@@ -100,48 +101,45 @@ impl Edge {
         }
     }
 
-    /// An answer the connection gives on its own (a head that is too large, too slow or
-    /// malformed), after which it closes.
-    pub fn connection_error(&self, status: u16, message: &'static str) -> Reply {
-        let mut r = Reply::error(status, message);
-        r.close = true;
+    /// An answer the connection gives on its own, before a request exists to handle (a head
+    /// that is too large, too slow or malformed).
+    pub fn refuse(&self, refusal: Refusal) -> Reply {
+        let mut r = refusal.reply();
         self.vary(&mut r);
         r
     }
 
     async fn decide(&self, req: &RequestHead<'_>) -> (Route, Reply) {
+        let refused = |refusal: Refusal| (Route::Other, refusal.reply());
         if !valid_method(req.method) {
-            return (Route::Other, bad_request("malformed method"));
+            return refused(Refusal::BadRequest("malformed method"));
         }
         let Ok(target) = target::parse(req.target) else {
-            return (Route::Other, bad_request("malformed request target"));
+            return refused(Refusal::BadRequest("malformed request target"));
         };
         let h = &req.headers;
         if (req.version == Version::Http11 && h.host_count == 0) || h.host_count > 1 {
-            return (
-                Route::Other,
-                bad_request("exactly one Host header is required"),
-            );
+            return refused(Refusal::BadRequest("exactly one Host header is required"));
         }
         if h.host.is_some_and(|host| !valid_host(host)) {
-            return (Route::Other, bad_request("invalid Host header"));
+            return refused(Refusal::BadRequest("invalid Host header"));
         }
         if h.bad_length {
-            return (Route::Other, bad_request("malformed Content-Length"));
+            return refused(Refusal::BadRequest("malformed Content-Length"));
         }
         // nginx refuses TRACE for every location, before anything else looks at the request.
         if req.method == b"TRACE" {
-            return (Route::Other, method_not_allowed());
+            return refused(Refusal::MethodNotAllowed);
         }
         if h.has_body {
-            return (Route::Other, bad_request("request bodies are not accepted"));
+            return refused(Refusal::BadRequest("request bodies are not accepted"));
         }
         let uri = target.uri.as_slice();
         let Some(rel) = uri.strip_prefix(self.settings.prefix.as_bytes()) else {
             if uri == b"/healthz" && req.is_get_or_head() {
                 return (Route::Health, text_reply(200, "ok\n"));
             }
-            return (Route::Other, Reply::error(404, "not found"));
+            return refused(Refusal::NotFound);
         };
         let mut reply = self.content(req, uri, rel, target.args(req.target)).await;
         self.cors.decorate(h.origin, &mut reply);
@@ -173,14 +171,13 @@ impl Edge {
         let now = unix_now();
         if let Err(e) = self.settings.link.verify(&link, now) {
             self.metrics.signature_failure(e.reason());
-            let status = if e.is_expired() { 410 } else { 403 };
-            return Reply::error(status, e.message());
+            return Refusal::link(e).reply();
         }
         if req.method == b"POST" {
             return self.post(req, uri, rel);
         }
         if !req.is_get_or_head() {
-            return method_not_allowed();
+            return Refusal::MethodNotAllowed.reply();
         }
         let lifetime = self.link_lifetime(args, now);
         self.serve_file(req, uri, rel, lifetime).await
@@ -198,7 +195,7 @@ impl Edge {
     /// the file is found: a missing file is 404, a directory 301/403, a file 405.
     fn post(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
         match self.root.open_path(rel) {
-            Ok(Resolved::File(..)) => method_not_allowed(),
+            Ok(Resolved::File(..)) => Refusal::MethodNotAllowed.reply(),
             Ok(Resolved::Directory) => self.directory(req, uri),
             Err(e) => resolve_error(e, rel),
         }
@@ -250,7 +247,7 @@ impl Edge {
                 }
                 Err(error) => {
                     tracing::warn!(%error, path = %String::from_utf8_lossy(rel), "cache fill failed");
-                    return Reply::error(500, "file changed while being read");
+                    return Refusal::Internal("file changed while being read").reply();
                 }
             }
         }
@@ -267,7 +264,7 @@ impl Edge {
     /// 9110 §10.2.2): a Host header chosen by the client never ends up in it.
     fn directory(&self, req: &RequestHead<'_>, uri: &[u8]) -> Reply {
         if uri.ends_with(b"/") {
-            return Reply::error(403, "directory listing is not allowed");
+            return Refusal::Forbidden("directory listing is not allowed").reply();
         }
         let query = match req.target.iter().position(|&b| b == b'?') {
             // The raw query holds no control bytes or spaces: target::parse refused those.
@@ -322,7 +319,7 @@ impl Edge {
         };
         let cache_control = cache_control.as_ref().map(|cc| cc.for_link(lifetime));
         match conditional::evaluate(&conditions, &validators) {
-            Outcome::PreconditionFailed => return Reply::error(412, "precondition failed"),
+            Outcome::PreconditionFailed => return Refusal::PreconditionFailed.reply(),
             Outcome::NotModified => {
                 let mut r = Reply::new(304, Body::Empty, None);
                 r.header("ETag", etag)
@@ -342,11 +339,7 @@ impl Edge {
         let (status, start, end) = match range::decide(range_header, size) {
             RangeDecision::Full => (200, 0, size),
             RangeDecision::Partial { start, end } => (206, start, end),
-            RangeDecision::Unsatisfiable => {
-                let mut r = Reply::error(416, "range not satisfiable");
-                r.header("Content-Range", Value::Owned(format!("bytes */{size}")));
-                return r;
-            }
+            RangeDecision::Unsatisfiable => return Refusal::RangeNotSatisfiable { size }.reply(),
         };
         let len = end - start;
         let body = match rep {
@@ -399,20 +392,15 @@ fn push_encoded_path(path: &[u8], out: &mut String) {
 }
 
 fn resolve_error(e: ResolveError, rel: &[u8]) -> Reply {
-    match e {
-        ResolveError::NotFound => Reply::error(404, "not found"),
-        ResolveError::Forbidden => Reply::error(403, "forbidden"),
+    let refusal = match e {
+        ResolveError::NotFound => Refusal::NotFound,
+        ResolveError::Forbidden => Refusal::Forbidden("forbidden"),
         ResolveError::Io(error) => {
             tracing::error!(%error, path = %String::from_utf8_lossy(rel), "open failed");
-            Reply::error(500, "internal error")
+            Refusal::Internal("internal error")
         }
-    }
-}
-
-fn method_not_allowed() -> Reply {
-    let mut r = Reply::error(405, "method not allowed");
-    r.header("Allow", Value::Static("GET, HEAD"));
-    r
+    };
+    refusal.reply()
 }
 
 /// nginx's `ngx_http_validate_host`: no `/`, no control bytes or spaces, no `..`, and a
@@ -455,12 +443,6 @@ fn valid_method(m: &[u8]) -> bool {
     !m.is_empty()
         && m.iter()
             .all(|&c| c.is_ascii_uppercase() || c == b'_' || c == b'-')
-}
-
-fn bad_request(message: &'static str) -> Reply {
-    let mut r = Reply::error(400, message);
-    r.close = true;
-    r
 }
 
 fn text_reply(status: u16, text: &'static str) -> Reply {

@@ -16,11 +16,12 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use shared::shutdown::{drain, Switch};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
 
-use super::ShutdownSignal;
 use crate::reply::{Body, Reply};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
@@ -35,23 +36,22 @@ const SEND_BUFFER: usize = 64 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection (after TLS and ALPN `h2`).
-pub async fn serve(
-    tls: TlsStream<TcpStream>,
-    peer: SocketAddr,
-    edge: Arc<Edge>,
-    mut shutdown: ShutdownSignal,
-) {
+pub async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, edge: Arc<Edge>, shutdown: Switch) {
     let s = &edge.settings;
     let (idle, send) = (s.idle_timeout, s.send_timeout);
     let activity = Activity::new();
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
     let io = TokioIo::new(Tracked::new(tls, activity.clone()));
+    // hyper runs each stream in a task of its own: keep them in the connection's span.
+    let span = tracing::Span::current();
     let service = {
         let (edge, activity) = (edge.clone(), activity.clone());
         service_fn(move |req| {
             let stream = activity.open_stream();
             let (edge, budget) = (edge.clone(), budget.clone());
-            async move { Ok::<_, Infallible>(respond(&edge, req, peer, stream, budget).await) }
+            let respond =
+                async move { Ok::<_, Infallible>(respond(&edge, req, peer, stream, budget).await) };
+            respond.instrument(span.clone())
         })
     };
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -63,34 +63,42 @@ pub async fn serve(
         .keep_alive_timeout(send)
         .serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
-    let check = tokio::time::sleep_until(activity.next_check(idle, send));
-    let mut check = std::pin::pin!(check);
-    let mut draining = false;
-    let result = loop {
+    let verdict = {
+        let served = drain(conn.as_mut(), shutdown, |c| c.graceful_shutdown());
         tokio::select! {
-            r = conn.as_mut() => break r,
-            _ = shutdown.wait(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+            result = served => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended");
+                }
+                return;
             }
-            _ = activity.changed() => check.as_mut().reset(activity.next_check(idle, send)),
-            _ = check.as_mut() => match activity.verdict(idle, send) {
-                Verdict::Busy => check.as_mut().reset(activity.next_check(idle, send)),
-                Verdict::Idle => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
-                    tracing::debug!(client.addr = %peer, "idle HTTP/2 connection closed");
-                    return;
-                }
-                Verdict::Stalled => {
-                    tracing::debug!(client.addr = %peer, "HTTP/2 connection stalled, dropped");
-                    return;
-                }
-            },
+            verdict = watchdog(&activity, idle, send) => verdict,
         }
     };
-    if let Err(error) = result {
-        tracing::debug!(client.addr = %peer, %error, "connection ended");
+    match verdict {
+        Verdict::Idle => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+            tracing::debug!("idle HTTP/2 connection closed");
+        }
+        _stalled => tracing::debug!("HTTP/2 connection stalled, dropped"),
+    }
+}
+
+/// Resolves when the connection has had no stream for the idle timeout, or has streams open
+/// and sent nothing for the send timeout: the deadlines hyper does not enforce. Runs during a
+/// drain too, so a client that stops reading cannot hold the shutdown until its grace ends.
+async fn watchdog(activity: &Activity, idle: Duration, send: Duration) -> Verdict {
+    let check = tokio::time::sleep_until(activity.next_check(idle, send));
+    let mut check = std::pin::pin!(check);
+    loop {
+        tokio::select! {
+            () = activity.changed() => check.as_mut().reset(activity.next_check(idle, send)),
+            () = check.as_mut() => match activity.verdict(idle, send) {
+                Verdict::Busy => check.as_mut().reset(activity.next_check(idle, send)),
+                verdict => return verdict,
+            },
+        }
     }
 }
 

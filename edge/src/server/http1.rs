@@ -12,13 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::shutdown::Switch;
 use tokio::io::AsyncReadExt;
 use tokio::time::timeout_at;
 
 use super::linger::linger;
 use super::request_line::{self, LineError};
 use super::transport::{flush, write_all, write_vectored_all, Transport};
-use super::ShutdownSignal;
+use crate::refusal::Refusal;
 use crate::reply::{self, Body, Reply};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
@@ -34,7 +35,7 @@ pub async fn serve<S: Transport>(
     mut stream: S,
     peer: SocketAddr,
     edge: Arc<Edge>,
-    shutdown: ShutdownSignal,
+    shutdown: Switch,
 ) {
     let send_timeout = edge.settings.send_timeout;
     let mut conn = Connection {
@@ -52,7 +53,7 @@ pub async fn serve<S: Transport>(
             linger(&mut stream, send_timeout.min(CLOSE_TIME), expected).await
         }
         // Timed out or broken: nothing more is sent.
-        Err(error) => tracing::debug!(client.addr = %peer, %error, "connection ended"),
+        Err(error) => tracing::debug!(%error, "connection ended"),
     }
 }
 
@@ -71,7 +72,9 @@ struct Connection {
     out: Vec<u8>,
     edge: Arc<Edge>,
     peer: SocketAddr,
-    shutdown: ShutdownSignal,
+    /// Fired at shutdown: a connection idle between requests closes, a busy one after its
+    /// response.
+    shutdown: Switch,
 }
 
 enum Head {
@@ -80,7 +83,7 @@ enum Head {
     /// The client closed, timed out idle, or shutdown began between requests.
     Closed,
     /// The head broke a limit; answer and close.
-    Reject(u16, &'static str),
+    Reject(Refusal),
 }
 
 impl Connection {
@@ -89,13 +92,13 @@ impl Connection {
             let head_len = match self.read_head(stream).await? {
                 Head::Complete(n) => n,
                 Head::Closed => return Ok(Ending::Close),
-                Head::Reject(status, message) => {
-                    let r = self.edge.connection_error(status, message);
-                    self.write_reply(stream, r, false).await?;
+                Head::Reject(refusal) => {
+                    self.write_reply(stream, self.edge.refuse(refusal), false)
+                        .await?;
                     // A client too slow for the head deadline gets no more time; the rest of a
                     // head too large is still coming.
-                    return Ok(match status {
-                        408 => Ending::Close,
+                    return Ok(match refusal {
+                        Refusal::Timeout => Ending::Close,
                         _ => Ending::Linger(None),
                     });
                 }
@@ -108,30 +111,27 @@ impl Connection {
                     .strip_suffix(b"\r")
                     .unwrap_or(&head[..line_end]);
                 let line = match request_line::parse(line) {
-                    Ok(line) => line,
-                    Err(e) => {
-                        let (status, message) = match e {
-                            LineError::Version => (505, "HTTP version not supported"),
-                            LineError::Malformed => (400, "malformed request line"),
-                        };
-                        let r = self.edge.connection_error(status, message);
-                        self.write_reply(stream, r, false).await?;
-                        return Ok(self.after_refusal(head_end, None));
-                    }
+                    Ok(line) => Ok(line),
+                    Err(LineError::Version) => Err(Refusal::VersionNotSupported),
+                    Err(LineError::Malformed) => Err(Refusal::BadRequest("malformed request line")),
                 };
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let parsed =
-                    httparse::parse_headers(&head[(line_end + 1).min(head.len())..], &mut headers);
-                let parsed = match parsed {
-                    Ok(httparse::Status::Complete((_, parsed))) => parsed,
-                    Err(httparse::Error::TooManyHeaders) => {
-                        let r = self.edge.connection_error(431, "too many request headers");
-                        self.write_reply(stream, r, false).await?;
-                        return Ok(self.after_refusal(head_end, None));
-                    }
-                    Ok(httparse::Status::Partial) | Err(_) => {
-                        let r = self.edge.connection_error(400, "malformed request headers");
-                        self.write_reply(stream, r, false).await?;
+                let rest = &head[(line_end + 1).min(head.len())..];
+                let parsed = match line {
+                    Err(refusal) => Err(refusal),
+                    Ok(line) => match httparse::parse_headers(rest, &mut headers) {
+                        Ok(httparse::Status::Complete((_, parsed))) => Ok((line, parsed)),
+                        Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
+                        Ok(httparse::Status::Partial) | Err(_) => {
+                            Err(Refusal::BadRequest("malformed request headers"))
+                        }
+                    },
+                };
+                let (line, parsed) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(refusal) => {
+                        self.write_reply(stream, self.edge.refuse(refusal), false)
+                            .await?;
                         return Ok(self.after_refusal(head_end, None));
                     }
                 };
@@ -157,7 +157,7 @@ impl Connection {
                     Version::Http10 => h.connection_keep_alive,
                     _ => !h.connection_close,
                 } && !reply.close
-                    && !self.shutdown.is_set();
+                    && !self.shutdown.is_fired();
                 (reply, keep_alive, h.has_body.then_some(h.content_length))
             };
             let ending = match reply.close {
@@ -208,13 +208,13 @@ impl Connection {
             if let Some(end) = find_head_end(&self.buf, scanned) {
                 let len = end - self.start;
                 if len > settings.max_header_bytes {
-                    return Ok(Head::Reject(431, "request head too large"));
+                    return Ok(Head::Reject(Refusal::HeadTooLarge));
                 }
                 return Ok(Head::Complete(len));
             }
             scanned = self.buf.len().saturating_sub(3).max(self.start);
             if self.buf.len() - self.start > settings.max_header_bytes {
-                return Ok(Head::Reject(431, "request head too large"));
+                return Ok(Head::Reject(Refusal::HeadTooLarge));
             }
             if self.start > 0 {
                 self.buf.drain(..self.start);
@@ -238,7 +238,7 @@ impl Connection {
                 let mut shutdown = self.shutdown.clone();
                 tokio::select! {
                     r = read => r?,
-                    _ = shutdown.wait() => return Ok(Head::Closed),
+                    () = shutdown.fired() => return Ok(Head::Closed),
                 }
             } else {
                 read.await?
@@ -246,7 +246,7 @@ impl Connection {
             match n {
                 Some(0) => return Ok(Head::Closed),
                 None if idle => return Ok(Head::Closed),
-                None => return Ok(Head::Reject(408, "request head timed out")),
+                None => return Ok(Head::Reject(Refusal::Timeout)),
                 Some(_) => {
                     deadline.get_or_insert_with(|| {
                         tokio::time::Instant::now() + settings.header_timeout

@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use shared::shutdown::Switch;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::{h2, http1, ShutdownSignal};
+use super::{h2, http1};
 use crate::service::Edge;
 
 /// Serves one TLS connection.
@@ -17,17 +18,17 @@ pub async fn serve(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     edge: Arc<Edge>,
-    shutdown: ShutdownSignal,
+    shutdown: Switch,
 ) {
     let handshake = tokio::time::timeout(edge.settings.header_timeout, acceptor.accept(tcp)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
-            tracing::debug!(client.addr = %peer, %error, "TLS handshake failed");
+            tracing::debug!(%error, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            tracing::debug!(client.addr = %peer, "TLS handshake timed out");
+            tracing::debug!("TLS handshake timed out");
             return;
         }
     };
