@@ -90,6 +90,8 @@ to_ms() {
 # ---- build ---------------------------------------------------------------------------------
 if [[ $BUILD == 1 ]]; then
     log "building edge and origin (release)"
+    (source "$REPO_DIR/scripts/lib.sh" && ensure_web_vendor) ||
+        die "could not install hls.js (npm ci --prefix web)"
     (cd "$REPO_DIR" && timeout 1800 cargo build --release --quiet --bin edge --bin origin)
 fi
 EDGE_BIN=$TARGET_DIR/release/edge

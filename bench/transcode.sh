@@ -19,6 +19,7 @@ SEG=${SEG:-6}
 work=$(mktemp -d /tmp/transcode-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+ensure_web_vendor
 cargo build --release -q -p origin
 origin=${CARGO_TARGET_DIR:-$PWD/target}/release/origin
 

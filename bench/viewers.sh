@@ -32,6 +32,7 @@ require_tools
 ensure_packages ffmpeg:ffmpeg || die "could not install ffmpeg"
 if [[ ${BUILD:-1} == 1 ]]; then
     log "building edge, origin and bench (release)"
+    ensure_web_vendor || die "could not install hls.js (npm ci --prefix web)"
     (cd "$REPO_DIR" && timeout 1800 cargo build --release --quiet -p edge -p origin -p bench) ||
         die "release build failed"
 fi

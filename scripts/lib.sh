@@ -29,3 +29,14 @@ ensure_rust() {
     command -v cargo >/dev/null 2>&1 || ensure_packages cargo:cargo rustc:rustc
     ensure_packages cc:gcc
 }
+
+# hls.js for the web player, which the origin embeds when it is built (origin/build.rs fails
+# without it): `npm ci` from web/package-lock.json, when it is not installed yet. Call it before
+# any cargo command that builds the origin (build, test, clippy).
+ensure_web_vendor() {
+    local web
+    web="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/web"
+    [ -f "$web/node_modules/hls.js/dist/hls.min.js" ] && return 0
+    ensure_packages node:nodejs npm:npm
+    npm ci --prefix "$web" --no-audit --no-fund
+}

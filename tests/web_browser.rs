@@ -11,8 +11,8 @@
 //! Screenshots go to `target/test-artifacts/web/`.
 //!
 //! `web_routes_and_dev_token`: what the origin serves for the app, without a browser: the page
-//! and its modules, hls.js (and the clear 404 when it is not installed), and the token endpoint
-//! that exists only in development mode and never mints an admin.
+//! and its modules, hls.js (and the clear 404 when `ORIGIN_WEB_VENDOR_DIR` lacks it), and the
+//! token endpoint that exists only in development mode and never mints an admin.
 //!
 //! The browser test needs node, `/usr/bin/chromium` and the npm packages of `web/` and
 //! `tests/browser/`; `scripts/test.sh` installs them. Without them it fails and says so: a

@@ -53,6 +53,9 @@ pub struct OriginOptions {
     pub env: Vec<(String, String)>,
     /// `--listen` for the API (default `127.0.0.1:0`).
     pub listen: String,
+    /// The binary to run, in its own directory as the working directory (default: the one
+    /// cargo built, run from the test's directory).
+    pub binary: Option<PathBuf>,
 }
 
 impl OriginOptions {
@@ -69,7 +72,14 @@ impl OriginOptions {
             config: None,
             env: Vec::new(),
             listen: "127.0.0.1:0".to_owned(),
+            binary: None,
         }
+    }
+
+    /// Runs `binary` (a copy of the origin installed elsewhere) from its own directory.
+    pub fn binary(mut self, binary: &Path) -> Self {
+        self.binary = Some(binary.to_path_buf());
+        self
     }
 
     /// Listens for the API on `addr`, for a test that must know the origin's address before
@@ -115,8 +125,11 @@ pub struct Origin {
 impl Origin {
     /// Starts `origin serve` and waits until it reported both listeners.
     pub fn start(options: OriginOptions) -> Self {
-        let binary = origin_binary();
+        let binary = options.binary.clone().unwrap_or_else(origin_binary);
         let mut command = Command::new(&binary);
+        if let Some(dir) = options.binary.as_deref().and_then(Path::parent) {
+            command.current_dir(dir);
+        }
         let config_dir =
             process::config_file(&mut command, "origin.toml", options.config.as_deref());
         command
@@ -140,6 +153,7 @@ impl Origin {
             "EDGE_PURGE_TOKEN",
             "ORIGIN_WEBHOOK_URL",
             "WEBHOOK_SECRET",
+            "ORIGIN_WEB_VENDOR_DIR",
         ] {
             command.env_remove(name);
         }

@@ -1,15 +1,15 @@
 //! The web app: upload with progress, the library, and the HLS player.
 //!
-//! The page files (`web/*.html|js|css`) are embedded at compile time, so the binary serves the
-//! page it was built with. hls.js is third-party code and is not embedded: it is read at run
-//! time from `web/node_modules/hls.js/dist` (installed by `npm ci --prefix web`), found beside
-//! the binary's checkout or named by `ORIGIN_WEB_VENDOR_DIR`; when it is missing, `/vendor/*`
-//! answers 404 with a JSON error that says how to install it.
+//! Everything is embedded at compile time, so an installed binary serves the page it was built
+//! with and needs no file beside it: the page files (`web/*.html|js|css`) and hls.js (from
+//! `web/node_modules/hls.js/dist`, installed by `npm ci --prefix web`; `build.rs` refuses to
+//! build without it). `ORIGIN_WEB_VENDOR_DIR` names a directory to serve hls.js from instead
+//! (another version, a debug build); a file missing there answers 404 with a JSON error.
 //!
 //! `GET /api/dev/token?user=NAME` mints a (never admin) user token for the page's sign-in
 //! button, and only in development mode (`server.dev`); otherwise it answers 404.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -20,11 +20,9 @@ use serde::Deserialize;
 use super::AppState;
 use crate::jobs::model::unix_now;
 
-/// Environment variable naming the directory that holds `hls.min.js`.
+/// Environment variable naming a directory that holds `hls.min.js`, served instead of the
+/// embedded copy.
 pub const VENDOR_DIR_ENV: &str = "ORIGIN_WEB_VENDOR_DIR";
-
-/// Where hls.js lives relative to the repository (and to `web/`).
-const VENDOR_SUBDIR: &str = "web/node_modules/hls.js/dist";
 
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
@@ -65,8 +63,15 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Files served from the hls.js distribution directory.
-const VENDOR_FILES: &[(&str, &str)] = &[("hls.min.js", JS), ("hls.min.js.map", "application/json")];
+/// hls.js: name under `/vendor/`, content type, the copy embedded by `build.rs`.
+const VENDOR_FILES: &[(&str, &str, &[u8])] = &[
+    ("hls.min.js", JS, include_bytes!(env!("ORIGIN_HLS_JS"))),
+    (
+        "hls.min.js.map",
+        "application/json",
+        include_bytes!(env!("ORIGIN_HLS_JS_MAP")),
+    ),
+];
 
 /// `GET /`: the page; `data-dev` tells it whether it may offer to mint a token.
 pub async fn index(State(state): State<AppState>) -> Response {
@@ -94,36 +99,42 @@ pub async fn asset(uri: Uri) -> Response {
     }
 }
 
-/// `GET /vendor/{file}`: hls.js, read from the vendor directory at run time.
+/// `GET /vendor/{file}`: hls.js, embedded, or read from `ORIGIN_WEB_VENDOR_DIR` when set.
 pub async fn vendor(UrlPath(file): UrlPath<String>) -> Response {
-    let Some((name, content_type)) = VENDOR_FILES.iter().find(|(name, _)| *name == file) else {
+    let Some((name, content_type, embedded)) =
+        VENDOR_FILES.iter().find(|(name, _, _)| *name == file)
+    else {
         return not_found("no such file");
     };
     let Some(dir) = vendor_dir() else {
-        return not_found(&format!(
-            "hls.js is not installed: run `npm ci --prefix web` in the repository (it provides \
-             {VENDOR_SUBDIR}/hls.min.js), or set {VENDOR_DIR_ENV} to the directory holding \
-             hls.min.js"
-        ));
+        return vendor_response(content_type, *embedded);
     };
     let path = dir.join(name);
     match tokio::fs::read(&path).await {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=3600"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_found(&format!(
-            "{} does not exist: run `npm ci --prefix web`, or point {VENDOR_DIR_ENV} at the \
-             directory holding hls.min.js",
-            path.display()
-        )),
-        Err(e) => super::error::ApiError::internal(e).into_response(),
+        Ok(bytes) => vendor_response(content_type, bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // The path is the operator's business, not the browser's.
+            tracing::warn!(path = %path.display(), "{VENDOR_DIR_ENV} has no {name}");
+            not_found(&format!(
+                "{name} is not in {VENDOR_DIR_ENV}: point it at a directory holding hls.js \
+                 (web/node_modules/hls.js/dist after `npm ci --prefix web`), or unset it to \
+                 serve the hls.js built into the origin"
+            ))
+        }
+        Err(error) => super::error::ApiError::internal(error).into_response(),
     }
+}
+
+fn vendor_response(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body.into(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,26 +172,11 @@ pub async fn dev_token(State(state): State<AppState>, Query(q): Query<DevTokenQu
     }
 }
 
-/// The directory holding `hls.min.js`: `ORIGIN_WEB_VENDOR_DIR` when set, else
-/// `web/node_modules/hls.js/dist` in the first ancestor of the binary that has one (a binary in
-/// `<repo>/target/<profile>/`), else in the checkout this binary was built from.
-pub fn vendor_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os(VENDOR_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
-    let exe = std::env::current_exe().ok();
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
-    find_vendor_dir(exe.as_deref(), built_from)
-}
-
-fn find_vendor_dir(exe: Option<&Path>, built_from: Option<&Path>) -> Option<PathBuf> {
-    let beside_binary = exe
-        .into_iter()
-        .flat_map(|exe| exe.ancestors().skip(1))
-        .map(|dir| dir.join(VENDOR_SUBDIR));
-    beside_binary
-        .chain(built_from.map(|repo| repo.join(VENDOR_SUBDIR)))
-        .find(|dir| dir.join("hls.min.js").is_file())
+/// `ORIGIN_WEB_VENDOR_DIR`, when set and not empty.
+fn vendor_dir() -> Option<PathBuf> {
+    std::env::var_os(VENDOR_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The page's policy: scripts and styles from here only; media, playlists and segments from
@@ -264,18 +260,19 @@ mod tests {
     }
 
     #[test]
-    fn vendor_dir_is_found_beside_the_binary_or_in_the_checkout() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let repo = tmp.path().join("repo");
-        let dist = repo.join(VENDOR_SUBDIR);
-        let exe = repo.join("target/debug/origin");
-        assert_eq!(find_vendor_dir(Some(&exe), None), None, "not installed");
-        std::fs::create_dir_all(&dist).expect("mkdir");
-        std::fs::write(dist.join("hls.min.js"), "//").expect("write");
-        assert_eq!(find_vendor_dir(Some(&exe), None), Some(dist.clone()));
-        let elsewhere = tmp.path().join("opt/bin/origin");
-        assert_eq!(find_vendor_dir(Some(&elsewhere), None), None);
-        assert_eq!(find_vendor_dir(Some(&elsewhere), Some(&repo)), Some(dist));
+    fn hls_js_is_embedded_as_npm_installed_it() {
+        let dist = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../web/node_modules/hls.js/dist"
+        );
+        for (name, _, embedded) in VENDOR_FILES {
+            let installed = std::fs::read(format!("{dist}/{name}")).expect("npm ci --prefix web");
+            assert!(!embedded.is_empty(), "{name}");
+            assert!(
+                *embedded == installed.as_slice(),
+                "{name} differs from {dist}"
+            );
+        }
     }
 
     #[test]
