@@ -199,6 +199,10 @@ pub struct TranscodeConfig {
     pub ffprobe: PathBuf,
     /// The ladder; default 2160p..240p as in `config/origin.toml`.
     pub ladder: Vec<RungSpec>,
+    /// Publish each segment as the encode completes it, so a video can be watched seconds
+    /// after its upload (EVENT playlists that become VOD at the end); `false` publishes the
+    /// whole ladder at once when the encode is done. Default true.
+    pub publish_while_encoding: bool,
 }
 
 impl Default for TranscodeConfig {
@@ -216,6 +220,7 @@ impl Default for TranscodeConfig {
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
             ladder: default_ladder(),
+            publish_while_encoding: true,
         }
     }
 }

@@ -100,6 +100,7 @@ pub async fn pipeline(media: &MediaSettings, layout: &Layout) -> Pipeline {
             poster_width: 1280,
             storyboard_tiles: 100,
             limits: media.limits.clone(),
+            publish_while_encoding: t.publish_while_encoding,
         },
         layout.clone(),
         encoders,

@@ -11,13 +11,15 @@
 //! - [`encrypt`]: AES-128 per segment, one key per rung, IV = media sequence number.
 //! - [`playlist`]: variant and master playlists.
 //! - [`resume`]: continuing a crashed encode from its last complete segments.
-//! - [`publish`]: verify in a temporary directory, then one rename into the served tree.
+//! - [`publish`]: verify in a temporary directory, then one rename into the served tree;
+//!   [`growing`]: or publish segment by segment while the encode runs (EVENT playlists).
 //! - [`pipeline`]: runs the stages for one job.
 
 pub mod child;
 pub mod encoder;
 pub mod encrypt;
 pub mod ffmpeg;
+pub mod growing;
 pub mod input;
 pub mod ladder;
 pub mod limits;

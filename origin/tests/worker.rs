@@ -46,6 +46,7 @@ fn pool(
         poster_width: 320,
         storyboard_tiles: 10,
         limits: Default::default(),
+        publish_while_encoding: true,
     };
     let pipeline = Pipeline::new(
         settings,

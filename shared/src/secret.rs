@@ -176,7 +176,8 @@ mod tests {
                 let secret_name = ["SECRET", "TOKEN", "PASSWORD"]
                     .iter()
                     .any(|k| name.to_ascii_uppercase().ends_with(k));
-                if !secret_name || value.is_empty() || value.starts_with('{') {
+                let flag = matches!(value, "true" | "false");
+                if !secret_name || flag || value.is_empty() || value.starts_with('{') {
                     continue;
                 }
                 seen += 1;

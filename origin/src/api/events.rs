@@ -71,6 +71,7 @@ fn matches(event: &JobEvent, video: &shared::media::VideoId) -> Option<(&'static
         JobEvent::Stage { video, .. } => (video, "stage", false),
         JobEvent::Progress { video, .. } => (video, "progress", false),
         JobEvent::ThumbnailReady { video } => (video, "thumbnail_ready", false),
+        JobEvent::Playable { video } => (video, "playable", false),
         JobEvent::Ready { video } => (video, "ready", true),
         JobEvent::Failed {
             video, retrying, ..

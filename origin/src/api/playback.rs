@@ -29,19 +29,29 @@ pub async fn stream_info(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    let body = match job.state {
-        JobState::Ready => {
-            // The URL carries a credential for this video alone: the user's own token never
-            // has to travel in a URL to play.
-            let credential = credential(&state, &job)?;
-            return Ok(Json(serde_json::json!({
-                "format": "hls",
-                "manifest_url": format!("/api/videos/{}/hls/master.m3u8?pt={credential}", job.video),
-                "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg", job.video),
-                "ready": true,
-            }))
-            .into_response());
+    if job.is_playable() {
+        // The URL carries a credential for this video alone: the user's own token never has
+        // to travel in a URL to play.
+        let credential = credential(&state, &job)?;
+        let complete = job.state == JobState::Ready;
+        let mut body = serde_json::json!({
+            "format": "hls",
+            "manifest_url": format!("/api/videos/{}/hls/master.m3u8?pt={credential}", job.video),
+            "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg", job.video),
+            "ready": complete,
+            "playable": true,
+            "complete": complete,
+        });
+        if !complete {
+            // Watchable now; ask again for the finished video.
+            body["status"] = serde_json::json!(job.state);
+            body["stage"] = serde_json::json!(job.stage);
+            body["progress"] = serde_json::json!(job.progress);
+            body["retry_after"] = serde_json::json!(3);
         }
+        return Ok(Json(body).into_response());
+    }
+    let body = match job.state {
         JobState::Failed => {
             let reason = job
                 .error
@@ -58,8 +68,10 @@ pub async fn stream_info(
             state.store.requeue(&job.video, unix_now()).await?;
             serde_json::json!({ "ready": false, "status": "queued", "progress": 0.0, "retry_after": 5 })
         }
-        JobState::Queued | JobState::Processing => serde_json::json!({
+        JobState::Ready | JobState::Queued | JobState::Processing => serde_json::json!({
             "ready": false,
+            "playable": false,
+            "complete": false,
             "status": job.state,
             "stage": job.stage,
             "progress": job.progress,
@@ -73,12 +85,14 @@ pub async fn stream_info(
     Ok(response)
 }
 
+/// Playlists and keys exist for a video that is ready, or growing while it encodes.
 fn ready(job: &Job) -> Result<(), ApiError> {
-    match job.state {
-        JobState::Ready => Ok(()),
-        _ => Err(ApiError::Conflict(
-            "video is not ready yet; see stream-info".into(),
-        )),
+    if job.is_playable() {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(
+            "video is not playable yet; see stream-info".into(),
+        ))
     }
 }
 
@@ -221,12 +235,15 @@ async fn read_playlist(path: &std::path::Path) -> Result<String, ApiError> {
 }
 
 fn playlist_response(body: String) -> Response {
-    // Private: the body carries a credential for one user.
+    // Private: the body carries a credential for one user. A playlist that still grows must
+    // be fetched again within a target duration, or players would not see new segments.
+    let cache = if body.contains("#EXT-X-PLAYLIST-TYPE:EVENT") {
+        "private, max-age=1"
+    } else {
+        "private, max-age=60"
+    };
     (
-        [
-            (header::CONTENT_TYPE, PLAYLIST),
-            (header::CACHE_CONTROL, "private, max-age=60"),
-        ],
+        [(header::CONTENT_TYPE, PLAYLIST), (header::CACHE_CONTROL, cache)],
         body,
     )
         .into_response()

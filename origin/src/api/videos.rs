@@ -19,6 +19,10 @@ pub struct VideoView {
     pub status: JobState,
     pub stage: crate::transcode::progress::Stage,
     pub progress: f64,
+    /// Watchable now: complete, or growing while it encodes.
+    pub playable: bool,
+    /// Published in full.
+    pub complete: bool,
     pub duration: Option<f64>,
     pub rungs: Vec<RungView>,
     pub thumbnail_url: Option<String>,
@@ -52,6 +56,8 @@ impl VideoView {
             status: job.state,
             stage: job.stage,
             progress: (job.progress * 10.0).round() / 10.0,
+            playable: job.is_playable(),
+            complete: job.state == JobState::Ready,
             duration: result.map(|r| r.duration),
             rungs: result
                 .map(|r| {

@@ -251,6 +251,11 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
+    async fn playable(&self, video: &VideoId, worker: &str, now: i64) -> Result<(), StoreError> {
+        self.update_leased(video, worker, now, |job| job.playable = true)
+            .await
+    }
+
     async fn complete(
         &self,
         video: &VideoId,
@@ -281,6 +286,8 @@ impl JobStore for EmbeddedStore {
         self.update_leased(video, worker, now, move |job| {
             job.error = Some(error);
             job.lease = None;
+            // A failed attempt's growing publish was removed.
+            job.playable = false;
             match failure {
                 Failure::RetryAt(at) => {
                     job.state = JobState::Queued;
@@ -303,6 +310,7 @@ impl JobStore for EmbeddedStore {
             job.not_before = 0;
             job.lease = None;
             job.checkpoints.clear();
+            job.playable = false;
             job.updated_at = now;
             Ok(())
         })

@@ -65,6 +65,9 @@ pub struct Job {
     /// A retried job is not claimed before this unix time (backoff).
     pub not_before: i64,
     pub thumbnail_ready: bool,
+    /// Published far enough to be watched while the encode goes on (growing playlists).
+    #[serde(default)]
+    pub playable: bool,
     pub result: Option<Published>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -94,6 +97,7 @@ impl Job {
             lease: None,
             not_before: 0,
             thumbnail_ready: false,
+            playable: false,
             result: None,
             created_at: now,
             updated_at: now,
@@ -107,6 +111,15 @@ impl Job {
             JobState::Queued => self.not_before <= now,
             JobState::Processing => self.lease.as_ref().is_none_or(|l| l.expires_at < now),
             JobState::Registered | JobState::Ready | JobState::Failed => false,
+        }
+    }
+
+    /// Whether it can be watched: published in full, or growing while it is encoded.
+    pub fn is_playable(&self) -> bool {
+        match self.state {
+            JobState::Ready => true,
+            JobState::Processing => self.playable,
+            _ => false,
         }
     }
 

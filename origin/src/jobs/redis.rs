@@ -440,6 +440,11 @@ impl JobStore for RedisStore {
             .await
     }
 
+    async fn playable(&self, video: &VideoId, worker: &str, now: i64) -> Result<(), StoreError> {
+        self.eval_leased(&self.scripts.playable, video, worker, now, &[])
+            .await
+    }
+
     async fn checkpoint(
         &self,
         video: &VideoId,

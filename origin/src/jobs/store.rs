@@ -86,6 +86,13 @@ pub trait JobStore: Send + Sync + 'static {
         rung: &str,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records that the video can be watched while its encode goes on.
+    fn playable(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Marks the job ready.
     fn complete(
         &self,
@@ -286,14 +293,27 @@ pub mod contract {
             (b.video.as_str(), b.attempts, b.error.as_deref()),
             ("b", 2, Some("ffmpeg crashed"))
         );
+        // Watchable while it encodes; only the lease holder may say so.
+        assert!(!b.is_playable());
+        assert!(matches!(
+            store.playable(&id("b"), "w9", t0 + 100).await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        store
+            .playable(&id("b"), "w2", t0 + 100)
+            .await
+            .expect("playable");
+        let b = store.get(&id("b")).await.expect("get").expect("exists");
+        assert!(b.playable && b.is_playable());
         store
             .fail(&id("b"), "w2", "still broken", Failure::Final, t0 + 101)
             .await
             .expect("fail");
         let b = store.get(&id("b")).await.expect("get").expect("exists");
         assert_eq!(
-            (b.state, b.error.as_deref()),
-            (JobState::Failed, Some("still broken"))
+            (b.state, b.error.as_deref(), b.playable),
+            (JobState::Failed, Some("still broken"), false),
+            "a failure takes the growing publish back"
         );
 
         // Retry from scratch, delete.

@@ -35,6 +35,10 @@ pub enum JobEvent {
     ThumbnailReady {
         video: VideoId,
     },
+    /// Watchable while it encodes (growing playlists).
+    Playable {
+        video: VideoId,
+    },
     Ready {
         video: VideoId,
     },
@@ -238,9 +242,15 @@ impl<S: JobStore> WorkerPool<S> {
                     tracing::error!(%error, "published but could not record completion")
                 }
             },
-            // The job belongs to another worker now: its outcome is theirs to report.
+            // The job belongs to another worker now (its outcome is theirs to report), or it
+            // was deleted: then nothing it published may outlive it.
             Err(_) if lease_lost.load(std::sync::atomic::Ordering::Relaxed) => {
                 tracing::info!("attempt abandoned after losing the lease");
+                self.unpublish_if_deleted(&video).await;
+            }
+            Err(crate::transcode::pipeline::PipelineError::Cancelled) => {
+                tracing::info!("attempt cancelled");
+                self.unpublish_if_deleted(&video).await;
             }
             Err(error) => {
                 let retrying = error.retryable() && job.attempts < self.settings.max_attempts;
@@ -269,6 +279,16 @@ impl<S: JobStore> WorkerPool<S> {
                     error: reason,
                     retrying,
                 });
+            }
+        }
+    }
+
+    /// A deleted video's files go, whatever a cancelled attempt published before it stopped
+    /// (the delete may have removed them while the attempt was still writing).
+    async fn unpublish_if_deleted(&self, video: &VideoId) {
+        if let Ok(None) = self.store.get(video).await {
+            if let Err(error) = crate::transcode::publish::unpublish(&self.layout, video) {
+                tracing::warn!(%error, "cannot remove a deleted video's files");
             }
         }
     }
@@ -335,6 +355,17 @@ impl<S: JobStore> WorkerPool<S> {
                         },
                     )
                 }
+                Update::Playable => {
+                    if let Err(error) = self.store.playable(video, worker, unix_now()).await {
+                        tracing::warn!(%error, "playable state not recorded");
+                    }
+                    (
+                        false,
+                        JobEvent::Playable {
+                            video: video.clone(),
+                        },
+                    )
+                }
                 Update::Resumed(segments) => {
                     // Recorded so operators (and tests) see what a takeover reused.
                     let mark = format!("resumed:{segments}");
@@ -395,6 +426,7 @@ enum Update {
     Progress(f64),
     Thumbnail,
     Resumed(u32),
+    Playable,
 }
 
 /// Forwards pipeline callbacks to the recorder task.
@@ -412,5 +444,8 @@ impl Events for Sink {
     }
     fn resumed(&self, segments: u32) {
         let _ = self.0.send(Update::Resumed(segments));
+    }
+    fn playable(&self) {
+        let _ = self.0.send(Update::Playable);
     }
 }

@@ -71,13 +71,15 @@ pub struct Rates {
 
 /// One rung of a work directory, encrypted in place: a fresh key written to `key_file`, every
 /// segment of `playlist_path` encrypted under it (segment `i` with IV `first_sequence + i`),
-/// and the playlist given its `EXT-X-KEY` line (a placeholder the origin replaces per viewer).
+/// and the playlist replaced by its final published form with the rung's key placeholder
+/// ([`playlist::variant`]).
 pub async fn encrypt_rung(
     rung: &str,
     playlist_path: &Path,
     segments: &[Segment],
     first_sequence: u64,
     key_file: &Path,
+    segment_secs: u32,
 ) -> std::io::Result<Rates> {
     let key = ContentKey::generate();
     std::fs::write(key_file, key.0)?;
@@ -99,11 +101,13 @@ pub async fn encrypt_rung(
     })
     .await
     .map_err(std::io::Error::other)??;
-    let text = std::fs::read_to_string(playlist_path)?;
-    std::fs::write(
-        playlist_path,
-        playlist::with_key(&text, &playlist::key_placeholder(rung)),
-    )?;
+    let text = playlist::variant(
+        playlist::Kind::Vod,
+        segment_secs,
+        segments,
+        &playlist::key_placeholder(rung),
+    );
+    std::fs::write(playlist_path, text)?;
     Ok(rates(segments, &sizes))
 }
 

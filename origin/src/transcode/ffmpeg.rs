@@ -316,6 +316,12 @@ pub fn can_passthrough(source: &SourceInfo) -> bool {
 }
 
 /// HLS muxer options; segments go to `segment_dir` (which may contain `%v`).
+///
+/// An EVENT playlist is rewritten after every segment (a VOD one only at the end), so it says
+/// which segments are complete while the encode runs; `temp_file` renames each segment and
+/// playlist into place only once written, so a file under its final name is always whole
+/// (what publishing while encoding and crash-resume rely on). The origin writes the playlists
+/// it publishes itself (`playlist::variant`).
 fn hls_output(a: &mut Args, seg: u32, segment_dir: &Path) {
     a.push_all([
         "-f",
@@ -323,11 +329,11 @@ fn hls_output(a: &mut Args, seg: u32, segment_dir: &Path) {
         "-hls_time",
         &seg.to_string(),
         "-hls_playlist_type",
-        "vod",
+        "event",
     ]);
     a.push_all([
         "-hls_flags",
-        "independent_segments",
+        "independent_segments+temp_file",
         "-hls_segment_type",
         "mpegts",
     ]);

@@ -20,7 +20,7 @@ use super::probe::{self, ProbeError, SourceInfo};
 use super::progress::Stage;
 use super::publish::{self, WorkDir};
 use super::resume;
-use super::{encrypt, thumbnails};
+use super::{encrypt, growing, thumbnails};
 
 mod encode;
 mod error;
@@ -65,6 +65,9 @@ pub struct Settings {
     pub storyboard_tiles: u32,
     /// The largest source accepted.
     pub limits: MediaLimits,
+    /// Publish the ladder segment by segment while it encodes ([`super::growing`]), instead
+    /// of all at once at the end.
+    pub publish_while_encoding: bool,
 }
 
 /// Receives what the pipeline reports while it runs.
@@ -79,6 +82,8 @@ pub trait Events: Send + Sync {
     fn resumed(&self, segments: u32) {
         let _ = segments;
     }
+    /// Every rung has its first segment published: the video can be watched while it encodes.
+    fn playable(&self) {}
 }
 
 /// Cancels a running job (delete, a lost lease): its ffmpeg is killed and nothing is published.
@@ -168,8 +173,27 @@ impl Pipeline {
         Ok(ffmpeg::ladder_args(&plan, source, out_dir))
     }
 
-    /// Runs `job` to publication.
+    /// Runs `job` to publication. A failure withdraws what a growing publish made visible (a
+    /// half video must not stay up as if it were whole); a cancellation leaves that to its
+    /// canceller (a deleted video is unpublished, a taken-over one continues elsewhere).
     pub async fn run(
+        &self,
+        job: &Job<'_>,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<Published, PipelineError> {
+        let result = self.run_steps(job, events, cancel).await;
+        if let Err(error) = &result {
+            if self.settings.publish_while_encoding && !matches!(error, PipelineError::Cancelled) {
+                if let Err(e) = growing::remove_media(&self.layout, job.video) {
+                    tracing::warn!(error = %e, "cannot withdraw the published segments");
+                }
+            }
+        }
+        result
+    }
+
+    async fn run_steps(
         &self,
         job: &Job<'_>,
         events: &dyn Events,
@@ -204,7 +228,7 @@ impl Pipeline {
             rows: 10,
             pattern: &sheet_pattern,
         };
-        let encoder_name = if passthrough {
+        let (encoder_name, growing) = if passthrough {
             // Unlike the ladder's `%v` outputs, ffmpeg does not create this directory itself.
             std::fs::create_dir_all(work.hls().join(&rungs[0].name))?;
             let args = ffmpeg::passthrough_args(
@@ -222,15 +246,17 @@ impl Pipeline {
                 cancel,
             )
             .await?;
-            "copy".to_owned()
+            ("copy".to_owned(), None)
         } else {
-            self.encode(job, &info, &rungs, &work, &storyboard, events, cancel)
-                .await?
+            let encoded = self
+                .encode(job, &info, &rungs, &work, &storyboard, events, cancel)
+                .await?;
+            (encoded.encoder, encoded.growing)
         };
 
         events.stage(Stage::Publish);
-        // From here on segments are encrypted in place: a later attempt must not resume from
-        // this directory, so it stops being a resume candidate before anything changes.
+        // From here on the work directory is being published (segments encrypted in place,
+        // or the last of them copied out): a later attempt must not resume from it.
         resume::forget(work.path())?;
         let checks = publish::verify(
             &work.hls(),
@@ -239,9 +265,64 @@ impl Pipeline {
             s.segment_secs,
             !passthrough,
         )?;
+        let published = match growing {
+            Some(mut growing) => {
+                let rates = growing.finish(&work.hls(), &checks).await?;
+                self.storyboard_sheets(&work, &storyboard, events, cancel)
+                    .await?;
+                self.storyboard_vtt(&work, info.duration, interval).await?;
+                if cancel.is_fired() {
+                    return Err(PipelineError::Cancelled);
+                }
+                publish::publish_thumbs(&work, &self.layout, job.video)?;
+                rungs
+                    .iter()
+                    .zip(&checks)
+                    .zip(rates)
+                    .map(|((rung, check), rates)| PublishedRung {
+                        name: rung.name.clone(),
+                        width: rung.width,
+                        height: rung.height,
+                        bandwidth: rates.peak,
+                        average_bandwidth: rates.average,
+                        segments: check.segments.len(),
+                    })
+                    .collect()
+            }
+            None => {
+                self.publish_all(job, &info, &rungs, &checks, &work, &storyboard, interval, events, cancel)
+                    .await?
+            }
+        };
+        resume::clean_other_attempts(&self.layout, job.video, work.path());
+        events.progress(100.0);
+        events.stage(Stage::Done);
+        Ok(Published {
+            duration: info.duration,
+            encoder: encoder_name,
+            rungs: published,
+        })
+    }
+
+    /// All at once: every rung encrypted in place, the master, the storyboard, then one rename
+    /// of the whole tree.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_all(
+        &self,
+        job: &Job<'_>,
+        info: &SourceInfo,
+        rungs: &[Rung],
+        checks: &[publish::RungCheck],
+        work: &WorkDir,
+        storyboard: &Storyboard<'_>,
+        interval: f64,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<Vec<PublishedRung>, PipelineError> {
+        let s = &self.settings;
         let mut variants = Vec::with_capacity(rungs.len());
         let mut published = Vec::with_capacity(rungs.len());
-        for (rung, check) in rungs.iter().zip(&checks) {
+        for (rung, check) in rungs.iter().zip(checks) {
             let dir = work.hls().join(&rung.name);
             let codecs = probe::codecs(&s.ffprobe, &dir.join(&check.segments[0].uri)).await?;
             let rates = encrypt::encrypt_rung(
@@ -250,6 +331,7 @@ impl Pipeline {
                 &check.segments,
                 check.media_sequence,
                 &work.keys().join(format!("{}.key", rung.name)),
+                s.segment_secs,
             )
             .await?;
             variants.push(Variant {
@@ -271,21 +353,14 @@ impl Pipeline {
             });
         }
         std::fs::write(work.hls().join(ffmpeg::MASTER), playlist::master(&variants))?;
-        self.storyboard_sheets(&work, &storyboard, events, cancel)
+        self.storyboard_sheets(work, storyboard, events, cancel)
             .await?;
-        self.storyboard_vtt(&work, info.duration, interval).await?;
+        self.storyboard_vtt(work, info.duration, interval).await?;
         if cancel.is_fired() {
             return Err(PipelineError::Cancelled);
         }
-        publish::publish(&work, &self.layout, job.video)?;
-        resume::clean_other_attempts(&self.layout, job.video, work.path());
-        events.progress(100.0);
-        events.stage(Stage::Done);
-        Ok(Published {
-            duration: info.duration,
-            encoder: encoder_name,
-            rungs: published,
-        })
+        publish::publish(work, &self.layout, job.video)?;
+        Ok(published)
     }
 }
 

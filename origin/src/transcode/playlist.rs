@@ -57,6 +57,59 @@ pub fn with_key(text: &str, uri: &str) -> String {
     out
 }
 
+/// Whether a variant playlist may still grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Still being encoded: segments are only ever appended; players start at the beginning
+    /// (`#EXT-X-START:TIME-OFFSET=0`, or they would start near the "live" end) and reload it.
+    Event,
+    /// Complete (`#EXT-X-ENDLIST`).
+    Vod,
+}
+
+/// `#EXT-X-TARGETDURATION`: every segment's duration rounded to the nearest integer must not
+/// exceed it (RFC 8216 §4.3.3.1), and in an EVENT playlist it must never change, so it starts
+/// at the configured segment length (forced keyframes keep every segment within a frame of it).
+pub fn target_duration(segment_secs: u32, segments: &[Segment]) -> u32 {
+    segments
+        .iter()
+        .map(|s| s.duration.round() as u32)
+        .fold(segment_secs, u32::max)
+}
+
+/// A variant playlist as the origin publishes it: the same text for the same segments whether
+/// it was published while encoding or all at once. Segment `i` has media sequence number `i`
+/// (its IV, RFC 8216 §5.2); `key_uri` is the rung's key placeholder.
+pub fn variant(kind: Kind, segment_secs: u32, segments: &[Segment], key_uri: &str) -> String {
+    let mut out = String::with_capacity(256 + segments.len() * 40);
+    let kind_name = match kind {
+        Kind::Event => "EVENT",
+        Kind::Vod => "VOD",
+    };
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXT-X-PLAYLIST-TYPE:{kind_name}\n#EXT-X-INDEPENDENT-SEGMENTS\n",
+        target_duration(segment_secs, segments)
+    );
+    if kind == Kind::Event {
+        out.push_str("#EXT-X-START:TIME-OFFSET=0\n");
+    }
+    let _ = writeln!(out, "#EXT-X-KEY:METHOD=AES-128,URI=\"{key_uri}\"");
+    for s in segments {
+        let _ = write!(out, "#EXTINF:{:.6},\n{}\n", s.duration, s.uri);
+    }
+    if kind == Kind::Vod {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// Whether a stored variant playlist is complete.
+pub fn is_complete(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "#EXT-X-ENDLIST")
+}
+
 /// One variant of the master playlist.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
@@ -132,6 +185,28 @@ mod tests {
         assert_eq!(out.matches("#EXT-X-KEY").count(), 1);
         assert!(!out.contains("IV="));
         assert_eq!(segments(&out), segments(VOD));
+    }
+
+    #[test]
+    fn growing_and_final_playlists() {
+        let segs = segments(VOD);
+        let event = variant(Kind::Event, 6, &segs[..1], "key:720p");
+        assert!(event.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{event}");
+        assert!(event.contains("#EXT-X-START:TIME-OFFSET=0\n"));
+        assert!(!is_complete(&event));
+        assert_eq!(segments(&event), segs[..1]);
+        let vod = variant(Kind::Vod, 6, &segs, "key:720p");
+        assert!(is_complete(&vod) && vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        assert!(!vod.contains("EXT-X-START"));
+        assert_eq!(segments(&vod), segs);
+        assert_eq!(media_sequence(&vod), 0);
+        assert!(vod.contains("#EXT-X-KEY:METHOD=AES-128,URI=\"key:720p\"\n#EXTINF:6.000000,"));
+        assert_eq!(target_duration(6, &segs), 6);
+        let long = [Segment {
+            uri: "s".into(),
+            duration: 6.6,
+        }];
+        assert_eq!(target_duration(6, &long), 7);
     }
 
     #[test]

@@ -152,15 +152,21 @@ pub fn verify(
         .collect()
 }
 
-/// Moves keys, storyboard and the HLS tree of `work` into place for `video`.
-pub fn publish(work: &WorkDir, layout: &Layout, video: &VideoId) -> std::io::Result<()> {
-    replace_dir(&work.keys(), &layout.keys_dir(video), layout)?;
+/// Moves the poster's companions (storyboard sheets and track) of `work` into place.
+pub fn publish_thumbs(work: &WorkDir, layout: &Layout, video: &VideoId) -> std::io::Result<()> {
     let thumbs = layout.thumbs_dir(video);
     std::fs::create_dir_all(&thumbs)?;
     for entry in std::fs::read_dir(work.thumbs())? {
         let entry = entry?;
         std::fs::rename(entry.path(), thumbs.join(entry.file_name()))?;
     }
+    Ok(())
+}
+
+/// Moves keys, storyboard and the HLS tree of `work` into place for `video`.
+pub fn publish(work: &WorkDir, layout: &Layout, video: &VideoId) -> std::io::Result<()> {
+    replace_dir(&work.keys(), &layout.keys_dir(video), layout)?;
+    publish_thumbs(work, layout, video)?;
     replace_dir(&work.hls(), &layout.video_dir(video), layout)
 }
 

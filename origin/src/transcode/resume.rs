@@ -2,8 +2,8 @@
 //! previous attempt completed, instead of from zero.
 //!
 //! The checkpoint is the work directory itself, on the media store every worker shares: ffmpeg
-//! writes segments in order and opens segment N+1 only after closing N, so in each rung every
-//! segment but the newest is complete. A new attempt finds the previous attempt's directory
+//! writes segments in order and renames each into place only once it is whole (`temp_file`),
+//! so in each rung every `segment_NNN.ts` is complete. A new attempt finds the previous attempt's directory
 //! (same video, same rungs, same segment length, same source size, recorded in
 //! [`MANIFEST`]), hard-links the first `k` segments of every rung (so they survive the old
 //! directory's removal and are never encoded again), and encodes from `k * segment_secs` with
@@ -25,8 +25,10 @@ pub const MANIFEST: &str = "encode.json";
 
 /// The output timeline of the encodes this version writes. Version 1 (no field) let ffmpeg
 /// shift each output by its audio priming or B-frame delay: its segments do not line up with
-/// what this version encodes, so they are not resumed.
-const TIMELINE: u32 = 2;
+/// what this version encodes, so they are not resumed. Version 2 wrote segments under their
+/// final name while encoding them, so the newest file of a crashed attempt could be partial;
+/// since version 3 (`temp_file`) every segment file is whole.
+const TIMELINE: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncodeManifest {
@@ -100,7 +102,7 @@ pub fn find(
         let complete = manifest
             .rungs
             .iter()
-            .map(|rung| count_segments(&dir.join("hls").join(rung)).saturating_sub(1))
+            .map(|rung| count_segments(&dir.join("hls").join(rung)))
             .min()
             .unwrap_or(0);
         if complete > 0 && best.as_ref().is_none_or(|b| complete > b.segment) {
@@ -216,8 +218,8 @@ mod tests {
         let old = layout.tmp_root().join("v-old");
         std::fs::create_dir_all(&old).expect("mkdir");
         manifest.write(&old).expect("manifest");
-        // 360p has 5 files (4 complete), 240p 3 files (2 complete): resume from segment 2.
-        for (rung, n) in [("360p", 5), ("240p", 3)] {
+        // 360p has 5 segments, 240p 2: resume from segment 2.
+        for (rung, n) in [("360p", 5), ("240p", 2)] {
             let d = old.join("hls").join(rung);
             std::fs::create_dir_all(&d).expect("mkdir");
             for i in 0..n {

@@ -142,13 +142,9 @@ fn count(m: &Metrics, event: &str, outcome: &str) -> u64 {
 }
 
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what} did not happen within 5 s");
+    let happened =
+        e2e::wait_until_async(Duration::from_secs(5), || std::future::ready(done())).await;
+    assert!(happened, "{what} did not happen within 5 s");
 }
 
 fn verify(seen: &Seen) {

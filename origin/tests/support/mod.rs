@@ -330,6 +330,7 @@ impl TestEnv {
             poster_width: 640,
             storyboard_tiles: 100,
             limits: Default::default(),
+            publish_while_encoding: true,
         };
         let encoders = EncoderSelector::new(false, 3, "ultrafast", "p4");
         let pipeline = Pipeline::new(settings, layout.clone(), encoders);

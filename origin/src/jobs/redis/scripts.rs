@@ -11,6 +11,7 @@ pub(super) struct Scripts {
     pub(super) heartbeat: Script,
     pub(super) progress: Script,
     pub(super) checkpoint: Script,
+    pub(super) playable: Script,
     pub(super) complete: Script,
     pub(super) fail: Script,
     pub(super) requeue: Script,
@@ -26,6 +27,7 @@ pub(super) fn scripts() -> &'static Scripts {
         heartbeat: Script::new(&format!("{PRELUDE}{HEARTBEAT}")),
         progress: Script::new(&format!("{PRELUDE}{PROGRESS}")),
         checkpoint: Script::new(&format!("{PRELUDE}{CHECKPOINT}")),
+        playable: Script::new(&format!("{PRELUDE}{PLAYABLE}")),
         complete: Script::new(&format!("{PRELUDE}{COMPLETE}")),
         fail: Script::new(&format!("{PRELUDE}{FAIL}")),
         requeue: Script::new(&format!("{PRELUDE}{REQUEUE}")),
@@ -198,12 +200,21 @@ refile(ARGV[1])
 return 1
 "#;
 
+/// KEYS: job. ARGV: video, worker, now.
+const PLAYABLE: &str = r#"
+local h = held(KEYS[1], ARGV[2], tonumber(ARGV[3]))
+if h ~= 1 then return h end
+redis.call('HSET', KEYS[1], 'playable', 'true', 'updated_at', ARGV[3])
+return 1
+"#;
+
 /// KEYS: job. ARGV: video, worker, now, error JSON, retry time (empty: final), stage JSON
 /// (queued).
 const FAIL: &str = r#"
 local h = held(KEYS[1], ARGV[2], tonumber(ARGV[3]))
 if h ~= 1 then return h end
-redis.call('HSET', KEYS[1], 'error', ARGV[4], 'lease', 'null', 'updated_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'error', ARGV[4], 'lease', 'null', 'playable', 'false',
+  'updated_at', ARGV[3])
 if ARGV[5] ~= '' then
   set_state(KEYS[1], ARGV[1], '"processing"', '"queued"')
   redis.call('HSET', KEYS[1], 'stage', ARGV[6], 'not_before', ARGV[5])
@@ -220,7 +231,8 @@ local old = redis.call('HGET', KEYS[1], 'state')
 if not old then return 0 end
 set_state(KEYS[1], ARGV[1], old, '"queued"')
 redis.call('HSET', KEYS[1], 'stage', ARGV[3], 'progress', ARGV[4], 'error', 'null',
-  'attempts', '0', 'not_before', '0', 'lease', 'null', 'checkpoints', '[]', 'updated_at', ARGV[2])
+  'attempts', '0', 'not_before', '0', 'lease', 'null', 'checkpoints', '[]', 'playable', 'false',
+  'updated_at', ARGV[2])
 refile(ARGV[1])
 return 1
 "#;

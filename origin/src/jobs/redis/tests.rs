@@ -1,12 +1,11 @@
-//! Redis store tests against a real redis-server of the test's own: exact round trips,
-//! random operations compared with the embedded store, restarts, outages, racing claims.
+//! Redis store tests against a real redis-server of the test's own (the workspace test kit's,
+//! `e2e::RedisServer`): exact round trips, random operations compared with the embedded store,
+//! restarts, outages, racing claims.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use e2e::redis::Persistence;
+use e2e::{wait_until_async, RedisServer};
 use futures_util::StreamExt;
 
 use super::*;
@@ -14,156 +13,9 @@ use crate::jobs::embedded::EmbeddedStore;
 use crate::transcode::encoder::EncoderPreference;
 use crate::transcode::pipeline::{Profile, PublishedRung};
 
-/// A redis-server of the test's own on a free loopback port, in a temp dir, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    aof: bool,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-impl RedisServer {
-    /// Without persistence (`--save "" --appendonly no`), or with an fsynced AOF.
-    fn start(aof: bool) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            match spawn(dir.path(), port, aof) {
-                Ok(child) => {
-                    return Self {
-                        child: Some(child),
-                        port,
-                        dir,
-                        aof,
-                    }
-                }
-                Err(why) => last = why,
-            }
-        }
-        panic!("redis-server did not start: {last}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
-    }
-
-    /// Kills it like a crash (SIGKILL: nothing is flushed on the way out).
-    fn crash(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and directory.
-    fn restart(&mut self) {
-        self.crash();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match spawn(self.dir.path(), self.port, self.aof) {
-                Ok(child) => {
-                    self.child = Some(child);
-                    return;
-                }
-                Err(why) if Instant::now() > deadline => panic!("restart: {why}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
-    /// Freezes it (SIGSTOP): connections stay open, nothing answers.
-    fn pause(&self) {
-        signal("-STOP", &self.pid());
-    }
-
-    fn resume(&self) {
-        signal("-CONT", &self.pid());
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            signal("-CONT", &child.id().to_string());
-        }
-        self.crash();
-    }
-}
-
-fn signal(sig: &str, pid: &str) {
-    let status = Command::new("kill")
-        .args([sig, pid])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {sig} {pid}");
-}
-
-/// Starts redis-server and waits until it answers PING.
-fn spawn(dir: &Path, port: u16, aof: bool) -> Result<Child, String> {
-    let log = dir.join("redis.log");
-    let mut cmd = Command::new("redis-server");
-    cmd.arg("--port")
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
-        .arg("--dir")
-        .arg(dir)
-        .arg("--logfile")
-        .arg(&log);
-    if aof {
-        cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-    } else {
-        cmd.args(["--appendonly", "no"]);
-    }
-    let mut child = match cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "redis-server is not installed: run scripts/test.sh, which installs it \
-             (or apt-get install redis-server); the Redis job store tests need a real server"
-        ),
-        Err(e) => panic!("cannot run redis-server: {e}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("redis-server exited ({status}): {log}"));
-        }
-        if ping(port) {
-            return Ok(child);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Err("redis-server did not answer PING within 10 s".into())
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut buf = [0u8; 64];
-    s.write_all(b"PING\r\n").is_ok()
-        && s.read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+/// The test kit's redis-server, without persistence: these tests never restart it.
+fn redis() -> RedisServer {
+    RedisServer::start_with(Persistence::None)
 }
 
 fn id(s: &str) -> VideoId {
@@ -182,7 +34,7 @@ async fn raw<T: redis::FromRedisValue>(store: &RedisStore, cmd: &mut redis::Cmd)
 
 #[tokio::test]
 async fn redis_store_meets_the_contract() {
-    let server = RedisServer::start(false);
+    let server = redis();
     let store = store(&server).await;
     super::super::store::contract::run(&store).await;
 
@@ -230,7 +82,7 @@ fn published(duration: f64) -> Published {
 
 #[tokio::test]
 async fn every_field_round_trips_exactly() {
-    let server = RedisServer::start(false);
+    let server = redis();
     let store = store(&server).await;
     let job = Job {
         video: id("round-trip_1"),
@@ -250,6 +102,7 @@ async fn every_field_round_trips_exactly() {
         }),
         not_before: 1_699_999_999,
         thumbnail_ready: true,
+        playable: true,
         result: Some(published(12.345678901234567)),
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
@@ -341,7 +194,7 @@ impl Lcg {
 /// retried and new jobs, equal creation times, and callers whose clocks disagree.
 #[tokio::test]
 async fn behaves_like_the_embedded_store() {
-    let server = RedisServer::start(false);
+    let server = redis();
     let redis = store(&server).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let embedded = EmbeddedStore::open(dir.path()).expect("open");
@@ -462,23 +315,21 @@ async fn behaves_like_the_embedded_store() {
 /// Polls `store` until Redis answers again; every failure meanwhile must be `Unavailable`.
 async fn wait_until_back(store: &RedisStore) -> Duration {
     let started = Instant::now();
-    loop {
+    let back = wait_until_async(Duration::from_secs(20), || async {
         match store.get(&id("probe")).await {
-            Ok(_) => return started.elapsed(),
-            Err(StoreError::Unavailable(_)) => {}
+            Ok(_) => true,
+            Err(StoreError::Unavailable(_)) => false,
             Err(e) => panic!("expected Unavailable while reconnecting, got {e:?}"),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the store did not reconnect"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert!(back, "the store did not reconnect");
+    started.elapsed()
 }
 
 #[tokio::test]
 async fn a_restart_with_aof_loses_no_queued_job() {
-    let mut server = RedisServer::start(true);
+    let mut server = RedisServer::start();
     let store = store(&server).await;
     let t0 = 1_000;
     for n in 0..5 {
@@ -533,7 +384,7 @@ async fn a_restart_with_aof_loses_no_queued_job() {
 
 #[tokio::test]
 async fn an_outage_is_unavailable_quickly_and_heals() {
-    let mut server = RedisServer::start(true);
+    let mut server = RedisServer::start();
     let options = RedisOptions::default();
     let bound = options.op_timeout + Duration::from_millis(500);
     let store = RedisStore::connect_with(&server.url(), options.clone())
@@ -607,7 +458,7 @@ async fn an_outage_is_unavailable_quickly_and_heals() {
 /// Claims are atomic: workers racing on several connections never get the same job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_workers_claim_each_job_once() {
-    let server = RedisServer::start(false);
+    let server = redis();
     let store = store(&server).await;
     for n in 0..200 {
         let job = Job::new(id(&format!("r{n:03}")), "alice", None, Profile::Ladder, n);
@@ -656,6 +507,9 @@ fn every_event() -> Vec<JobEvent> {
         JobEvent::ThumbnailReady {
             video: video.clone(),
         },
+        JobEvent::Playable {
+            video: video.clone(),
+        },
         JobEvent::Ready {
             video: video.clone(),
         },
@@ -671,6 +525,7 @@ fn every_event() -> Vec<JobEvent> {
             JobEvent::Stage { .. }
             | JobEvent::Progress { .. }
             | JobEvent::ThumbnailReady { .. }
+            | JobEvent::Playable { .. }
             | JobEvent::Ready { .. }
             | JobEvent::Failed { .. } => {}
         }
@@ -689,7 +544,7 @@ fn job_events_round_trip_through_json() {
 
 #[tokio::test]
 async fn events_reach_subscribers_in_other_processes() {
-    let server = RedisServer::start(false);
+    let server = redis();
     let (publisher, subscriber) = (store(&server).await, store(&server).await);
     let mut first = subscriber.subscribe_events().await.expect("subscribe");
     let mut second = subscriber.subscribe_events().await.expect("subscribe");
@@ -706,7 +561,7 @@ async fn events_reach_subscribers_in_other_processes() {
     }
     for stream in [&mut first, &mut second] {
         let mut got = Vec::new();
-        while got.len() < 5 {
+        while got.len() < every_event().len() {
             let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
                 .await
                 .expect("an event in time")

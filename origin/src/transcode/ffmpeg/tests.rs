@@ -52,7 +52,7 @@ fn x264_ladder_golden() {
         -b:v:0 5000k -maxrate:v:0 5500k -bufsize:v:0 10000k -b:v:1 3000k -maxrate:v:1 3300k -bufsize:v:1 6000k \
         -c:a aac -ac 2 -b:a:0 128k -b:a:1 96k \
         -output_ts_offset 1.400 -hls_ts_options mpegts_copyts=1 \
-        -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -f hls -hls_time 6 -hls_playlist_type event -hls_flags independent_segments+temp_file -hls_segment_type mpegts \
         -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
         -var_stream_map v:0,a:0,name:1080p v:1,a:1,name:720p /tmp/j/%v/index.m3u8";
     assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -95,7 +95,7 @@ fn nvenc_full_gpu_golden_without_audio() {
         -force_key_frames expr:gte(t,n_forced*4) \
         -b:v:0 3000k -maxrate:v:0 3300k -bufsize:v:0 6000k -b:v:1 1500k -maxrate:v:1 1650k -bufsize:v:1 3000k \
         -output_ts_offset 1.400 -hls_ts_options mpegts_copyts=1 \
-        -f hls -hls_time 4 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -f hls -hls_time 4 -hls_playlist_type event -hls_flags independent_segments+temp_file -hls_segment_type mpegts \
         -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
         -var_stream_map v:0,name:720p v:1,name:480p /tmp/j/%v/index.m3u8 \
         -map [sb] -q:v 5 -fps_mode passthrough /tmp/j/sb_%02d.jpg";
@@ -141,7 +141,7 @@ fn passthrough_golden() {
     ));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -map 0:v:0 -map 0:a:0 -c copy \
-        -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -f hls -hls_time 6 -hls_playlist_type event -hls_flags independent_segments+temp_file -hls_segment_type mpegts \
         -hls_segment_filename /t/source/segment_%03d.ts /t/source/index.m3u8";
     assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));
     let mut hevc = src.clone();
@@ -231,7 +231,7 @@ fn resumed_ladder_golden_with_audio() {
         -filter:a:0 atrim=start=-0.074667 -filter:a:1 atrim=start=0.010667 -bsf:a noise=drop=not(n) \
         -output_ts_offset 25.400 -hls_ts_options mpegts_copyts=1:mpegts_flags=+initial_discontinuity \
         -start_number 4 \
-        -f hls -hls_time 6 -hls_playlist_type vod -hls_flags independent_segments -hls_segment_type mpegts \
+        -f hls -hls_time 6 -hls_playlist_type event -hls_flags independent_segments+temp_file -hls_segment_type mpegts \
         -hls_segment_filename /tmp/j/%v/segment_%03d.ts -master_pl_name master.m3u8 \
         -var_stream_map v:0,a:0,name:1080p v:1,a:1,name:720p /tmp/j/%v/index.m3u8";
     assert_eq!(got, want.split_whitespace().collect::<Vec<_>>().join(" "));

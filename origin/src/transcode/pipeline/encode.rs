@@ -1,12 +1,36 @@
 //! The ladder encode of a job: one ffmpeg for every rung, resuming an earlier attempt's
-//! complete segments, and falling back from NVENC to libx264 once if the GPU fails at run time.
+//! complete segments, publishing segments as they complete when the video is published while
+//! it encodes, and falling back from NVENC to libx264 once if the GPU fails at run time.
+
+use std::time::Duration;
 
 use super::{Cancel, Events, Job, Pipeline, PipelineError};
 use crate::transcode::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
+use crate::transcode::growing::Growing;
 use crate::transcode::ladder::Rung;
 use crate::transcode::probe::SourceInfo;
 use crate::transcode::publish::WorkDir;
-use crate::transcode::resume::{self, EncodeManifest};
+use crate::transcode::resume::{self, EncodeManifest, ResumePoint};
+
+/// How often the work directory is looked at for new segments while ffmpeg runs.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// What the encode step leaves for publishing.
+pub(super) struct Encoded {
+    /// The encoder that produced the output.
+    pub encoder: String,
+    /// The growing publish, when the video is published while it encodes.
+    pub growing: Option<Growing>,
+}
+
+/// One ffmpeg run of the ladder.
+struct Run<'a> {
+    args: Vec<std::ffi::OsString>,
+    offset: f64,
+    duration: f64,
+    resume: Option<&'a ResumePoint>,
+    work: &'a WorkDir,
+}
 
 impl Pipeline {
     /// The ladder encode; NVENC failing at run time falls back to libx264 once.
@@ -20,18 +44,19 @@ impl Pipeline {
         storyboard: &Storyboard<'_>,
         events: &dyn Events,
         cancel: &mut Cancel,
-    ) -> Result<String, PipelineError> {
+    ) -> Result<Encoded, PipelineError> {
+        let s = &self.settings;
         let selected = self.encoders.select(job.encoder, info, rungs.len()).await;
-        let seg = self.settings.segment_secs;
+        let seg = s.segment_secs;
         let source_bytes = std::fs::metadata(job.source)?.len();
         let manifest = EncodeManifest::new(rungs, seg, source_bytes);
         manifest.write(work.path())?;
         // An earlier attempt's complete segments, and where this run must start to continue them.
         let resume = match resume::find(&self.layout, job.video, &manifest, work.path()) {
-            Some(point) => match point.measure(&self.settings.ffprobe, rungs).await {
+            Some(point) => match point.measure(&s.ffprobe, rungs).await {
                 Ok(at) => Some((point, at)),
                 Err(error) => {
-                    tracing::warn!(%error, video = %job.video, "cannot measure the segments of an earlier attempt, encoding from the start");
+                    tracing::warn!(%error, "cannot measure the segments of an earlier attempt, encoding from the start");
                     None
                 }
             },
@@ -40,9 +65,28 @@ impl Pipeline {
         if let Some((point, _)) = &resume {
             resume::adopt(point, rungs, &work.hls())?;
             events.resumed(point.segment);
-            tracing::info!(video = %job.video, segment = point.segment, "resuming the encode after an earlier attempt");
+            tracing::info!(
+                segment = point.segment,
+                "resuming the encode after an earlier attempt"
+            );
         }
-        let offset = resume.as_ref().map_or(0.0, |(p, _)| p.seconds);
+        let point = resume.as_ref().map(|(p, _)| p);
+        let start_growing = |from: u32| {
+            Growing::start(
+                &self.layout,
+                job.video,
+                rungs,
+                from,
+                &s.ffprobe,
+                seg,
+                info.fps,
+            )
+        };
+        let mut growing = match s.publish_while_encoding {
+            true => Some(start_growing(point.map_or(0, |p| p.segment))?),
+            false => None,
+        };
+        let offset = point.map_or(0.0, |p| p.seconds);
         let attempt = |encoder: &Encoder| {
             let plan = EncodePlan {
                 source: info,
@@ -53,36 +97,39 @@ impl Pipeline {
                 storyboard: resume.is_none().then_some(*storyboard),
                 resume: resume.as_ref().map(|(_, at)| at),
             };
-            ffmpeg::ladder_args(&plan, job.source, &work.hls())
-        };
-        let name = match self
-            .run_ffmpeg_from(
-                attempt(&selected.encoder),
+            Run {
+                args: ffmpeg::ladder_args(&plan, job.source, &work.hls()),
                 offset,
-                info.duration,
-                events,
-                cancel,
-            )
-            .await
-        {
+                duration: info.duration,
+                resume: point,
+                work,
+            }
+        };
+        let first = self
+            .run_publishing(attempt(&selected.encoder), growing.as_mut(), events, cancel)
+            .await;
+        let name = match first {
             Ok(()) => selected.encoder.name().to_owned(),
             Err(error @ PipelineError::Ffmpeg { .. })
                 if matches!(selected.encoder, Encoder::Nvenc { .. }) =>
             {
-                tracing::warn!(%error, video = %job.video, "NVENC encode failed, retrying with libx264");
+                tracing::warn!(%error, "NVENC encode failed, retrying with libx264");
                 drop(selected);
                 let x264 = self.encoders.x264();
                 // The reused segments stay; only this attempt's output is redone.
                 for rung in rungs {
                     let dir = work.hls().join(&rung.name);
-                    let first = resume.as_ref().map_or(0, |(p, _)| p.segment);
-                    for i in first.. {
+                    for i in point.map_or(0, |p| p.segment).. {
                         if std::fs::remove_file(dir.join(resume::segment_name(i))).is_err() {
                             break;
                         }
                     }
                 }
-                self.run_ffmpeg_from(attempt(&x264), offset, info.duration, events, cancel)
+                // What the GPU published is withdrawn: libx264 encodes those segments again.
+                if growing.is_some() {
+                    growing = Some(start_growing(0)?);
+                }
+                self.run_publishing(attempt(&x264), growing.as_mut(), events, cancel)
                     .await?;
                 x264.name().to_owned()
             }
@@ -102,6 +149,37 @@ impl Pipeline {
             )
             .await?;
         }
-        Ok(name)
+        Ok(Encoded {
+            encoder: name,
+            growing,
+        })
+    }
+
+    /// Runs ffmpeg; with a growing publish, publishes what it completes as it goes.
+    async fn run_publishing(
+        &self,
+        run: Run<'_>,
+        growing: Option<&mut Growing>,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let ffmpeg = self.run_ffmpeg_from(run.args, run.offset, run.duration, events, cancel);
+        let Some(growing) = growing else {
+            return ffmpeg.await;
+        };
+        let mut ffmpeg = std::pin::pin!(ffmpeg);
+        let mut tick = tokio::time::interval(PUBLISH_EVERY);
+        let hls = run.work.hls();
+        loop {
+            tokio::select! {
+                done = &mut ffmpeg => return done,
+                _ = tick.tick() => {
+                    if growing.advance(&hls, run.resume).await? {
+                        tracing::info!("playable: every rung has its first segment");
+                        events.playable();
+                    }
+                }
+            }
+        }
     }
 }

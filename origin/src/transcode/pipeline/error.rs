@@ -25,6 +25,8 @@ pub enum PipelineError {
     Cancelled,
     #[error("output failed verification: {0}")]
     Verify(#[from] publish::VerifyError),
+    #[error("publishing while encoding: {0}")]
+    Growing(#[from] crate::transcode::growing::GrowingError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,7 +67,9 @@ impl PipelineError {
             }
             PipelineError::Cancelled => "cancelled".into(),
             PipelineError::Verify(e) => format!("the encoded output is incomplete: {e}"),
-            PipelineError::Io(_) => "an internal error stopped processing".into(),
+            PipelineError::Io(_) | PipelineError::Growing(_) => {
+                "an internal error stopped processing".into()
+            }
         }
     }
 
