@@ -19,12 +19,12 @@
 //! browser is never downloaded.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::origin::{data_dir, generate_clip, json, truncated_clip};
+use e2e::port::free_port;
 use e2e::{process, Edge, EdgeOptions, Origin, OriginOptions, RawResponse};
 
 /// The uploaded clip: long enough that both players still need segments after the pause that
@@ -102,15 +102,6 @@ fn require_browser_tooling() {
     );
 }
 
-/// A free loopback port: the edge's CORS origins must name the origin's address before the
-/// origin starts.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 fn origin_config(dev: bool) -> String {
     format!(
         "[server]\ndev = {dev}\n\n\
@@ -129,6 +120,7 @@ fn web_app_in_chromium() {
     let broken = dir.path().join("broken.mp4");
     truncated_clip(&clip, &broken);
 
+    // The edge's CORS origins must name the origin's address before the origin starts.
     let port = free_port();
     let page_origin = format!("http://127.0.0.1:{port}");
     let edge = Edge::start(EdgeOptions::new(&data.join("hls")).config(&format!(

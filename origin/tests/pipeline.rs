@@ -242,7 +242,7 @@ async fn cancelling_kills_ffmpeg_and_publishes_nothing() {
         "cancelled job took {:?} to stop",
         returned - fired
     );
-    let leftovers = support::processes_mentioning(&env.root().to_string_lossy());
+    let leftovers = e2e::process::processes_mentioning(&env.root().to_string_lossy());
     assert!(
         leftovers.is_empty(),
         "processes left running: {leftovers:?}"
@@ -355,7 +355,7 @@ fn assert_published(env: &TestEnv, id: &VideoId, published: &Published, want: &E
         let key = assert_rung(env, id, rung, (width, height), want.audio);
         assert!(keys.insert(key.0), "rung {rung} shares its key");
     }
-    let served_keys: Vec<_> = support::files_under(&env.layout.hls_root())
+    let served_keys: Vec<_> = e2e::files::files_under(&env.layout.hls_root())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "key"))
         .collect();
@@ -595,6 +595,6 @@ fn assert_thumbnails(layout: &Layout, id: &VideoId) {
 }
 
 fn assert_tmp_empty(layout: &Layout) {
-    let left = support::entries(&layout.tmp_root());
+    let left = e2e::files::entries(&layout.tmp_root());
     assert!(left.is_empty(), "left in tmp: {left:?}");
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use e2e::process::run_bounded;
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
 use origin::transcode::ffmpeg::TS_ORIGIN;
@@ -71,21 +72,25 @@ impl Events for Resumed {
     }
 }
 
+/// Limit for one ffprobe or ffmpeg reading a segment.
+const PROBE_LIMIT: Duration = Duration::from_secs(60);
+
 fn start_time(ts: &Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=start_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(ts)
-        .output()
-        .expect("ffprobe runs");
+    let out = run_bounded(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=start_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(ts),
+        PROBE_LIMIT,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // One line per program the stream belongs to; they agree.
     let first = text
@@ -101,12 +106,13 @@ fn start_time(ts: &Path) -> f64 {
 
 /// The audio packets of a segment: (pts, duration) in 90 kHz ticks.
 fn audio_packets(ts: &Path) -> Vec<(i64, i64)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0"])
-        .args(["-show_entries", "packet=pts,duration", "-of", "csv=p=0"])
-        .arg(ts)
-        .output()
-        .expect("ffprobe runs");
+    let out = run_bounded(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "a:0"])
+            .args(["-show_entries", "packet=pts,duration", "-of", "csv=p=0"])
+            .arg(ts),
+        PROBE_LIMIT,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let packets: Vec<(i64, i64)> = text
         .lines()
@@ -125,12 +131,13 @@ fn audio_packets(ts: &Path) -> Vec<(i64, i64)> {
 
 /// What ffmpeg says, at warning level, decoding `ts` to the end.
 fn decode_warnings(ts: &Path) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "warning", "-i"])
-        .arg(ts)
-        .args(["-map", "0", "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
+    let out = run_bounded(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "warning", "-i"])
+            .arg(ts)
+            .args(["-map", "0", "-f", "null", "-"]),
+        PROBE_LIMIT,
+    );
     assert!(
         out.status.success(),
         "ffmpeg cannot decode {}",

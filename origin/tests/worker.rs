@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use e2e::clips::generate_clip;
 use origin::jobs::embedded::EmbeddedStore;
 use origin::jobs::model::{unix_now, Job, JobState};
 use origin::jobs::store::JobStore;
@@ -12,25 +13,6 @@ use origin::transcode::encoder::EncoderSelector;
 use origin::transcode::ladder::default_ladder;
 use origin::transcode::pipeline::{Pipeline, Profile, Settings};
 use shared::media::{Layout, VideoId};
-
-fn clip(path: &std::path::Path) {
-    let ok = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=320x240:r=25:d=2",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4", "-y"])
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs (installed by scripts/test.sh)")
-        .success();
-    assert!(ok, "clip generation failed");
-}
 
 fn pool(
     layout: &Layout,
@@ -89,7 +71,7 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
 
     let first: VideoId = "first".parse().expect("id");
     let second: VideoId = "second".parse().expect("id");
-    clip(&layout.source_file(&first));
+    generate_clip(&layout.source_file(&first), 2, 320, 240);
     std::fs::copy(layout.source_file(&first), layout.source_file(&second)).expect("copy");
     let now = unix_now();
     store

@@ -4,12 +4,13 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e::files::files_under;
 use e2e::origin::{
     data_dir, generate_clip, json, mint_token, multipart_body, origin_binary, Part, JWT_SECRET,
 };
@@ -25,23 +26,6 @@ fn start(prefix: &str, toml: &str) -> (tempfile::TempDir, Origin) {
 
 fn token(user: &str) -> String {
     mint_token(JWT_SECRET, user, false, "1h")
-}
-
-/// Files under `dir` (recursively), for "nothing was left behind".
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn video_count(origin: &Origin, token: &str) -> usize {

@@ -6,27 +6,37 @@
 //! URL before the server sees it.
 //!
 //! # Layout
+//! It is also the workspace's one test kit: the origin's own tests (`origin/tests`, its Redis
+//! store tests) take their Redis server, ports, waits, clips and processes from here.
+//!
 //! - [`content`]: a temporary content root shaped like the platform's HLS output.
 //! - [`nginx`]: a throw-away nginx with the production `secure_link` location.
 //! - [`edge`]: the `edge` binary under test, its listeners discovered from its log.
 //! - [`origin`]: the `origin` binary under test (`serve` and `worker`), user tokens, uploads,
 //!   generated clips.
-//! - [`redis`]: a throw-away redis-server with an fsynced AOF, crash and restart, raw RESP.
+//! - [`redis`]: a throw-away redis-server (fsynced AOF or none), crash, restart, pause, raw
+//!   RESP.
+//! - [`clips`]: source videos made by ffmpeg's generators, written where asked or cached.
 //! - [`http`]: raw HTTP/1.x requests and a tolerant response parser.
 //! - [`sse`]: Server-Sent Events read incrementally off a raw connection.
 //! - [`tls`]: a test CA, server certificates and a verifying TLS client.
 //! - [`metrics`]: reading values out of Prometheus text.
 //! - [`webhook`]: a scripted webhook receiver and the signature it verifies.
 //! - [`process`]: child-process plumbing shared by the above (stderr draining, signals,
-//!   `/proc` inspection).
-//! - [`wait`]: bounded polling instead of fixed sleeps.
+//!   bounded runs, `/proc` inspection).
+//! - [`port`]: free loopback ports for servers that cannot report theirs.
+//! - [`files`]: what a test left on disk.
+//! - [`wait`]: bounded polling instead of fixed sleeps, blocking or async.
 
+pub mod clips;
 pub mod content;
 pub mod edge;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod nginx;
 pub mod origin;
+pub mod port;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
@@ -42,7 +52,7 @@ pub use nginx::Nginx;
 pub use origin::{Origin, OriginOptions, OriginWorker, WorkerOptions};
 pub use process::Signal;
 pub use redis::RedisServer;
-pub use wait::wait_until;
+pub use wait::{wait_until, wait_until_async};
 
 use shared::secure_link::{Secret, SecureLink};
 use std::time::{SystemTime, UNIX_EPOCH};

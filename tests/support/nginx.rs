@@ -5,7 +5,7 @@
 //! path nginx writes to lives in a temp prefix, so several instances can run side by side.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::content::world_readable_tempdir;
+use crate::port::free_port;
 use crate::process::{self, LineLog, Signal};
 use crate::PREFIX;
 
@@ -141,14 +142,6 @@ fn nginx_binary() -> &'static str {
     } else {
         "/usr/sbin/nginx"
     }
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// The nginx.conf: the spec's location verbatim, everything writable inside `prefix`.

@@ -1,6 +1,6 @@
 //! The `origin` binary under test, started on ephemeral ports, and what a client of its API
 //! needs: user tokens (minted by `origin token`, or hand-built unsigned ones), uploads (raw and
-//! multipart), JSON bodies, and generated clips to upload.
+//! multipart), JSON bodies, and generated clips to upload (re-exported from [`crate::clips`]).
 //!
 //! Like the edge, the origin binds `127.0.0.1:0` and logs one `listening` line per listener
 //! (`listener="api"|"admin"`, `addr=127.0.0.1:PORT`); the addresses are read back from its
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub use crate::clips::{generate_clip, truncated_clip};
 use crate::http::{raw_request, raw_request_within, RawResponse, Request};
 use crate::process::{self, LineLog, Signal};
 use crate::sse::{self, SseStream};
@@ -640,57 +641,6 @@ pub fn json(response: &RawResponse) -> serde_json::Value {
             response.body.len()
         )
     })
-}
-
-/// A test clip made by ffmpeg's lavfi generators: `secs` seconds of `testsrc2` at
-/// `width`x`height`, 25 fps, with a sine tone, libx264 `ultrafast` + AAC in MP4.
-pub fn generate_clip(path: &Path, secs: u32, width: u32, height: u32) {
-    let video = format!("testsrc2=s={width}x{height}:r=25:d={secs}");
-    let audio = format!("sine=frequency=440:sample_rate=48000:d={secs}");
-    let output = process::run_bounded(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-f", "lavfi", "-i", &video])
-            .args(["-f", "lavfi", "-i", &audio])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(["-c:a", "aac", "-b:a", "64k", "-shortest", "-y"])
-            .arg(path),
-        Duration::from_secs(60),
-    );
-    assert!(
-        output.status.success(),
-        "ffmpeg could not generate {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// `clip` with its index first (`+faststart`) and only its first 40 % of bytes, written to
-/// `out`: ffprobe still reports the whole duration, so the upload is accepted, but the output
-/// cannot cover it and processing fails (for good with `transcode.max_attempts = 1`).
-pub fn truncated_clip(clip: &Path, out: &Path) {
-    let whole = out.with_extension("faststart.mp4");
-    let output = process::run_bounded(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-movflags", "+faststart", "-y"])
-            .arg(&whole),
-        Duration::from_secs(30),
-    );
-    assert!(
-        output.status.success(),
-        "ffmpeg -movflags +faststart: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let bytes = fs::read(&whole).expect("read the faststart copy");
-    fs::write(out, &bytes[..bytes.len() * 4 / 10]).expect("write the truncated clip");
 }
 
 /// The request line of `bytes`, for messages (bodies may be large and binary).

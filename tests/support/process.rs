@@ -18,6 +18,10 @@ pub enum Signal {
     Int,
     /// Immediate termination.
     Kill,
+    /// Freeze: the process keeps its sockets open but runs no more (a hung server).
+    Stop,
+    /// Thaw a [`Signal::Stop`]ped process.
+    Cont,
 }
 
 impl Signal {
@@ -27,6 +31,8 @@ impl Signal {
             Self::Hup => "HUP",
             Self::Int => "INT",
             Self::Kill => "KILL",
+            Self::Stop => "STOP",
+            Self::Cont => "CONT",
         }
     }
 }
@@ -219,6 +225,18 @@ pub fn binaries_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// `<target>/tmp`, for files kept across runs and test binaries (cargo's `CARGO_TARGET_TMPDIR`
+/// for integration tests; found from the running executable, so unit tests and this library
+/// get it too).
+pub fn target_tmp_dir() -> PathBuf {
+    let dir = binaries_dir()
+        .parent()
+        .expect("the profile directory has a parent: the target directory")
+        .join("tmp");
+    std::fs::create_dir_all(&dir).expect("create <target>/tmp");
+    dir
+}
+
 /// Whether `program` can be found on `PATH`.
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -277,6 +295,21 @@ pub fn alive(pid: u32) -> bool {
             rest.split_whitespace().next().map(|state| state != "Z")
         })
         .unwrap_or(false)
+}
+
+/// Processes (`pid: command line`) whose command line mentions `needle`: what a test started
+/// and should have ended (an encoder named by its work directory).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            // A process may exit between listing and reading; that is not an error here.
+            let cmdline = cmdline(pid)?.join(" ");
+            cmdline
+                .contains(needle)
+                .then(|| format!("{pid}: {cmdline}"))
+        })
+        .collect()
 }
 
 /// Sends `signal` to `pid` if it still exists; false if `kill` failed (it was gone).

@@ -1,14 +1,16 @@
 //! A throw-away `redis-server` on a free loopback port, in a temp directory, with an fsynced
-//! append-only file (`--appendonly yes --appendfsync always`), and a tiny RESP client to look
-//! at what the origin stored.
+//! append-only file (`--appendonly yes --appendfsync always`) or no persistence at all, and a
+//! tiny RESP client to look at what the origin stored. The one Redis harness of the workspace:
+//! the end-to-end tests and the origin's Redis store tests both use it.
 //!
 //! [`RedisServer::crash`] kills it like a power cut (SIGKILL, nothing flushed on the way out);
 //! [`RedisServer::restart`] then starts it again on the same port and directory, so clients
-//! configured with its URL reconnect to the same data.
+//! configured with its URL reconnect to the same data. [`RedisServer::pause`] freezes it with
+//! its connections open (SIGSTOP), as a hung server would.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::port::free_port;
 use crate::process::{self, Signal};
 
 /// How long redis-server may take to answer `PING` (it replays the AOF first).
@@ -28,11 +31,21 @@ const START_ATTEMPTS: usize = 5;
 /// Bound on one [`RedisServer::command`] exchange.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What survives a [`RedisServer::restart`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// An append-only file fsynced on every write: everything acknowledged.
+    Aof,
+    /// Nothing (`--appendonly no`, no snapshots): faster, for tests that never restart it.
+    None,
+}
+
 /// A running redis-server; killed on drop.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    persistence: Persistence,
 }
 
 impl RedisServer {
@@ -41,6 +54,11 @@ impl RedisServer {
     /// Panics with instructions when redis-server is not installed: the tests that need it are
     /// meaningless without a real server, so they fail rather than skip.
     pub fn start() -> Self {
+        Self::start_with(Persistence::Aof)
+    }
+
+    /// [`RedisServer::start`] with the given persistence.
+    pub fn start_with(persistence: Persistence) -> Self {
         assert!(
             process::on_path("redis-server"),
             "redis-server is not installed: run scripts/test.sh, which installs it (or \
@@ -53,12 +71,13 @@ impl RedisServer {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match spawn(&dir, port) {
+            match spawn(&dir, port, persistence) {
                 Ok(child) => {
                     return Self {
                         child: Some(child),
                         port,
                         dir,
+                        persistence,
                     }
                 }
                 Err(why) => failures.push(why),
@@ -99,7 +118,7 @@ impl RedisServer {
         self.crash();
         let deadline = down + START_TIMEOUT;
         loop {
-            match spawn(&self.dir, self.port) {
+            match spawn(&self.dir, self.port, self.persistence) {
                 Ok(child) => {
                     self.child = Some(child);
                     return down.elapsed();
@@ -112,6 +131,20 @@ impl RedisServer {
                 }
                 Err(_) => thread::sleep(Duration::from_millis(50)),
             }
+        }
+    }
+
+    /// Freezes it (SIGSTOP): connections stay open and nothing answers, as a hung server.
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            process::send_signal(pid, Signal::Stop);
+        }
+    }
+
+    /// Thaws a [`Self::pause`]d server.
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            process::send_signal(pid, Signal::Cont);
         }
     }
 
@@ -148,26 +181,28 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // SIGKILL ends a paused server too.
         self.crash();
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 /// Starts redis-server on `port` in `dir` and waits until it answers `PING`.
-fn spawn(dir: &TempDir, port: u16) -> Result<Child, String> {
+fn spawn(dir: &TempDir, port: u16, persistence: Persistence) -> Result<Child, String> {
     let log = dir.path().join("redis.log");
-    let mut child = Command::new("redis-server")
-        .arg("--port")
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--daemonize", "no", "--save", ""])
-        .args(["--appendonly", "yes", "--appendfsync", "always"])
+    let mut command = Command::new("redis-server");
+    command.arg("--port").arg(port.to_string()).args([
+        "--bind",
+        "127.0.0.1",
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+    ]);
+    match persistence {
+        Persistence::Aof => command.args(["--appendonly", "yes", "--appendfsync", "always"]),
+        Persistence::None => command.args(["--appendonly", "no"]),
+    };
+    let mut child = command
         .arg("--dir")
         .arg(dir.path())
         .arg("--logfile")

@@ -1,13 +1,14 @@
-//! Helpers shared by the origin's integration tests.
+//! Helpers shared by the origin's integration tests, on top of the workspace's test kit
+//! (`e2e`, in `tests/support`), which provides the clips, bounded process runs, process and
+//! file listings (`e2e::process`, `e2e::files`), ports and waits.
 //!
-//! - [`clips`]: source videos made with ffmpeg's lavfi generators, once per test binary and
-//!   cached under Cargo's target tmp dir (keyed by the exact ffmpeg arguments).
-//! - [`bad_inputs`]: files an uploader might send that are not usable videos.
+//! - [`clips`]: the kit's cached source videos; [`bad_inputs`]: files an uploader might send
+//!   that are not usable videos.
 //! - [`TestEnv`]: a throwaway data directory and a [`Pipeline`] configured like production,
 //!   except for libx264 `ultrafast` (the machine running the tests may have 2 cores).
 //! - [`Recorder`]: an [`Events`] sink that keeps everything the pipeline reports, and can fire
 //!   a cancellation when the encode starts.
-//! - ffprobe queries, MPEG-TS checks, bounded process runs, filesystem and process listings.
+//! - ffprobe queries and MPEG-TS checks.
 //!
 //! Every external process runs under a time limit, so a wedged ffmpeg fails a test instead of
 //! hanging it.
@@ -15,12 +16,13 @@
 // Each test binary that includes this module uses a different subset of it.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use e2e::clips::catalog as clips;
+use e2e::process::run_bounded;
 use origin::transcode::encoder::EncoderSelector;
 use origin::transcode::ladder::default_ladder;
 use origin::transcode::pipeline::{
@@ -33,250 +35,14 @@ use shared::shutdown::Trigger;
 pub const FFMPEG: &str = "ffmpeg";
 pub const FFPROBE: &str = "ffprobe";
 
-/// Limit for one helper process (clip generation, ffprobe).
+/// Limit for one ffprobe.
 const PROCESS_LIMIT: Duration = Duration::from_secs(60);
 
 /// Limit for one pipeline job on these clips, generous for a loaded 2-core machine.
 pub const JOB_LIMIT: Duration = Duration::from_secs(180);
 
 // ---------------------------------------------------------------------------------------------
-// Processes
-
-/// Runs `cmd` to completion and returns its output; kills it and panics after `limit`.
-pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    // Drain both pipes on their own threads: a child blocked on a full pipe would never exit.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout is piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("can poll a child") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader does not panic"),
-        stderr: stderr.join().expect("stderr reader does not panic"),
-    }
-}
-
-/// Processes (`pid: cmdline`) whose command line mentions `needle`, from `/proc`.
-pub fn processes_mentioning(needle: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| {
-            // A process may exit between listing and reading; that is not an error here.
-            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-            cmdline
-                .contains(needle)
-                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
 // Source clips
-
-/// The generated sources. All video is 25 fps.
-pub struct Clips {
-    /// 1920x1080, 4 s, H.264 + AAC.
-    pub landscape: PathBuf,
-    /// 720x1280, 3 s, H.264, no audio.
-    pub portrait: PathBuf,
-    /// 320x240, 3 s, MPEG-4 Part 2 (not H.264) + AAC: below the smallest rung.
-    pub tiny: PathBuf,
-    /// Coded 1280x720 with a 90° display matrix, 3 s, H.264 + AAC: a phone held upright,
-    /// displayed 720x1280.
-    pub rotated: PathBuf,
-    /// 640x360, 4 s, H.264 + AAC with a keyframe every 2 s: copyable as is.
-    pub h264_aac: PathBuf,
-    /// The landscape clip looped to 20 s (a stream copy, so it costs nothing to make).
-    pub long: PathBuf,
-    /// A sine tone in an `.m4a`: valid media, but no video.
-    pub audio_only: PathBuf,
-}
-
-/// The clips, generated on first use (and reused from earlier runs when still cached).
-pub fn clips() -> &'static Clips {
-    static CLIPS: OnceLock<Clips> = OnceLock::new();
-    CLIPS.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("origin-clips");
-        std::fs::create_dir_all(&dir).expect("can create the clip cache directory");
-        let x264 = owned([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ]);
-        let aac = owned(["-c:a", "aac", "-shortest"]);
-        let landscape = generate(
-            &dir,
-            "landscape.mp4",
-            &[
-                lavfi_video("1920x1080", 4),
-                lavfi_sine(4),
-                x264.clone(),
-                aac.clone(),
-            ]
-            .concat(),
-        );
-        let rotated_coded = generate(
-            &dir,
-            "rotated-coded.mp4",
-            &[
-                lavfi_video("1280x720", 3),
-                lavfi_sine(3),
-                x264.clone(),
-                aac.clone(),
-            ]
-            .concat(),
-        );
-        Clips {
-            portrait: generate(
-                &dir,
-                "portrait.mp4",
-                &[lavfi_video("720x1280", 3), x264.clone()].concat(),
-            ),
-            tiny: generate(
-                &dir,
-                "tiny.mp4",
-                &[
-                    lavfi_video("320x240", 3),
-                    lavfi_sine(3),
-                    owned(["-c:v", "mpeg4", "-q:v", "5"]),
-                    aac.clone(),
-                ]
-                .concat(),
-            ),
-            // ffmpeg 5.1 ignores a `rotate` tag set while encoding; a stream-copy remux
-            // turns it into the display matrix phones write.
-            rotated: generate(
-                &dir,
-                "rotated.mp4",
-                &[
-                    input(&rotated_coded),
-                    owned(["-c", "copy", "-metadata:s:v:0", "rotate=90"]),
-                ]
-                .concat(),
-            ),
-            h264_aac: generate(
-                &dir,
-                "h264-aac.mp4",
-                &[
-                    lavfi_video("640x360", 4),
-                    lavfi_sine(4),
-                    x264.clone(),
-                    owned(["-g", "50"]),
-                    aac.clone(),
-                ]
-                .concat(),
-            ),
-            long: generate(
-                &dir,
-                "long.mp4",
-                &[
-                    owned(["-stream_loop", "4"]),
-                    input(&landscape),
-                    owned(["-c", "copy"]),
-                ]
-                .concat(),
-            ),
-            audio_only: generate(
-                &dir,
-                "audio-only.m4a",
-                &[lavfi_sine(2), owned(["-c:a", "aac"])].concat(),
-            ),
-            landscape,
-        }
-    })
-}
-
-fn owned<const N: usize>(args: [&str; N]) -> Vec<String> {
-    args.map(str::to_owned).to_vec()
-}
-
-fn lavfi_video(size: &str, secs: u32) -> Vec<String> {
-    let source = format!("testsrc2=size={size}:rate=25:duration={secs}");
-    owned(["-f", "lavfi", "-i", &source])
-}
-
-fn lavfi_sine(secs: u32) -> Vec<String> {
-    let source = format!("sine=frequency=440:sample_rate=48000:duration={secs}");
-    owned(["-f", "lavfi", "-i", &source])
-}
-
-fn input(path: &Path) -> Vec<String> {
-    vec!["-i".to_owned(), path.display().to_string()]
-}
-
-/// Runs ffmpeg with `args` into `dir/<stem>-<hash of args>.<ext>` unless that file exists.
-/// The output is written under a temporary name and renamed, so an interrupted run never
-/// leaves a half-written clip in the cache.
-fn generate(dir: &Path, name: &str, args: &[String]) -> PathBuf {
-    let (stem, ext) = name.rsplit_once('.').expect("clip names have an extension");
-    let key = fnv1a(args.join("\0").as_bytes());
-    let out = dir.join(format!("{stem}-{key:016x}.{ext}"));
-    if out.is_file() {
-        return out;
-    }
-    // ffmpeg picks the muxer from the last extension, so keep it last.
-    let part = dir.join(format!(
-        "{stem}-{key:016x}.part{}.{ext}",
-        std::process::id()
-    ));
-    let result = run_bounded(
-        Command::new(FFMPEG)
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-            .args(args)
-            .arg(&part),
-        PROCESS_LIMIT,
-    );
-    assert!(
-        result.status.success(),
-        "generating {name} failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&part, &out).expect("can move a generated clip into place");
-    out
-}
-
-/// FNV-1a: a stable hash for cache keys (std's hasher may change between Rust releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Unusable uploads, written into `dir`: (description, path).
 pub fn bad_inputs(dir: &Path) -> Vec<(&'static str, PathBuf)> {
@@ -553,41 +319,4 @@ fn crc32_mpeg2(bytes: &[u8]) -> u32 {
         }
         crc
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Files
-
-/// Every file under `dir`, recursively (empty when `dir` does not exist).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(d) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The names directly inside `dir` (empty when `dir` does not exist).
-pub fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
