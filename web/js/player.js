@@ -79,6 +79,8 @@ export class Player {
       onclick: () => (document.fullscreenElement ? document.exitFullscreen() : this.stage.requestFullscreen()),
     }, 'Full screen');
     this.notice = h('p', { id: 'notice', class: 'notice', hidden: true });
+    // While the video is still being encoded it plays as far as it is published; this says so.
+    this.processing = h('p', { id: 'processing', class: 'notice', hidden: true });
     this.diag = {
       engine: h('dd', { id: 'diag-engine' }, '-'),
       level: h('dd', { id: 'diag-level' }, '-'),
@@ -90,6 +92,7 @@ export class Player {
       this.stage,
       h('div', { class: 'controls' }, this.playButton, this.seek, this.time, this.volume, this.quality, this.fullscreen),
       this.notice,
+      this.processing,
       h('p', { class: 'hint' }, 'Space: play/pause · ←/→: 5 s · ↑/↓: volume · hover the bar for previews'),
       h('details', { class: 'diag' }, h('summary', {}, 'Playback details'),
         h('dl', {},
@@ -163,7 +166,41 @@ export class Player {
       return;
     }
     this.attach(info.data.manifest_url);
-    this.loadStoryboard();
+    if (info.data.complete === false) {
+      this.followProcessing(info.data);
+    } else {
+      this.loadStoryboard();
+    }
+  }
+
+  /**
+   * The video plays while it is still being encoded (its playlists grow; hls.js extends the
+   * seek bar as they do): show how far processing is and ask again until it is complete.
+   */
+  followProcessing(data) {
+    this.root.dataset.growing = 'true';
+    const percent = Math.floor(Number(data.progress) || 0);
+    this.processing.textContent = `Still processing (${percent}%): playback continues as it is encoded.`;
+    this.processing.hidden = false;
+    const after = Math.max(1, Math.min(Number(data.retry_after) || 3, 30));
+    clearTimeout(this.timer);
+    this.timer = setTimeout(async () => {
+      if (this.destroyed) return;
+      let next;
+      try {
+        next = await api(`/api/videos/${encodeURIComponent(this.id)}/stream-info`);
+      } catch {
+        this.followProcessing(data);
+        return;
+      }
+      if (next.status === 200 && next.data && next.data.complete) {
+        this.root.dataset.growing = 'false';
+        this.processing.hidden = true;
+        this.loadStoryboard();
+      } else {
+        this.followProcessing((next && next.data) || data);
+      }
+    }, after * 1000);
   }
 
   async retryProcessing() {

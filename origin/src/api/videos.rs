@@ -126,7 +126,11 @@ pub async fn delete(
     let job = state.owned_job(&user, &id).await?;
     let video = job.video;
     if let Some(pool) = &state.pool {
-        pool.cancel(&video);
+        // A growing publish writes until its encode has stopped: wait for that (bounded), so
+        // nothing it publishes lands after the files are removed. A worker elsewhere removes
+        // its own stragglers when it finds the job gone.
+        pool.cancel_and_wait(&video, std::time::Duration::from_secs(10))
+            .await;
     }
     // Files first, record last: if removing a file fails, the video is still listed and the
     // delete can be retried instead of leaving orphans nobody can reach.

@@ -136,6 +136,24 @@ impl<S: JobStore> WorkerPool<S> {
         running.get(video).map(Trigger::fire).is_some()
     }
 
+    /// [`Self::cancel`], then waits until the job has stopped here, at most `limit`.
+    pub async fn cancel_and_wait(&self, video: &VideoId, limit: Duration) {
+        if !self.cancel(video) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.is_running(video) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn is_running(&self, video: &VideoId) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(video)
+    }
+
     /// Starts the workers; they stop claiming when `stop` fires and finish what they hold.
     pub fn start(self: &Arc<Self>, stop: Switch) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
