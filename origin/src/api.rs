@@ -1,7 +1,8 @@
 //! The HTTP API: uploads, video records, signed playback, live progress, admin.
 //!
 //! # Layout
-//! - [`auth`]: user JWTs and playback credentials; [`error`]: the one error-to-HTTP mapping.
+//! - [`auth`]: user JWTs and playback credentials; [`error`]: the one error-to-HTTP mapping
+//!   (axum's own refusals included: every error is `{"error": "..."}`).
 //! - [`uploads`]: streaming upload -> probe -> job.
 //! - [`videos`]: list, status, delete, retry.
 //! - [`playback`]: stream-info, signed master/variant playlists, key delivery.
@@ -113,6 +114,9 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/migration",
             get(admin::migration_status).post(admin::migration_start),
         )
+        .fallback(error::no_route)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        // Last, so it sees every answer: the body limit's 413 and axum's rejections too.
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }

@@ -1,6 +1,6 @@
 //! The API's one error type and its one mapping to HTTP: `{"error": "<what was wrong>"}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -99,6 +99,49 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Gives the answers axum makes itself (no such route, a method the route lacks, an
+/// extractor's rejection such as a query that does not parse, a body over the limit) the API's
+/// shape: `{"error": "<its text>"}` with the same status and headers (`Allow` stays). Handlers'
+/// own errors are JSON already and pass through untouched.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // axum's own messages are a line or two; anything longer is not one of them.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+        text => text.to_owned(),
+    };
+    tracing::debug!(%status, error = %message, "request refused");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "error": message }).to_string();
+    Response::from_parts(parts, body.into())
+}
+
+/// `/api/...` and everything else no route matches.
+pub async fn no_route() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no such route" })),
+    )
+        .into_response()
+}
+
 /// An error and every `source()` under it, `: `-separated, so the log says why and not only
 /// what.
 struct Chain<'a>(&'a (dyn std::error::Error + 'static));
@@ -123,6 +166,39 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("writing the upload")]
     struct Wrapped(#[source] std::io::Error);
+
+    #[tokio::test]
+    async fn axums_own_answers_become_json_and_ours_pass_untouched() {
+        let plain = (
+            StatusCode::BAD_REQUEST,
+            [(header::ALLOW, "GET")],
+            "Failed to deserialize query string",
+        )
+            .into_response();
+        let mapped = json_errors(plain).await;
+        assert_eq!(mapped.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(mapped.headers()[header::ALLOW], "GET");
+        let body = axum::body::to_bytes(mapped.into_body(), 1024).await;
+        assert_eq!(
+            body.expect("body").as_ref(),
+            br#"{"error":"Failed to deserialize query string"}"#
+        );
+        let empty = json_errors(StatusCode::METHOD_NOT_ALLOWED.into_response()).await;
+        let body = axum::body::to_bytes(empty.into_body(), 1024).await;
+        assert_eq!(
+            body.expect("body").as_ref(),
+            br#"{"error":"method not allowed"}"#
+        );
+        let ours = json_errors(ApiError::NotFound.into_response()).await;
+        let body = axum::body::to_bytes(ours.into_body(), 1024).await;
+        assert_eq!(
+            body.expect("body").as_ref(),
+            br#"{"error":"video not found"}"#
+        );
+        let fine = json_errors("ok".into_response()).await;
+        let body = axum::body::to_bytes(fine.into_body(), 1024).await;
+        assert_eq!(body.expect("body").as_ref(), b"ok");
+    }
 
     #[test]
     fn internal_errors_keep_their_chain_for_the_log_only() {
