@@ -1,0 +1,405 @@
+//! The API in process: the router `origin serve` builds (`roles::serve::build`, from an
+//! `OriginConfig` with test secrets and a temporary data directory, on the embedded store),
+//! called with `tower::ServiceExt::oneshot`, without a socket or a spawned binary.
+//!
+//! - authentication: no token, an expired one, `alg: none`, another secret, garbage, an empty
+//!   subject -> 401; a token in the URL of a state-changing request -> 401;
+//! - ownership: another user's video answers exactly like a missing one, on every route that
+//!   names a video, and nothing of it changes;
+//! - validation: ids and rung names that are not names (`..`, encoded slashes, too long) ->
+//!   404 without touching the disk, an oversized title -> 400 (query or multipart);
+//! - error shapes: every refusal above is `{"error": "<message>"}` as JSON, and no message
+//!   names a path on the server.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use origin::api::auth::mint_hs256;
+use origin::api::AppState;
+use origin::config::OriginConfig;
+use origin::jobs::model::{unix_now, Job};
+use origin::jobs::store::JobStore;
+use origin::transcode::pipeline::Profile;
+use shared::media::VideoId;
+use tower::ServiceExt;
+
+const JWT_SECRET: &str = "api-test-jwt-secret-0123456789";
+const SIGNING_SECRET: &str = "api-test-signing-secret-0123456789";
+
+/// The API of an origin on a data directory of its own (removed on drop).
+struct Api {
+    router: Router,
+    state: AppState,
+    dir: tempfile::TempDir,
+}
+
+/// A response, its body read whole.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("origin-api-")
+            .tempdir()
+            .expect("temp dir");
+        let mut config = OriginConfig::default();
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.data_dir = dir.path().join("data");
+        config.playback.edge_base_url = "http://edge.test".into();
+        // No encoder runs here: nothing to detect, nobody to claim jobs.
+        config.transcode.workers = 0;
+        config.transcode.nvenc = origin::config::NvencMode::Off;
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("JWT_SECRET", JWT_SECRET),
+            ("HLS_SIGNING_SECRET", SIGNING_SECRET),
+        ]);
+        config.apply_env(&env);
+        let settings = config.serve().expect("valid test configuration");
+        let built = origin::roles::serve::build(settings)
+            .await
+            .expect("the origin builds");
+        Self {
+            router: origin::api::router(built.state.clone()),
+            state: built.state,
+            dir,
+        }
+    }
+
+    async fn call(&self, request: Request<Body>) -> Answer {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body under 1 MiB")
+            .to_vec();
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    async fn get(&self, token: Option<&str>, uri: &str) -> Answer {
+        self.call(request(Method::GET, uri, token, Body::empty()))
+            .await
+    }
+
+    /// A video of `owner`, queued, straight into the store.
+    async fn video_of(&self, owner: &str) -> VideoId {
+        let video = VideoId::random();
+        let job = Job::new(
+            video.clone(),
+            owner,
+            Some("holiday".into()),
+            Profile::Ladder,
+            unix_now(),
+        );
+        self.state.store.create(job).await.expect("create");
+        video
+    }
+
+    /// The message of an error answer, after checking its shape: JSON, one `error` string,
+    /// nothing that names a place on this machine.
+    fn error(&self, answer: &Answer, status: StatusCode, what: &str) -> String {
+        let text = String::from_utf8_lossy(&answer.body);
+        assert_eq!(answer.status, status, "{what}: {text}");
+        assert!(
+            answer.content_type.starts_with("application/json"),
+            "{what}: content type {:?}: {text}",
+            answer.content_type
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&answer.body).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        let object = json.as_object().expect("an object");
+        assert_eq!(object.len(), 1, "{what}: only `error`: {text}");
+        let message = object["error"].as_str().expect("error is a string");
+        assert!(!message.is_empty(), "{what}: an empty message");
+        let data = self.dir.path().to_string_lossy();
+        for leak in [data.as_ref(), "/tmp/", "/work/", "/home/", ".rs:"] {
+            assert!(!message.contains(leak), "{what}: {message:?} names {leak}");
+        }
+        message.to_owned()
+    }
+}
+
+fn request(method: Method, uri: &str, token: Option<&str>, body: Body) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(body).expect("a valid request")
+}
+
+fn token(user: &str, admin: bool) -> String {
+    mint_hs256(JWT_SECRET.as_bytes(), user, admin, 3600, unix_now()).expect("mint")
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_401() {
+    let api = Api::new().await;
+    let now = unix_now();
+    let expired = mint_hs256(JWT_SECRET.as_bytes(), "alice", false, -3600, now).expect("mint");
+    let unsigned = e2e::origin::unsigned_token(&serde_json::json!({
+        "sub": "alice", "exp": now + 3600, "role": "admin"
+    }));
+    let other_secret =
+        mint_hs256(b"another-secret-0123456789", "alice", true, 3600, now).expect("mint");
+    let no_subject = mint_hs256(JWT_SECRET.as_bytes(), "", false, 3600, now).expect("mint");
+    let video = api.video_of("alice").await;
+    let routes = [
+        (Method::GET, "/api/videos".to_owned()),
+        (Method::POST, "/api/videos".to_owned()),
+        (Method::GET, format!("/api/videos/{video}")),
+        (Method::DELETE, format!("/api/videos/{video}")),
+        (Method::POST, format!("/api/videos/{video}/retry")),
+        (Method::GET, format!("/api/videos/{video}/stream-info")),
+        (Method::GET, "/api/admin/migration".to_owned()),
+    ];
+    let tokens = [
+        ("no token", None),
+        ("expired", Some(expired.as_str())),
+        ("alg none", Some(unsigned.as_str())),
+        ("another secret", Some(other_secret.as_str())),
+        ("not a JWT", Some("not.a.jwt")),
+        ("empty subject", Some(no_subject.as_str())),
+    ];
+    for (method, uri) in &routes {
+        for (what, token) in tokens {
+            let answer = api
+                .call(request(method.clone(), uri, token, Body::empty()))
+                .await;
+            let what = format!("{method} {uri} with {what}");
+            api.error(&answer, StatusCode::UNAUTHORIZED, &what);
+        }
+    }
+    assert!(
+        api.state.store.get(&video).await.expect("get").is_some(),
+        "nothing was deleted"
+    );
+    // The real token passes, and only an admin's reaches the admin route.
+    let alice = token("alice", false);
+    assert_eq!(
+        api.get(Some(&alice), "/api/videos").await.status,
+        StatusCode::OK
+    );
+    let admin_only = api.get(Some(&alice), "/api/admin/migration").await;
+    api.error(&admin_only, StatusCode::FORBIDDEN, "admin route as a user");
+    let admin = token("root", true);
+    assert_eq!(
+        api.get(Some(&admin), "/api/admin/migration").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn tokens_in_urls_do_not_change_state() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    for (method, uri) in [
+        (Method::DELETE, format!("/api/videos/{video}?token={alice}")),
+        (
+            Method::POST,
+            format!("/api/videos/{video}/retry?token={alice}"),
+        ),
+        (Method::POST, format!("/api/videos?token={alice}")),
+    ] {
+        let answer = api
+            .call(request(method.clone(), &uri, None, Body::empty()))
+            .await;
+        let message = api.error(
+            &answer,
+            StatusCode::UNAUTHORIZED,
+            &format!("{method} ?token="),
+        );
+        assert!(message.contains("Authorization"), "{message}");
+    }
+    assert!(api.state.store.get(&video).await.expect("get").is_some());
+    // Reads may carry it (players, <img>, EventSource cannot send headers).
+    let read = api
+        .get(None, &format!("/api/videos/{video}?token={alice}"))
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_users_video_is_exactly_a_missing_one() {
+    let api = Api::new().await;
+    let (alice, bob) = (token("alice", false), token("bob", false));
+    let video = api.video_of("alice").await;
+    let missing = VideoId::random();
+    let routes = [
+        (Method::GET, ""),
+        (Method::DELETE, ""),
+        (Method::POST, "/retry"),
+        (Method::GET, "/stream-info"),
+        (Method::GET, "/thumbnail.jpg"),
+        (Method::GET, "/storyboard.vtt"),
+        (Method::GET, "/stream"),
+    ];
+    for (method, suffix) in routes {
+        let call = |id: &VideoId| {
+            let uri = format!("/api/videos/{id}{suffix}");
+            api.call(request(method.clone(), &uri, Some(&bob), Body::empty()))
+        };
+        let theirs = call(&video).await;
+        let nobodys = call(&missing).await;
+        let what = format!("{method} /api/videos/{{id}}{suffix} as another user");
+        let message = api.error(&theirs, StatusCode::NOT_FOUND, &what);
+        assert_eq!(
+            (theirs.status, &theirs.body),
+            (nobodys.status, &nobodys.body),
+            "{what}: differs from a missing video"
+        );
+        assert!(!message.contains("alice"), "{what}: {message}");
+    }
+    let listed = api.get(Some(&bob), "/api/videos").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert!(!String::from_utf8_lossy(&listed.body).contains(video.as_str()));
+    // Still there, untouched, for its owner and an admin.
+    for who in [alice, token("root", true)] {
+        let own = api.get(Some(&who), &format!("/api/videos/{video}")).await;
+        assert_eq!(
+            own.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&own.body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_that_are_not_names_are_refused() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    let long = "a".repeat(65);
+    // Ids outside [A-Za-z0-9_-]{1,64}: answered like a missing video, never looked up on disk.
+    for id in [
+        "..",
+        "%2E%2E",
+        "a%2Fb",
+        "a%2F..%2F..%2Fkeys",
+        &long,
+        "a%20b",
+        "%00",
+    ] {
+        for suffix in [
+            "",
+            "/stream-info",
+            "/thumbnail.jpg",
+            "/hls/master.m3u8?pt=x",
+        ] {
+            let uri = format!("/api/videos/{id}{suffix}");
+            let answer = api.get(Some(&alice), &uri).await;
+            api.error(&answer, StatusCode::NOT_FOUND, &uri);
+        }
+    }
+    // Rung names the same way, on a video that exists.
+    for rung in ["..", "%2E%2E", "..%2F..%2Fkeys", "a.b", &long] {
+        for file in ["index.m3u8", "key"] {
+            let uri = format!("/api/videos/{video}/hls/{rung}/{file}?pt=x");
+            let answer = api.get(Some(&alice), &uri).await;
+            api.error(&answer, StatusCode::NOT_FOUND, &uri);
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_titles_are_400_before_the_upload_is_read() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let max = api.state.settings.uploads.max_title_bytes;
+    let title = "t".repeat(max + 1);
+    let query = api
+        .call(request(
+            Method::POST,
+            &format!("/api/videos?title={title}"),
+            Some(&alice),
+            Body::from("not read"),
+        ))
+        .await;
+    let message = api.error(&query, StatusCode::BAD_REQUEST, "title in the query");
+    assert!(message.contains(&max.to_string()), "{message}");
+
+    let boundary = "api-test-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\nnot a video\r\n--{boundary}--\r\n"
+    );
+    let mut multipart = request(Method::POST, "/api/videos", Some(&alice), Body::from(body));
+    multipart.headers_mut().insert(
+        header::CONTENT_TYPE,
+        format!("multipart/form-data; boundary={boundary}")
+            .parse()
+            .expect("header"),
+    );
+    let answer = api.call(multipart).await;
+    api.error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "title in a multipart field",
+    );
+    let tmp = api.state.layout.tmp_root();
+    assert!(
+        e2e::files::files_under(&tmp).is_empty(),
+        "a refused upload leaves nothing in {}",
+        tmp.display()
+    );
+    let listed = api.get(Some(&alice), "/api/videos").await;
+    assert_eq!(
+        String::from_utf8_lossy(&listed.body)
+            .matches("\"id\"")
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_too() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    let nowhere = api.get(Some(&alice), "/api/nowhere").await;
+    api.error(&nowhere, StatusCode::NOT_FOUND, "an unknown route");
+    let put = api
+        .call(request(
+            Method::PUT,
+            &format!("/api/videos/{video}"),
+            Some(&alice),
+            Body::empty(),
+        ))
+        .await;
+    api.error(&put, StatusCode::METHOD_NOT_ALLOWED, "PUT on a video");
+    let bad_query = api
+        .call(request(
+            Method::POST,
+            "/api/videos?profile=best",
+            Some(&alice),
+            Body::from("x"),
+        ))
+        .await;
+    api.error(
+        &bad_query,
+        StatusCode::BAD_REQUEST,
+        "an unknown upload profile",
+    );
+}
