@@ -218,7 +218,9 @@ async fn files_that_are_not_videos_are_refused_with_a_clear_message() {
 
 #[tokio::test]
 async fn cancelling_kills_ffmpeg_and_publishes_nothing() {
-    let env = TestEnv::new();
+    // Published all at once, a cancelled job has published nothing. (A growing publish is
+    // withdrawn by whoever cancelled it: tests/growing.rs.)
+    let env = TestEnv::all_at_once();
     let id = VideoId::random();
     let (cancel_tx, mut cancel) = shared::shutdown::channel();
     let recorder = Recorder::cancelling(cancel_tx);

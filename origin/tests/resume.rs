@@ -178,6 +178,27 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
         .tmp_root()
         .join(format!("{video}-crashed"))
         .is_dir());
+    // What the dead attempt had published while it encoded (a growing publish): each rung's
+    // segments and their bytes.
+    let published_before: Vec<(String, Vec<Vec<u8>>)> =
+        std::fs::read_dir(env.layout.video_dir(&video))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| {
+                        let dir = e.path();
+                        let text =
+                            std::fs::read_to_string(dir.join("index.m3u8")).unwrap_or_default();
+                        let bytes = playlist::segments(&text)
+                            .iter()
+                            .map(|s| std::fs::read(dir.join(&s.uri)).expect("a listed segment"))
+                            .collect();
+                        (e.file_name().to_string_lossy().into_owned(), bytes)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
 
     let resumed = Resumed::default();
     let (_tx, mut cancel) = shared::shutdown::channel();
@@ -194,6 +215,27 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
         .expect("lock")
         .expect("the second attempt resumed");
     assert!(reused >= 2, "reused {reused} segments");
+    // The growing playlists went on from where the dead attempt left them: what it published
+    // (when no more than what this attempt reused) is still there, byte for byte.
+    for (rung, segments) in &published_before {
+        eprintln!(
+            "resume: {rung}: {} segments published before the crash, {reused} reused",
+            segments.len()
+        );
+        if segments.len() > reused as usize {
+            continue;
+        }
+        for (i, before) in segments.iter().enumerate() {
+            let now = std::fs::read(
+                env.layout
+                    .video_dir(&video)
+                    .join(rung)
+                    .join(format!("segment_{i:03}.ts")),
+            )
+            .expect("still published");
+            assert!(&now == before, "{rung} segment {i} was published again");
+        }
+    }
     assert_eq!(
         std::fs::read_dir(env.layout.tmp_root())
             .expect("tmp")

@@ -239,7 +239,12 @@ impl Growing {
             all.push(encrypt::rates(&state.published, &sizes));
         }
         let mut measured = all.iter().copied();
-        let variants = self.variants(|_| measured.next().unwrap_or(Rates { peak: 0, average: 0 }));
+        let variants = self.variants(|_| {
+            measured.next().unwrap_or(Rates {
+                peak: 0,
+                average: 0,
+            })
+        });
         self.write(MASTER.as_ref(), &playlist::master(&variants))?;
         self.master = true;
         Ok(all)

@@ -290,8 +290,18 @@ impl Pipeline {
                     .collect()
             }
             None => {
-                self.publish_all(job, &info, &rungs, &checks, &work, &storyboard, interval, events, cancel)
-                    .await?
+                self.publish_all(
+                    job,
+                    &info,
+                    &rungs,
+                    &checks,
+                    &work,
+                    &storyboard,
+                    interval,
+                    events,
+                    cancel,
+                )
+                .await?
             }
         };
         resume::clean_other_attempts(&self.layout, job.video, work.path());

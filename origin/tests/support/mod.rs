@@ -80,7 +80,17 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// A pipeline that publishes while it encodes (the default).
     pub fn new() -> Self {
+        Self::with_publishing(true)
+    }
+
+    /// A pipeline that publishes the whole ladder at once when the encode is done.
+    pub fn all_at_once() -> Self {
+        Self::with_publishing(false)
+    }
+
+    fn with_publishing(publish_while_encoding: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("origin-pipeline-")
             .tempdir()
@@ -96,7 +106,7 @@ impl TestEnv {
             poster_width: 640,
             storyboard_tiles: 100,
             limits: Default::default(),
-            publish_while_encoding: true,
+            publish_while_encoding,
         };
         let encoders = EncoderSelector::new(false, 3, "ultrafast", "p4");
         let pipeline = Pipeline::new(settings, layout.clone(), encoders);
