@@ -243,7 +243,10 @@ fn playlist_response(body: String) -> Response {
         "private, max-age=60"
     };
     (
-        [(header::CONTENT_TYPE, PLAYLIST), (header::CACHE_CONTROL, cache)],
+        [
+            (header::CONTENT_TYPE, PLAYLIST),
+            (header::CACHE_CONTROL, cache),
+        ],
         body,
     )
         .into_response()
