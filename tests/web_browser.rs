@@ -171,6 +171,67 @@ fn web_app_in_chromium() {
     );
 }
 
+/// Watching while it transcodes: the clip is uploaded through the API and the page is opened
+/// as soon as the video is playable, while the slow encode still runs
+/// (`tests/browser/growing.e2e.mjs`).
+#[test]
+fn watch_while_it_transcodes_in_chromium() {
+    require_browser_tooling();
+    const SECS: u32 = 24;
+    let (dir, data) = data_dir("e2e-web-growing-");
+    let clip = dir.path().join("clip.mp4");
+    generate_clip(&clip, SECS, 640, 360);
+    let port = free_port();
+    let page_origin = format!("http://127.0.0.1:{port}");
+    let edge = Edge::start(EdgeOptions::new(&data.join("hls")).config(&format!(
+        "[http]\ncors_allowed_origins = [\"{page_origin}\"]\n"
+    )));
+    let origin = Origin::start(
+        OriginOptions::new(&data, &format!("http://{}", edge.public_addr))
+            .listen(&format!("127.0.0.1:{port}"))
+            .config(
+                "[transcode]\nworkers = 1\nsegment_secs = 2\nx264_preset = \"slow\"\n\
+                 nvenc = \"off\"\n",
+            ),
+    );
+    let token = e2e::origin::mint_token(e2e::origin::JWT_SECRET, "viewer", false, "1h");
+    let uploaded = origin.upload(&token, &fs::read(&clip).expect("clip"), "video/mp4");
+    assert_status(&uploaded, 202, "upload");
+    let id = json(&uploaded)["id"].as_str().expect("id").to_owned();
+    let events = origin.events(&token, &id, Duration::from_secs(120), |e| {
+        matches!(e.event.as_str(), "playable" | "ready" | "failed")
+    });
+    assert_eq!(
+        events.events.last().map(|e| e.event.as_str()),
+        Some("playable"),
+        "not playable while it encodes: {}\n{}",
+        events.transcript(),
+        origin.diagnostics()
+    );
+    let artifacts = artifacts();
+    let output = process::run_bounded(
+        Command::new("node")
+            .arg(repo().join("tests/browser/growing.e2e.mjs"))
+            .current_dir(repo())
+            .env("WEB_E2E_BASE_URL", &page_origin)
+            .env("WEB_E2E_TOKEN", &token)
+            .env("WEB_E2E_VIDEO", &id)
+            .env("WEB_E2E_CLIP_SECS", SECS.to_string())
+            .env("WEB_E2E_CHROMIUM", chromium())
+            .env("WEB_E2E_ARTIFACTS", &artifacts),
+        NODE_TIMEOUT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("growing scenario:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success() && stdout.lines().any(|l| l.ends_with(" passed, 0 failed")),
+        "the growing scenario failed ({}):\n{stdout}\n{stderr}\n{}",
+        output.status,
+        origin.diagnostics()
+    );
+}
+
 fn assert_status(response: &RawResponse, status: u16, what: &str) {
     assert_eq!(
         response.status,

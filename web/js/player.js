@@ -189,18 +189,35 @@ export class Player {
       let next;
       try {
         next = await api(`/api/videos/${encodeURIComponent(this.id)}/stream-info`);
-      } catch {
-        this.followProcessing(data);
+      } catch (e) {
+        if (e.status === 422 || e.status === 404) {
+          // The encode failed (or the video is gone): start() shows which.
+          this.stopFollowing();
+          this.teardown();
+          this.start();
+        } else {
+          this.followProcessing(data);
+        }
         return;
       }
       if (next.status === 200 && next.data && next.data.complete) {
-        this.root.dataset.growing = 'false';
-        this.processing.hidden = true;
+        this.stopFollowing();
         this.loadStoryboard();
+      } else if (next.status === 200) {
+        this.followProcessing(next.data);
       } else {
-        this.followProcessing((next && next.data) || data);
+        // No longer playable (a retried attempt starts over): back to waiting for it.
+        this.stopFollowing();
+        this.teardown();
+        this.start();
       }
     }, after * 1000);
+  }
+
+  stopFollowing() {
+    clearTimeout(this.timer);
+    this.root.dataset.growing = 'false';
+    this.processing.hidden = true;
   }
 
   async retryProcessing() {
@@ -321,6 +338,15 @@ export class Player {
 
   fatal(data) {
     const code = data.response && data.response.code;
+    if (this.root.dataset.growing === 'true') {
+      // Published while it encodes: a failure of the encode withdraws the playlists. Ask
+      // stream-info what happened rather than reporting a broken link.
+      this.resumeAt = this.video.currentTime || this.resumeAt;
+      this.stopFollowing();
+      this.teardown();
+      this.start();
+      return;
+    }
     let message;
     if (code === 403) message = 'Playback refused: the edge rejected the segment link (403). It was not retried.';
     else if (code === 410) message = 'Playback stopped: the segment links expired and could not be renewed (410).';
