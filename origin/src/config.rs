@@ -173,6 +173,15 @@ pub enum NvencMode {
     Off,
 }
 
+/// Whether sources between two rungs get a rung at their own size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceRungMode {
+    #[default]
+    Auto,
+    Never,
+}
+
 /// Transcoding.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -199,6 +208,12 @@ pub struct TranscodeConfig {
     pub ffprobe: PathBuf,
     /// The ladder; default 2160p..240p as in `config/origin.toml`.
     pub ladder: Vec<RungSpec>,
+    /// `auto`: a source whose short side lies between two rungs, more than
+    /// `source_rung_margin` above the lower one, also gets a rung at its own size (rates
+    /// interpolated); `never`: configured rungs only. Default `auto`.
+    pub source_rung: SourceRungMode,
+    /// See `source_rung`, as a fraction. Default 0.10.
+    pub source_rung_margin: f64,
     /// Publish each segment as the encode completes it, so a video can be watched seconds
     /// after its upload (EVENT playlists that become VOD at the end); `false` publishes the
     /// whole ladder at once when the encode is done. Default true.
@@ -221,6 +236,8 @@ impl Default for TranscodeConfig {
             ffprobe: "ffprobe".into(),
             ladder: default_ladder(),
             publish_while_encoding: true,
+            source_rung: SourceRungMode::Auto,
+            source_rung_margin: 0.10,
         }
     }
 }

@@ -131,7 +131,12 @@ async fn watchdog(activity: &Activity, settings: HttpSettings) {
     loop {
         match activity.verdict(settings.header_timeout, settings.idle_timeout) {
             Verdict::Expired => return,
-            Verdict::CheckAt(at) => tokio::time::sleep_until(at.into()).await,
+            Verdict::CheckAt(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = activity.head_began() => {}
+                }
+            }
         }
     }
 }

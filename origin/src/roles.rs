@@ -20,13 +20,14 @@ use shared::media::Layout;
 use shared::shutdown::Switch;
 use tokio::net::TcpListener;
 
-use crate::config::{MediaSettings, NvencMode, StoreSettings, WorkerSettings};
+use crate::config::{MediaSettings, NvencMode, SourceRungMode, StoreSettings, WorkerSettings};
 use crate::jobs::any::AnyStore;
 use crate::jobs::embedded::EmbeddedStore;
 use crate::jobs::redis::RedisStore;
 use crate::jobs::store::StoreError;
 use crate::metrics::Metrics;
 use crate::transcode::encoder::{detect_nvenc, EncoderSelector};
+use crate::transcode::ladder::SourceRung;
 use crate::transcode::pipeline::{self, Pipeline};
 use crate::webhooks::{self, Dispatcher, Webhooks};
 
@@ -101,6 +102,12 @@ pub async fn pipeline(media: &MediaSettings, layout: &Layout) -> Pipeline {
             storyboard_tiles: 100,
             limits: media.limits.clone(),
             publish_while_encoding: t.publish_while_encoding,
+            source_rung: match t.source_rung {
+                SourceRungMode::Auto => SourceRung::Auto {
+                    margin: t.source_rung_margin,
+                },
+                SourceRungMode::Never => SourceRung::Never,
+            },
         },
         layout.clone(),
         encoders,

@@ -29,6 +29,7 @@ fn pool(
         storyboard_tiles: 10,
         limits: Default::default(),
         publish_while_encoding: true,
+        source_rung: origin::transcode::ladder::SourceRung::Auto { margin: 0.1 },
     };
     let pipeline = Pipeline::new(
         settings,

@@ -458,10 +458,8 @@ fn slow_and_silent_connections_are_closed() {
         }
     }
     let closed_after = closed_after.expect("a byte-a-second head was never cut off");
-    assert!(
-        closed_after <= Duration::from_secs(3) + Duration::from_millis(500),
-        "{closed_after:?}"
-    );
+    eprintln!("a byte-a-second head was cut off after {closed_after:?} (header timeout 2 s)");
+    assert!(closed_after <= Duration::from_secs(3), "{closed_after:?}");
 
     // A silent connection: closed by the idle timeout.
     let mut silent = TcpStream::connect(origin.api_addr).expect("connect");

@@ -179,6 +179,9 @@ impl OriginConfig {
         if t.max_attempts == 0 {
             errors.push("transcode.max_attempts must be at least 1".into());
         }
+        if !(0.0..=1.0).contains(&t.source_rung_margin) {
+            errors.push("transcode.source_rung_margin must be between 0 and 1".into());
+        }
         errors.extend(self.limits.problems());
         (errors.len() == before).then(|| MediaSettings {
             data_dir: self.server.data_dir.clone(),

@@ -40,6 +40,9 @@ pub struct Activity {
     head_started: AtomicU64,
     /// Milliseconds since `epoch` of the last byte read or written, or request finished.
     last_active: AtomicU64,
+    /// Wakes the watchdog when a head starts: its deadline may now be earlier than the idle
+    /// deadline it sleeps towards.
+    head_began: tokio::sync::Notify,
 }
 
 /// What the watchdog should do now.
@@ -58,6 +61,7 @@ impl Default for Activity {
             in_flight: AtomicUsize::new(0),
             head_started: AtomicU64::new(0),
             last_active: AtomicU64::new(0),
+            head_began: tokio::sync::Notify::new(),
         }
     }
 }
@@ -79,12 +83,13 @@ impl Activity {
         self.touched();
         if self.in_flight.load(Ordering::Relaxed) == 0 {
             let started = self.now_ms() + 1;
-            let _ = self.head_started.compare_exchange(
-                0,
-                started,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let began = self
+                .head_started
+                .compare_exchange(0, started, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+            if began {
+                self.head_began.notify_one();
+            }
         }
     }
 
@@ -99,6 +104,11 @@ impl Activity {
     pub fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.touched();
+    }
+
+    /// Resolves when a new request head begins (see [`Self::verdict`]).
+    pub async fn head_began(&self) {
+        self.head_began.notified().await;
     }
 
     /// Whether `header_timeout` (from a head's first byte) or `idle_timeout` (without any

@@ -91,6 +91,63 @@ pub fn select(specs: &[RungSpec], width: u32, height: u32) -> Vec<Rung> {
     chosen.into_iter().map(|s| rung(s, s.short_side)).collect()
 }
 
+/// Whether a source between two rungs gets a rung at its own size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SourceRung {
+    /// When its short side is more than `margin` (a fraction) above the rung below it.
+    Auto { margin: f64 },
+    /// Only configured rungs.
+    Never,
+}
+
+/// [`select`], plus a rung at the source's own size when `policy` asks for it: a 852x478
+/// export (a "480p" a few pixels short) would otherwise top out at 360p, and the viewer on a
+/// large screen would never see what was uploaded. Its rates are interpolated on the short side
+/// between the rungs below and above it; it is never above the source (it is the source's size)
+/// and only exists between two configured rungs.
+pub fn select_with_source(
+    specs: &[RungSpec],
+    width: u32,
+    height: u32,
+    policy: SourceRung,
+) -> Vec<Rung> {
+    let mut rungs = select(specs, width, height);
+    let SourceRung::Auto { margin } = policy else {
+        return rungs;
+    };
+    let short = width.min(height);
+    let below = specs
+        .iter()
+        .filter(|s| s.short_side <= short)
+        .max_by_key(|s| s.short_side);
+    let above = specs
+        .iter()
+        .filter(|s| s.short_side > short)
+        .min_by_key(|s| s.short_side);
+    let (Some(below), Some(above)) = (below, above) else {
+        return rungs;
+    };
+    if f64::from(short) <= f64::from(below.short_side) * (1.0 + margin) {
+        return rungs;
+    }
+    let at = f64::from(short - below.short_side) / f64::from(above.short_side - below.short_side);
+    let lerp = |a: u32, b: u32| (f64::from(a) + at * (f64::from(b) - f64::from(a))).round() as u32;
+    let video_kbps = lerp(below.video_kbps, above.video_kbps);
+    rungs.insert(
+        0,
+        Rung {
+            name: format!("{}p", even(short)),
+            width: even(width),
+            height: even(height),
+            video_kbps,
+            maxrate_kbps: video_kbps + video_kbps / 10,
+            bufsize_kbps: video_kbps * 2,
+            audio_kbps: lerp(below.audio_kbps, above.audio_kbps),
+        },
+    );
+    rungs
+}
+
 /// `long * target / short`, rounded to the nearest even number (encoders need even sizes).
 fn scale_even(long: u32, target: u32, short: u32) -> u32 {
     let exact = u64::from(long) * u64::from(target) / u64::from(short.max(1));
@@ -108,6 +165,45 @@ mod tests {
 
     fn names(r: &[Rung]) -> Vec<&str> {
         r.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn sources_between_rungs_get_their_own_size() {
+        let auto = SourceRung::Auto { margin: 0.10 };
+        let ladder = default_ladder();
+        // A "480p" export a few pixels short: 852x478 on top, not 360p.
+        let r = select_with_source(&ladder, 852, 478, auto);
+        assert_eq!(names(&r), ["478p", "360p", "240p"]);
+        assert_eq!((r[0].width, r[0].height), (852, 478));
+        assert_eq!(r[0].video_kbps, 1488, "800 + 118/120 of the way to 1500");
+        assert_eq!(r[0].maxrate_kbps, 1636);
+        // Cinema crop: 1920x800 between 720p and 1080p.
+        let r = select_with_source(&ladder, 1920, 800, auto);
+        assert_eq!(names(&r)[..2], ["800p", "720p"]);
+        assert_eq!((r[0].width, r[0].height), (1920, 800));
+        assert_eq!(r[0].video_kbps, 3444);
+        // 4:3 at exactly a rung's height: that rung already is the source's size.
+        let r = select_with_source(&ladder, 1440, 1080, auto);
+        assert_eq!(names(&r)[0], "1080p");
+        assert_eq!((r[0].width, r[0].height), (1440, 1080));
+        assert_eq!(r.len(), select(&ladder, 1440, 1080).len());
+        // Within the margin of the rung below, or policy off: nothing added.
+        assert_eq!(
+            names(&select_with_source(&ladder, 1280, 760, auto))[0],
+            "720p"
+        );
+        assert_eq!(
+            names(&select_with_source(&ladder, 852, 478, SourceRung::Never))[0],
+            "360p"
+        );
+        // Above the largest rung there is nothing to interpolate to: never above the source.
+        assert_eq!(
+            names(&select_with_source(&ladder, 5120, 2880, auto))[0],
+            "2160p"
+        );
+        // Odd sizes become even, portrait keeps its orientation.
+        let r = select_with_source(&ladder, 479, 853, auto);
+        assert_eq!((r[0].width, r[0].height), (478, 852));
     }
 
     #[test]

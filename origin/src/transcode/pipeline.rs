@@ -68,6 +68,8 @@ pub struct Settings {
     /// Publish the ladder segment by segment while it encodes ([`super::growing`]), instead
     /// of all at once at the end.
     pub publish_while_encoding: bool,
+    /// Whether a source between two rungs also gets a rung at its own size.
+    pub source_rung: ladder::SourceRung,
 }
 
 /// Receives what the pipeline reports while it runs.
@@ -152,7 +154,8 @@ impl Pipeline {
     ) -> Result<Vec<std::ffi::OsString>, PipelineError> {
         let info = probe::probe(&self.settings.ffprobe, source).await?;
         let (w, h) = info.display_size();
-        let rungs = ladder::select(&self.settings.ladder, w, h);
+        let rungs =
+            ladder::select_with_source(&self.settings.ladder, w, h, self.settings.source_rung);
         let selected = self.encoders.select(pref, &info, rungs.len()).await;
         let interval = thumbnails::interval(info.duration, self.settings.storyboard_tiles, 1.0);
         let pattern = out_dir.join("sb_%04d.jpg");
@@ -216,7 +219,7 @@ impl Pipeline {
         let rungs = if passthrough {
             vec![source_rung(display_w, display_h)]
         } else {
-            ladder::select(&s.ladder, display_w, display_h)
+            ladder::select_with_source(&s.ladder, display_w, display_h, s.source_rung)
         };
         let interval = thumbnails::interval(info.duration, s.storyboard_tiles, 1.0);
         std::fs::create_dir_all(work.path().join("frames"))?;

@@ -107,6 +107,7 @@ impl TestEnv {
             storyboard_tiles: 100,
             limits: Default::default(),
             publish_while_encoding,
+            source_rung: origin::transcode::ladder::SourceRung::Auto { margin: 0.1 },
         };
         let encoders = EncoderSelector::new(false, 3, "ultrafast", "p4");
         let pipeline = Pipeline::new(settings, layout.clone(), encoders);
