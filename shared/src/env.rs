@@ -32,3 +32,13 @@ impl EnvSource for HashMap<&str, &str> {
             .map(|v| (*v).to_owned())
     }
 }
+
+/// A boolean as an environment variable spells it: `true`/`1`/`yes` or `false`/`0`/`no`, any
+/// case; `None` for anything else (to be reported, not guessed).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`secure_link`]: nginx-compatible signed URLs (`md5` + `expires`), signing and verifying,
 //!   with a key ring for secret rotation.
 //! - [`media`]: video ids and the on-disk layout (what the edge serves, where keys live).
+//! - [`objects`]: media in S3-compatible object storage: the `[storage]`/`[upstream]` block,
+//!   credentials from the environment only, the store client, a bucket check.
 //! - [`range`]: `Range` headers read like nginx (edge segments, origin progressive downloads).
 //! - [`secret`]: secrets that never print and are never weak or a placeholder.
 //! - [`env`]: environment-variable overrides read through a trait, so tests pass a map.
@@ -16,6 +18,7 @@
 
 pub mod env;
 pub mod media;
+pub mod objects;
 pub mod range;
 pub mod secret;
 pub mod secure_link;
