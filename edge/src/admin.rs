@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz` and an
-//! authenticated `POST /purge?prefix=/hls/<...>` that drops hot-cache entries.
+//! authenticated `POST /purge?prefix=/hls/<...>` that drops hot-cache entries (and, with an
+//! upstream, the pulled files on disk, so they are pulled again).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -90,8 +91,13 @@ async fn purge(edge: &Edge, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             serde_json::json!({"error": format!("query parameter prefix must start with {}", edge.settings.prefix)}),
         );
     };
-    let purged = edge.cache.purge_prefix(prefix.as_bytes()).await
+    let mut purged = edge.cache.purge_prefix(prefix.as_bytes()).await
         + edge.open_files.purge_prefix(prefix.as_bytes());
+    if let Some(upstream) = &edge.upstream {
+        // The disk cache is keyed below the content prefix.
+        let below = &prefix.as_bytes()[edge.settings.prefix.len()..];
+        purged += upstream.purge_prefix(below);
+    }
     edge.metrics.purged.inc_by(purged as u64);
     tracing::info!(prefix, purged, "cache purge");
     json(

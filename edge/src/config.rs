@@ -2,11 +2,13 @@
 //! of precedence (flags win), then one [`EdgeConfig::validate`] that reports every problem.
 //!
 //! [`env`] applies the overrides (and records the ones that do not parse), [`validate`] checks
-//! everything, secrets included, and builds the [`Settings`] the server runs on.
+//! everything, secrets included, and builds the [`Settings`] the server runs on; [`upstream`]
+//! is the optional `[upstream]` section that turns the content root into a disk cache.
 
 mod env;
 #[cfg(test)]
 mod tests;
+pub mod upstream;
 mod validate;
 
 use std::net::SocketAddr;
@@ -30,6 +32,7 @@ pub struct EdgeConfig {
     pub cache: CacheConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub upstream: upstream::UpstreamConfig,
     /// Environment overrides that did not parse, reported by `validate` with every other
     /// problem (logging is not set up yet when they are read).
     #[serde(skip)]
@@ -269,6 +272,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     pub access_log_every: u64,
+    /// Where misses are pulled from; `None`: the root is the content.
+    pub upstream: Option<upstream::UpstreamSettings>,
     /// Problems that do not stop the edge (a weak secret kept on purpose), to log at start.
     pub warnings: Vec<String>,
 }

@@ -16,6 +16,8 @@
 //! - signature: `shared::secure_link`.
 //! - [`resolve`]: safe lookup under the content root.
 //! - [`open_files`]: open descriptors for sendfile; [`cache`]: the hot in-memory cache.
+//! - [`upstream`]: with `[upstream]`, the root is a disk cache: misses pulled from a bucket or
+//!   another edge, one fill per object, streamed to every waiting request.
 //! - [`conditional`] (304/412), `shared::range` (206/416), [`mime`], [`cors`],
 //!   [`cache_control`] (lifetimes within the link's).
 //! - [`refusal`]: every early answer (400 to 505): status, message, whether it closes.
@@ -41,6 +43,7 @@ pub mod server;
 pub mod service;
 pub mod sys;
 pub mod target;
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -69,7 +69,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Validate the configuration and exit.
+    /// Validate the configuration, try the upstream when one is set, and exit.
     Check,
 }
 
@@ -138,10 +138,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Check) => {
-            for warning in config.validate()?.warnings {
+            let settings = config.validate()?;
+            for warning in &settings.warnings {
                 eprintln!("warning: {warning}");
             }
             eprintln!("configuration is valid");
+            if let Some(upstream) = &settings.upstream {
+                check_upstream(upstream)?;
+            }
             Ok(())
         }
         None => {
@@ -160,6 +164,24 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `edge check` with an upstream: one request against it, and exactly what failed.
+fn check_upstream(settings: &edge::config::upstream::UpstreamSettings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let describe = settings.source.describe();
+    runtime.block_on(async {
+        let source = edge::upstream::source::Source::new(&settings.source)?;
+        match source.check().await {
+            Ok(()) => {
+                eprintln!("upstream {describe} answers");
+                Ok(())
+            }
+            Err(why) => anyhow::bail!("upstream check failed: {why}"),
+        }
+    })
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Before any listener is announced: SIGTERM from then on always means drain.
     let terminate = shared::shutdown::Terminate::install();
@@ -169,6 +191,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(edge::metrics::Metrics::new()?);
     let edge = Arc::new(Edge::new(settings, metrics).context("opening the content root")?);
+    if let Some(upstream) = edge.upstream.clone() {
+        tracing::info!(
+            upstream = upstream.describe(),
+            cached_files = upstream.cached_files(),
+            "pulling misses through the disk cache"
+        );
+        // Not fatal: what the disk cache holds is served while the upstream is away.
+        tokio::spawn(async move {
+            if let Err(why) = upstream.check().await {
+                tracing::warn!("upstream check failed: {why}");
+            }
+        });
+    }
     let s = &edge.settings;
     let public = bind(s.listen, "public").await?;
     let admin = bind(s.admin_listen, "admin").await?;

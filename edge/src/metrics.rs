@@ -39,18 +39,34 @@ pub enum SendPath {
     Sendfile,
     /// Read into a buffer and written (TLS, HTTP/2, error bodies).
     Buffered,
+    /// Streamed while it is being pulled from the upstream.
+    Upstream,
 }
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const REASONS: [&str; 4] = ["bad_hash", "expired", "missing", "malformed"];
+const UPSTREAM_OUTCOMES: [&str; 4] = ["ok", "not_found", "error", "timeout"];
 
 /// Every metric the edge exports.
 pub struct Metrics {
     registry: Registry,
     requests: [[IntCounter; 5]; 3],
     durations: [Histogram; 3],
-    bytes: [IntCounter; 3],
+    bytes: [IntCounter; 4],
     signature_failures: [IntCounter; 4],
+    upstream_requests: [IntCounter; 4],
+    /// Body bytes received from the upstream by completed fills.
+    pub upstream_bytes: IntCounter,
+    /// Time from a miss to its fill being verified and in the disk cache.
+    pub upstream_fill_seconds: Histogram,
+    /// Requests that joined a fill already in flight instead of going upstream.
+    pub upstream_coalesced: IntCounter,
+    /// Waiters that gave up on a fill (`lock_timeout_secs`) and went upstream uncached.
+    pub upstream_lock_timeouts: IntCounter,
+    pub disk_cache_hits: IntCounter,
+    pub disk_cache_misses: IntCounter,
+    pub disk_cache_evictions: IntCounter,
+    pub disk_cache_bytes: IntGauge,
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub cache_evictions: IntCounter,
@@ -133,11 +149,66 @@ impl Metrics {
         )?;
         registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(admin_connections.clone()))?;
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "edge_upstream_requests_total",
+                "Requests sent to the upstream, by outcome (ok, not_found, error, timeout)",
+            ),
+            &["outcome"],
+        )?;
+        let upstream_bytes = counter(
+            "edge_upstream_bytes_total",
+            "Body bytes received from the upstream by completed fills",
+        )?;
+        let upstream_fill_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "edge_upstream_fill_seconds",
+                "Time from a miss to its object verified and in the disk cache",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let upstream_coalesced = counter(
+            "edge_upstream_coalesced_total",
+            "Requests that waited on a fill in flight instead of going upstream",
+        )?;
+        let upstream_lock_timeouts = counter(
+            "edge_upstream_lock_timeouts_total",
+            "Requests that gave up waiting on a fill and went upstream uncached",
+        )?;
+        let disk_cache_hits = counter("edge_disk_cache_hits_total", "Disk cache hits")?;
+        let disk_cache_misses = counter(
+            "edge_disk_cache_misses_total",
+            "Disk cache misses (pulled from the upstream)",
+        )?;
+        let disk_cache_evictions = counter(
+            "edge_disk_cache_evictions_total",
+            "Files evicted from the disk cache for space",
+        )?;
+        let disk_cache_bytes =
+            IntGauge::new("edge_disk_cache_bytes", "Bytes held in the disk cache")?;
+        registry.register(Box::new(upstream_requests.clone()))?;
+        registry.register(Box::new(upstream_fill_seconds.clone()))?;
+        for c in [
+            &upstream_bytes,
+            &upstream_coalesced,
+            &upstream_lock_timeouts,
+            &disk_cache_hits,
+            &disk_cache_misses,
+            &disk_cache_evictions,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(disk_cache_bytes.clone()))?;
 
         let requests =
             Route::ALL.map(|r| STATUS_CLASSES.map(|c| requests.with_label_values(&[r.label(), c])));
         let durations = Route::ALL.map(|r| durations.with_label_values(&[r.label()]));
-        let bytes = ["cache", "sendfile", "buffered"].map(|p| bytes.with_label_values(&[p]));
+        let bytes =
+            ["cache", "sendfile", "buffered", "upstream"].map(|p| bytes.with_label_values(&[p]));
+        let upstream_requests =
+            UPSTREAM_OUTCOMES.map(|o| upstream_requests.with_label_values(&[o]));
         let signature_failures = REASONS.map(|r| failures.with_label_values(&[r]));
         Ok(Self {
             registry,
@@ -145,6 +216,15 @@ impl Metrics {
             durations,
             bytes,
             signature_failures,
+            upstream_requests,
+            upstream_bytes,
+            upstream_fill_seconds,
+            upstream_coalesced,
+            upstream_lock_timeouts,
+            disk_cache_hits,
+            disk_cache_misses,
+            disk_cache_evictions,
+            disk_cache_bytes,
             cache_hits,
             cache_misses,
             cache_evictions,
@@ -172,6 +252,13 @@ impl Metrics {
     pub fn signature_failure(&self, reason: &str) {
         if let Some(i) = REASONS.iter().position(|r| *r == reason) {
             self.signature_failures[i].inc();
+        }
+    }
+
+    /// Counts one request sent upstream by its outcome label.
+    pub fn upstream_request(&self, outcome: &str) {
+        if let Some(i) = UPSTREAM_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.upstream_requests[i].inc();
         }
     }
 

@@ -33,6 +33,10 @@ pub enum Refusal {
     TooManyHeaders,
     /// 500: the file could not be read; the cause is logged where it happened.
     Internal(&'static str),
+    /// 502: the upstream is unreachable, failed, or sent bytes that do not add up.
+    BadGateway(&'static str),
+    /// 504: the upstream did not answer in time.
+    GatewayTimeout,
     /// 505: not HTTP/1.0 or HTTP/1.1.
     VersionNotSupported,
 }
@@ -59,6 +63,8 @@ impl Refusal {
             Self::RangeNotSatisfiable { .. } => 416,
             Self::HeadTooLarge | Self::TooManyHeaders => 431,
             Self::Internal(_) => 500,
+            Self::BadGateway(_) => 502,
+            Self::GatewayTimeout => 504,
             Self::VersionNotSupported => 505,
         }
     }
@@ -66,7 +72,8 @@ impl Refusal {
     /// The message of the JSON body.
     pub fn message(self) -> &'static str {
         match self {
-            Self::BadRequest(m) | Self::Forbidden(m) | Self::Internal(m) => m,
+            Self::BadRequest(m) | Self::Forbidden(m) | Self::Internal(m) | Self::BadGateway(m) => m,
+            Self::GatewayTimeout => "upstream timed out",
             Self::NotFound => "not found",
             Self::MethodNotAllowed => "method not allowed",
             Self::Timeout => "request head timed out",
@@ -134,6 +141,8 @@ mod tests {
             (Refusal::HeadTooLarge, 431, true),
             (Refusal::TooManyHeaders, 431, true),
             (Refusal::Internal("internal error"), 500, false),
+            (Refusal::BadGateway("upstream unreachable"), 502, false),
+            (Refusal::GatewayTimeout, 504, false),
             (Refusal::VersionNotSupported, 505, true),
         ];
         for (refusal, status, closes) in cases {

@@ -40,6 +40,18 @@ pub enum Body {
         offset: u64,
         len: u64,
     },
+    /// Bytes as they arrive from the upstream (exactly the announced Content-Length; an error
+    /// or a short stream ends the connection).
+    Stream(Streamed),
+}
+
+/// A streamed body.
+pub struct Streamed(pub crate::upstream::source::ByteStream);
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Streamed")
+    }
 }
 
 /// A decided response.
@@ -121,6 +133,8 @@ pub fn reason(status: u16) -> &'static str {
         416 => "Requested Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        504 => "Gateway Time-out",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",

@@ -4,6 +4,10 @@
 //! request line and Host (400), route (`/healthz`, prefix, else 404), CORS preflight (only
 //! when configured), signature (403 / 410), method (405), resolve the file (404 / 403 / 301),
 //! hot cache or open file, conditionals (304 / 412), range (206 / 416), then 200.
+//!
+//! With an upstream, a path the disk cache does not hold (fresh) is pulled after the signature
+//! check ([`crate::upstream`]): 404 when the upstream has no such object, 502 when it fails,
+//! 504 when it does not answer in time; a stale copy on disk is served while it fails.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,9 +23,11 @@ use crate::cors::Cors;
 use crate::metrics::{Metrics, Route, SendPath};
 use crate::open_files::{OpenFile, OpenFiles};
 use crate::refusal::Refusal;
-use crate::reply::{Body, Reply, Value};
+use crate::reply::{Body, Reply, Streamed, Value};
 use crate::request::{RequestHead, Version};
-use crate::resolve::{ResolveError, Resolved, Root};
+use crate::resolve::{FileMeta, ResolveError, Resolved, Root};
+use crate::upstream::source::{ByteStream, FetchError};
+use crate::upstream::{fill, Pulled, Upstream};
 use crate::{mime, target};
 use shared::range::{self, RangeDecision};
 
@@ -31,6 +37,8 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     pub cache: HotCache,
     pub open_files: OpenFiles,
+    /// Where misses are pulled from; `None`: the root is the content.
+    pub upstream: Option<Upstream>,
     root: Root,
     cors: Cors,
     cache_control_media: Option<CacheControl>,
@@ -41,9 +49,14 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Opens the content root and builds the cache.
-    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    /// Opens the content root and builds the caches (with an upstream: the disk cache,
+    /// rescanned).
+    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let root = Root::open(&settings.root)?;
+        let upstream = match &settings.upstream {
+            Some(u) => Some(Upstream::new(u, &settings.root, metrics.clone())?),
+            None => None,
+        };
         let cache = HotCache::new(
             settings.cache_max_bytes,
             settings.cache_max_object,
@@ -59,6 +72,7 @@ impl Edge {
             metrics,
             cache,
             open_files,
+            upstream,
             root,
             requests_seen: AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -180,7 +194,40 @@ impl Edge {
             return Refusal::MethodNotAllowed.reply();
         }
         let lifetime = self.link_lifetime(args, now);
+        if let Some(upstream) = &self.upstream {
+            if !upstream.fresh(rel, mime::is_playlist(uri)) {
+                return self.pull(upstream, req, uri, rel, args, lifetime).await;
+            }
+        }
         self.serve_file(req, uri, rel, lifetime).await
+    }
+
+    /// A miss with an upstream: pull the object and answer from its fill as it arrives. A
+    /// copy still on disk (a stale playlist) is served while the upstream fails.
+    async fn pull(
+        &self,
+        upstream: &Upstream,
+        req: &RequestHead<'_>,
+        uri: &[u8],
+        rel: &[u8],
+        args: &[u8],
+        lifetime: u64,
+    ) -> Reply {
+        let Some(rel_str) = crate::upstream::valid_rel(rel) else {
+            return Refusal::NotFound.reply();
+        };
+        let error = match upstream.pull(rel_str, args).await {
+            Ok(pulled) => {
+                return self.represent(req, uri, Representation::Pulled(pulled), lifetime)
+            }
+            Err(e) => e,
+        };
+        match error {
+            FetchError::NotFound => Refusal::NotFound.reply(),
+            _ if upstream.holds(rel) => self.serve_file(req, uri, rel, lifetime).await,
+            FetchError::Timeout => Refusal::GatewayTimeout.reply(),
+            FetchError::Bad(why) => Refusal::BadGateway(why).reply(),
+        }
     }
 
     /// Seconds the verified link in `args` stays valid (0 when it expires this second).
@@ -290,6 +337,26 @@ impl Edge {
         lifetime: u64,
     ) -> Reply {
         let (etag, last_modified, meta) = match &rep {
+            Representation::Pulled(pulled) => {
+                let (size, mtime) = match pulled {
+                    Pulled::Filling(head, _) => (head.size, head.mtime),
+                    Pulled::Direct(f) => (f.size, f.last_modified.map_or(0, unix_secs)),
+                };
+                // The validators a hit on the cached file will carry (its mtime is set to
+                // this), so a client revalidating after the miss gets its 304.
+                let meta = FileMeta {
+                    dev: 0,
+                    ino: 0,
+                    size,
+                    mtime,
+                    mtime_nsec: 0,
+                };
+                (
+                    Value::Owned(meta.etag()),
+                    Value::Owned(meta.last_modified()),
+                    meta,
+                )
+            }
             Representation::Cached(c) => (
                 Value::Shared(c.etag.clone()),
                 Value::Shared(c.last_modified.clone()),
@@ -351,6 +418,13 @@ impl Edge {
                 offset: start,
                 len,
             },
+            Representation::Pulled(Pulled::Filling(head, rx)) => {
+                Body::Stream(Streamed(fill::body(head, rx, start, end)))
+            }
+            Representation::Pulled(Pulled::Direct(fetched)) => {
+                let body: ByteStream = fetched.body;
+                Body::Stream(Streamed(fill::slice(body, start, end)))
+            }
         };
         let mut r = Reply::new(status, body, Some(len));
         r.header("Content-Type", Value::Static(mime::content_type(uri)));
@@ -375,10 +449,17 @@ impl Edge {
 enum Representation {
     Cached(Arc<Cached>),
     File(Arc<OpenFile>),
+    /// Being pulled from the upstream.
+    Pulled(Pulled),
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// Appends `path` with every byte but unreserved ones and `/` percent-encoded (RFC 3986 §2).
-fn push_encoded_path(path: &[u8], out: &mut String) {
+pub(crate) fn push_encoded_path(path: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in path {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {

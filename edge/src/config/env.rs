@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use shared::env::EnvSource;
+use shared::env::{parse_bool, EnvSource};
 
 use super::EdgeConfig;
 
@@ -63,6 +63,7 @@ impl EdgeConfig {
                 )),
             }
         }
+        self.upstream.apply_env(env, &mut problems);
         self.env_problems.extend(problems);
     }
 }
@@ -80,13 +81,5 @@ fn parse<T: FromStr>(
             Ok(n) => *target = n,
             Err(_) => problems.push(format!("{name}: {v:?} is not {what}")),
         }
-    }
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
     }
 }

@@ -180,3 +180,97 @@ fn example_config_is_valid() {
     c.signing.secrets = vec![STRONG.into()];
     c.validate().expect("valid apart from root and secret");
 }
+
+const READER_ENV: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "edge-reader"),
+    ("AWS_SECRET_ACCESS_KEY", "edge-reader-secret-0123456789"),
+];
+
+#[test]
+fn an_s3_upstream_takes_the_store_block_and_credentials_from_the_environment() {
+    let mut c = EdgeConfig::from_toml(
+        "[upstream]\nkind = \"s3\"\nbucket = \"media\"\nprefix = \"hls\"\n\
+         endpoint = \"https://acct.r2.cloudflarestorage.com\"\nregion = \"auto\"\n\
+         cache_max_bytes = 1048576\n",
+    )
+    .expect("parses");
+    c.content.root = "/".into();
+    c.signing.secrets = vec![STRONG.into()];
+    c.apply_env(&HashMap::from(READER_ENV));
+    let s = c.validate().expect("valid");
+    let u = s.upstream.expect("an upstream");
+    assert_eq!(u.cache_max_bytes, 1 << 20);
+    match u.source {
+        upstream::SourceSettings::S3(store) => {
+            assert_eq!(
+                (store.bucket.as_str(), store.prefix.as_str()),
+                ("media", "hls/")
+            );
+            assert_eq!(store.region, "auto");
+            assert_eq!(store.credentials.access_key_id.expose(), "edge-reader");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{c:?}").contains("edge-reader-secret"));
+}
+
+#[test]
+fn upstream_problems_are_reported_with_every_other_one() {
+    let mut c = EdgeConfig::from_toml(
+        "[upstream]\nkind = \"s3\"\nbucket = \"media\"\nsecret_access_key = \"in-the-file-0123456789\"\n",
+    )
+    .expect("parses");
+    c.content.root = "/".into();
+    c.signing.secrets = vec![STRONG.into()];
+    c.server.listen = "nope".into();
+    c.apply_env(&HashMap::from([("S3_ALLOW_HTTP", "maybe")]));
+    let err = problems(&c);
+    assert_eq!(err.len(), 4, "{err:#?}");
+    assert!(err.iter().any(|e| e.starts_with("server.listen")));
+    assert!(err.iter().any(|e| e.starts_with("S3_ALLOW_HTTP")));
+    assert!(err.iter().any(|e| e.contains("upstream.secret_access_key")));
+    assert!(err
+        .iter()
+        .any(|e| e.contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")));
+
+    // No upstream: the S3 environment of a shared host is not this edge's business.
+    let mut c = valid();
+    c.apply_env(&HashMap::from([("S3_ALLOW_HTTP", "maybe")]));
+    assert!(c.validate().expect("valid").upstream.is_none());
+}
+
+#[test]
+fn an_http_upstream_needs_a_base_url_and_no_bucket() {
+    let mut c =
+        EdgeConfig::from_toml("[upstream]\nkind = \"http\"\nurl = \"http://shield:8080/hls\"\n")
+            .expect("parses");
+    c.content.root = "/".into();
+    c.signing.secrets = vec![STRONG.into()];
+    let u = c.validate().expect("valid").upstream.expect("an upstream");
+    assert!(
+        matches!(&u.source, upstream::SourceSettings::Http { url, .. } if url == "http://shield:8080/hls/")
+    );
+    for (toml, why) in [
+        ("kind = \"http\"\nurl = \"ftp://x/\"\n", "upstream.url"),
+        (
+            "kind = \"http\"\nurl = \"http://x/\"\nbucket = \"media\"\n",
+            "kind = \"s3\"",
+        ),
+        ("url = \"http://x/\"\n", "upstream.kind"),
+        (
+            "kind = \"http\"\nurl = \"http://x/\"\nlock_timeout_secs = 0\n",
+            "lock_timeout_secs",
+        ),
+    ] {
+        let mut c = EdgeConfig::from_toml(&format!("[upstream]\n{toml}")).expect("parses");
+        c.content.root = "/".into();
+        c.signing.secrets = vec![STRONG.into()];
+        let err = problems(&c);
+        assert!(err.len() == 1 && err[0].contains(why), "{toml}: {err:#?}");
+    }
+    assert!(EdgeConfig::from_toml("[upstream]\nkind = \"ftp\"\n").is_err());
+    assert!(
+        EdgeConfig::from_toml("[upstream]\nbuckett = \"x\"\n").is_err(),
+        "typos fail"
+    );
+}

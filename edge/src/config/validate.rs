@@ -90,6 +90,7 @@ impl EdgeConfig {
                 ));
             }
         }
+        let upstream = self.upstream.validate(&mut errors);
         let (Some(link), true) = (link, errors.is_empty()) else {
             return Err(ConfigError(errors));
         };
@@ -124,6 +125,7 @@ impl EdgeConfig {
             cors_origins: self.http.cors_allowed_origins.clone(),
             log_format: self.log.format,
             access_log_every: self.log.access_log_every,
+            upstream,
             warnings,
         })
     }

@@ -154,6 +154,9 @@ fn into_response(
         Body::File { file, offset, len } => {
             EdgeBody::file(file, offset, len, budget, metrics, stream)
         }
+        Body::Stream(s) => {
+            EdgeBody::stream(s.0, reply.content_length.unwrap_or(0), metrics, stream)
+        }
     };
     builder.body(body).unwrap_or_else(|error| {
         tracing::error!(%error, "invalid response header");

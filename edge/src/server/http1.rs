@@ -19,8 +19,9 @@ use tokio::time::timeout_at;
 use super::linger::linger;
 use super::request_line::{self, LineError};
 use super::transport::{flush, write_all, write_vectored_all, Transport};
+use crate::metrics::SendPath;
 use crate::refusal::Refusal;
-use crate::reply::{self, Body, Reply};
+use crate::reply::{self, Body, Reply, Streamed};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
 
@@ -287,6 +288,28 @@ impl Connection {
                 return stream
                     .send_file(head, &file, offset, len, send_timeout, metrics)
                     .await;
+            }
+            Body::Stream(Streamed(mut body)) => {
+                use futures_util::StreamExt;
+                write_all(stream, &self.out, send_timeout).await?;
+                let announced = reply.content_length.unwrap_or(0);
+                let mut sent = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk?;
+                    sent += chunk.len() as u64;
+                    if sent > announced {
+                        return Err(io::Error::other("stream longer than announced"));
+                    }
+                    write_all(stream, &chunk, send_timeout).await?;
+                    metrics.sent(SendPath::Upstream, chunk.len() as u64);
+                }
+                if sent != announced {
+                    // The promised Content-Length cannot be met: close rather than desync.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream body ended short",
+                    ));
+                }
             }
         }
         flush(stream, send_timeout).await

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::activity::StreamGuard;
 use crate::metrics::{Metrics, SendPath};
 use crate::server::file_read;
+use crate::upstream::source::ByteStream;
 
 /// Bytes of a file read at a time for one stream: two full HTTP/2 frames, and small enough to
 /// come from the allocator's arenas rather than a fresh mapping each time.
@@ -39,6 +40,8 @@ enum Kind {
     Empty,
     Bytes(Option<Bytes>, SendPath),
     File(FileBody),
+    /// Pulled from the upstream as it arrives; `remaining` of the announced length.
+    Stream(ByteStream, u64),
 }
 
 type Pending = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
@@ -64,6 +67,15 @@ impl EdgeBody {
     pub fn bytes(data: Bytes, path: SendPath, metrics: Arc<Metrics>, stream: StreamGuard) -> Self {
         Self {
             kind: Kind::Bytes(Some(data), path),
+            metrics,
+            _stream: Some(stream),
+        }
+    }
+
+    /// A body pulled from the upstream, `len` bytes announced.
+    pub fn stream(body: ByteStream, len: u64, metrics: Arc<Metrics>, stream: StreamGuard) -> Self {
+        Self {
+            kind: Kind::Stream(body, len),
             metrics,
             _stream: Some(stream),
         }
@@ -112,6 +124,29 @@ impl http_body::Body for EdgeBody {
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => return Poll::Ready(None),
             },
+            Kind::Stream(body, remaining) => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                match ready!(body.as_mut().poll_next(cx)) {
+                    Some(Ok(data)) if data.len() as u64 <= *remaining => {
+                        *remaining -= data.len() as u64;
+                        (data, SendPath::Upstream)
+                    }
+                    Some(Ok(_)) => {
+                        return Poll::Ready(Some(Err(io::Error::other(
+                            "stream longer than announced",
+                        ))))
+                    }
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    None => {
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "upstream body ended short",
+                        ))))
+                    }
+                }
+            }
         };
         this.metrics.sent(path, data.len() as u64);
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -122,6 +157,7 @@ impl http_body::Body for EdgeBody {
             Kind::Empty => true,
             Kind::Bytes(data, _) => data.is_none(),
             Kind::File(f) => f.remaining == 0,
+            Kind::Stream(_, remaining) => *remaining == 0,
         }
     }
 
@@ -132,6 +168,7 @@ impl http_body::Body for EdgeBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
             }
             Kind::File(f) => SizeHint::with_exact(f.remaining),
+            Kind::Stream(_, remaining) => SizeHint::with_exact(*remaining),
         }
     }
 }

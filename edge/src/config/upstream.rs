@@ -1,0 +1,241 @@
+//! `[upstream]`: where the edge pulls what its content root does not hold yet.
+//!
+//! Without it the root is the content (as behind nginx). With it the root is a disk cache:
+//! `kind = "s3"` pulls from a bucket (the shared `shared::objects` block, read-only
+//! credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`), `kind = "http"` from a base
+//! URL (another edge as a shield, or any HTTP server holding the tree).
+//!
+//! The section is one flat table: the edge's own keys are taken out first and the rest is the
+//! store block, which refuses unknown keys itself, so a typo still fails to parse.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use shared::env::EnvSource;
+use shared::objects::{StoreConfig, StoreSettings};
+
+/// Where misses come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    /// No upstream: the root is the content. The default.
+    #[default]
+    None,
+    /// An S3-compatible bucket.
+    S3,
+    /// An HTTP base URL.
+    Http,
+}
+
+/// The `[upstream]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    /// `s3`, `http`, or `none` (default).
+    pub kind: UpstreamKind,
+    /// `kind = "http"`: base URL the path under the prefix is appended to, with the request's
+    /// query (so another edge verifies the same signature), e.g. `http://shield:8080/hls/`.
+    pub url: String,
+    /// Disk cache budget in bytes; least recently used files go first. Default 10 GiB.
+    pub cache_max_bytes: u64,
+    /// Seconds a pulled playlist is served before it is fetched again. Default 2. Segments are
+    /// immutable: cached until evicted.
+    pub playlist_ttl_secs: u64,
+    /// Seconds a request waits for another request's fill of the same object to start
+    /// answering before it fetches the object itself, uncached. Default 5.
+    pub lock_timeout_secs: u64,
+    /// `kind = "s3"`: the bucket (the shared store block: bucket, prefix, endpoint, region,
+    /// allow_http, virtual_hosted_style). Its `connect_timeout_secs`, `timeout_secs`,
+    /// `max_retries` and `retry_timeout_secs` apply to `http` too.
+    pub store: StoreConfig,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            kind: UpstreamKind::None,
+            url: String::new(),
+            cache_max_bytes: 10 << 30,
+            playlist_ttl_secs: 2,
+            lock_timeout_secs: 5,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// The edge's own keys of the section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Own {
+    kind: Option<UpstreamKind>,
+    url: Option<String>,
+    cache_max_bytes: Option<u64>,
+    playlist_ttl_secs: Option<u64>,
+    lock_timeout_secs: Option<u64>,
+}
+
+const OWN_KEYS: [&str; 5] = [
+    "kind",
+    "url",
+    "cache_max_bytes",
+    "playlist_ttl_secs",
+    "lock_timeout_secs",
+];
+
+impl<'de> Deserialize<'de> for UpstreamConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let mut own = toml::Table::new();
+        for key in OWN_KEYS {
+            if let Some(v) = table.remove(key) {
+                own.insert(key.to_owned(), v);
+            }
+        }
+        let own: Own = toml::Value::Table(own)
+            .try_into()
+            .map_err(D::Error::custom)?;
+        let store: StoreConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(D::Error::custom)?;
+        let d = Self::default();
+        Ok(Self {
+            kind: own.kind.unwrap_or(d.kind),
+            url: own.url.unwrap_or(d.url),
+            cache_max_bytes: own.cache_max_bytes.unwrap_or(d.cache_max_bytes),
+            playlist_ttl_secs: own.playlist_ttl_secs.unwrap_or(d.playlist_ttl_secs),
+            lock_timeout_secs: own.lock_timeout_secs.unwrap_or(d.lock_timeout_secs),
+            store,
+        })
+    }
+}
+
+/// Validated `[upstream]`.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub source: SourceSettings,
+    pub cache_max_bytes: u64,
+    pub playlist_ttl: Duration,
+    pub lock_timeout: Duration,
+}
+
+/// Where misses come from, validated.
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    S3(StoreSettings),
+    Http {
+        /// Ends with `/`.
+        url: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+    },
+}
+
+impl SourceSettings {
+    /// For logs: the bucket or the URL, never a credential.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::S3(s) => s.describe(),
+            Self::Http { url, .. } => url.clone(),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// `EDGE_UPSTREAM_KIND`, `EDGE_UPSTREAM_URL`, `EDGE_UPSTREAM_CACHE_MAX_BYTES`, and for an
+    /// `s3` upstream the store's `S3_*` / `AWS_*` variables.
+    pub fn apply_env(&mut self, env: &dyn EnvSource, problems: &mut Vec<String>) {
+        if let Some(v) = env.get("EDGE_UPSTREAM_KIND") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "s3" => self.kind = UpstreamKind::S3,
+                "http" => self.kind = UpstreamKind::Http,
+                "none" => self.kind = UpstreamKind::None,
+                _ => problems.push(format!("EDGE_UPSTREAM_KIND: {v:?} is not s3, http or none")),
+            }
+        }
+        if let Some(v) = env.get("EDGE_UPSTREAM_URL") {
+            self.url = v;
+        }
+        if let Some(v) = env.get("EDGE_UPSTREAM_CACHE_MAX_BYTES") {
+            match v.trim().parse() {
+                Ok(n) => self.cache_max_bytes = n,
+                Err(_) => problems.push(format!(
+                    "EDGE_UPSTREAM_CACHE_MAX_BYTES: {v:?} is not a whole number of bytes"
+                )),
+            }
+        }
+        // Only an s3 upstream reads them: an edge without one ignores a shared environment.
+        if self.kind == UpstreamKind::S3 {
+            self.store.apply_env(env);
+        }
+    }
+
+    /// Checks the section; `None` when there is no upstream or it has problems.
+    pub fn validate(&self, errors: &mut Vec<String>) -> Option<UpstreamSettings> {
+        let before = errors.len();
+        let store = &self.store;
+        let source = match self.kind {
+            UpstreamKind::None => {
+                if !self.url.is_empty() || store.names_a_bucket() {
+                    errors.push(
+                        "upstream: url or bucket is set but upstream.kind is not (s3 or http)"
+                            .into(),
+                    );
+                }
+                return None;
+            }
+            UpstreamKind::S3 => {
+                if !self.url.is_empty() {
+                    errors.push("upstream.url is for kind = \"http\", not \"s3\"".into());
+                }
+                store.validate("upstream", errors).map(SourceSettings::S3)
+            }
+            UpstreamKind::Http => {
+                if store.names_a_bucket() {
+                    errors.push(
+                        "upstream: bucket, prefix and endpoint are for kind = \"s3\", not \"http\""
+                            .into(),
+                    );
+                }
+                let url = self.url.trim();
+                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                if !scheme_ok || url.contains(['?', '#']) || url.contains(char::is_whitespace) {
+                    errors.push(format!(
+                        "upstream.url (EDGE_UPSTREAM_URL): {url:?} is not an http(s):// base URL \
+                         without query, like http://shield:8080/hls/"
+                    ));
+                }
+                if store.connect_timeout_secs == 0 || store.timeout_secs == 0 {
+                    errors.push(
+                        "upstream.connect_timeout_secs and upstream.timeout_secs must be greater \
+                         than 0"
+                            .into(),
+                    );
+                }
+                let url = match url.ends_with('/') {
+                    true => url.to_owned(),
+                    false => format!("{url}/"),
+                };
+                Some(SourceSettings::Http {
+                    url,
+                    connect_timeout: Duration::from_secs(store.connect_timeout_secs),
+                    timeout: Duration::from_secs(store.timeout_secs),
+                })
+            }
+        };
+        if self.cache_max_bytes == 0 {
+            errors.push("upstream.cache_max_bytes must be greater than 0".into());
+        }
+        if self.lock_timeout_secs == 0 {
+            errors.push("upstream.lock_timeout_secs must be greater than 0".into());
+        }
+        if errors.len() > before {
+            return None;
+        }
+        Some(UpstreamSettings {
+            source: source?,
+            cache_max_bytes: self.cache_max_bytes,
+            playlist_ttl: Duration::from_secs(self.playlist_ttl_secs),
+            lock_timeout: Duration::from_secs(self.lock_timeout_secs),
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Pull-through: with an `[upstream]` the content root is a disk cache in front of a bucket
+//! or another HTTP server (a shield edge).
+//!
+//! The service verifies the signature first, so a forged or expired URL never causes an
+//! upstream request. Then a path the [`disk`] index holds (fresh: playlists only for
+//! `playlist_ttl`) is served from the root exactly like local content (open-file cache, hot
+//! cache, sendfile); anything else is pulled: one [`fill`] per object, every concurrent
+//! request for it streamed from that fill; a request that waited `lock_timeout` for the fill
+//! to answer fetches the object itself, uncached. The cache key is the normalised path
+//! (`$uri` below the prefix), never the query string.
+//!
+//! # Layout
+//! - [`source`]: one GET against the bucket or the HTTP upstream, errors as 404/502/504.
+//! - [`fill`]: single-flight fills into temporary files, and the bodies streamed from them.
+//! - [`disk`]: the index of what was pulled: LRU within a byte budget, rescanned at start.
+
+pub mod disk;
+pub mod fill;
+pub mod source;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::config::upstream::UpstreamSettings;
+use crate::metrics::Metrics;
+use disk::DiskCache;
+use fill::{Fill, Head, Progress};
+use source::{FetchError, Fetched, Source};
+use tokio::sync::watch;
+
+/// The upstream, its fills in flight and the disk cache.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+/// What the fill tasks share with the service.
+pub struct Inner {
+    source: Source,
+    disk: DiskCache,
+    /// Fills in flight, by path below the prefix.
+    fills: Mutex<HashMap<Arc<[u8]>, Arc<Fill>>>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+    lock_timeout: Duration,
+    playlist_ttl: Duration,
+    describe: String,
+}
+
+/// How a pulled object is answered.
+pub enum Pulled {
+    /// From a fill (this request's or another's), as its bytes arrive.
+    Filling(Head, watch::Receiver<Progress>),
+    /// Straight from the upstream, uncached: the fill it waited for did not answer in time.
+    Direct(Fetched),
+}
+
+impl Upstream {
+    /// Builds the client and opens the disk cache at `root` (emptying its fill directory and
+    /// indexing what is already there).
+    pub fn new(
+        settings: &UpstreamSettings,
+        root: &std::path::Path,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let source = Source::new(&settings.source)?;
+        let disk = DiskCache::open(root, settings.cache_max_bytes, metrics.clone())?;
+        let timeout = match &settings.source {
+            crate::config::upstream::SourceSettings::S3(s) => s.timeout,
+            crate::config::upstream::SourceSettings::Http { timeout, .. } => *timeout,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                source,
+                disk,
+                fills: Mutex::new(HashMap::new()),
+                metrics,
+                timeout,
+                lock_timeout: settings.lock_timeout,
+                playlist_ttl: settings.playlist_ttl,
+                describe: settings.source.describe(),
+            }),
+        })
+    }
+
+    /// The bucket or URL, for logs.
+    pub fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    /// Files in the disk cache.
+    pub fn cached_files(&self) -> u64 {
+        self.inner.disk.entry_count()
+    }
+
+    /// Tries the upstream once.
+    pub async fn check(&self) -> Result<(), String> {
+        self.inner.source.check().await
+    }
+
+    /// Whether `rel` may be served from the root as it is: cached, and for a playlist
+    /// (`playlist`) pulled less than `playlist_ttl` ago. Counts a disk-cache hit or miss.
+    pub fn fresh(&self, rel: &[u8], playlist: bool) -> bool {
+        let ttl = playlist.then_some(self.inner.playlist_ttl);
+        let fresh = self.inner.disk.fresh(rel, ttl);
+        let m = &self.inner.metrics;
+        match fresh {
+            true => m.disk_cache_hits.inc(),
+            false => m.disk_cache_misses.inc(),
+        }
+        fresh
+    }
+
+    /// Whether a copy of `rel` is on disk, fresh or stale (served when the upstream fails).
+    pub fn holds(&self, rel: &[u8]) -> bool {
+        self.inner.disk.holds(rel)
+    }
+
+    /// Drops cached files under `prefix` (below the content prefix); returns how many.
+    pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
+        self.inner.disk.purge_prefix(prefix)
+    }
+
+    /// Pulls `rel` (a valid path below the prefix; `args`, the request's query, goes to an
+    /// HTTP upstream): joins the fill in flight or starts one, and waits for its head.
+    pub async fn pull(&self, rel: &str, args: &[u8]) -> Result<Pulled, FetchError> {
+        let inner = &self.inner;
+        let (fill, started) = {
+            let mut fills = inner.fills.lock().unwrap_or_else(PoisonError::into_inner);
+            match fills.get(rel.as_bytes()) {
+                Some(fill) => (fill.clone(), false),
+                None => {
+                    let fill = Arc::new(Fill::default());
+                    fills.insert(Arc::from(rel.as_bytes()), fill.clone());
+                    (fill, true)
+                }
+            }
+        };
+        let mut rx = fill.subscribe();
+        if started {
+            tokio::spawn(fill::run(
+                inner.clone(),
+                fill,
+                rel.to_owned(),
+                args.to_owned(),
+            ));
+            let head = fill::head(&mut rx).await?;
+            return Ok(Pulled::Filling(head, rx));
+        }
+        inner.metrics.upstream_coalesced.inc();
+        match tokio::time::timeout(inner.lock_timeout, fill::head(&mut rx)).await {
+            Ok(head) => Ok(Pulled::Filling(head?, rx)),
+            Err(_) => {
+                // nginx's proxy_cache_lock_timeout: go upstream alone, uncached.
+                inner.metrics.upstream_lock_timeouts.inc();
+                let fetched = inner.source.fetch(rel, args, inner.timeout).await;
+                inner
+                    .metrics
+                    .upstream_request(fetched.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
+                fetched.map(Pulled::Direct)
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The fill of `rel` is over: the next miss starts a new one.
+    fn forget(&self, rel: &[u8]) {
+        self.fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(rel);
+    }
+}
+
+/// `rel` as a path that may be pulled and stored: UTF-8, no empty, `.` or `..` segment, no
+/// control byte, not inside the fill directory.
+pub fn valid_rel(rel: &[u8]) -> Option<&str> {
+    let rel = std::str::from_utf8(rel).ok()?;
+    let bad_segment = rel
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..");
+    let bad_byte = rel.bytes().any(|b| b < 0x20 || b == 0x7f);
+    let internal = rel
+        .strip_prefix(disk::FILL_DIR)
+        .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+    (!rel.is_empty() && !bad_segment && !bad_byte && !internal).then_some(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_rel;
+
+    #[test]
+    fn only_plain_paths_are_pulled() {
+        assert_eq!(valid_rel(b"v/720p/seg_000.ts"), Some("v/720p/seg_000.ts"));
+        for bad in [
+            &b""[..],
+            b"v//a.ts",
+            b"v/../a.ts",
+            b"./a.ts",
+            b"v/",
+            b"a\x01.ts",
+            b"\xff.ts",
+            b".edge-fill/123-4",
+            b".edge-fill",
+        ] {
+            assert_eq!(valid_rel(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

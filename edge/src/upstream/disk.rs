@@ -1,0 +1,190 @@
+//! The disk cache: which files under the content root were pulled, how large, and in what
+//! order they were used, within a byte budget.
+//!
+//! An index (moka, least-recently-used eviction, weighed in bytes) is the truth about what may
+//! be served: a file under the root that is not in it (a fill's temporary file, anything
+//! stray) is never served, it is pulled again. Evicting an entry deletes its file (only if
+//! it is still the same inode: a newer fill may have replaced it). Fills write under
+//! `<root>/.edge-fill/` and rename into place, so a partial file never has a servable name; at
+//! start that directory is emptied and the rest of the root is scanned back into the index,
+//! oldest use first, so the cache survives a restart.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use crate::metrics::Metrics;
+
+/// Where fills write, under the root.
+pub const FILL_DIR: &str = ".edge-fill";
+
+/// One cached file.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub size: u64,
+    pub ino: u64,
+    /// When it was pulled (`None`: found at start, age unknown).
+    pub fetched: Option<Instant>,
+}
+
+/// The index of the disk cache.
+pub struct DiskCache {
+    root: PathBuf,
+    index: Cache<Arc<[u8]>, Entry>,
+}
+
+impl DiskCache {
+    /// Opens the cache at `root`: empties the fill directory and indexes what is there.
+    pub fn open(root: &Path, max_bytes: u64, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let root = root.to_owned();
+        let metrics_for_scan = metrics.clone();
+        let listener_root = root.clone();
+        let index = Cache::builder()
+            .max_capacity(max_bytes)
+            .eviction_policy(EvictionPolicy::lru())
+            .weigher(|_k: &Arc<[u8]>, e: &Entry| u32::try_from(e.size.max(1)).unwrap_or(u32::MAX))
+            .eviction_listener(move |rel: Arc<Arc<[u8]>>, e: Entry, cause| {
+                metrics.disk_cache_bytes.sub(e.size as i64);
+                match cause {
+                    // A newer fill took the name: its file is the one on disk now.
+                    RemovalCause::Replaced => {}
+                    RemovalCause::Size => {
+                        metrics.disk_cache_evictions.inc();
+                        remove_if_same(&listener_root, &rel, e.ino);
+                    }
+                    RemovalCause::Explicit | RemovalCause::Expired => {
+                        remove_if_same(&listener_root, &rel, e.ino)
+                    }
+                }
+            })
+            .build();
+        let cache = Self { root, index };
+        let scan_metrics = metrics_for_scan;
+        let fill_dir = cache.fill_dir();
+        match fs::remove_dir_all(&fill_dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        fs::create_dir_all(&fill_dir)?;
+        cache.rescan(&scan_metrics)?;
+        Ok(cache)
+    }
+
+    /// Where fills write their temporary files.
+    pub fn fill_dir(&self) -> PathBuf {
+        self.root.join(FILL_DIR)
+    }
+
+    /// The final path of `rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Whether `rel` is cached and, for a playlist, younger than `ttl`. A hit counts as a use.
+    pub fn fresh(&self, rel: &[u8], playlist_ttl: Option<Duration>) -> bool {
+        match (self.index.get(rel), playlist_ttl) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(e), Some(ttl)) => e.fetched.is_some_and(|t| t.elapsed() < ttl),
+        }
+    }
+
+    /// Whether `rel` is in the index, fresh or not (a stale playlist still on disk).
+    pub fn holds(&self, rel: &[u8]) -> bool {
+        self.index.contains_key(rel)
+    }
+
+    /// Records a completed fill (already renamed into place).
+    pub fn insert(&self, rel: &[u8], entry: Entry, metrics: &Metrics) {
+        metrics.disk_cache_bytes.add(entry.size as i64);
+        self.index.insert(Arc::from(rel), entry);
+        // moka evicts in batched maintenance: run it now so the budget holds after each fill.
+        self.index.run_pending_tasks();
+    }
+
+    /// Drops `rel` and its file.
+    pub fn remove(&self, rel: &[u8]) {
+        self.index.invalidate(rel);
+        self.index.run_pending_tasks();
+    }
+
+    /// Drops every entry under `prefix` (relative to the root) and its file; returns how many.
+    pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
+        let keys: Vec<Arc<Arc<[u8]>>> = self
+            .index
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &keys {
+            self.index.invalidate(k.as_ref());
+        }
+        self.index.run_pending_tasks();
+        keys.len()
+    }
+
+    /// Entries held.
+    pub fn entry_count(&self) -> u64 {
+        self.index.run_pending_tasks();
+        self.index.entry_count()
+    }
+
+    /// Indexes every regular file under the root (outside the fill directory), least recently
+    /// used first (access time, else modification time), so eviction order survives a restart.
+    fn rescan(&self, metrics: &Metrics) -> io::Result<()> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let path = entry.path();
+                let meta = match fs::symlink_metadata(&path) {
+                    Ok(m) => m,
+                    Err(_) => continue,
+                };
+                if meta.is_dir() {
+                    if path != self.fill_dir() {
+                        dirs.push(path);
+                    }
+                } else if meta.is_file() {
+                    let Ok(rel) = path.strip_prefix(&self.root) else {
+                        continue;
+                    };
+                    let Some(rel) = rel.to_str() else { continue };
+                    let used = meta.atime().max(meta.mtime());
+                    found.push((used, rel.to_owned(), meta.size(), meta.ino()));
+                }
+            }
+        }
+        found.sort();
+        for (_, rel, size, ino) in found {
+            let entry = Entry {
+                size,
+                ino,
+                fetched: None,
+            };
+            self.insert(rel.as_bytes(), entry, metrics);
+        }
+        Ok(())
+    }
+}
+
+/// Deletes `<root>/<rel>` if it is still the file with inode `ino`.
+fn remove_if_same(root: &Path, rel: &[u8], ino: u64) {
+    let Ok(rel) = std::str::from_utf8(rel) else {
+        return;
+    };
+    let path = root.join(rel);
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == ino) {
+        if let Err(error) = fs::remove_file(&path) {
+            tracing::warn!(%error, path = %path.display(), "cannot delete an evicted file");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Single-flight fills, like nginx's `proxy_cache_lock` or pingora's `CacheLock`: the first
+//! miss for an object starts one fill; every request for it meanwhile waits on that fill and
+//! is streamed its bytes as they reach the disk, not after the whole object.
+//!
+//! A fill runs in a task of its own (a client that goes away does not abort it): one upstream
+//! GET written to a temporary file under the fill directory, its length (and MD5, when the
+//! ETag carries one) checked, then renamed into place and indexed. Readers `pread` the
+//! temporary file up to what has been written; the object's last bytes are only handed out
+//! once the fill has verified everything, so no response built from a fill that turns out
+//! bad (short, too long, wrong MD5) ever completes, and nothing of it is ever cached.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use tokio::sync::watch;
+
+use super::disk::Entry;
+use super::source::{ByteStream, FetchError};
+use super::Inner;
+use crate::server::file_read;
+
+/// Bytes read from the temporary file per chunk of a response.
+const CHUNK: usize = 64 * 1024;
+
+/// What a fill knows once the upstream answered.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub size: u64,
+    /// Seconds since the epoch: the upstream's Last-Modified, or when the fill began. The
+    /// cached file gets it as its mtime, so the ETag a miss sends is the one later hits send.
+    pub mtime: i64,
+    file: Arc<File>,
+}
+
+/// How far a fill is.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub head: Option<Head>,
+    pub written: u64,
+    /// Set once: the fill is over.
+    pub outcome: Option<Result<(), FetchError>>,
+}
+
+/// One object being filled.
+#[derive(Debug)]
+pub struct Fill {
+    progress: watch::Sender<Progress>,
+}
+
+impl Default for Fill {
+    fn default() -> Self {
+        Self {
+            progress: watch::Sender::new(Progress::default()),
+        }
+    }
+}
+
+impl Fill {
+    /// Follows this fill's progress.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+}
+
+/// Waits until `rx`'s fill has a head (or failed).
+pub async fn head(rx: &mut watch::Receiver<Progress>) -> Result<Head, FetchError> {
+    let progress = rx
+        .wait_for(|p| p.head.is_some() || p.outcome.is_some())
+        .await
+        .map_err(|_| FetchError::Bad("fill abandoned"))?;
+    match (&progress.head, progress.outcome) {
+        (Some(h), _) => Ok(h.clone()),
+        (None, Some(Err(e))) => Err(e),
+        (None, _) => Err(FetchError::Bad("fill ended without an answer")),
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Runs the fill of `rel` to its end and publishes the outcome (the task [`super::Upstream`]
+/// spawns for the first miss).
+pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>) {
+    let started = Instant::now();
+    let result = fill_once(&inner, &fill, &rel, &args).await;
+    let m = &inner.metrics;
+    match &result {
+        Ok(size) => {
+            m.upstream_request("ok");
+            m.upstream_bytes.inc_by(*size);
+            m.upstream_fill_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Err(e) => m.upstream_request(e.outcome()),
+    }
+    inner.forget(rel.as_bytes());
+    fill.progress
+        .send_modify(|p| p.outcome = Some(result.map(|_| ())));
+}
+
+async fn fill_once(inner: &Inner, fill: &Fill, rel: &str, args: &[u8]) -> Result<u64, FetchError> {
+    let fetched = inner.source.fetch(rel, args, inner.timeout).await?;
+    let size = fetched.size;
+    let mtime = unix_secs(fetched.last_modified.unwrap_or_else(SystemTime::now));
+    let expected_md5 = fetched.etag.as_deref().and_then(shared::objects::etag_md5);
+    let temp = inner.disk.fill_dir().join(format!(
+        "{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(|e| cache_error(e, &temp))?;
+    let file = Arc::new(file);
+    fill.progress.send_modify(|p| {
+        p.head = Some(Head {
+            size,
+            mtime,
+            file: file.clone(),
+        })
+    });
+    let written = receive(inner, fill, fetched.body, &file, size, expected_md5).await;
+    let result = written.and_then(|()| {
+        let path = inner.disk.path(rel);
+        let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
+        file.set_modified(modified)
+            .and_then(|()| match path.parent() {
+                Some(dir) => std::fs::create_dir_all(dir),
+                None => Ok(()),
+            })
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .and_then(|()| file.metadata())
+            .map_err(|e| cache_error(e, &path))
+    });
+    match result {
+        Ok(meta) => {
+            let entry = Entry {
+                size,
+                ino: meta.ino(),
+                fetched: Some(Instant::now()),
+            };
+            inner.disk.insert(rel.as_bytes(), entry, &inner.metrics);
+            Ok(size)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the body to `file` as it arrives, publishing each step; checks length and MD5.
+async fn receive(
+    inner: &Inner,
+    fill: &Fill,
+    mut body: ByteStream,
+    file: &File,
+    size: u64,
+    expected_md5: Option<[u8; 16]>,
+) -> Result<(), FetchError> {
+    let mut md5 = expected_md5.map(|_| Md5::new());
+    let mut written = 0u64;
+    loop {
+        let next = tokio::time::timeout(inner.timeout, body.next())
+            .await
+            .map_err(|_| FetchError::Timeout)?;
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|error| {
+            tracing::warn!(%error, "upstream body broke off");
+            FetchError::Bad("upstream connection broke")
+        })?;
+        if written + chunk.len() as u64 > size {
+            return Err(FetchError::Bad("upstream sent more than its length"));
+        }
+        // Page-cache writes; segments are a few MB.
+        file.write_all_at(&chunk, written)
+            .map_err(|e| cache_error(e, &PathBuf::from("fill file")))?;
+        if let Some(h) = md5.as_mut() {
+            h.update(&chunk);
+        }
+        written += chunk.len() as u64;
+        fill.progress.send_modify(|p| p.written = written);
+    }
+    if written != size {
+        tracing::warn!(written, size, "upstream body shorter than its length");
+        return Err(FetchError::Bad("upstream sent less than its length"));
+    }
+    if let (Some(h), Some(expected)) = (md5, expected_md5) {
+        if <[u8; 16]>::from(h.finalize()) != expected {
+            tracing::warn!("upstream body does not match its ETag");
+            return Err(FetchError::Bad("upstream bytes do not match their ETag"));
+        }
+    }
+    Ok(())
+}
+
+fn cache_error(error: io::Error, path: &std::path::Path) -> FetchError {
+    tracing::error!(%error, path = %path.display(), "disk cache write failed");
+    FetchError::Bad("disk cache write failed")
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Bytes `start..end` of the object `rx`'s fill is receiving, as they arrive.
+pub fn body(head: Head, rx: watch::Receiver<Progress>, start: u64, end: u64) -> ByteStream {
+    struct State {
+        rx: watch::Receiver<Progress>,
+        head: Head,
+        offset: u64,
+        end: u64,
+        done: bool,
+    }
+    let state = State {
+        rx,
+        head,
+        offset: start,
+        end,
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        if s.done || s.offset >= s.end {
+            return None;
+        }
+        let chunk = next_chunk(&mut s.rx, &s.head, s.offset, s.end).await;
+        match &chunk {
+            Ok(bytes) => s.offset += bytes.len() as u64,
+            Err(_) => s.done = true,
+        }
+        Some((chunk, s))
+    })
+    .boxed()
+}
+
+async fn next_chunk(
+    rx: &mut watch::Receiver<Progress>,
+    head: &Head,
+    offset: u64,
+    end: u64,
+) -> io::Result<Bytes> {
+    let failed = |e: FetchError| io::Error::other(e.to_string());
+    let written = {
+        let p = rx
+            .wait_for(|p| p.written > offset || p.outcome.is_some())
+            .await
+            .map_err(|_| io::Error::other("fill abandoned"))?;
+        if let Some(Err(e)) = p.outcome {
+            return Err(failed(e));
+        }
+        p.written
+    };
+    if written <= offset {
+        return Err(io::Error::other("fill ended short"));
+    }
+    let n = usize::try_from(written.min(end) - offset)
+        .unwrap_or(CHUNK)
+        .min(CHUNK);
+    if offset + n as u64 == head.size {
+        // The object's last bytes: only once the fill verified the whole.
+        let p = rx
+            .wait_for(|p| p.outcome.is_some())
+            .await
+            .map_err(|_| io::Error::other("fill abandoned"))?;
+        if let Some(Err(e)) = p.outcome {
+            return Err(failed(e));
+        }
+    }
+    let (mut buf, read) = file_read::read_at(&head.file, vec![0; n], 0..n, offset).await;
+    let got = read?;
+    if got == 0 {
+        return Err(io::Error::other("fill file shorter than written"));
+    }
+    buf.truncate(got);
+    Ok(Bytes::from(buf))
+}
+
+/// Bytes `start..end` of an upstream answer streamed straight through (a request that gave up
+/// waiting for someone else's fill).
+pub fn slice(body: ByteStream, start: u64, end: u64) -> ByteStream {
+    let mut pos = 0u64;
+    body.filter_map(move |chunk| {
+        let out = match chunk {
+            Err(e) => Some(Err(e)),
+            Ok(bytes) => {
+                let (from, to) = (pos, pos + bytes.len() as u64);
+                pos = to;
+                let (a, b) = (from.max(start), to.min(end));
+                (a < b).then(|| Ok(bytes.slice((a - from) as usize..(b - from) as usize)))
+            }
+        };
+        std::future::ready(out)
+    })
+    .boxed()
+}
