@@ -1,0 +1,397 @@
+//! The edge pulling through its disk cache (`[upstream]`), with real processes on loopback: a
+//! SeaweedFS bucket holding an HLS tree made by ffmpeg, edges with empty caches in front of it,
+//! a second edge using the first as its `http` upstream (a shield).
+//!
+//! What is asserted, each with the edge's own metrics as the witness of upstream traffic:
+//! every file comes through with the right bytes (ranges too, on a miss); forged and expired
+//! URLs never cause an upstream request; concurrent misses for one object cause exactly one;
+//! cached segments are served while the bucket is down, others answer 502, and everything
+//! recovers when it is back; the byte budget evicts the least recently used file and a
+//! restart keeps the cache; playlists are fetched again after their TTL.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use e2e::content::{pseudo_random_bytes, world_readable_tempdir};
+use e2e::seaweed::{self, SeaweedFs, ADMIN, READER};
+use e2e::{metrics, past_expires, signer, wait_until, Edge, EdgeOptions, RawResponse, Request};
+use tempfile::TempDir;
+
+const BUCKET: &str = "media";
+const PREFIX: &str = "hls";
+const VIDEO: &str = "4f1c2d3e-0000-4000-8000-000000000001";
+
+/// `[upstream]` for a bucket named by the `S3_*` environment; short timeouts, no retries.
+fn s3_config(extra: &str) -> String {
+    format!(
+        "[upstream]\nkind = \"s3\"\nconnect_timeout_secs = 1\ntimeout_secs = 5\n\
+         max_retries = 0\nretry_timeout_secs = 1\nplaylist_ttl_secs = 1\n{extra}\n"
+    )
+}
+
+fn start_s3_edge(weed: &SeaweedFs, cache: &Path, extra: &str) -> Edge {
+    let mut options = EdgeOptions::new(cache).config(&s3_config(extra));
+    for (name, value) in weed.env(BUCKET, PREFIX, READER) {
+        options = options.env(&name, &value);
+    }
+    Edge::start(options)
+}
+
+fn signed(rel: &str) -> String {
+    signer().signed_url(&uri(rel), e2e::future_expires(), "")
+}
+
+fn uri(rel: &str) -> String {
+    format!("/hls/{VIDEO}/{rel}")
+}
+
+fn get(edge: &Edge, rel: &str) -> RawResponse {
+    edge.public(Request::get(signed(rel)))
+}
+
+fn upstream_requests(edge: &Edge) -> f64 {
+    metrics::value(&edge.metrics(), "edge_upstream_requests_total", &[]).unwrap_or(0.0)
+}
+
+fn metric(edge: &Edge, name: &str) -> f64 {
+    metrics::value(&edge.metrics(), name, &[]).unwrap_or(0.0)
+}
+
+/// A small HLS tree made by ffmpeg (3 one-second segments), as `(path below the video,
+/// bytes)`.
+fn hls_tree() -> Vec<(String, Vec<u8>)> {
+    let dir = TempDir::new().expect("temp dir");
+    let out = e2e::process::run_bounded(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-f", "lavfi"])
+            .args(["-i", "testsrc2=s=320x240:r=25:d=3"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+            .args(["-hls_time", "1", "-hls_playlist_type", "vod"])
+            .args(["-hls_segment_filename"])
+            .arg(dir.path().join("segment_%03d.ts"))
+            .arg(dir.path().join("index.m3u8")),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            (
+                format!("360p/{name}"),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    files.push((
+        "master.m3u8".into(),
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x240\n360p/index.m3u8\n"
+            .to_vec(),
+    ));
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    files
+}
+
+fn upload(weed: &SeaweedFs, files: &[(String, Vec<u8>)]) {
+    let objects = weed.objects(BUCKET, PREFIX, ADMIN);
+    let under_video: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(rel, bytes)| (format!("{VIDEO}/{rel}"), bytes.clone()))
+        .collect();
+    seaweed::upload(&objects, &under_video);
+}
+
+fn bucket() -> SeaweedFs {
+    let weed = SeaweedFs::start();
+    weed.create_bucket(BUCKET);
+    weed
+}
+
+fn cache_dir() -> TempDir {
+    world_readable_tempdir("e2e-edge-cache-")
+}
+
+#[test]
+fn an_empty_cache_pulls_every_file_and_a_shield_edge_pulls_from_it() {
+    let weed = bucket();
+    let tree = hls_tree();
+    upload(&weed, &tree);
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    let segment = tree
+        .iter()
+        .find(|(rel, _)| rel.ends_with(".ts"))
+        .expect("a segment");
+
+    // A range on a miss: the whole segment is pulled, the range answered.
+    let ranged = edge.public(Request::get(signed(&segment.0)).header("Range", "bytes=100-1099"));
+    assert_eq!(ranged.status, 206, "{}", edge.diagnostics());
+    assert_eq!(ranged.body, segment.1[100..1100]);
+    assert_eq!(upstream_requests(&edge), 1.0);
+
+    for (rel, bytes) in &tree {
+        let r = get(&edge, rel);
+        assert_eq!(r.status, 200, "{rel}: {}\n{}", r.text(), edge.diagnostics());
+        assert_eq!(&r.body, bytes, "{rel}");
+        assert!(r.header("etag").is_some() && r.header("last-modified").is_some());
+    }
+    let pulled = upstream_requests(&edge);
+    assert_eq!(pulled, tree.len() as f64, "one upstream request per file");
+    // Hits come from disk, with the validators the miss sent.
+    let first = get(&edge, &segment.0);
+    let again = get(&edge, &segment.0);
+    assert_eq!((first.status, &first.body), (200, &segment.1));
+    assert_eq!(first.header("etag"), again.header("etag"));
+    assert_eq!(
+        first.header("etag"),
+        ranged.header("etag"),
+        "miss and hit agree"
+    );
+    assert_eq!(upstream_requests(&edge), pulled, "segments are cached");
+    assert!(cache.path().join(VIDEO).join(&segment.0).is_file());
+    let not_modified = edge.public(
+        Request::get(signed(&segment.0))
+            .header("If-None-Match", first.header("etag").unwrap_or("")),
+    );
+    assert_eq!(not_modified.status, 304);
+    let missing = get(&edge, "360p/segment_999.ts");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+
+    // A shield: the second edge's upstream is the first edge (same secret, same URLs).
+    let shield_cache = cache_dir();
+    let config = format!(
+        "[upstream]\nkind = \"http\"\nurl = \"http://{}/hls/\"\nplaylist_ttl_secs = 1\n",
+        edge.public_addr
+    );
+    let outer = Edge::start(EdgeOptions::new(shield_cache.path()).config(&config));
+    for (rel, bytes) in &tree {
+        let r = get(&outer, rel);
+        assert_eq!(r.status, 200, "{rel} through the shield: {}", r.text());
+        assert_eq!(&r.body, bytes, "{rel} through the shield");
+    }
+    assert_eq!(upstream_requests(&outer), tree.len() as f64);
+    // The inner edge served the shield from its cache: at most its playlists, older than
+    // their TTL by now, were pulled again.
+    let playlists = tree
+        .iter()
+        .filter(|(rel, _)| rel.ends_with(".m3u8"))
+        .count() as f64;
+    let again = upstream_requests(&edge) - pulled;
+    assert!((0.0..=playlists).contains(&again), "{again} pulled again");
+}
+
+#[test]
+fn playlists_are_pulled_again_after_their_ttl() {
+    let weed = bucket();
+    upload(
+        &weed,
+        &[("360p/index.m3u8".into(), b"#EXTM3U\n#v1\n".to_vec())],
+    );
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    assert_eq!(get(&edge, "360p/index.m3u8").body, b"#EXTM3U\n#v1\n");
+    upload(
+        &weed,
+        &[("360p/index.m3u8".into(), b"#EXTM3U\n#v2\n".to_vec())],
+    );
+    let renewed = wait_until(Duration::from_secs(10), || {
+        get(&edge, "360p/index.m3u8").body == b"#EXTM3U\n#v2\n"
+    });
+    assert!(renewed, "the playlist was never fetched again");
+    let pulls = upstream_requests(&edge);
+    assert!(
+        (2.0..=6.0).contains(&pulls),
+        "{pulls} pulls in a few seconds"
+    );
+}
+
+#[test]
+fn forged_and_expired_urls_never_reach_the_upstream() {
+    let weed = bucket();
+    upload(
+        &weed,
+        &[("360p/segment_000.ts".into(), pseudo_random_bytes(3, 10_000))],
+    );
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    let good = signed("360p/segment_000.ts");
+    let forged = good.replacen("md5=", "md5=A", 1);
+    let expired = signer().signed_url(&uri("360p/segment_000.ts"), past_expires(), "");
+    let cold_expired = signer().signed_url(&uri("360p/nope.ts"), past_expires(), "");
+    for (target, status) in [
+        (forged, 403),
+        (expired, 410),
+        (cold_expired, 410),
+        (uri("360p/segment_000.ts"), 403),
+        (format!("{}?md5=x&expires=1", uri("360p/nope.ts")), 403),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let r = edge.public(Request::get(target.clone()).method(method));
+            assert_eq!(r.status, status, "{method} {target}");
+        }
+    }
+    assert_eq!(
+        upstream_requests(&edge),
+        0.0,
+        "no refused URL went upstream"
+    );
+    assert_eq!(metric(&edge, "edge_disk_cache_misses_total"), 0.0);
+    assert_eq!(get(&edge, "360p/segment_000.ts").status, 200);
+    assert_eq!(upstream_requests(&edge), 1.0);
+}
+
+#[test]
+fn concurrent_misses_for_one_segment_make_exactly_one_upstream_request() {
+    const VIEWERS: usize = 24;
+    let weed = bucket();
+    let body = pseudo_random_bytes(11, 6_000_000);
+    upload(&weed, &[("1080p/segment_000.ts".into(), body.clone())]);
+    let cache = cache_dir();
+    let edge = Arc::new(start_s3_edge(&weed, cache.path(), ""));
+    let barrier = Arc::new(Barrier::new(VIEWERS));
+    let viewers: Vec<_> = (0..VIEWERS)
+        .map(|_| {
+            let (edge, barrier) = (edge.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                get(&edge, "1080p/segment_000.ts")
+            })
+        })
+        .collect();
+    for viewer in viewers {
+        let r = viewer.join().expect("viewer thread");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.body == body, "a viewer got {} wrong bytes", r.body.len());
+    }
+    assert_eq!(upstream_requests(&edge), 1.0, "{}", edge.diagnostics());
+    let coalesced = metric(&edge, "edge_upstream_coalesced_total");
+    let hits = metric(&edge, "edge_disk_cache_hits_total");
+    assert_eq!(
+        coalesced + hits,
+        (VIEWERS - 1) as f64,
+        "the others waited or hit"
+    );
+    assert!(coalesced >= 1.0, "at least one viewer waited on the fill");
+}
+
+#[test]
+fn an_outage_keeps_cached_segments_and_everything_recovers() {
+    let mut weed = bucket();
+    let warm = pseudo_random_bytes(21, 200_000);
+    let cold = pseudo_random_bytes(22, 200_000);
+    upload(
+        &weed,
+        &[
+            ("360p/segment_000.ts".into(), warm.clone()),
+            ("360p/segment_001.ts".into(), cold.clone()),
+        ],
+    );
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    assert_eq!(get(&edge, "360p/segment_000.ts").body, warm);
+
+    weed.stop();
+    for _ in 0..3 {
+        let r = get(&edge, "360p/segment_000.ts");
+        assert_eq!((r.status, r.body == warm), (200, true), "cached while down");
+        let r = get(&edge, "360p/segment_001.ts");
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(r.text().starts_with("{\"error\":"), "{}", r.text());
+    }
+    weed.start_again();
+    let back = wait_until(Duration::from_secs(30), || {
+        get(&edge, "360p/segment_001.ts").status == 200
+    });
+    assert!(
+        back,
+        "never recovered\n{}\n{}",
+        edge.diagnostics(),
+        weed.diagnostics()
+    );
+    assert_eq!(get(&edge, "360p/segment_001.ts").body, cold);
+    assert!(
+        metrics::value(
+            &edge.metrics(),
+            "edge_upstream_requests_total",
+            &[("outcome", "error")]
+        )
+        .unwrap_or(0.0)
+            >= 3.0
+    );
+}
+
+#[test]
+fn the_budget_evicts_the_least_recently_used_and_a_restart_keeps_the_cache() {
+    const SIZE: usize = 1_000_000;
+    let weed = bucket();
+    let names: Vec<String> = (0..4).map(|i| format!("720p/segment_{i:03}.ts")).collect();
+    let files: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), pseudo_random_bytes(30 + i as u64, SIZE)))
+        .collect();
+    upload(&weed, &files);
+    let cache = cache_dir();
+    let budget = format!("cache_max_bytes = {}", SIZE * 7 / 2);
+    let on_disk = |rel: &str| -> PathBuf { cache.path().join(VIDEO).join(rel) };
+    let mut edge = start_s3_edge(&weed, cache.path(), &budget);
+    for rel in &names[..3] {
+        assert_eq!(get(&edge, rel).status, 200);
+    }
+    // segment_000 is used again: segment_001 is now the least recently used.
+    assert_eq!(get(&edge, &names[0]).status, 200);
+    assert_eq!(get(&edge, &names[3]).status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || !on_disk(&names[1]).exists()),
+        "the least recently used file was not evicted"
+    );
+    for rel in [&names[0], &names[2], &names[3]] {
+        assert!(on_disk(rel).is_file(), "{rel} evicted");
+    }
+    assert_eq!(metric(&edge, "edge_disk_cache_evictions_total"), 1.0);
+    assert_eq!(metric(&edge, "edge_disk_cache_bytes"), (3 * SIZE) as f64);
+
+    // A fill's leftover from a crash: cleaned at start, never served.
+    drop(std::mem::replace(&mut edge, start_s3_edge_stub()));
+    let leftover = cache.path().join(".edge-fill/999-1");
+    std::fs::write(&leftover, b"partial").expect("leftover");
+    let edge = start_s3_edge(&weed, cache.path(), &budget);
+    assert!(!leftover.exists(), "temporary files are cleaned at start");
+    for rel in [&names[0], &names[2], &names[3]] {
+        let r = get(&edge, rel);
+        assert_eq!(r.status, 200);
+        assert!(r.body == files.iter().find(|f| &f.0 == rel).expect("file").1);
+    }
+    assert_eq!(
+        upstream_requests(&edge),
+        0.0,
+        "served from the cache kept across the restart"
+    );
+    assert_eq!(metric(&edge, "edge_disk_cache_bytes"), (3 * SIZE) as f64);
+    let r = edge.public(Request::get(signer().signed_url(
+        "/hls/.edge-fill/999-1",
+        e2e::future_expires(),
+        "",
+    )));
+    assert_eq!(r.status, 404, "the fill directory is never served");
+}
+
+/// Something to hold in place of a stopped edge (an edge serving an empty root, no upstream).
+fn start_s3_edge_stub() -> Edge {
+    let empty = world_readable_tempdir("e2e-edge-stub-");
+    let edge = Edge::start(EdgeOptions::new(empty.path()));
+    std::mem::forget(empty);
+    edge
+}
