@@ -68,7 +68,7 @@ fn master_playlist() -> String {
             frame_rate: 25.0,
         })
         .collect();
-    master(&variants)
+    master(&variants, &[], &[])
 }
 
 /// Everything a request signs with, built once like the origin builds it at start.

@@ -4,7 +4,7 @@
 //! - [`auth`]: user JWTs and playback credentials; [`error`]: the one error-to-HTTP mapping
 //!   (axum's own refusals included: every error is `{"error": "..."}`).
 //! - [`uploads`]: streaming upload -> probe -> job.
-//! - [`videos`]: list, status, delete, retry.
+//! - [`videos`]: list, status, delete, retry; [`subtitles`]: subtitle files uploaded for a video.
 //! - [`playback`]: stream-info, signed master/variant playlists, key delivery.
 //! - [`events`]: Server-Sent Events relaying job progress.
 //! - [`media`]: poster, storyboard, progressive MP4.
@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod media;
 pub mod playback;
+pub mod subtitles;
 pub mod uploads;
 pub mod videos;
 pub mod web;
@@ -92,6 +93,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/videos", post(uploads::create).get(videos::list))
         .route("/api/videos/{id}", get(videos::get).delete(videos::delete))
         .route("/api/videos/{id}/retry", post(videos::retry))
+        .route("/api/videos/{id}/subtitles", post(subtitles::add))
+        .route(
+            "/api/videos/{id}/subtitles/{sub}",
+            axum::routing::delete(subtitles::delete),
+        )
         .route("/api/videos/{id}/stream-info", get(playback::stream_info))
         .route("/api/videos/{id}/hls/master.m3u8", get(playback::master))
         .route(

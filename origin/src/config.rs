@@ -208,6 +208,9 @@ pub struct TranscodeConfig {
     pub ffprobe: PathBuf,
     /// The ladder; default 2160p..240p as in `config/origin.toml`.
     pub ladder: Vec<RungSpec>,
+    /// `auto`: one audio track is muxed into every video rung (what every player plays) and
+    /// several become separate audio renditions; `separate`: always separate. Default `auto`.
+    pub audio_layout: crate::transcode::tracks::AudioLayout,
     /// `auto`: a source whose short side lies between two rungs, more than
     /// `source_rung_margin` above the lower one, also gets a rung at its own size (rates
     /// interpolated); `never`: configured rungs only. Default `auto`.
@@ -238,6 +241,7 @@ impl Default for TranscodeConfig {
             publish_while_encoding: true,
             source_rung: SourceRungMode::Auto,
             source_rung_margin: 0.10,
+            audio_layout: Default::default(),
         }
     }
 }

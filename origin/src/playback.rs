@@ -19,12 +19,22 @@ pub fn bucketed_expiry(now: i64, ttl: i64, bucket: i64) -> i64 {
     (now + ttl + bucket - 1) / bucket * bucket
 }
 
-/// Appends `?pt=<credential>` to every variant URI of a master playlist.
+/// Appends `?pt=<credential>` to every playlist URI of a master playlist: its variants, and
+/// the `URI="..."` of its audio and subtitle renditions.
 pub fn sign_master(master: &str, credential: &str) -> String {
     let mut out = String::with_capacity(master.len() + 256);
     for line in master.lines() {
         if is_uri(line) {
             let _ = writeln!(out, "{line}?pt={credential}");
+        } else if let (true, Some(at)) = (line.starts_with("#EXT-X-MEDIA:"), line.find("URI=\"")) {
+            let start = at + "URI=\"".len();
+            let end = line[start..].find('"').map_or(line.len(), |e| start + e);
+            let _ = writeln!(
+                out,
+                "{}?pt={credential}{}",
+                &line[..end],
+                &line[end..]
+            );
         } else {
             out.push_str(line);
             out.push('\n');
@@ -105,6 +115,11 @@ mod tests {
         assert_eq!(
             sign_master(m, "T"),
             "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8?pt=T\n"
+        );
+        let m = "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"A\",URI=\"audio_0/index.m3u8\"\n";
+        assert_eq!(
+            sign_master(m, "T"),
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"A\",URI=\"audio_0/index.m3u8?pt=T\"\n"
         );
     }
 

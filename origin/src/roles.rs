@@ -102,6 +102,7 @@ pub async fn pipeline(media: &MediaSettings, layout: &Layout) -> Pipeline {
             storyboard_tiles: 100,
             limits: media.limits.clone(),
             publish_while_encoding: t.publish_while_encoding,
+            audio_layout: t.audio_layout,
             source_rung: match t.source_rung {
                 SourceRungMode::Auto => SourceRung::Auto {
                     margin: t.source_rung_margin,

@@ -30,6 +30,7 @@ fn pool(
         limits: Default::default(),
         publish_while_encoding: true,
         source_rung: origin::transcode::ladder::SourceRung::Auto { margin: 0.1 },
+        audio_layout: Default::default(),
     };
     let pipeline = Pipeline::new(
         settings,

@@ -129,6 +129,11 @@ impl Layout {
         self.root.join("thumbs").join(id.as_str())
     }
 
+    /// Subtitle files uploaded for a video (the originals behind its subtitle renditions).
+    pub fn subtitles_dir(&self, id: &VideoId) -> PathBuf {
+        self.root.join("subtitles").join(id.as_str())
+    }
+
     pub fn source_file(&self, id: &VideoId) -> PathBuf {
         self.root.join("sources").join(id.as_str())
     }
@@ -143,7 +148,15 @@ impl Layout {
 
     /// Creates every top-level directory.
     pub fn ensure(&self) -> std::io::Result<()> {
-        for d in ["hls", "keys", "thumbs", "sources", "tmp", "store"] {
+        for d in [
+            "hls",
+            "keys",
+            "thumbs",
+            "sources",
+            "subtitles",
+            "tmp",
+            "store",
+        ] {
             std::fs::create_dir_all(self.root.join(d))?;
         }
         Ok(())

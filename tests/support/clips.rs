@@ -45,6 +45,89 @@ pub fn generate_clip(path: &Path, secs: u32, width: u32, height: u32) {
     );
 }
 
+/// What [`multitrack_clip`] puts in a Matroska file: a tone per audio track (its language and
+/// an optional title), and SRT subtitle tracks (language, cues as `(start, end, text)`).
+pub struct Tracks<'a> {
+    pub audio: &'a [(&'a str, Option<&'a str>)],
+    pub subtitles: &'a [(&'a str, &'a [Cue<'a>])],
+}
+
+/// A subtitle cue: start and end (seconds) and text.
+pub type Cue<'a> = (f64, f64, &'a str);
+
+/// `secs` seconds of 320x240 `testsrc2` with every track of `tracks`, in Matroska at `path`:
+/// audio track `n` is a sine at `300 + 200 n` Hz, so each one can be told apart.
+pub fn multitrack_clip(path: &Path, secs: u32, tracks: &Tracks<'_>) {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-hide_banner", "-v", "error", "-f", "lavfi"])
+        .args(["-i", &format!("testsrc2=s=320x240:r=25:d={secs}")]);
+    for n in 0..tracks.audio.len() {
+        let tone = format!(
+            "sine=frequency={}:sample_rate=48000:d={secs}",
+            300 + 200 * n
+        );
+        command.args(["-f", "lavfi", "-i", &tone]);
+    }
+    for (n, (_, cues)) in tracks.subtitles.iter().enumerate() {
+        let srt = dir.join(format!("track-{n}.srt"));
+        let time = |t: f64| {
+            let ms = (t * 1000.0).round() as u64;
+            format!(
+                "{:02}:{:02}:{:02},{:03}",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            )
+        };
+        let text: String = cues
+            .iter()
+            .enumerate()
+            .map(|(i, (a, b, t))| format!("{}\n{} --> {}\n{t}\n\n", i + 1, time(*a), time(*b)))
+            .collect();
+        std::fs::write(&srt, text).expect("write an SRT track");
+        command.arg("-i").arg(&srt);
+    }
+    let inputs = 1 + tracks.audio.len() + tracks.subtitles.len();
+    for i in 0..inputs {
+        command.args(["-map", &i.to_string()]);
+    }
+    command.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+    ]);
+    command.args(["-c:a", "aac", "-b:a", "64k", "-c:s", "srt"]);
+    for (n, (language, title)) in tracks.audio.iter().enumerate() {
+        command
+            .arg(format!("-metadata:s:a:{n}"))
+            .arg(format!("language={language}"));
+        if let Some(title) = title {
+            command
+                .arg(format!("-metadata:s:a:{n}"))
+                .arg(format!("title={title}"));
+        }
+    }
+    for (n, (language, _)) in tracks.subtitles.iter().enumerate() {
+        command
+            .arg(format!("-metadata:s:s:{n}"))
+            .arg(format!("language={language}"));
+    }
+    command.args(["-f", "matroska", "-y"]).arg(path);
+    let output = process::run_bounded(&mut command, LIMIT);
+    assert!(
+        output.status.success(),
+        "ffmpeg could not generate {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `clip` with its index first (`+faststart`) and only its first 40 % of bytes, written to
 /// `out`: ffprobe still reports the whole duration, so the upload is accepted, but the output
 /// cannot cover it and processing fails (for good with `transcode.max_attempts = 1`).

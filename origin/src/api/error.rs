@@ -18,6 +18,9 @@ pub enum ApiError {
     /// Missing, or owned by someone else (the API never reveals another user's video).
     #[error("video not found")]
     NotFound,
+    /// Something inside a visible video is missing (a subtitle, a rendition).
+    #[error("{0}")]
+    NotFoundWhat(&'static str),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -45,7 +48,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotFoundWhat(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

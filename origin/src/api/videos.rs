@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::jobs::model::{unix_now, Job, JobState};
 use crate::jobs::store::JobStore;
+use crate::transcode::subtitles::tracks::SubtitleRendition;
 
 /// A video as the API shows it.
 #[derive(Debug, Serialize)]
@@ -28,6 +29,12 @@ pub struct VideoView {
     pub thumbnail_url: Option<String>,
     pub storyboard_url: Option<String>,
     pub error: Option<String>,
+    /// Audio tracks: separate renditions (`id`), or the one muxed into the rungs (no `id`).
+    pub audio_tracks: Vec<crate::transcode::pipeline::PublishedAudio>,
+    /// Subtitle renditions: the source's text tracks and the files uploaded for it.
+    pub subtitles: Vec<SubtitleRendition>,
+    /// Source subtitle tracks that could not be published (image formats), with the reason.
+    pub skipped_subtitles: Vec<crate::transcode::subtitles::tracks::SkippedTrack>,
     pub attempts: u32,
     pub created_at: i64,
     pub updated_at: i64,
@@ -73,6 +80,11 @@ impl VideoView {
                 })
                 .unwrap_or_default(),
             error: job.error.clone(),
+            audio_tracks: result.map(|r| r.audio.clone()).unwrap_or_default(),
+            subtitles: result.map(|r| r.subtitles.clone()).unwrap_or_default(),
+            skipped_subtitles: result
+                .map(|r| r.skipped_subtitles.clone())
+                .unwrap_or_default(),
             attempts: job.attempts,
             created_at: job.created_at,
             updated_at: job.updated_at,
@@ -113,7 +125,13 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<VideoView>, ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    Ok(Json(VideoView::of(&job)))
+    let mut view = VideoView::of(&job);
+    view.subtitles.extend(
+        crate::transcode::subtitles::tracks::sidecars(&state.layout, &job.video)
+            .iter()
+            .map(|s| s.rendition()),
+    );
+    Ok(Json(view))
 }
 
 /// `DELETE /api/videos/{id}`: cancels the job, removes source, output, keys and thumbnails,

@@ -154,6 +154,9 @@ pub mod contract {
         Published {
             duration: 1.0,
             encoder: "libx264".into(),
+            audio: Vec::new(),
+            subtitles: Vec::new(),
+            skipped_subtitles: Vec::new(),
             rungs: Vec::new(),
         }
     }

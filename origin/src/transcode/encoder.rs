@@ -147,6 +147,8 @@ mod tests {
             audio_codec: None,
             format: "mp4".into(),
             streams: 2,
+            audio: Vec::new(),
+            subtitles: Vec::new(),
         }
     }
 

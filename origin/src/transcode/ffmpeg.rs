@@ -12,6 +12,7 @@ use std::path::Path;
 use super::input::source_input;
 use super::ladder::Rung;
 use super::probe::SourceInfo;
+use super::tracks::audio_rendition;
 
 /// The video encoder of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +44,11 @@ pub struct EncodePlan<'a> {
     pub segment_secs: u32,
     /// Storyboard sprites produced by the same decode, when wanted.
     pub storyboard: Option<Storyboard<'a>>,
-    /// Resume after a crash: earlier segments exist already.
+    /// Resume after a crash: earlier segments exist already (muxed audio only).
     pub resume: Option<&'a Resume>,
+    /// Every audio track of the source as its own rendition (`audio_N`), the video rungs
+    /// without audio; otherwise the first audio track is muxed into every rung.
+    pub separate_audio: bool,
 }
 
 /// Where a resumed encode starts, so that its output continues the reused segments exactly.
@@ -123,7 +127,8 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
     if full_gpu {
         a.push_all(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
     }
-    let audio = plan.source.audio_codec.is_some();
+    let separate = plan.separate_audio && !plan.source.audio.is_empty();
+    let audio = plan.source.audio_codec.is_some() && !separate;
     if let Some(resume) = plan.resume {
         // Input seeking: decoding starts at the keyframe before, output starts exactly here.
         a.push("-ss");
@@ -187,6 +192,12 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
             a.push_all(["-map", audio_input]);
         }
     }
+    if separate {
+        for track in &plan.source.audio {
+            a.push("-map");
+            a.push(format!("0:a:{}", track.index));
+        }
+    }
 
     let seg = plan.segment_secs.max(1);
     let gop = ((plan.source.fps * f64::from(seg)).round() as u32).max(1);
@@ -230,6 +241,12 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
             a.push_all([format!("-b:a:{i}"), format!("{}k", r.audio_kbps)]);
         }
     }
+    if separate {
+        // Encoded once per track, not once per rung, at the best rung's rate.
+        let kbps = plan.rungs.iter().map(|r| r.audio_kbps).max().unwrap_or(128);
+        a.push_all(["-c:a", "aac", "-ac", "2", "-b:a"]);
+        a.push(format!("{kbps}k"));
+    }
     if let Some(resume) = resumed_audio {
         // Each rung's audio starts where its reused audio ends (relative to the video's cut,
         // which is time 0 of this run). The AAC encoder's first packet is its priming: 1024
@@ -245,18 +262,22 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
         }
         a.push_all(["-bsf:a", "noise=drop=not(n)"]);
     }
-    let map: Vec<String> = plan
+    let mut map: Vec<String> = plan
         .rungs
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            if audio {
-                format!("v:{i},a:{i},name:{}", r.name)
-            } else {
-                format!("v:{i},name:{}", r.name)
-            }
+        .map(|(i, r)| match (audio, separate) {
+            (true, _) => format!("v:{i},a:{i},name:{}", r.name),
+            (false, true) => format!("v:{i},agroup:audio,name:{}", r.name),
+            (false, false) => format!("v:{i},name:{}", r.name),
         })
         .collect();
+    if separate {
+        map.extend(
+            (0..plan.source.audio.len())
+                .map(|j| format!("a:{j},agroup:audio,name:{}", audio_rendition(j))),
+        );
+    }
     // Timestamps are source time plus `TS_ORIGIN` in every attempt (see there); the mpegts
     // muxer adds nothing.
     let start = plan.resume.map_or(0.0, |r| r.seconds);
@@ -285,34 +306,53 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
 }
 
 /// Arguments for the copy fast path (seed 004): an H.264/AAC source remuxed, not re-encoded,
-/// into a single rendition at `out_dir/<rung_name>/`.
+/// into a single rendition at `out_dir/<rung_name>/`, with its audio muxed in, or with every
+/// audio track copied into its own rendition (`separate_audio`).
 pub fn passthrough_args(
     source: &SourceInfo,
     segment_secs: u32,
     input: &Path,
     out_dir: &Path,
     rung_name: &str,
+    separate_audio: bool,
 ) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(QUIET_WITH_PROGRESS);
     a.push_all(source_input(input));
     a.push_all(["-map", "0:v:0"]);
-    if source.audio_codec.is_some() {
+    if separate_audio {
+        for track in &source.audio {
+            a.push("-map");
+            a.push(format!("0:a:{}", track.index));
+        }
+    } else if source.audio_codec.is_some() {
         a.push_all(["-map", "0:a:0"]);
     }
     a.push_all(["-c", "copy"]);
-    let dir = out_dir.join(rung_name);
-    hls_output(&mut a, segment_secs.max(1), &dir);
-    a.push(dir.join(VARIANT));
+    if !separate_audio {
+        let dir = out_dir.join(rung_name);
+        hls_output(&mut a, segment_secs.max(1), &dir);
+        a.push(dir.join(VARIANT));
+        return a.0;
+    }
+    hls_output(&mut a, segment_secs.max(1), &out_dir.join("%v"));
+    let mut map = vec![format!("v:0,agroup:audio,name:{rung_name}")];
+    map.extend(
+        (0..source.audio.len()).map(|j| format!("a:{j},agroup:audio,name:{}", audio_rendition(j))),
+    );
+    a.push_all(["-master_pl_name", MASTER, "-var_stream_map"]);
+    a.push(map.join(" "));
+    a.push(out_dir.join("%v").join(VARIANT));
     a.0
 }
 
-/// Whether a source can take the copy fast path. Rotated sources cannot: MPEG-TS carries no
-/// display matrix, so the copy would play sideways.
+/// Whether a source can take the copy fast path: H.264 with AAC audio (every track). Rotated
+/// sources cannot: MPEG-TS carries no display matrix, so the copy would play sideways.
 pub fn can_passthrough(source: &SourceInfo) -> bool {
     source.video_codec == "h264"
         && source.rotation == 0
         && matches!(source.audio_codec.as_deref(), None | Some("aac"))
+        && source.audio.iter().all(|t| t.codec == "aac")
 }
 
 /// HLS muxer options; segments go to `segment_dir` (which may contain `%v`).

@@ -24,9 +24,10 @@ use shared::media::{Layout, VideoId};
 use super::encrypt::{self, ContentKey, Rates};
 use super::ffmpeg::{MASTER, VARIANT};
 use super::ladder::Rung;
-use super::playlist::{self, Kind, Segment, Variant};
+use super::playlist::{self, Kind, Media, Segment};
 use super::probe::{self, ProbeError};
 use super::publish::RungCheck;
+use super::renditions::Outputs;
 use super::resume::{self, ResumePoint};
 
 /// The published state of one rung.
@@ -48,6 +49,9 @@ pub struct Growing {
     ffprobe: PathBuf,
     segment_secs: u32,
     fps: f64,
+    outputs: Outputs,
+    /// Subtitle renditions published beside the media (complete from the start).
+    subtitles: Vec<Media>,
     rungs: Vec<RungState>,
     master: bool,
 }
@@ -76,12 +80,13 @@ impl Growing {
     pub fn start(
         layout: &Layout,
         video: &VideoId,
-        rungs: &[Rung],
+        outputs: &Outputs,
         resume_from: u32,
         ffprobe: &Path,
         segment_secs: u32,
         fps: f64,
     ) -> Result<Self, GrowingError> {
+        let rungs = &outputs.all();
         let kept = if resume_from > 0 {
             rungs
                 .iter()
@@ -118,6 +123,8 @@ impl Growing {
             ffprobe: ffprobe.to_owned(),
             segment_secs,
             fps,
+            outputs: outputs.clone(),
+            subtitles: Vec::new(),
             rungs: states,
         })
     }
@@ -146,6 +153,11 @@ impl Growing {
         })
     }
 
+    /// The subtitle renditions the master names (published, complete, before it).
+    pub fn set_subtitles(&mut self, subtitles: Vec<Media>) {
+        self.subtitles = subtitles;
+    }
+
     /// Whether the master is published (the video can be watched).
     pub fn playable(&self) -> bool {
         self.master
@@ -171,11 +183,8 @@ impl Growing {
             return Ok(false);
         }
         self.probe_codecs(work_hls).await?;
-        let variants = self.variants(|r| Rates {
-            peak: u64::from(r.rung.maxrate_kbps + r.rung.audio_kbps) * 1000,
-            average: u64::from(r.rung.video_kbps + r.rung.audio_kbps) * 1000,
-        });
-        self.write(MASTER.as_ref(), &playlist::master(&variants))?;
+        let text = self.master_text(&self.outputs.configured_rates());
+        self.write(MASTER.as_ref(), &text)?;
         self.master = true;
         Ok(true)
     }
@@ -238,14 +247,8 @@ impl Growing {
                 .collect::<std::io::Result<Vec<u64>>>()?;
             all.push(encrypt::rates(&state.published, &sizes));
         }
-        let mut measured = all.iter().copied();
-        let variants = self.variants(|_| {
-            measured.next().unwrap_or(Rates {
-                peak: 0,
-                average: 0,
-            })
-        });
-        self.write(MASTER.as_ref(), &playlist::master(&variants))?;
+        let text = self.master_text(&all);
+        self.write(MASTER.as_ref(), &text)?;
         self.master = true;
         Ok(all)
     }
@@ -304,23 +307,15 @@ impl Growing {
         Ok(())
     }
 
-    /// The master's variants, with `rates` per rung.
-    fn variants(&self, mut rates: impl FnMut(&RungState) -> Rates) -> Vec<Variant> {
-        self.rungs
+    /// The master for `rates` (one per output, in [`Outputs::all`]'s order).
+    fn master_text(&self, rates: &[Rates]) -> String {
+        let codecs: Vec<String> = self
+            .rungs
             .iter()
-            .map(|r| {
-                let rates = rates(r);
-                Variant {
-                    uri: format!("{}/{VARIANT}", r.rung.name),
-                    bandwidth: rates.peak,
-                    average_bandwidth: rates.average,
-                    width: r.rung.width,
-                    height: r.rung.height,
-                    codecs: r.codecs.clone().unwrap_or_default(),
-                    frame_rate: self.fps,
-                }
-            })
-            .collect()
+            .map(|r| r.codecs.clone().unwrap_or_default())
+            .collect();
+        self.outputs
+            .master(rates, &codecs, self.fps, &self.subtitles)
     }
 
     fn write(&self, name: &Path, text: &str) -> std::io::Result<()> {

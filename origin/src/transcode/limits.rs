@@ -115,6 +115,8 @@ mod tests {
             audio_codec: None,
             format: "mov".into(),
             streams,
+            audio: Vec::new(),
+            subtitles: Vec::new(),
         }
     }
 

@@ -15,12 +15,13 @@ use super::encoder::{EncoderPreference, EncoderSelector};
 use super::ffmpeg::{self, EncodePlan, Storyboard};
 use super::ladder::{self, Rung, RungSpec};
 use super::limits::MediaLimits;
-use super::playlist::{self, Variant};
 use super::probe::{self, ProbeError, SourceInfo};
 use super::progress::Stage;
 use super::publish::{self, WorkDir};
+use super::renditions::Outputs;
 use super::resume;
-use super::{encrypt, growing, thumbnails};
+use super::subtitles::tracks::{SkippedTrack, SubtitleRendition};
+use super::{encrypt, growing, subtitles, thumbnails, tracks};
 
 mod encode;
 mod error;
@@ -70,6 +71,8 @@ pub struct Settings {
     pub publish_while_encoding: bool,
     /// Whether a source between two rungs also gets a rung at its own size.
     pub source_rung: ladder::SourceRung,
+    /// Whether audio tracks are muxed into the rungs or separate renditions.
+    pub audio_layout: tracks::AudioLayout,
 }
 
 /// Receives what the pipeline reports while it runs.
@@ -96,7 +99,27 @@ pub type Cancel = shared::shutdown::Switch;
 pub struct Published {
     pub duration: f64,
     pub encoder: String,
+    /// The video rungs, largest first.
     pub rungs: Vec<PublishedRung>,
+    /// The audio tracks: separate renditions (`audio_N`), or the one muxed into the rungs.
+    #[serde(default)]
+    pub audio: Vec<PublishedAudio>,
+    /// The source's subtitle tracks published as renditions (uploaded files are listed from
+    /// the subtitle store).
+    #[serde(default)]
+    pub subtitles: Vec<SubtitleRendition>,
+    /// Source subtitle tracks that could not be published, with the reason.
+    #[serde(default)]
+    pub skipped_subtitles: Vec<SkippedTrack>,
+}
+
+/// One published audio track.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedAudio {
+    /// Its rendition (`audio_0`), or `None` when it is muxed into the video rungs.
+    pub id: Option<String>,
+    pub language: String,
+    pub name: String,
 }
 
 /// One published rendition.
@@ -153,9 +176,9 @@ impl Pipeline {
         pref: EncoderPreference,
     ) -> Result<Vec<std::ffi::OsString>, PipelineError> {
         let info = probe::probe(&self.settings.ffprobe, source).await?;
-        let (w, h) = info.display_size();
-        let rungs =
-            ladder::select_with_source(&self.settings.ladder, w, h, self.settings.source_rung);
+        let outputs = self.outputs(&info, false);
+        let rungs = outputs.video.clone();
+        let separate = !outputs.audio.is_empty();
         let selected = self.encoders.select(pref, &info, rungs.len()).await;
         let interval = thumbnails::interval(info.duration, self.settings.storyboard_tiles, 1.0);
         let pattern = out_dir.join("sb_%04d.jpg");
@@ -172,6 +195,7 @@ impl Pipeline {
                 pattern: &pattern,
             }),
             resume: None,
+            separate_audio: separate,
         };
         Ok(ffmpeg::ladder_args(&plan, source, out_dir))
     }
@@ -212,15 +236,19 @@ impl Pipeline {
         self.poster(job, &info, &work, cancel).await?;
         events.thumbnail_ready();
         events.progress(Stage::Thumbnail.overall(1.0));
+        let (subtitles, skipped_subtitles) = subtitles::tracks::collect(
+            &s.ffmpeg,
+            job.source,
+            &info.subtitles,
+            &self.layout,
+            job.video,
+        )
+        .await;
 
         events.stage(Stage::Encode);
-        let (display_w, display_h) = info.display_size();
         let passthrough = job.profile == Profile::Passthrough && ffmpeg::can_passthrough(&info);
-        let rungs = if passthrough {
-            vec![source_rung(display_w, display_h)]
-        } else {
-            ladder::select_with_source(&s.ladder, display_w, display_h, s.source_rung)
-        };
+        let outputs = self.outputs(&info, passthrough);
+        let all = outputs.all();
         let interval = thumbnails::interval(info.duration, s.storyboard_tiles, 1.0);
         std::fs::create_dir_all(work.path().join("frames"))?;
         let sheet_pattern = work.path().join("frames").join("sb_%04d.jpg");
@@ -232,14 +260,17 @@ impl Pipeline {
             pattern: &sheet_pattern,
         };
         let (encoder_name, growing) = if passthrough {
-            // Unlike the ladder's `%v` outputs, ffmpeg does not create this directory itself.
-            std::fs::create_dir_all(work.hls().join(&rungs[0].name))?;
+            for out in &all {
+                // Unlike the ladder's, this output's directories are not made by ffmpeg.
+                std::fs::create_dir_all(work.hls().join(&out.name))?;
+            }
             let args = ffmpeg::passthrough_args(
                 &info,
                 s.segment_secs,
                 job.source,
                 &work.hls(),
-                &rungs[0].name,
+                &all[0].name,
+                !outputs.audio.is_empty(),
             );
             self.run_ffmpeg(args, info.duration, events, cancel).await?;
             self.run_ffmpeg(
@@ -252,7 +283,16 @@ impl Pipeline {
             ("copy".to_owned(), None)
         } else {
             let encoded = self
-                .encode(job, &info, &rungs, &work, &storyboard, events, cancel)
+                .encode(
+                    job,
+                    &info,
+                    &outputs,
+                    &subtitles,
+                    &work,
+                    &storyboard,
+                    events,
+                    cancel,
+                )
                 .await?;
             (encoded.encoder, encoded.growing)
         };
@@ -263,13 +303,27 @@ impl Pipeline {
         resume::forget(work.path())?;
         let checks = publish::verify(
             &work.hls(),
-            &rungs,
+            &all,
             info.duration,
             s.segment_secs,
             !passthrough,
         )?;
-        let published = match growing {
+        let rates = match growing {
             Some(mut growing) => {
+                // Files uploaded while it encoded are published with the rest.
+                let mut subtitles = subtitles.clone();
+                for (r, cues) in subtitles::tracks::uploaded(&self.layout, job.video) {
+                    if !subtitles.iter().any(|(s, _)| s.id == r.id) {
+                        subtitles.push((r, cues));
+                    }
+                }
+                subtitles::tracks::write_all(
+                    &subtitles,
+                    &self.layout.video_dir(job.video),
+                    info.duration,
+                    s.segment_secs,
+                )?;
+                growing.set_subtitles(subtitles.iter().map(|(r, _)| r.media()).collect());
                 let rates = growing.finish(&work.hls(), &checks).await?;
                 self.storyboard_sheets(&work, &storyboard, events, cancel)
                     .await?;
@@ -278,25 +332,20 @@ impl Pipeline {
                     return Err(PipelineError::Cancelled);
                 }
                 publish::publish_thumbs(&work, &self.layout, job.video)?;
-                rungs
-                    .iter()
-                    .zip(&checks)
-                    .zip(rates)
-                    .map(|((rung, check), rates)| PublishedRung {
-                        name: rung.name.clone(),
-                        width: rung.width,
-                        height: rung.height,
-                        bandwidth: rates.peak,
-                        average_bandwidth: rates.average,
-                        segments: check.segments.len(),
-                    })
-                    .collect()
+                rates
             }
             None => {
+                subtitles::tracks::write_all(
+                    &subtitles,
+                    &work.hls(),
+                    info.duration,
+                    s.segment_secs,
+                )?;
                 self.publish_all(
                     job,
                     &info,
-                    &rungs,
+                    &outputs,
+                    &subtitles,
                     &checks,
                     &work,
                     &storyboard,
@@ -313,59 +362,84 @@ impl Pipeline {
         Ok(Published {
             duration: info.duration,
             encoder: encoder_name,
-            rungs: published,
+            rungs: outputs
+                .video
+                .iter()
+                .zip(&checks)
+                .zip(&rates)
+                .map(|((rung, check), rates)| PublishedRung {
+                    name: rung.name.clone(),
+                    width: rung.width,
+                    height: rung.height,
+                    bandwidth: rates.peak,
+                    average_bandwidth: rates.average,
+                    segments: check.segments.len(),
+                })
+                .collect(),
+            audio: published_audio(&info, &outputs),
+            subtitles: subtitles
+                .into_iter()
+                .map(|(r, _)| r)
+                .filter(|r| r.source == "embedded")
+                .collect(),
+            skipped_subtitles,
         })
     }
 
-    /// All at once: every rung encrypted in place, the master, the storyboard, then one rename
-    /// of the whole tree.
+    /// What the encode writes for `info`: the ladder (or the copied source), with the audio
+    /// muxed in or as separate renditions.
+    fn outputs(&self, info: &SourceInfo, passthrough: bool) -> Outputs {
+        let s = &self.settings;
+        let (w, h) = info.display_size();
+        let video = if passthrough {
+            vec![source_rung(w, h)]
+        } else {
+            ladder::select_with_source(&s.ladder, w, h, s.source_rung)
+        };
+        if s.audio_layout.separate(&info.audio) {
+            Outputs::separate(video, info.audio.clone())
+        } else {
+            Outputs::muxed(video)
+        }
+    }
+
+    /// All at once: every output encrypted in place, the master, the storyboard, then one
+    /// rename of the whole tree. Returns each output's measured rates.
     #[allow(clippy::too_many_arguments)]
     async fn publish_all(
         &self,
         job: &Job<'_>,
         info: &SourceInfo,
-        rungs: &[Rung],
+        outputs: &Outputs,
+        subtitles: &subtitles::tracks::Renditions,
         checks: &[publish::RungCheck],
         work: &WorkDir,
         storyboard: &Storyboard<'_>,
         interval: f64,
         events: &dyn Events,
         cancel: &mut Cancel,
-    ) -> Result<Vec<PublishedRung>, PipelineError> {
+    ) -> Result<Vec<encrypt::Rates>, PipelineError> {
         let s = &self.settings;
-        let mut variants = Vec::with_capacity(rungs.len());
-        let mut published = Vec::with_capacity(rungs.len());
-        for (rung, check) in rungs.iter().zip(checks) {
-            let dir = work.hls().join(&rung.name);
-            let codecs = probe::codecs(&s.ffprobe, &dir.join(&check.segments[0].uri)).await?;
-            let rates = encrypt::encrypt_rung(
-                &rung.name,
-                &dir.join(ffmpeg::VARIANT),
-                &check.segments,
-                check.media_sequence,
-                &work.keys().join(format!("{}.key", rung.name)),
-                s.segment_secs,
-            )
-            .await?;
-            variants.push(Variant {
-                uri: format!("{}/{}", rung.name, ffmpeg::VARIANT),
-                bandwidth: rates.peak,
-                average_bandwidth: rates.average,
-                width: rung.width,
-                height: rung.height,
-                codecs,
-                frame_rate: info.fps,
-            });
-            published.push(PublishedRung {
-                name: rung.name.clone(),
-                width: rung.width,
-                height: rung.height,
-                bandwidth: rates.peak,
-                average_bandwidth: rates.average,
-                segments: check.segments.len(),
-            });
+        let mut rates = Vec::with_capacity(checks.len());
+        let mut codecs = Vec::with_capacity(checks.len());
+        for (out, check) in outputs.all().iter().zip(checks) {
+            let dir = work.hls().join(&out.name);
+            codecs.push(probe::codecs(&s.ffprobe, &dir.join(&check.segments[0].uri)).await?);
+            rates.push(
+                encrypt::encrypt_rung(
+                    &out.name,
+                    &dir.join(ffmpeg::VARIANT),
+                    &check.segments,
+                    check.media_sequence,
+                    &work.keys().join(format!("{}.key", out.name)),
+                    s.segment_secs,
+                )
+                .await?,
+            );
         }
-        std::fs::write(work.hls().join(ffmpeg::MASTER), playlist::master(&variants))?;
+        let media: Vec<_> = subtitles.iter().map(|(r, _)| r.media()).collect();
+        let master = outputs.master(&rates, &codecs, info.fps, &media);
+        std::fs::write(work.hls().join(ffmpeg::MASTER), master)?;
         self.storyboard_sheets(work, storyboard, events, cancel)
             .await?;
         self.storyboard_vtt(work, info.duration, interval).await?;
@@ -373,8 +447,34 @@ impl Pipeline {
             return Err(PipelineError::Cancelled);
         }
         publish::publish(work, &self.layout, job.video)?;
-        Ok(published)
+        Ok(rates)
     }
+}
+
+/// The audio tracks as published.
+fn published_audio(info: &SourceInfo, outputs: &Outputs) -> Vec<PublishedAudio> {
+    if outputs.audio.is_empty() {
+        return info
+            .audio
+            .first()
+            .map(|t| PublishedAudio {
+                id: None,
+                language: t.language.clone(),
+                name: t.name.clone(),
+            })
+            .into_iter()
+            .collect();
+    }
+    outputs
+        .audio
+        .iter()
+        .enumerate()
+        .map(|(n, t)| PublishedAudio {
+            id: Some(tracks::audio_rendition(n)),
+            language: t.language.clone(),
+            name: t.name.clone(),
+        })
+        .collect()
 }
 
 /// The single rung of the copy path: the source's own size; rates are measured after.

@@ -125,17 +125,130 @@ pub struct Variant {
     pub frame_rate: f64,
 }
 
-/// Renders a master playlist, highest bandwidth first.
-pub fn master(variants: &[Variant]) -> String {
+/// An alternative rendition: one audio track or one subtitle track (`#EXT-X-MEDIA`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    /// Its playlist, relative to the master (`audio_0/index.m3u8`).
+    pub uri: String,
+    pub name: String,
+    /// RFC 5646 / ISO 639-2; `und` is left out.
+    pub language: String,
+}
+
+/// The group every variant names when the video has separate audio renditions.
+pub const AUDIO_GROUP: &str = "audio";
+/// The group of the subtitle renditions.
+pub const SUBTITLES_GROUP: &str = "subs";
+
+/// Renders a master playlist: the alternative renditions (the first audio track is the
+/// default), then the variants, highest bandwidth first, each naming the groups there are.
+pub fn master(variants: &[Variant], audio: &[Media], subtitles: &[Media]) -> String {
     let mut v: Vec<&Variant> = variants.iter().collect();
     v.sort_by_key(|x| std::cmp::Reverse(x.bandwidth));
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    for x in v {
-        let _ = writeln!(
-            out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\",FRAME-RATE={:.3}\n{}",
-            x.bandwidth, x.average_bandwidth, x.width, x.height, x.codecs, x.frame_rate, x.uri
+    for (i, m) in audio.iter().enumerate() {
+        media_line(&mut out, "AUDIO", AUDIO_GROUP, m, i == 0, ",CHANNELS=\"2\"");
+    }
+    for m in subtitles {
+        media_line(
+            &mut out,
+            "SUBTITLES",
+            SUBTITLES_GROUP,
+            m,
+            false,
+            ",FORCED=NO",
         );
+    }
+    for x in v {
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\",FRAME-RATE={:.3}",
+            x.bandwidth, x.average_bandwidth, x.width, x.height, x.codecs, x.frame_rate
+        );
+        if !audio.is_empty() {
+            let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
+        }
+        if !subtitles.is_empty() {
+            let _ = write!(out, ",SUBTITLES=\"{SUBTITLES_GROUP}\"");
+        }
+        let _ = writeln!(out, "\n{}", x.uri);
+    }
+    out
+}
+
+fn media_line(out: &mut String, kind: &str, group: &str, m: &Media, default: bool, extra: &str) {
+    let _ = write!(
+        out,
+        "#EXT-X-MEDIA:TYPE={kind},GROUP-ID=\"{group}\",NAME=\"{}\"",
+        m.name.replace('"', "'")
+    );
+    if m.language != "und" {
+        let _ = write!(out, ",LANGUAGE=\"{}\"", m.language);
+    }
+    let yes = |b: bool| if b { "YES" } else { "NO" };
+    let _ = writeln!(
+        out,
+        ",DEFAULT={},AUTOSELECT=YES{extra},URI=\"{}\"",
+        yes(default),
+        m.uri
+    );
+}
+
+/// The subtitle renditions a master playlist names.
+pub fn subtitle_media(master: &str) -> Vec<Media> {
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+        .filter_map(|l| {
+            Some(Media {
+                uri: attribute(l, "URI")?,
+                name: attribute(l, "NAME")?,
+                language: attribute(l, "LANGUAGE").unwrap_or_else(|| "und".into()),
+            })
+        })
+        .collect()
+}
+
+/// A quoted attribute's value in a tag line.
+fn attribute(line: &str, name: &str) -> Option<String> {
+    let key = format!(",{name}=\"");
+    let start = line.find(&key)? + key.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_owned())
+}
+
+/// `master` with its subtitle renditions replaced by `subtitles` (a subtitle file was uploaded
+/// or deleted after the video was published): every other line stays as it was.
+pub fn with_subtitles(master: &str, subtitles: &[Media]) -> String {
+    let mut out = String::with_capacity(master.len() + 256);
+    let group = format!(",SUBTITLES=\"{SUBTITLES_GROUP}\"");
+    for line in master.lines() {
+        if line.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES") {
+            continue;
+        }
+        if line.starts_with("#EXT-X-STREAM-INF:") {
+            // The renditions go before the first variant.
+            if !out.contains("#EXT-X-STREAM-INF:") {
+                for m in subtitles {
+                    media_line(
+                        &mut out,
+                        "SUBTITLES",
+                        SUBTITLES_GROUP,
+                        m,
+                        false,
+                        ",FORCED=NO",
+                    );
+                }
+            }
+            out.push_str(&line.replace(&group, ""));
+            if !subtitles.is_empty() {
+                out.push_str(&group);
+            }
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
     }
     out
 }
@@ -220,10 +333,41 @@ mod tests {
             codecs: avc1_codec("High", 31) + ",mp4a.40.2",
             frame_rate: 29.97,
         };
-        let m = master(&[v]);
+        let m = master(std::slice::from_ref(&v), &[], &[]);
         assert!(m.contains(
             "#EXT-X-STREAM-INF:BANDWIDTH=3500000,AVERAGE-BANDWIDTH=3100000,RESOLUTION=1280x720,CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=29.970\n720p/index.m3u8\n"
         ), "{m}");
         assert_eq!(avc1_codec("Main", 30), "avc1.4d401e");
+        // Several audio tracks and subtitles: renditions first, groups on every variant.
+        let audio = [
+            Media {
+                uri: "audio_0/index.m3u8".into(),
+                name: "English".into(),
+                language: "eng".into(),
+            },
+            Media {
+                uri: "audio_1/index.m3u8".into(),
+                name: "Fran\u{e7}ais".into(),
+                language: "fra".into(),
+            },
+        ];
+        let subs = [Media {
+            uri: "subs_0/index.m3u8".into(),
+            name: "English".into(),
+            language: "und".into(),
+        }];
+        let m = master(std::slice::from_ref(&v), &audio, &subs);
+        assert!(m.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"English\",LANGUAGE=\"eng\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio_0/index.m3u8\"\n"), "{m}");
+        assert!(m.contains("LANGUAGE=\"fra\",DEFAULT=NO,"), "{m}");
+        assert!(m.contains("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",DEFAULT=NO,AUTOSELECT=YES,FORCED=NO,URI=\"subs_0/index.m3u8\"\n"), "{m}");
+        assert!(
+            m.contains("FRAME-RATE=29.970,AUDIO=\"audio\",SUBTITLES=\"subs\"\n720p/index.m3u8\n"),
+            "{m}"
+        );
+        // Subtitles added and removed after publication, nothing else touched.
+        let without = master(std::slice::from_ref(&v), &audio, &[]);
+        assert_eq!(with_subtitles(&without, &subs), m);
+        assert_eq!(subtitle_media(&m), subs);
+        assert_eq!(with_subtitles(&m, &[]), without);
     }
 }

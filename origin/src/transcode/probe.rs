@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::input;
+use super::tracks::{self, AudioTrack, SubtitleTrack};
 
 /// What the pipeline knows about a source.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,10 @@ pub struct SourceInfo {
     pub format: String,
     /// Streams in the container, of every kind.
     pub streams: usize,
+    /// Every audio track, in order (the first is `audio_codec`'s).
+    pub audio: Vec<AudioTrack>,
+    /// Every subtitle track, in order.
+    pub subtitles: Vec<SubtitleTrack>,
 }
 
 impl SourceInfo {
@@ -202,10 +207,43 @@ pub fn parse(json: &[u8]) -> Result<SourceInfo, ProbeError> {
                 && s.disposition.get("attached_pic").copied().unwrap_or(0) == 0
         })
         .ok_or(ProbeError::NoVideo)?;
-    let audio = out
-        .streams
-        .iter()
-        .find(|s| s.codec_type.as_deref() == Some("audio"));
+    let of_kind = |kind: &'static str| {
+        out.streams
+            .iter()
+            .filter(move |s| s.codec_type.as_deref() == Some(kind))
+    };
+    let audio_tracks: Vec<AudioTrack> = of_kind("audio")
+        .enumerate()
+        .map(|(index, s)| {
+            let language = tracks::language(s.tags.get("language").map(String::as_str));
+            AudioTrack {
+                index,
+                codec: s.codec_name.clone().unwrap_or_default(),
+                name: tracks::display_name(
+                    s.tags.get("title").map(String::as_str),
+                    &language,
+                    format!("Audio {}", index + 1),
+                ),
+                language,
+            }
+        })
+        .collect();
+    let subtitles: Vec<SubtitleTrack> = of_kind("subtitle")
+        .enumerate()
+        .map(|(index, s)| {
+            let language = tracks::language(s.tags.get("language").map(String::as_str));
+            SubtitleTrack {
+                index,
+                codec: s.codec_name.clone().unwrap_or_default(),
+                name: tracks::display_name(
+                    s.tags.get("title").map(String::as_str),
+                    &language,
+                    format!("Subtitles {}", index + 1),
+                ),
+                language,
+            }
+        })
+        .collect();
     let (width, height) = match (video.width, video.height) {
         (Some(w), Some(h)) if w > 0 && h > 0 => (w, h),
         _ => return Err(ProbeError::NoSize),
@@ -229,9 +267,11 @@ pub fn parse(json: &[u8]) -> Result<SourceInfo, ProbeError> {
         rotation: rotation(video),
         fps,
         video_codec: video.codec_name.clone().unwrap_or_default(),
-        audio_codec: audio.map(|a| a.codec_name.clone().unwrap_or_default()),
+        audio_codec: audio_tracks.first().map(|a| a.codec.clone()),
         format: format.map(|f| f.format_name.clone()).unwrap_or_default(),
         streams: out.streams.len(),
+        audio: audio_tracks,
+        subtitles,
     })
 }
 

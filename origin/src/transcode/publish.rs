@@ -198,6 +198,7 @@ pub fn unpublish(layout: &Layout, video: &VideoId) -> std::io::Result<()> {
         layout.video_dir(video),
         layout.keys_dir(video),
         layout.thumbs_dir(video),
+        layout.subtitles_dir(video),
     ] {
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

@@ -108,6 +108,7 @@ impl TestEnv {
             limits: Default::default(),
             publish_while_encoding,
             source_rung: origin::transcode::ladder::SourceRung::Auto { margin: 0.1 },
+            audio_layout: Default::default(),
         };
         let encoders = EncoderSelector::new(false, 3, "ultrafast", "p4");
         let pipeline = Pipeline::new(settings, layout.clone(), encoders);

@@ -69,6 +69,9 @@ fn published(duration: f64) -> Published {
     Published {
         duration,
         encoder: "h264_nvenc".into(),
+        audio: Vec::new(),
+        subtitles: Vec::new(),
+        skipped_subtitles: Vec::new(),
         rungs: vec![PublishedRung {
             name: "1080p".into(),
             width: 1920,

@@ -14,6 +14,8 @@ fn source(audio: bool) -> SourceInfo {
         audio_codec: audio.then(|| "aac".into()),
         format: "mov,mp4".into(),
         streams: 2,
+        audio: Vec::new(),
+        subtitles: Vec::new(),
     }
 }
 
@@ -38,6 +40,7 @@ fn x264_ladder_golden() {
         segment_secs: 6,
         storyboard: None,
         resume: None,
+        separate_audio: false,
     };
     let got = line(&ladder_args(
         &plan,
@@ -81,6 +84,7 @@ fn nvenc_full_gpu_golden_without_audio() {
         segment_secs: 4,
         storyboard: Some(sb),
         resume: None,
+        separate_audio: false,
     };
     let got = line(&ladder_args(
         &plan,
@@ -118,6 +122,7 @@ fn nvenc_rotated_scales_on_cpu() {
         segment_secs: 6,
         storyboard: None,
         resume: None,
+        separate_audio: false,
     };
     let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
     assert!(!got.contains("-hwaccel"), "{got}");
@@ -138,6 +143,7 @@ fn passthrough_golden() {
         Path::new("/in.mp4"),
         Path::new("/t"),
         "source",
+        false,
     ));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -map 0:v:0 -map 0:a:0 -c copy \
@@ -192,6 +198,7 @@ fn resumed_x264(audio: bool, rungs: usize, audio_from: Vec<f64>, out: &str) -> S
         segment_secs: 6,
         storyboard: None,
         resume: Some(&resume),
+        separate_audio: false,
     };
     line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new(out)))
 }

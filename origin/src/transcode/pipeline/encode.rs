@@ -7,10 +7,11 @@ use std::time::Duration;
 use super::{Cancel, Events, Job, Pipeline, PipelineError};
 use crate::transcode::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
 use crate::transcode::growing::Growing;
-use crate::transcode::ladder::Rung;
 use crate::transcode::probe::SourceInfo;
 use crate::transcode::publish::WorkDir;
+use crate::transcode::renditions::Outputs;
 use crate::transcode::resume::{self, EncodeManifest, ResumePoint};
+use crate::transcode::subtitles::{self, tracks::Renditions};
 
 /// How often the work directory is looked at for new segments while ffmpeg runs.
 const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -39,20 +40,28 @@ impl Pipeline {
         &self,
         job: &Job<'_>,
         info: &SourceInfo,
-        rungs: &[Rung],
+        outputs: &Outputs,
+        subtitles: &Renditions,
         work: &WorkDir,
         storyboard: &Storyboard<'_>,
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<Encoded, PipelineError> {
         let s = &self.settings;
+        let rungs = &outputs.video[..];
+        let separate = !outputs.audio.is_empty();
         let selected = self.encoders.select(job.encoder, info, rungs.len()).await;
         let seg = s.segment_secs;
         let source_bytes = std::fs::metadata(job.source)?.len();
-        let manifest = EncodeManifest::new(rungs, seg, source_bytes);
+        let manifest = EncodeManifest::new(&outputs.all(), seg, source_bytes);
         manifest.write(work.path())?;
-        // An earlier attempt's complete segments, and where this run must start to continue them.
-        let resume = match resume::find(&self.layout, job.video, &manifest, work.path()) {
+        // An earlier attempt's complete segments, and where this run must start to continue
+        // them (an encode with separate audio renditions starts over).
+        let earlier = match separate {
+            false => resume::find(&self.layout, job.video, &manifest, work.path()),
+            true => None,
+        };
+        let resume = match earlier {
             Some(point) => match point.measure(&s.ffprobe, rungs).await {
                 Ok(at) => Some((point, at)),
                 Err(error) => {
@@ -71,16 +80,21 @@ impl Pipeline {
             );
         }
         let point = resume.as_ref().map(|(p, _)| p);
-        let start_growing = |from: u32| {
-            Growing::start(
+        let start_growing = |from: u32| -> Result<Growing, PipelineError> {
+            let mut growing = Growing::start(
                 &self.layout,
                 job.video,
-                rungs,
+                outputs,
                 from,
                 &s.ffprobe,
                 seg,
                 info.fps,
-            )
+            )?;
+            // Subtitle renditions are complete from the start: published before the master.
+            let dir = self.layout.video_dir(job.video);
+            subtitles::tracks::write_all(subtitles, &dir, info.duration, seg)?;
+            growing.set_subtitles(subtitles.iter().map(|(r, _)| r.media()).collect());
+            Ok(growing)
         };
         let mut growing = match s.publish_while_encoding {
             true => Some(start_growing(point.map_or(0, |p| p.segment))?),
@@ -96,6 +110,7 @@ impl Pipeline {
                 // A resumed run sees only the rest of the video: sprites come from a full pass.
                 storyboard: resume.is_none().then_some(*storyboard),
                 resume: resume.as_ref().map(|(_, at)| at),
+                separate_audio: separate,
             };
             Run {
                 args: ffmpeg::ladder_args(&plan, job.source, &work.hls()),

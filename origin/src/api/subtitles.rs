@@ -1,0 +1,133 @@
+//! Subtitle files uploaded for a video: `POST /api/videos/{id}/subtitles?lang=..&name=..`
+//! (WebVTT or SRT, size-limited, validated) and `DELETE /api/videos/{id}/subtitles/{sub}`.
+//!
+//! A file is kept in the subtitle store; a video that is already playable gets the rendition
+//! at once (its segments, then its master naming it); one still being processed gets it when
+//! its encode publishes (`transcode::subtitles`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::User;
+use super::error::ApiError;
+use super::AppState;
+use crate::jobs::model::Job;
+use crate::transcode::ffmpeg::MASTER;
+use crate::transcode::growing::write_atomically;
+use crate::transcode::subtitles::tracks::{self, SubtitleRendition};
+use crate::transcode::subtitles::{self as subs, write_rendition};
+use crate::transcode::{playlist, tracks as track_names};
+
+#[derive(Debug, Deserialize)]
+pub struct NewSubtitle {
+    /// Language (ISO 639 / RFC 5646), e.g. `fra`.
+    pub lang: Option<String>,
+    /// Name players show, e.g. `Français`.
+    pub name: Option<String>,
+}
+
+/// `POST /api/videos/{id}/subtitles`: 201 with the new rendition.
+pub async fn add(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    Query(q): Query<NewSubtitle>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SubtitleRendition>), ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    if body.len() > subs::MAX_BYTES {
+        return Err(ApiError::TooLarge(subs::MAX_BYTES as u64));
+    }
+    let cues = subs::parse(&body)
+        .map_err(|e| ApiError::Unprocessable(format!("not a usable subtitle file: {e}")))?;
+    let language = track_names::language(q.lang.as_deref());
+    let fallback = format!("Subtitles ({language})");
+    let name = track_names::display_name(q.name.as_deref(), &language, fallback);
+    let sidecar = tracks::add_sidecar(&state.layout, &job.video, &cues, &language, &name)?;
+    let rendition = sidecar.rendition();
+    if job.is_playable() {
+        publish_now(&state, &job, Some((&rendition, &cues)), None)?;
+    }
+    tracing::info!(video = %job.video, subtitle = %rendition.id, "subtitle file added");
+    Ok((StatusCode::CREATED, Json(rendition)))
+}
+
+/// `DELETE /api/videos/{id}/subtitles/{sub}`: an uploaded file (`subs_uN`) goes, with its
+/// rendition.
+pub async fn delete(
+    State(state): State<AppState>,
+    user: User,
+    Path((id, sub)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let job = state.owned_job(&user, &id).await?;
+    let n: u32 = sub
+        .strip_prefix("subs_u")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
+        })?;
+    if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
+        return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));
+    }
+    if job.is_playable() {
+        publish_now(&state, &job, None, Some(&sub))?;
+    }
+    tracing::info!(video = %job.video, subtitle = %sub, "subtitle file removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adds `added` to, or removes `removed` from, a published video: the rendition's segments
+/// first, then the master naming the new set.
+fn publish_now(
+    state: &AppState,
+    job: &Job,
+    added: Option<(&SubtitleRendition, &[subs::Cue])>,
+    removed: Option<&str>,
+) -> Result<(), ApiError> {
+    let dir = state.layout.video_dir(&job.video);
+    let master_path = dir.join(MASTER);
+    let master = std::fs::read_to_string(&master_path)?;
+    let mut media = playlist::subtitle_media(&master);
+    if let Some((rendition, cues)) = added {
+        let duration = job
+            .result
+            .as_ref()
+            .map(|r| r.duration)
+            .or_else(|| playlist_duration(&dir))
+            .unwrap_or(0.0);
+        let seg = state.settings.worker.media.transcode.segment_secs;
+        write_rendition(&dir.join(&rendition.id), cues, duration, seg)?;
+        media.push(rendition.media());
+    }
+    if let Some(id) = removed {
+        let prefix = format!("{id}/");
+        media.retain(|m| !m.uri.starts_with(&prefix));
+    }
+    write_atomically(
+        &master_path,
+        playlist::with_subtitles(&master, &media).as_bytes(),
+    )?;
+    if let Some(id) = removed {
+        // After the master stops naming it.
+        match std::fs::remove_dir_all(dir.join(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A growing video's duration is not known yet: the probe's is in the job's source, but the
+/// first rung's playlist says how long the source is once complete; before that, the segments
+/// listed so far (later cues are added when the encode publishes everything).
+fn playlist_duration(dir: &std::path::Path) -> Option<f64> {
+    let master = std::fs::read_to_string(dir.join(MASTER)).ok()?;
+    let first = master
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())?;
+    let text = std::fs::read_to_string(dir.join(first)).ok()?;
+    Some(playlist::segments(&text).iter().map(|s| s.duration).sum())
+}

@@ -1,0 +1,296 @@
+//! Subtitles as segmented WebVTT renditions (RFC 8216 §3.5).
+//!
+//! A subtitle track comes from the source (a text track extracted by ffmpeg as WebVTT) or from a
+//! file uploaded for the video (WebVTT or SRT, validated here). Either way it is parsed into
+//! cues and cut on the video's segment grid: segment `i` holds every cue that overlaps
+//! `[i * segment_secs, (i + 1) * segment_secs)`, and carries
+//! `X-TIMESTAMP-MAP=MPEGTS:<TS_ORIGIN>,LOCAL:00:00:00.000` so that a cue at source time `t`
+//! shows when the video (whose MPEG-TS clock starts at `TS_ORIGIN`) is at `t`.
+
+use std::fmt::Write;
+use std::path::Path;
+
+pub mod tracks;
+
+use super::ffmpeg::{TS_ORIGIN, VARIANT};
+use super::growing::write_atomically;
+
+/// The largest subtitle file accepted, bytes.
+pub const MAX_BYTES: usize = 512 * 1024;
+/// The most cues accepted in one file.
+const MAX_CUES: usize = 20_000;
+
+/// One cue: seconds of source time, and its text (WebVTT cue payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cue {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// Why a subtitle file was refused; the message is for its uploader.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubtitleError {
+    #[error("the subtitle file is larger than {MAX_BYTES} bytes")]
+    TooLarge,
+    #[error("the subtitle file is not UTF-8 text")]
+    NotText,
+    #[error("the subtitle file has no cues")]
+    Empty,
+    #[error("line {line}: {what}")]
+    Malformed { line: usize, what: String },
+    #[error("the subtitle file has more than {MAX_CUES} cues")]
+    TooManyCues,
+}
+
+/// Parses a WebVTT (starts with `WEBVTT`) or SRT file.
+pub fn parse(bytes: &[u8]) -> Result<Vec<Cue>, SubtitleError> {
+    if bytes.len() > MAX_BYTES {
+        return Err(SubtitleError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| SubtitleError::NotText)?;
+    let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
+    let webvtt = text.starts_with("WEBVTT");
+    let mut cues = Vec::new();
+    let mut lines = text.lines().enumerate().peekable();
+    if webvtt {
+        // The header block ends at the first blank line.
+        for (_, l) in lines.by_ref() {
+            if l.trim().is_empty() {
+                break;
+            }
+        }
+    }
+    while let Some((n, line)) = lines.next() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if webvtt
+            && (line.starts_with("NOTE") || line.starts_with("STYLE") || line.starts_with("REGION"))
+        {
+            // A comment or style block: skipped to its end.
+            while lines.next_if(|(_, l)| !l.trim().is_empty()).is_some() {}
+            continue;
+        }
+        // An identifier (SRT's counter, WebVTT's optional id) precedes the timing line.
+        let (n, timing) =
+            if line.contains("-->") {
+                (n, line.to_owned())
+            } else {
+                match lines.next() {
+                    Some((m, next)) if next.contains("-->") => (m, next.trim().to_owned()),
+                    _ => return Err(SubtitleError::Malformed {
+                        line: n + 1,
+                        what: format!(
+                            "expected a timing line like 00:00:01.000 --> 00:00:02.000, found {:?}",
+                            truncate(line)
+                        ),
+                    }),
+                }
+            };
+        let (start, end) = timing_line(&timing).ok_or_else(|| SubtitleError::Malformed {
+            line: n + 1,
+            what: format!("bad timing {:?}", truncate(&timing)),
+        })?;
+        let mut body = Vec::new();
+        while let Some((_, l)) = lines.next_if(|(_, l)| !l.trim().is_empty()) {
+            body.push(l.trim_end());
+        }
+        if end <= start {
+            return Err(SubtitleError::Malformed {
+                line: n + 1,
+                what: "the cue ends before it starts".into(),
+            });
+        }
+        cues.push(Cue {
+            start,
+            end,
+            text: sanitize(&body.join("\n")),
+        });
+        if cues.len() > MAX_CUES {
+            return Err(SubtitleError::TooManyCues);
+        }
+    }
+    if cues.is_empty() {
+        return Err(SubtitleError::Empty);
+    }
+    cues.sort_by(|a, b| a.start.total_cmp(&b.start));
+    Ok(cues)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+/// `HH:MM:SS.mmm --> HH:MM:SS.mmm [settings]` (SRT uses a comma before the milliseconds).
+fn timing_line(line: &str) -> Option<(f64, f64)> {
+    let (a, rest) = line.split_once("-->")?;
+    let b = rest.split_whitespace().next()?;
+    Some((timestamp(a.trim())?, timestamp(b)?))
+}
+
+fn timestamp(t: &str) -> Option<f64> {
+    let t = t.replace(',', ".");
+    let (hms, ms) = t.split_once('.')?;
+    if ms.len() != 3 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let parts: Vec<&str> = hms.split(':').collect();
+    let nums: Vec<u64> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let secs = match nums.as_slice() {
+        [h, m, s] if *m < 60 && *s < 60 => h * 3600 + m * 60 + s,
+        [m, s] if *m < 60 && *s < 60 => m * 60 + s,
+        _ => return None,
+    };
+    Some(secs as f64 + ms.parse::<f64>().ok()? / 1000.0)
+}
+
+/// Cue text that cannot end a cue early (`-->` or a blank line would) and carries no markup
+/// a player could mistake for structure.
+fn sanitize(text: &str) -> String {
+    text.replace("-->", "->")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn vtt_time(secs: f64) -> String {
+    let ms = (secs.max(0.0) * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// The whole track as one WebVTT file (what is kept for an uploaded file).
+pub fn to_vtt(cues: &[Cue]) -> String {
+    let mut out = String::from("WEBVTT\n\n");
+    for c in cues {
+        let _ = write!(
+            out,
+            "{} --> {}\n{}\n\n",
+            vtt_time(c.start),
+            vtt_time(c.end),
+            c.text
+        );
+    }
+    out
+}
+
+/// The WebVTT segments of a track on the grid of a `duration`-second video cut every
+/// `segment_secs`, each with its duration.
+pub fn segments(cues: &[Cue], duration: f64, segment_secs: u32) -> Vec<(String, f64)> {
+    let seg = f64::from(segment_secs.max(1));
+    let count = (duration / seg).ceil().max(1.0) as usize;
+    let mpegts = (TS_ORIGIN * 90_000.0).round() as u64;
+    (0..count)
+        .map(|i| {
+            let from = i as f64 * seg;
+            let to = ((i + 1) as f64 * seg).min(duration.max(from));
+            let mut out = format!("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000\n\n");
+            for c in cues.iter().filter(|c| c.start < to && c.end > from) {
+                let _ = write!(
+                    out,
+                    "{} --> {}\n{}\n\n",
+                    vtt_time(c.start),
+                    vtt_time(c.end),
+                    c.text
+                );
+            }
+            (out, to - from)
+        })
+        .collect()
+}
+
+/// Writes a subtitle rendition into `dir`: its segments, then its (complete, VOD) playlist.
+pub fn write_rendition(
+    dir: &Path,
+    cues: &[Cue],
+    duration: f64,
+    segment_secs: u32,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut playlist = format!(
+        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{segment_secs}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+    );
+    for (i, (text, secs)) in segments(cues, duration, segment_secs).iter().enumerate() {
+        let name = format!("segment_{i:03}.vtt");
+        write_atomically(&dir.join(&name), text.as_bytes())?;
+        let _ = write!(playlist, "#EXTINF:{secs:.6},\n{name}\n");
+    }
+    playlist.push_str("#EXT-X-ENDLIST\n");
+    write_atomically(&dir.join(VARIANT), playlist.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRT: &str = "1\r\n00:00:01,500 --> 00:00:03,000\r\nHello\r\nworld\r\n\r\n2\r\n00:00:05,250 --> 00:00:07,000\r\nBye --> now\r\n";
+
+    #[test]
+    fn srt_and_webvtt_parse_to_the_same_cues() {
+        let from_srt = parse(SRT.as_bytes()).expect("srt");
+        assert_eq!(from_srt.len(), 2);
+        assert_eq!((from_srt[0].start, from_srt[0].end), (1.5, 3.0));
+        assert_eq!(from_srt[0].text, "Hello\nworld");
+        assert_eq!(
+            from_srt[1].text, "Bye -> now",
+            "no cue can end another early"
+        );
+        let vtt = to_vtt(&from_srt);
+        assert_eq!(parse(vtt.as_bytes()).expect("vtt"), from_srt);
+        let with_extras = "WEBVTT - a title\n\nNOTE a comment\nspanning lines\n\nid-1\n00:01.500 --> 00:03.000 align:start\nHello\nworld\n\n00:05.250 --> 00:00:07.000\nBye -> now\n";
+        assert_eq!(parse(with_extras.as_bytes()).expect("vtt"), from_srt);
+    }
+
+    #[test]
+    fn malformed_files_say_where() {
+        assert_eq!(parse(b""), Err(SubtitleError::Empty));
+        assert_eq!(parse(&[0xff, 0xfe]), Err(SubtitleError::NotText));
+        assert_eq!(
+            parse(&vec![b'a'; MAX_BYTES + 1]),
+            Err(SubtitleError::TooLarge)
+        );
+        let bad = parse(b"1\n00:00:01,000 -> 00:00:02,000\nhi\n");
+        assert!(
+            matches!(bad, Err(SubtitleError::Malformed { line: 1, .. })),
+            "{bad:?}"
+        );
+        let bad = parse(b"1\n00:00:03,000 --> 00:00:02,000\nhi\n");
+        assert!(
+            matches!(bad, Err(SubtitleError::Malformed { line: 2, .. })),
+            "{bad:?}"
+        );
+        assert!(matches!(
+            parse(b"WEBVTT\n\n00:00:61.000 --> 00:01:02.000\nx\n"),
+            Err(SubtitleError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn segments_follow_the_video_grid_and_map_the_clock() {
+        let cues = parse(SRT.as_bytes()).expect("srt");
+        let segs = segments(&cues, 7.5, 2);
+        assert_eq!(segs.len(), 4);
+        assert_eq!(segs[3].1, 1.5);
+        assert!(segs[0]
+            .0
+            .starts_with("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:126000,LOCAL:00:00:00.000\n\n"));
+        // The first cue (1.5-3.0) is in segments 0 and 1; the second (5.25-7) in 2 and 3.
+        assert!(segs[0]
+            .0
+            .contains("00:00:01.500 --> 00:00:03.000\nHello\nworld"));
+        assert!(segs[1].0.contains("Hello"));
+        assert!(!segs[2].0.contains("Hello") && segs[2].0.contains("Bye"));
+        assert!(segs[3].0.contains("Bye"));
+    }
+}

@@ -1,0 +1,232 @@
+//! A video's subtitle renditions: its text tracks, extracted from the source by ffmpeg, and
+//! the files uploaded for it, kept in `<data>/subtitles/<video>/` as WebVTT (`u<N>.vtt` with
+//! `u<N>.json` naming its language and title). Image tracks (PGS, DVB) are reported as
+//! skipped: they cannot become WebVTT.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shared::media::{Layout, VideoId};
+
+use super::{parse, write_rendition, Cue, SubtitleError};
+use crate::transcode::child;
+use crate::transcode::ffmpeg::VARIANT;
+use crate::transcode::input;
+use crate::transcode::playlist::Media;
+use crate::transcode::tracks::{subtitle_rendition, SubtitleTrack};
+
+/// A published subtitle rendition, as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtitleRendition {
+    /// Its directory and id (`subs_0` from the source, `subs_u1` uploaded).
+    pub id: String,
+    pub language: String,
+    pub name: String,
+    /// `embedded` or `uploaded`.
+    pub source: String,
+}
+
+impl SubtitleRendition {
+    pub fn media(&self) -> Media {
+        Media {
+            uri: format!("{}/{VARIANT}", self.id),
+            name: self.name.clone(),
+            language: self.language.clone(),
+        }
+    }
+}
+
+/// A source track that did not become a rendition, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedTrack {
+    pub language: String,
+    pub name: String,
+    pub codec: String,
+    pub reason: String,
+}
+
+/// An uploaded subtitle file's description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub id: u32,
+    pub language: String,
+    pub name: String,
+}
+
+impl Sidecar {
+    pub fn rendition(&self) -> SubtitleRendition {
+        SubtitleRendition {
+            id: format!("subs_u{}", self.id),
+            language: self.language.clone(),
+            name: self.name.clone(),
+            source: "uploaded".into(),
+        }
+    }
+}
+
+/// The uploaded subtitle files of `video`, in upload order.
+pub fn sidecars(layout: &Layout, video: &VideoId) -> Vec<Sidecar> {
+    let Ok(entries) = std::fs::read_dir(layout.subtitles_dir(video)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<Sidecar> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect();
+    found.sort_by_key(|s| s.id);
+    found
+}
+
+/// The cues of an uploaded file.
+pub fn sidecar_cues(layout: &Layout, video: &VideoId, id: u32) -> Result<Vec<Cue>, SubtitleError> {
+    let bytes = std::fs::read(layout.subtitles_dir(video).join(format!("u{id}.vtt")))
+        .map_err(|_| SubtitleError::Empty)?;
+    parse(&bytes)
+}
+
+/// Keeps an uploaded file (already parsed) as WebVTT; returns its description.
+pub fn add_sidecar(
+    layout: &Layout,
+    video: &VideoId,
+    cues: &[Cue],
+    language: &str,
+    name: &str,
+) -> std::io::Result<Sidecar> {
+    let dir = layout.subtitles_dir(video);
+    std::fs::create_dir_all(&dir)?;
+    let id = sidecars(layout, video).last().map_or(1, |s| s.id + 1);
+    let sidecar = Sidecar {
+        id,
+        language: language.to_owned(),
+        name: name.to_owned(),
+    };
+    std::fs::write(dir.join(format!("u{id}.vtt")), super::to_vtt(cues))?;
+    // The description last: a file without one is not listed.
+    let json = serde_json::to_vec(&sidecar).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join(format!("u{id}.json")), json)?;
+    Ok(sidecar)
+}
+
+/// Forgets an uploaded file; whether it existed.
+pub fn remove_sidecar(layout: &Layout, video: &VideoId, id: u32) -> std::io::Result<bool> {
+    let dir = layout.subtitles_dir(video);
+    let existed = dir.join(format!("u{id}.json")).is_file();
+    for ext in ["json", "vtt"] {
+        match std::fs::remove_file(dir.join(format!("u{id}.{ext}"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(existed)
+}
+
+/// A video's subtitle renditions, with their cues.
+pub type Renditions = Vec<(SubtitleRendition, Vec<Cue>)>;
+
+/// Every subtitle rendition of `video`: the source's text tracks, then the uploaded files; and
+/// the source tracks that were skipped. A track that cannot be read is skipped with its
+/// reason; it does not fail the job.
+pub async fn collect(
+    ffmpeg: &Path,
+    source: &Path,
+    tracks: &[SubtitleTrack],
+    layout: &Layout,
+    video: &VideoId,
+) -> (Renditions, Vec<SkippedTrack>) {
+    let mut renditions: Renditions = Vec::new();
+    let mut skipped = Vec::new();
+    let mut skip = |t: &SubtitleTrack, reason: String| {
+        tracing::info!(codec = %t.codec, language = %t.language, %reason, "subtitle track skipped");
+        skipped.push(SkippedTrack {
+            language: t.language.clone(),
+            name: t.name.clone(),
+            codec: t.codec.clone(),
+            reason,
+        });
+    };
+    for track in tracks {
+        if !track.is_text() {
+            skip(
+                track,
+                format!(
+                    "{} is an image subtitle format, which cannot become WebVTT",
+                    track.codec
+                ),
+            );
+            continue;
+        }
+        match extract(ffmpeg, source, track.index).await {
+            Ok(cues) => {
+                let embedded = renditions
+                    .iter()
+                    .filter(|(r, _)| r.source == "embedded")
+                    .count();
+                renditions.push((
+                    SubtitleRendition {
+                        id: subtitle_rendition(embedded),
+                        language: track.language.clone(),
+                        name: track.name.clone(),
+                        source: "embedded".into(),
+                    },
+                    cues,
+                ));
+            }
+            Err(why) => skip(track, why),
+        }
+    }
+    renditions.extend(uploaded(layout, video));
+    (renditions, skipped)
+}
+
+/// The uploaded files of `video` as renditions.
+pub fn uploaded(layout: &Layout, video: &VideoId) -> Renditions {
+    sidecars(layout, video)
+        .into_iter()
+        .filter_map(|s| Some((s.rendition(), sidecar_cues(layout, video, s.id).ok()?)))
+        .collect()
+}
+
+/// Writes `renditions` into `hls_dir` (a video's published tree or its work directory's).
+pub fn write_all(
+    renditions: &Renditions,
+    hls_dir: &Path,
+    duration: f64,
+    segment_secs: u32,
+) -> std::io::Result<()> {
+    for (r, cues) in renditions {
+        write_rendition(&hls_dir.join(&r.id), cues, duration, segment_secs)?;
+    }
+    Ok(())
+}
+
+/// A text track of the source as cues, through ffmpeg's WebVTT muxer (same allow-lists as
+/// every other read of the source).
+async fn extract(ffmpeg: &Path, source: &Path, index: usize) -> Result<Vec<Cue>, String> {
+    let mut command = tokio::process::Command::new(ffmpeg);
+    command
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(input::source_input(source))
+        .args([
+            "-map",
+            &format!("0:s:{index}"),
+            "-c:s",
+            "webvtt",
+            "-f",
+            "webvtt",
+            "-",
+        ]);
+    let out = tokio::time::timeout(Duration::from_secs(300), child::output(&mut command))
+        .await
+        .map_err(|_| "reading the track took too long".to_owned())?
+        .map_err(|e| format!("could not run ffmpeg: {e}"))?;
+    if !out.status.success() {
+        return Err("the track could not be read".into());
+    }
+    match parse(&out.stdout) {
+        Ok(cues) => Ok(cues),
+        Err(SubtitleError::Empty) => Ok(Vec::new()),
+        Err(e) => Err(format!("the track could not be converted: {e}")),
+    }
+}
