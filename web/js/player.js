@@ -73,6 +73,10 @@ export class Player {
     });
     this.quality = h('select', { id: 'quality', title: 'Quality', disabled: true, onchange: () => this.chooseLevel() },
       h('option', { value: '-1' }, 'Auto'));
+    // Audio languages and subtitles, from the master's renditions (hls.js; native HLS in
+    // Safari offers them in its own controls).
+    this.audio = h('select', { id: 'audio', title: 'Audio', hidden: true, onchange: () => this.chooseAudio() });
+    this.subtitles = h('select', { id: 'subtitles', title: 'Subtitles', hidden: true, onchange: () => this.chooseSubtitles() });
     this.fullscreen = h('button', {
       type: 'button',
       title: 'Full screen',
@@ -90,7 +94,8 @@ export class Player {
     this.stage = h('div', { class: 'stage' }, this.video, this.overlay);
     this.root = h('section', { id: 'player', class: 'player', dataset: { state: 'loading', engine: '' } },
       this.stage,
-      h('div', { class: 'controls' }, this.playButton, this.seek, this.time, this.volume, this.quality, this.fullscreen),
+      h('div', { class: 'controls' }, this.playButton, this.seek, this.time, this.volume, this.quality,
+        this.audio, this.subtitles, this.fullscreen),
       this.notice,
       this.processing,
       h('p', { class: 'hint' }, 'Space: play/pause · ←/→: 5 s · ↑/↓: volume · hover the bar for previews'),
@@ -315,10 +320,22 @@ export class Player {
     this.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
       this.fillQuality(data.levels);
+      this.fillTracks();
       this.setState('ready');
       this.autoplay();
     });
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => this.showLevel(data.level));
+    // The renditions' lists arrive after the manifest (and change if it does).
+    hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => this.fillTracks());
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => this.fillTracks());
+    hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, (_, data) => {
+      this.audio.value = String(data.id);
+      this.root.dataset.audioTrack = String(data.id);
+    });
+    hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, (_, data) => {
+      this.subtitles.value = String(data.id);
+      this.root.dataset.subtitleTrack = String(data.id);
+    });
     hls.on(Hls.Events.ERROR, (_, data) => {
       const code = data.response && data.response.code;
       this.diag.error.textContent = `${data.details}${code ? ` (HTTP ${code})` : ''}${data.fatal ? ', fatal' : ''}`;
@@ -498,6 +515,36 @@ export class Player {
     if (!this.reopening) this.userPaused = !playing;
     this.playButton.textContent = playing ? 'Pause' : 'Play';
     this.root.dataset.paused = String(!playing);
+  }
+
+  /** The audio and subtitle menus, from hls.js's tracks (hidden when there is no choice). */
+  fillTracks() {
+    const hls = this.hls;
+    const label = (t) => `${t.name}${t.lang && t.lang !== 'und' && t.lang !== t.name ? ` (${t.lang})` : ''}`;
+    const audio = hls.audioTracks || [];
+    this.audio.replaceChildren(...audio.map((t, i) => h('option', { value: String(i) }, label(t))));
+    this.audio.value = String(Math.max(0, hls.audioTrack));
+    this.audio.hidden = audio.length < 2;
+    this.root.dataset.audioTracks = String(audio.length);
+    const subs = hls.subtitleTracks || [];
+    this.subtitles.replaceChildren(h('option', { value: '-1' }, 'Subtitles off'),
+      ...subs.map((t, i) => h('option', { value: String(i) }, label(t))));
+    this.subtitles.value = String(hls.subtitleTrack);
+    this.subtitles.hidden = subs.length === 0;
+    this.root.dataset.subtitleTracks = String(subs.length);
+  }
+
+  chooseAudio() {
+    if (this.hls) this.hls.audioTrack = Number(this.audio.value);
+    this.video.focus();
+  }
+
+  chooseSubtitles() {
+    if (!this.hls) return;
+    const id = Number(this.subtitles.value);
+    this.hls.subtitleDisplay = id >= 0;
+    this.hls.subtitleTrack = id;
+    this.video.focus();
   }
 
   seekBy(delta) {
