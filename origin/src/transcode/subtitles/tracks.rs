@@ -230,3 +230,55 @@ async fn extract(ffmpeg: &Path, source: &Path, index: usize) -> Result<Vec<Cue>,
         Err(e) => Err(format!("the track could not be converted: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn image_tracks_are_reported_as_skipped_not_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = Layout::new(dir.path());
+        let video: VideoId = "v".parse().expect("id");
+        let pgs = SubtitleTrack {
+            index: 0,
+            codec: "hdmv_pgs_subtitle".into(),
+            language: "eng".into(),
+            name: "English".into(),
+        };
+        let dvb = SubtitleTrack {
+            index: 1,
+            codec: "dvb_subtitle".into(),
+            language: "fra".into(),
+            name: "French".into(),
+        };
+        let (renditions, skipped) = collect(
+            Path::new("/nonexistent/ffmpeg"),
+            Path::new("/nonexistent/source"),
+            &[pgs, dvb],
+            &layout,
+            &video,
+        )
+        .await;
+        assert!(renditions.is_empty());
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0].reason.contains("image subtitle"), "{skipped:?}");
+        assert_eq!(skipped[1].language, "fra");
+    }
+
+    #[test]
+    fn uploaded_files_are_kept_listed_and_removed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = Layout::new(dir.path());
+        let video: VideoId = "v".parse().expect("id");
+        let cues = super::super::parse(b"WEBVTT\n\n00:01.000 --> 00:02.000\nHi\n").expect("cues");
+        let a = add_sidecar(&layout, &video, &cues, "ita", "Italiano").expect("add");
+        let b = add_sidecar(&layout, &video, &cues, "nld", "Nederlands").expect("add");
+        assert_eq!((a.id, b.id), (1, 2));
+        assert_eq!(sidecars(&layout, &video), [a.clone(), b.clone()]);
+        assert_eq!(uploaded(&layout, &video)[1].0.id, "subs_u2");
+        assert!(remove_sidecar(&layout, &video, 1).expect("remove"));
+        assert!(!remove_sidecar(&layout, &video, 1).expect("again"));
+        assert_eq!(sidecars(&layout, &video), [b]);
+    }
+}
