@@ -198,6 +198,13 @@ impl Edge {
             if !upstream.fresh(rel, mime::is_playlist(uri)) {
                 return self.pull(upstream, req, uri, rel, args, lifetime).await;
             }
+            let reply = self.serve_file(req, uri, rel, lifetime).await;
+            if reply.status == 404 {
+                // Evicted (or deleted by hand) since the index said fresh: pull it again.
+                upstream.forget(rel);
+                return self.pull(upstream, req, uri, rel, args, lifetime).await;
+            }
+            return reply;
         }
         self.serve_file(req, uri, rel, lifetime).await
     }

@@ -117,6 +117,11 @@ impl Upstream {
         self.inner.disk.holds(rel)
     }
 
+    /// Drops `rel` from the index (its file is gone).
+    pub fn forget(&self, rel: &[u8]) {
+        self.inner.disk.remove(rel);
+    }
+
     /// Drops cached files under `prefix` (below the content prefix); returns how many.
     pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
         self.inner.disk.purge_prefix(prefix)

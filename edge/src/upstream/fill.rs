@@ -90,15 +90,11 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>) {
     let started = Instant::now();
     let result = fill_once(&inner, &fill, &rel, &args).await;
-    let m = &inner.metrics;
-    match &result {
-        Ok(size) => {
-            m.upstream_request("ok");
-            m.upstream_bytes.inc_by(*size);
-            m.upstream_fill_seconds
-                .observe(started.elapsed().as_secs_f64());
-        }
-        Err(e) => m.upstream_request(e.outcome()),
+    if let Ok(size) = &result {
+        let m = &inner.metrics;
+        m.upstream_bytes.inc_by(*size);
+        m.upstream_fill_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
     inner.forget(rel.as_bytes());
     fill.progress
@@ -106,7 +102,12 @@ pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>)
 }
 
 async fn fill_once(inner: &Inner, fill: &Fill, rel: &str, args: &[u8]) -> Result<u64, FetchError> {
-    let fetched = inner.source.fetch(rel, args, inner.timeout).await?;
+    // Counted when the upstream answered (or failed to), before any client sees a byte.
+    let fetched = inner.source.fetch(rel, args, inner.timeout).await;
+    inner
+        .metrics
+        .upstream_request(fetched.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
+    let fetched = fetched?;
     let size = fetched.size;
     let mtime = unix_secs(fetched.last_modified.unwrap_or_else(SystemTime::now));
     let expected_md5 = fetched.etag.as_deref().and_then(shared::objects::etag_md5);

@@ -91,7 +91,7 @@ impl Source {
                 Err(e) if e.is_timeout() => Err(format!("{base}: timed out: {e}")),
                 Err(e) => Err(format!(
                     "{base}: unreachable: {}",
-                    shared::objects::check::chain_text(&e)
+                    shared::objects::check::root_cause(&e)
                 )),
             },
         }

@@ -103,6 +103,16 @@ pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The innermost error's message (`tcp connect error: Connection refused`): the cause, without
+/// each layer's restatement of the request.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = error;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
 /// One request against the bucket; see the module docs.
 pub async fn run(objects: &Objects) -> Result<(), CheckError> {
     let store = objects.describe().to_owned();
@@ -131,8 +141,14 @@ pub async fn run(objects: &Objects) -> Result<(), CheckError> {
             code: code.to_owned(),
         },
         Failure::AccessDenied => CheckError::AccessDenied { store },
-        Failure::Unreachable => CheckError::Unreachable { store, detail },
-        Failure::Timeout => CheckError::Timeout { store, detail },
+        Failure::Unreachable => CheckError::Unreachable {
+            store,
+            detail: root_cause(&error),
+        },
+        Failure::Timeout => CheckError::Timeout {
+            store,
+            detail: root_cause(&error),
+        },
         Failure::Other => CheckError::Other { store, detail },
     })
 }
