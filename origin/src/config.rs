@@ -6,11 +6,13 @@
 //! # Layout
 //! - [`settings`]: the validated settings of each role (`serve`, `worker`, `transcode`).
 //! - [`auth`]: `[auth]`, user token verification and the playback credential key.
+//! - [`storage`]: `[storage]`, where media lives (the data directory or a bucket).
 //! - [`uploads`]: `[uploads]`, guards on the upload path (disk floor, per-user concurrency).
 //! - `[limits]` is [`MediaLimits`], the largest source accepted.
 
 pub mod auth;
 pub mod settings;
+pub mod storage;
 pub mod uploads;
 
 use std::path::PathBuf;
@@ -42,6 +44,7 @@ pub struct OriginConfig {
     pub uploads: UploadLimits,
     pub edge: EdgeAdminConfig,
     pub migration: MigrationConfig,
+    pub storage: storage::StorageConfig,
     pub store: StoreConfig,
     pub webhooks: WebhooksConfig,
     pub log: LogConfig,
@@ -346,6 +349,7 @@ impl OriginConfig {
             self.playback.allow_weak_secret = parse_bool(v)?;
             Ok(())
         });
+        self.storage.apply_env(env, &mut errors);
         self.env_errors = errors;
         if let Some(url) = env.get("REDIS_URL") {
             self.store.redis_url = url;

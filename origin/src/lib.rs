@@ -5,6 +5,8 @@
 //! - [`api`]: HTTP: uploads, status, signed playback, events, admin.
 //! - [`jobs`]: job records, the queue with leases, the worker pool.
 //! - [`transcode`]: probe -> ladder -> ffmpeg -> encrypt -> publish.
+//! - [`storage`]: where media lives: the data directory, or a bucket with each machine's data
+//!   directory as its working copy.
 //! - [`playback`]: stored playlists -> signed manifests for the edge.
 //! - [`purge`]: telling the edge to drop deleted videos from its cache.
 //! - [`webhooks`]: signed `video.ready` / `video.failed` events to a configured receiver.
@@ -24,5 +26,6 @@ pub mod net;
 pub mod playback;
 pub mod purge;
 pub mod roles;
+pub mod storage;
 pub mod transcode;
 pub mod webhooks;

@@ -26,6 +26,8 @@ use crate::webhooks::settings::WebhookSettings;
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
     pub data_dir: PathBuf,
+    /// Where published media, uploads and resume checkpoints live.
+    pub storage: super::storage::StorageSettings,
     pub transcode: TranscodeConfig,
     pub limits: MediaLimits,
 }
@@ -183,8 +185,10 @@ impl OriginConfig {
             errors.push("transcode.source_rung_margin must be between 0 and 1".into());
         }
         errors.extend(self.limits.problems());
+        let storage = self.storage.validate(errors);
         (errors.len() == before).then(|| MediaSettings {
             data_dir: self.server.data_dir.clone(),
+            storage: storage.unwrap_or_default(),
             transcode: t.clone(),
             limits: self.limits.clone(),
         })

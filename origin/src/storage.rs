@@ -1,0 +1,281 @@
+//! The media store: where uploads, published HLS, keys, thumbnails and subtitle files live.
+//!
+//! With `[storage] backend = "fs"` (the default) it is the data directory itself: what the
+//! pipeline renames into `<data>/hls` is published, and every process of the deployment must
+//! see that one disk. With `backend = "s3"` it is a bucket, and each machine's data directory
+//! is only its working copy: the pipeline still produces and publishes into the local layout
+//! (so every step keeps its atomic renames), and [`MediaStore`] copies what became visible
+//! into the bucket in an order that never shows anything incomplete; the API reads from the
+//! bucket, so it needs no disk shared with the workers.
+//!
+//! # Bucket layout (under the configured prefix)
+//! ```text
+//! hls/<video>/master.m3u8, <rung>/index.m3u8, <rung>/segment_000.ts   what the edge pulls
+//! private/keys/<video>/<rung>.key             never under hls/: the edge's prefix cannot reach it
+//! private/thumbs/<video>/...                  poster and storyboard (served by the origin)
+//! private/subtitles/<video>/...               uploaded subtitle files
+//! private/sources/<video>                     the upload
+//! private/work/<video>/<attempt>/...          resume checkpoints of a running encode
+//! private/published/<video>.json              the marker: present only once all the rest is
+//! ```
+//! The edge's `[upstream]` prefix is `<prefix>hls/`; give it credentials that can read only
+//! that prefix.
+//!
+//! # Layout
+//! - [`bucket`]: verified bucket operations (put confirmed by ETag or size, multipart with flat
+//!   memory, downloads renamed into place, paged prefix deletes that report what is left).
+//! - [`tree`]: a video's published files, pushed in publishing order and pulled back.
+//! - [`checkpoint`]: an encode's complete segments saved as it runs, for crash-resume on
+//!   another machine.
+
+pub mod bucket;
+pub mod checkpoint;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use shared::media::{Layout, VideoId};
+use shared::objects::Objects;
+
+pub use bucket::Bucket;
+
+/// Why a media-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bucket: {op} {name}: {source}")]
+    Bucket {
+        op: &'static str,
+        name: String,
+        source: shared::objects::object_store::Error,
+    },
+    #[error("bucket: {name}: {what}")]
+    Mismatch { name: String, what: String },
+    #[error("bucket: {left} objects are left under {dir} ({first})")]
+    Left {
+        dir: String,
+        left: usize,
+        first: String,
+    },
+    #[error("not a valid object name: {0:?}")]
+    BadName(String),
+}
+
+/// Size and modification time of a local file as it was pushed.
+type Stamp = (u64, std::time::SystemTime);
+
+/// Where media lives: the data directory, or a bucket with the data directory as working copy.
+#[derive(Debug, Clone)]
+pub struct MediaStore {
+    layout: Layout,
+    remote: Option<Arc<Remote>>,
+}
+
+#[derive(Debug)]
+struct Remote {
+    bucket: Bucket,
+    /// Files this process pushed (object name -> stamp), so a growing publish sends each
+    /// segment once however often the tree is pushed.
+    pushed: Mutex<HashMap<String, Stamp>>,
+}
+
+impl MediaStore {
+    /// The data directory is the store.
+    pub fn local(layout: Layout) -> Self {
+        Self {
+            layout,
+            remote: None,
+        }
+    }
+
+    /// A bucket is the store; `layout` is this machine's working copy.
+    pub fn bucket(layout: Layout, objects: Objects) -> Self {
+        Self {
+            layout,
+            remote: Some(Arc::new(Remote {
+                bucket: Bucket::new(objects),
+                pushed: Mutex::new(HashMap::new()),
+            })),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The bucket, when media lives in one.
+    pub fn remote(&self) -> Option<&Bucket> {
+        self.remote.as_deref().map(|r| &r.bucket)
+    }
+
+    /// `s3://...` or the data directory, for logs.
+    pub fn describe(&self) -> String {
+        match self.remote() {
+            Some(b) => b.objects().describe().to_owned(),
+            None => self.layout.root().display().to_string(),
+        }
+    }
+
+    /// Reads `rel` (a path relative to the data directory, such as `hls/<video>/master.m3u8`):
+    /// `None` when it does not exist.
+    pub async fn read(&self, rel: &str) -> Result<Option<Bytes>, StorageError> {
+        match self.remote() {
+            Some(bucket) => bucket.get(&object_name(rel)).await,
+            None => match tokio::fs::read(self.layout.root().join(rel)).await {
+                Ok(bytes) => Ok(Some(bytes.into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Makes a new upload durable in the store: with a bucket, the probed local file is
+    /// uploaded (multipart for a large one) and the local copy removed.
+    pub async fn store_source(&self, video: &VideoId) -> Result<(), StorageError> {
+        let Some(bucket) = self.remote() else {
+            return Ok(());
+        };
+        let path = self.layout.source_file(video);
+        let result = bucket.put_file(&source_name(video), &path).await;
+        remove_file(&path)?;
+        result
+    }
+
+    /// The local path of `video`'s upload, downloaded from the bucket first when needed.
+    /// `Ok(None)`: there is no upload.
+    pub async fn fetch_source(&self, video: &VideoId) -> Result<Option<PathBuf>, StorageError> {
+        let path = self.layout.source_file(video);
+        let here = tokio::fs::try_exists(&path).await?;
+        match self.remote() {
+            Some(bucket) if !here => Ok(bucket
+                .download(&source_name(video), &path)
+                .await?
+                .then_some(path)),
+            _ => Ok(here.then_some(path)),
+        }
+    }
+
+    /// Drops this machine's copy of an upload kept in the bucket (after a job).
+    pub fn release_source(&self, video: &VideoId) {
+        if self.remote.is_some() {
+            if let Err(error) = remove_file(&self.layout.source_file(video)) {
+                tracing::warn!(%error, "cannot remove the local copy of an upload");
+            }
+        }
+    }
+
+    /// Whether `video`'s upload is kept.
+    pub async fn has_source(&self, video: &VideoId) -> Result<bool, StorageError> {
+        match self.remote() {
+            Some(bucket) => bucket.exists(&source_name(video)).await,
+            None => Ok(tokio::fs::try_exists(self.layout.source_file(video)).await?),
+        }
+    }
+
+    /// Whether `video` is completely published: its marker exists (a bucket), or its master
+    /// playlist (the data directory, where publishing is a rename).
+    pub async fn is_published(&self, video: &VideoId) -> Result<bool, StorageError> {
+        match self.remote() {
+            Some(bucket) => bucket.exists(&marker_name(video)).await,
+            None => {
+                Ok(tokio::fs::try_exists(self.layout.video_dir(video).join("master.m3u8")).await?)
+            }
+        }
+    }
+
+    /// Removes everything of `video`: its published media and keys, thumbnails, subtitle
+    /// files, upload and resume checkpoints, here and in the bucket (the marker first, so it
+    /// stops counting as published before anything else goes). A failure names what is left;
+    /// calling again continues.
+    pub async fn remove_video(&self, video: &VideoId) -> Result<(), StorageError> {
+        let l = &self.layout;
+        for dir in [
+            l.video_dir(video),
+            l.keys_dir(video),
+            l.thumbs_dir(video),
+            l.subtitles_dir(video),
+        ] {
+            remove_dir(&dir)?;
+        }
+        remove_file(&l.source_file(video))?;
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        remote.forget(video);
+        let bucket = &remote.bucket;
+        bucket.delete(&marker_name(video)).await?;
+        let mut first_error = None;
+        for dir in video_dirs(video)
+            .into_iter()
+            .chain([format!("private/work/{video}")])
+        {
+            if let Err(e) = bucket.delete_dir(&dir).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = bucket.delete(&source_name(video)).await {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Remote {
+    /// Forgets what was pushed for `video` (its objects are gone or replaced).
+    fn forget(&self, video: &VideoId) {
+        let needle = format!("/{video}/");
+        self.pushed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| !name.contains(&needle));
+    }
+}
+
+/// The object name of `rel`, a path relative to the data directory: the published tree keeps
+/// its place (the edge pulls it), everything else lives under `private/`.
+pub fn object_name(rel: &str) -> String {
+    if rel.starts_with("hls/") {
+        rel.to_owned()
+    } else {
+        format!("private/{rel}")
+    }
+}
+
+fn source_name(video: &VideoId) -> String {
+    object_name(&format!("sources/{video}"))
+}
+
+fn marker_name(video: &VideoId) -> String {
+    format!("private/published/{video}.json")
+}
+
+/// The bucket directories of a video's published files.
+fn video_dirs(video: &VideoId) -> [String; 4] {
+    [
+        format!("hls/{video}"),
+        format!("private/keys/{video}"),
+        format!("private/thumbs/{video}"),
+        format!("private/subtitles/{video}"),
+    ]
+}
+
+fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_file(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

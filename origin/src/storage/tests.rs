@@ -1,0 +1,214 @@
+//! The media store on a bucket (object_store's in-memory store: the same trait as S3) and on
+//! the data directory.
+
+use std::sync::Arc;
+
+use shared::media::{Layout, VideoId};
+use shared::objects::object_store::memory::InMemory;
+use shared::objects::Objects;
+
+use super::tree::Phase;
+use super::*;
+
+fn store(dir: &std::path::Path) -> (MediaStore, Bucket) {
+    let layout = Layout::new(dir);
+    layout.ensure().expect("layout");
+    let objects = Objects::new(Arc::new(InMemory::new()), "prod/", "memory");
+    let media = MediaStore::bucket(layout, objects);
+    let bucket = media.remote().expect("bucket").clone();
+    (media, bucket)
+}
+
+fn write(root: &std::path::Path, rel: &str, bytes: &[u8]) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+async fn names(bucket: &Bucket, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = bucket
+        .list(dir)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_pushed_video_is_marked_published_only_when_final_and_keys_stay_private() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (media, bucket) = store(dir.path());
+    let video: VideoId = "v1".parse().expect("id");
+    let root = dir.path();
+    write(root, "hls/v1/master.m3u8", b"#EXTM3U\n");
+    write(root, "hls/v1/360p/index.m3u8", b"#EXTM3U\n");
+    write(root, "hls/v1/360p/segment_000.ts", &[7u8; 1000]);
+    write(root, "hls/v1/360p/segment_001.ts.part", b"being written");
+    write(root, "keys/v1/360p.key", &[1u8; 16]);
+    write(root, "thumbs/v1/poster.jpg", b"jpeg");
+
+    media
+        .push_video(&video, Phase::Growing)
+        .await
+        .expect("push");
+    assert!(
+        !media.is_published(&video).await.expect("marker"),
+        "growing: no marker"
+    );
+    assert_eq!(
+        names(&bucket, "hls/v1").await,
+        [
+            "hls/v1/360p/index.m3u8",
+            "hls/v1/360p/segment_000.ts",
+            "hls/v1/master.m3u8"
+        ],
+        "a file being written is never pushed"
+    );
+    assert_eq!(
+        names(&bucket, "private/keys").await,
+        ["private/keys/v1/360p.key"]
+    );
+    assert_eq!(
+        bucket.get("private/keys/v1/360p.key").await.expect("get"),
+        Some(vec![1u8; 16].into())
+    );
+
+    // A republish without segment_000 but with segment_005: the final push removes the stale
+    // object and writes the marker.
+    std::fs::remove_file(root.join("hls/v1/360p/segment_000.ts")).expect("rm");
+    write(root, "hls/v1/360p/segment_005.ts", &[9u8; 10]);
+    media.push_video(&video, Phase::Final).await.expect("final");
+    assert!(media.is_published(&video).await.expect("marker"));
+    assert_eq!(
+        names(&bucket, "hls/v1/360p").await,
+        ["hls/v1/360p/index.m3u8", "hls/v1/360p/segment_005.ts"]
+    );
+    assert_eq!(
+        media
+            .read("hls/v1/360p/segment_005.ts")
+            .await
+            .expect("read"),
+        Some(vec![9u8; 10].into())
+    );
+    assert_eq!(media.read("hls/v1/none.ts").await.expect("read"), None);
+
+    // A withdrawal takes the media and the marker, not the poster.
+    media.withdraw(&video).await.expect("withdraw");
+    assert!(!media.is_published(&video).await.expect("marker"));
+    assert!(names(&bucket, "hls/v1").await.is_empty());
+    assert!(names(&bucket, "private/keys/v1").await.is_empty());
+    assert_eq!(names(&bucket, "private/thumbs/v1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn pulling_brings_the_bucket_copy_back_and_removing_leaves_nothing() {
+    let a = tempfile::tempdir().expect("tmp");
+    let b = tempfile::tempdir().expect("tmp");
+    let (media, bucket) = store(a.path());
+    // A second machine sharing the bucket, not the disk.
+    let other = MediaStore::bucket(Layout::new(b.path()), bucket.objects().clone());
+    let video: VideoId = "v2".parse().expect("id");
+    write(a.path(), "hls/v2/master.m3u8", b"#EXTM3U\n");
+    write(a.path(), "hls/v2/360p/segment_000.ts", &[3u8; 100]);
+    write(a.path(), "keys/v2/360p.key", &[2u8; 16]);
+    write(a.path(), "sources/v2", &[5u8; 300]);
+    media.store_source(&video).await.expect("source");
+    assert!(!a.path().join("sources/v2").exists(), "local copy dropped");
+    media.push_video(&video, Phase::Final).await.expect("push");
+
+    other.pull_video(&video).await.expect("pull");
+    assert_eq!(
+        std::fs::read(b.path().join("keys/v2/360p.key")).expect("key"),
+        [2u8; 16]
+    );
+    assert!(b.path().join("hls/v2/360p/segment_000.ts").is_file());
+    let source = other
+        .fetch_source(&video)
+        .await
+        .expect("fetch")
+        .expect("some");
+    assert_eq!(std::fs::read(&source).expect("source"), [5u8; 300]);
+    assert!(other.has_source(&video).await.expect("has"));
+
+    other.remove_video(&video).await.expect("remove");
+    assert!(names(&bucket, "hls").await.is_empty(), "every object gone");
+    assert!(
+        names(&bucket, "private").await.is_empty(),
+        "every object gone"
+    );
+    assert!(!b.path().join("hls/v2").exists() && !source.exists());
+    assert!(!media.has_source(&video).await.expect("has"));
+}
+
+#[tokio::test]
+async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
+    let a = tempfile::tempdir().expect("tmp");
+    let b = tempfile::tempdir().expect("tmp");
+    let (media, bucket) = store(a.path());
+    let other = MediaStore::bucket(Layout::new(b.path()), bucket.objects().clone());
+    other.layout().ensure().expect("layout");
+    let video: VideoId = "v3".parse().expect("id");
+    let work = a.path().join("tmp/v3-0a1b2c");
+    write(&work, crate::transcode::resume::MANIFEST, b"{}");
+    write(&work, "hls/360p/segment_000.ts", &[1u8; 10]);
+    write(&work, "hls/360p/segment_001.ts", &[2u8; 10]);
+    write(&work, "hls/360p/segment_003.ts", &[4u8; 10]);
+    let rungs = vec!["360p".to_owned(), "720p".to_owned()];
+    let mut checkpoint = media
+        .checkpoint(&video, &work, &rungs)
+        .await
+        .expect("start")
+        .expect("a bucket checkpoints");
+    checkpoint.save().await.expect("save");
+    assert_eq!(checkpoint.saved("360p"), 2, "consecutive segments only");
+    assert_eq!(checkpoint.saved("720p"), 0);
+
+    assert_eq!(other.restore_attempts(&video).await.expect("restore"), 1);
+    let restored = b.path().join("tmp/v3-0a1b2c");
+    assert!(restored.join("hls/360p/segment_001.ts").is_file());
+    assert!(restored.join(crate::transcode::resume::MANIFEST).is_file());
+    assert!(!restored.join("hls/360p/segment_003.ts").exists());
+
+    // Withdrawn: a later machine does not resume from it.
+    checkpoint.withdraw().await.expect("withdraw");
+    let c = tempfile::tempdir().expect("tmp");
+    let third = MediaStore::bucket(Layout::new(c.path()), bucket.objects().clone());
+    assert_eq!(third.restore_attempts(&video).await.expect("restore"), 0);
+    media.drop_attempts(&video).await.expect("drop");
+    assert!(names(&bucket, "private/work").await.is_empty());
+
+    // 20 MiB: a multipart upload, confirmed by size.
+    let big = a.path().join("big");
+    std::fs::write(&big, vec![6u8; 20 << 20]).expect("write");
+    bucket
+        .put_file("private/big", &big)
+        .await
+        .expect("multipart");
+    assert_eq!(
+        bucket.list("private").await.expect("list"),
+        [("private/big".to_owned(), 20 << 20)]
+    );
+}
+
+#[tokio::test]
+async fn the_data_directory_is_its_own_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let layout = Layout::new(dir.path());
+    layout.ensure().expect("layout");
+    let media = MediaStore::local(layout);
+    let video: VideoId = "v4".parse().expect("id");
+    write(dir.path(), "hls/v4/master.m3u8", b"#EXTM3U\n");
+    write(dir.path(), "sources/v4", b"source");
+    media.push_video(&video, Phase::Final).await.expect("no-op");
+    assert!(media.is_published(&video).await.expect("published"));
+    assert_eq!(
+        media.fetch_source(&video).await.expect("fetch"),
+        Some(dir.path().join("sources/v4"))
+    );
+    media.remove_video(&video).await.expect("remove");
+    assert!(!media.is_published(&video).await.expect("published"));
+    assert!(!media.has_source(&video).await.expect("source"));
+}
