@@ -159,12 +159,13 @@ build_edge() {
 }
 
 # make_content: the content tree plus signed URL lists in $WORK/lists:
-# hot.urls, large.urls, distinct.urls (valid) and forbidden.urls (tampered signature).
+# hot.urls, large.urls, 4mb.urls, 9mb.urls, distinct.urls (valid) and forbidden.urls
+# (tampered signature).
 make_content() {
     "$BENCH_BIN" content --root "$WORK/root" --lists "$WORK/lists" --prefix "$PREFIX"
     # A day is far longer than any run; a link expiring mid-run would turn 200s into 410s.
     local expires=$(( $(date +%s) + 86400 )) name
-    for name in hot large distinct; do
+    for name in hot large 4mb 9mb distinct; do
         HLS_SIGNING_SECRET=$SECRET "$BENCH_BIN" sign --expires "$expires" \
             <"$WORK/lists/$name.uris" >"$WORK/lists/$name.urls"
     done
@@ -174,12 +175,44 @@ make_content() {
     log "content: $(du -sh "$WORK/root" | cut -f1) in $WORK/root, $(wc -l <"$WORK/lists/distinct.urls") distinct segments"
 }
 
+# TLS=1: both servers listen with TLS only (HTTP/1.1 and HTTP/2 by ALPN) on the same
+# self-signed P-256 certificate; clients skip verification (curl -k; wrk and h2load never
+# verify).
+TLS=${TLS:-0}
+CURL_TLS=()
+SCHEME=http
+
+# make_cert: a self-signed P-256 certificate for localhost in $WORK/tls (both servers use it).
+make_cert() {
+    mkdir -p "$WORK/tls"
+    timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>"$WORK/tls/openssl.log" ||
+        die "openssl could not make a certificate: $(tail -3 "$WORK/tls/openssl.log")"
+}
+
+# setup_tls: with TLS=1, a certificate and clients that speak TLS to the servers.
+setup_tls() {
+    if [[ $TLS == 1 ]]; then
+        make_cert
+        CURL_TLS=(-k)
+        SCHEME=https
+    fi
+}
+
 # start_nginx: the location block is the one of the compatibility spec
 # (docs/nginx-secure-link.md), only `alias` points at our tree and the secret is $SECRET.
+# With TLS=1 the listener is `ssl http2` (nginx 1.22's syntax, still accepted later) with
+# nginx's default protocols and ciphers.
 start_nginx() {
     [[ $SECRET =~ ^[A-Za-z0-9._-]+$ ]] || die "SECRET must match [A-Za-z0-9._-]+ (it is pasted into nginx.conf)"
-    local port user_line="" dir=$WORK/nginx
+    local port user_line="" dir=$WORK/nginx listen_extra=""
     port=$(free_port)
+    if [[ $TLS == 1 ]]; then
+        listen_extra=" ssl http2;
+        ssl_certificate $WORK/tls/cert.pem;
+        ssl_certificate_key $WORK/tls/key.pem"
+    fi
     # Debian's nginx drops workers to www-data; mktemp dirs are 0700 root, so stay root.
     if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi
     cat >"$dir/nginx.conf" <<EOF
@@ -202,7 +235,7 @@ http {
     uwsgi_temp_path $dir/temp/uwsgi;
     scgi_temp_path $dir/temp/scgi;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port$listen_extra;
         location /hls/ {
             secure_link \$arg_md5,\$arg_expires;
             secure_link_md5 "\$secure_link_expires\${uri}$SECRET";
@@ -222,7 +255,7 @@ EOF
         >"$dir/logs/stdout.log" 2>&1 &
     NGINX_PID=$!
     STARTED_PIDS+=("$NGINX_PID")
-    NGINX_URL=http://127.0.0.1:$port
+    NGINX_URL=$SCHEME://127.0.0.1:$port
     wait_http "$NGINX_URL/" 404 "$NGINX_PID" "$dir/logs/error.log"
     log "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') pid $NGINX_PID on $NGINX_URL ($WORKERS worker(s))"
 }
@@ -239,12 +272,18 @@ listener_addr() {
 # start_edge [CONFIG_FILE]: binds port 0 and reads the chosen address from its log. It serves
 # EDGE_ROOT when set (an origin's <data>/hls), else the generated content tree.
 start_edge() {
-    local config_args=() log_file=$WORK/edge.log addr=""
+    local config_args=() log_file=$WORK/edge.log addr="" listener=public listen_args
     if [[ -n ${1:-} ]]; then config_args=(--config "$1"); fi
+    listen_args=(--listen 127.0.0.1:0)
+    if [[ $TLS == 1 ]]; then
+        listener=tls
+        listen_args+=(--tls-listen 127.0.0.1:0 --tls-cert "$WORK/tls/cert.pem"
+            --tls-key "$WORK/tls/key.pem")
+    fi
     [[ -x $EDGE_BIN ]] || die "$EDGE_BIN not found"
     # NO_COLOR: tracing's ANSI colours would split `addr=` from its value in the log.
     HLS_SIGNING_SECRET=$SECRET NO_COLOR=1 RUST_LOG=$EDGE_LOG "${SERVER_PIN[@]}" "$EDGE_BIN" \
-        --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --root "${EDGE_ROOT:-$WORK/root}" --prefix "$PREFIX" \
+        "${listen_args[@]}" --admin-listen 127.0.0.1:0 --root "${EDGE_ROOT:-$WORK/root}" --prefix "$PREFIX" \
         --workers "$WORKERS" --log-format text "${config_args[@]}" \
         >"$WORK/edge.stdout" 2>"$log_file" &
     EDGE_PID=$!
@@ -252,12 +291,12 @@ start_edge() {
     for _ in $(seq 150); do
         kill -0 "$EDGE_PID" 2>/dev/null ||
             die "edge exited during start-up; log tail:"$'\n'"$(tail -20 "$log_file")"
-        addr=$(listener_addr "$log_file" public)
+        addr=$(listener_addr "$log_file" "$listener")
         [[ -n $addr ]] && break
         sleep 0.1
     done
-    [[ -n $addr ]] || die "edge did not log its public listener within 15 s; log tail:"$'\n'"$(tail -20 "$log_file")"
-    EDGE_URL=http://$addr
+    [[ -n $addr ]] || die "edge did not log its $listener listener within 15 s; log tail:"$'\n'"$(tail -20 "$log_file")"
+    EDGE_URL=$SCHEME://$addr
     # The admin listener (metrics) is optional for the benchmarks: empty if not logged.
     EDGE_ADMIN_URL=$(listener_addr "$log_file" admin)
     EDGE_ADMIN_URL=${EDGE_ADMIN_URL:+http://$EDGE_ADMIN_URL}
@@ -270,7 +309,7 @@ wait_http() {
     local url=$1 want=$2 pid=$3 log_file=$4 code
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || die "server $pid died; log tail:"$'\n'"$(tail -20 "$log_file")"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        code=$(curl -s "${CURL_TLS[@]}" -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
         if [[ $code == "$want" ]]; then return 0; fi
         sleep 0.1
     done
@@ -282,7 +321,7 @@ wait_http() {
 check_urls() {
     local base=$1 list=$2 want=$3 size=${4:-} cfg=$WORK/curl.cfg out bad
     sed -e "s|^|url = \"$base|" -e 's|$|"\noutput = "/dev/null"|' "$list" >"$cfg"
-    out=$(timeout 120 curl -s --max-time 10 -w '%{http_code} %{size_download}\n' -K "$cfg") ||
+    out=$(timeout 120 curl -s "${CURL_TLS[@]}" --max-time 10 -w '%{http_code} %{size_download}\n' -K "$cfg") ||
         die "curl failed checking $list against $base"
     bad=$(awk -v want="$want" -v size="$size" \
         '$1 != want || (size != "" && $2 != size)' <<<"$out" | sort | uniq -c)

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Parse `wrk --latency` output and summarise benchmark rounds.
+"""Parse `wrk --latency` and `h2load` output and summarise benchmark rounds.
 
-    wrk_report.py line FILE                    one-line summary of one wrk run (progress)
+    wrk_report.py line FILE                    one-line summary of one run (progress)
     wrk_report.py table RUNS_TSV OUT_DIR [key=value...]
-        RUNS_TSV rows: scenario, server, round, expect (ok|rejected), raw wrk output file.
+        RUNS_TSV rows: scenario, server, round, expect (ok|rejected), raw output file (wrk's,
+        or h2load's with its per-request `--log-file` next to it as FILE.log).
         FILE.cpu next to each wrk output holds the CPU seconds used during the run by the
         server, by wrk and by the whole machine (written by edge-vs-nginx.sh).
         Writes OUT_DIR/results.json (every run, parsed, plus the key=value metadata) and
@@ -82,6 +83,64 @@ def parse_wrk(text):
     return result
 
 
+def parse_h2load(text, log_path):
+    """The numbers of one h2load run, in parse_wrk's shape. h2load prints no percentiles: they
+    come from its per-request log (start time, status, duration in microseconds)."""
+    result = {
+        "requests": None,
+        "duration_s": None,
+        "bytes_read": None,
+        "requests_per_s": None,
+        "bytes_per_s": None,
+        "latency_ms": {},
+        "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+        "non_2xx_3xx": 0,
+    }
+    for line in text.splitlines():
+        line = line.strip()
+        if m := re.fullmatch(r"finished in ([\d.]+)(\w+), ([\d.]+) req/s, (\S+)/s", line):
+            result["duration_s"] = to_ms(m.group(1) + m.group(2)) / 1e3
+            result["requests_per_s"] = float(m.group(3))
+            result["bytes_per_s"] = to_bytes(m.group(4).replace("i", ""))
+        elif m := re.fullmatch(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, "
+                                r"(\d+) failed, (\d+) errored, (\d+) timeout", line):
+            result["requests"] = int(m.group(1))
+            # "failed" counts 4xx/5xx answers too (the 403 scenario's whole point); "errored"
+            # are reset streams and broken connections: reported as read errors.
+            result["socket_errors"]["read"] = int(m.group(3))
+            result["socket_errors"]["timeout"] = int(m.group(4))
+        elif m := re.fullmatch(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", line):
+            result["non_2xx_3xx"] = int(m.group(3)) + int(m.group(4))
+        elif m := re.fullmatch(r"traffic: \S+ \((\d+)\) total.*", line):
+            result["bytes_read"] = float(m.group(1))
+    durations = []
+    try:
+        for row in Path(log_path).read_text().splitlines():
+            fields = row.split("\t")
+            if len(fields) == 3:
+                durations.append(int(fields[2]) / 1e3)
+    except OSError:
+        pass
+    if durations:
+        durations.sort()
+        for p in (50, 75, 90, 99):
+            result["latency_ms"][f"p{p}"] = durations[min(len(durations) - 1, len(durations) * p // 100)]
+        result["latency_ms"]["avg"] = sum(durations) / len(durations)
+        result["latency_ms"]["max"] = durations[-1]
+    missing = [k for k in ("requests", "requests_per_s") if result[k] is None]
+    if missing or "p99" not in result["latency_ms"]:
+        raise ValueError(f"incomplete h2load output (missing {missing or 'the per-request log'})")
+    return result
+
+
+def parse_run(path):
+    """One run's numbers, from wrk's or h2load's output."""
+    text = Path(path).read_text()
+    if re.search(r"^finished in ", text, re.M):
+        return parse_h2load(text, str(path) + ".log")
+    return parse_wrk(text)
+
+
 def problems(run, expect):
     """Human-readable anomalies: socket errors, or statuses other than the scenario expects."""
     found = [f"{n} {kind} errors" for kind, n in run["socket_errors"].items() if n]
@@ -128,13 +187,13 @@ def add_cpu(run, cpu_file):
 
 
 def cmd_line(path):
-    run = parse_wrk(Path(path).read_text())
+    run = parse_run(path)
     cpu_file = Path(path + ".cpu")
     cpu = ""
     if cpu_file.exists():
         add_cpu(run, cpu_file)
         cpu = (f", CPU server {run['server_busy_cores']:.0%} ({fmt_us(run['server_cpu_us_per_request'])}/req)"
-               f" wrk {run['client_busy_cores']:.0%} other {run['other_busy_cores']:.0%}")
+               f" client {run['client_busy_cores']:.0%} other {run['other_busy_cores']:.0%}")
     extra = problems(run, "any")
     mib_s = (run["bytes_per_s"] or 0) / (1 << 20)
     print(
@@ -154,7 +213,7 @@ def cmd_table(runs_tsv, out_dir, meta_args):
         entry = {"scenario": scenario, "server": server, "round": int(rnd), "expect": expect,
                  "raw_file": Path(raw).name}
         try:
-            entry.update(parse_wrk(Path(raw).read_text()))
+            entry.update(parse_run(raw))
             add_cpu(entry, Path(raw + ".cpu"))
             entry["problems"] = problems(entry, expect)
         except (OSError, ValueError) as err:
@@ -205,7 +264,7 @@ def cmd_table(runs_tsv, out_dir, meta_args):
     # req/s says little, and CPU per request is the fairer comparison. "other max" is the
     # worst run's load from other processes: above ~10% that scenario's numbers are suspect.
     cpu = render(
-        ["scenario", "nginx CPU busy", "edge CPU busy", "wrk busy (n/e)", "other max (n/e)",
+        ["scenario", "nginx CPU busy", "edge CPU busy", "client busy (n/e)", "other max (n/e)",
          "nginx CPU/req", "edge CPU/req", "edge/nginx"],
         [[
             row["scenario"],

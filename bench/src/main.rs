@@ -40,7 +40,7 @@ struct ContentArgs {
     /// Directory the servers serve (nginx `alias`, edge `--root`).
     #[arg(long)]
     root: PathBuf,
-    /// Where to write `hot.uris`, `large.uris` and `distinct.uris`.
+    /// Where to write `hot.uris`, `large.uris`, `4mb.uris`, `9mb.uris` and `distinct.uris`.
     #[arg(long)]
     lists: PathBuf,
     /// URL prefix mapped onto `--root`.
@@ -53,6 +53,12 @@ struct ContentArgs {
     /// Size of the large segment: above the cache's per-object limit, so it goes by sendfile.
     #[arg(long, default_value_t = 2_200_000)]
     large_bytes: usize,
+    /// Size of the `4mb` segment: 6 s of 1080p at 5 Mb/s is 3.75 MB.
+    #[arg(long, default_value_t = 4_000_000)]
+    mb4_bytes: usize,
+    /// Size of the `9mb` segment: a 6 s 4K segment.
+    #[arg(long, default_value_t = 9_000_000)]
+    mb9_bytes: usize,
     /// Number of distinct segments, cycled through to defeat any single-object fast path.
     #[arg(long, default_value_t = 200)]
     distinct: usize,
@@ -94,6 +100,8 @@ fn content(args: &ContentArgs) -> Result<()> {
 
     let hot = ["hot/720p/segment_000.ts".to_owned()];
     let large = ["large/1080p/segment_000.ts".to_owned()];
+    let mb4 = ["4mb/1080p/segment_000.ts".to_owned()];
+    let mb9 = ["9mb/2160p/segment_000.ts".to_owned()];
     let distinct: Vec<String> = (0..args.distinct)
         .map(|i| format!("distinct/480p/segment_{i:03}.ts"))
         .collect();
@@ -101,6 +109,8 @@ fn content(args: &ContentArgs) -> Result<()> {
     for (list, rel_paths, size) in [
         ("hot.uris", &hot[..], args.hot_bytes),
         ("large.uris", &large[..], args.large_bytes),
+        ("4mb.uris", &mb4[..], args.mb4_bytes),
+        ("9mb.uris", &mb9[..], args.mb9_bytes),
         ("distinct.uris", &distinct[..], args.distinct_bytes),
     ] {
         let mut uris = String::new();

@@ -94,6 +94,31 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key; re-read on SIGHUP.
     pub key: PathBuf,
+    /// Kernel TLS after the handshake where the kernel offers it: `auto` (default) or `off`.
+    pub ktls: KtlsMode,
+}
+
+/// Whether the edge may hand a connection's records to the kernel (kTLS) after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KtlsMode {
+    /// Use kTLS when the kernel has it and the negotiated cipher suite is one it implements;
+    /// userspace TLS otherwise.
+    #[default]
+    Auto,
+    /// Always userspace TLS (rustls).
+    Off,
+}
+
+impl std::str::FromStr for KtlsMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            _ => Err(()),
+        }
+    }
 }
 
 /// The admin listener: metrics, health, purge.
@@ -284,6 +309,7 @@ pub struct TlsSettings {
     pub listen: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub ktls: KtlsMode,
 }
 
 impl EdgeConfig {

@@ -9,7 +9,7 @@
 //! - [`server`]: listeners, accept loops, drain; [`server::http1`] (the HTTP/1.1 fast path,
 //!   plain and TLS: sendfile, or encrypted chunks), [`server::https`] (TLS handshake, ALPN),
 //!   [`server::h2`] (HTTP/2 through hyper, with per-connection limits), [`server::tls`]
-//!   (rustls, SIGHUP reload).
+//!   (rustls, SIGHUP reload), [`server::ktls`] (kernel TLS: probe, decisions, key layout).
 //! - [`request`]: the protocol-independent request head.
 //! - [`service`]: the ordered checks that decide a response.
 //! - [`target`]: request target -> nginx `$uri` / `$args`.
@@ -22,7 +22,7 @@
 //!   [`cache_control`] (lifetimes within the link's).
 //! - [`refusal`]: every early answer (400 to 505): status, message, whether it closes.
 //! - [`reply`]: the decided response and its HTTP/1.1 head.
-//! - [`sys`]: the only `unsafe`: sendfile, openat2.
+//! - [`sys`]: the only `unsafe`: sendfile, openat2, preadv2, the kTLS probe.
 //! - [`admin`] (metrics, health, purge) and [`metrics`].
 //! - [`config`]: file, environment and flags, validated once.
 
@@ -51,6 +51,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use config::KtlsMode;
 use server::tls::ReloadableCert;
 use service::Edge;
 use shared::shutdown;
@@ -86,6 +87,15 @@ pub async fn serve(
         ));
     }
     if let Some((listener, cert)) = listeners.tls {
+        let mode = edge
+            .settings
+            .tls
+            .as_ref()
+            .map_or(KtlsMode::Auto, |t| t.ktls);
+        let ktls = server::ktls::Ktls::start(mode);
+        edge.metrics
+            .ktls_available
+            .set(i64::from(ktls.kernel_available()));
         match cert.acceptor() {
             Ok(acceptor) => {
                 let edge = edge.clone();
@@ -101,6 +111,7 @@ pub async fn serve(
                             stream,
                             peer,
                             acceptor.clone(),
+                            ktls,
                             edge.clone(),
                             switch2.clone(),
                         )

@@ -2,6 +2,7 @@
 //! and every labelled series is resolved once at start so the request path only touches
 //! atomics.
 
+use crate::server::ktls::{Fallback, Path};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -43,6 +44,16 @@ pub enum SendPath {
     Upstream,
 }
 
+/// `edge_tls_connections_total` series: the kernel (kTLS), then userspace by reason, in the
+/// order of [`Fallback`]'s labels.
+const TLS_PATHS: [(&str, &str); 5] = [
+    ("ktls", "kernel"),
+    ("userspace", "off"),
+    ("userspace", "no_kernel_tls"),
+    ("userspace", "cipher"),
+    ("userspace", "handoff_disabled"),
+];
+
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const REASONS: [&str; 4] = ["bad_hash", "expired", "missing", "malformed"];
 const UPSTREAM_OUTCOMES: [&str; 4] = ["ok", "not_found", "error", "timeout"];
@@ -55,6 +66,9 @@ pub struct Metrics {
     bytes: [IntCounter; 4],
     signature_failures: [IntCounter; 4],
     upstream_requests: [IntCounter; 4],
+    tls_connections: [IntCounter; 5],
+    /// 1 when the kernel offered kTLS at start (see `server::ktls`), else 0.
+    pub ktls_available: IntGauge,
     /// Body bytes received from the upstream by completed fills.
     pub upstream_bytes: IntCounter,
     /// Time from a miss to its fill being verified and in the disk cache.
@@ -202,6 +216,22 @@ impl Metrics {
         }
         registry.register(Box::new(disk_cache_bytes.clone()))?;
 
+        let tls_connections = IntCounterVec::new(
+            Opts::new(
+                "edge_tls_connections_total",
+                "TLS connections after the handshake, by who encrypts their records (ktls: the \
+                 kernel, userspace: rustls) and why not the kernel",
+            ),
+            &["path", "reason"],
+        )?;
+        let ktls_available = IntGauge::new(
+            "edge_ktls_available",
+            "1 when the kernel offered kTLS (TCP_ULP tls) at start",
+        )?;
+        registry.register(Box::new(tls_connections.clone()))?;
+        registry.register(Box::new(ktls_available.clone()))?;
+        let tls_connections = TLS_PATHS.map(|(p, r)| tls_connections.with_label_values(&[p, r]));
+
         let requests =
             Route::ALL.map(|r| STATUS_CLASSES.map(|c| requests.with_label_values(&[r.label(), c])));
         let durations = Route::ALL.map(|r| durations.with_label_values(&[r.label()]));
@@ -217,6 +247,8 @@ impl Metrics {
             bytes,
             signature_failures,
             upstream_requests,
+            tls_connections,
+            ktls_available,
             upstream_bytes,
             upstream_fill_seconds,
             upstream_coalesced,
@@ -246,6 +278,18 @@ impl Metrics {
     /// Counts body bytes sent.
     pub fn sent(&self, path: SendPath, n: u64) {
         self.bytes[path as usize].inc_by(n);
+    }
+
+    /// Counts a TLS connection by the path its records take after the handshake.
+    pub fn tls_connection(&self, path: Path) {
+        let i = match path {
+            Path::Kernel(_) => 0,
+            Path::Userspace(Fallback::Off) => 1,
+            Path::Userspace(Fallback::NoKernel) => 2,
+            Path::Userspace(Fallback::Cipher) => 3,
+            Path::Userspace(Fallback::Handoff) => 4,
+        };
+        self.tls_connections[i].inc();
     }
 
     /// Counts a refused signature by its reason label.
@@ -287,5 +331,10 @@ mod tests {
         assert!(text.contains(r#"edge_bytes_sent_total{path="sendfile"} 10"#));
         assert!(text.contains(r#"edge_signature_failures_total{reason="expired"} 1"#));
         assert!(text.contains("edge_open_connections 0"));
+        m.tls_connection(Path::Userspace(Fallback::NoKernel));
+        let text = String::from_utf8(m.render()).expect("utf8");
+        assert!(text
+            .contains(r#"edge_tls_connections_total{path="userspace",reason="no_kernel_tls"} 1"#));
+        assert!(text.contains(r#"edge_tls_connections_total{path="ktls",reason="kernel"} 0"#));
     }
 }

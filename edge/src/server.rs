@@ -11,6 +11,7 @@ pub mod file_read;
 pub mod h2;
 pub mod http1;
 pub mod https;
+pub mod ktls;
 pub mod linger;
 pub mod request_line;
 pub mod tls;

@@ -5,7 +5,9 @@
 //! - `openat2(2)` with `RESOLVE_BENEATH`, so the kernel itself refuses any path (`..`, an
 //!   absolute or escaping symlink) that leads out of the content root.
 //! - `preadv2(2)` with `RWF_NOWAIT`, so TLS bodies are read on the runtime thread only when
-//!   the page cache already holds them.
+//!   the page cache already holds them; reads land in a buffer's spare capacity, so buffers
+//!   are never zeroed first.
+//! - `setsockopt(TCP_ULP, "tls")` on a fresh socket: whether the kernel has kTLS.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -28,23 +30,71 @@ pub fn sendfile(out: RawFd, file: &File, offset: &mut u64, count: usize) -> io::
     Ok(n as usize)
 }
 
-/// `preadv2(2)` with `RWF_NOWAIT`: reads what the page cache already holds of `file` at
-/// `offset` without ever waiting for the disk (`WouldBlock` when none of it is cached). Lets a
-/// runtime thread copy a hot segment itself and hand only cold reads to the blocking pool.
-pub fn pread_nowait(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+/// `preadv2(2)` of up to `want` bytes of `file` at `offset`, appended to `buf` in its spare
+/// capacity (reserved as needed), so the buffer is never zeroed first. Returns the number of
+/// bytes appended. With `nowait` (`RWF_NOWAIT`) it reads only what the page cache already holds,
+/// never waiting for the disk (`WouldBlock` when none of it is cached): a runtime thread copies
+/// a hot segment itself and hands only cold reads to the blocking pool.
+pub fn pread_append(
+    file: &File,
+    buf: &mut Vec<u8>,
+    want: usize,
+    offset: u64,
+    nowait: bool,
+) -> io::Result<usize> {
     let off = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    buf.reserve(want);
+    let spare = &mut buf.spare_capacity_mut()[..want];
     let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
     };
-    // SAFETY: `iov` describes `buf`, valid for writes of its length for the whole call; the
-    // descriptor is open for as long as `file` is borrowed.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+    // SAFETY: `iov` describes `want` bytes of `buf`'s spare capacity, valid for writes for the
+    // whole call; the descriptor is open for as long as `file` is borrowed. Plain pread when
+    // waiting is fine: it works on kernels and filesystems without preadv2 flags.
+    let n = unsafe {
+        if nowait {
+            libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT)
+        } else {
+            libc::pread(file.as_raw_fd(), iov.iov_base, iov.iov_len, off)
+        }
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(n as usize)
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n <= want` spare bytes.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// Asks for the `tls` TCP upper-layer protocol on a new, unconnected TCP socket, which is
+/// closed again. The kernel looks the ULP up (loading its module if it can) before it checks
+/// the socket, so the answer is `ENOTCONN` when kTLS exists and `ENOENT` when it does not.
+pub fn probe_tls_ulp() -> io::Result<()> {
+    // SAFETY: socket(2) takes no pointers; the descriptor is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let name = b"tls";
+    // SAFETY: `name` is valid for reads of its length for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_ULP,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `send(2)` with `MSG_MORE`: the response head waits in the kernel for the file bytes that

@@ -55,6 +55,13 @@ impl EdgeConfig {
             &mut self.cache.max_object_bytes,
             &mut problems,
         );
+        parse(
+            env,
+            "EDGE_TLS_KTLS",
+            "auto or off",
+            &mut self.tls.ktls,
+            &mut problems,
+        );
         if let Some(v) = env.get("EDGE_ALLOW_WEAK_SECRET") {
             match parse_bool(&v) {
                 Some(b) => self.signing.allow_weak_secret = b,

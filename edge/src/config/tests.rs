@@ -274,3 +274,22 @@ fn an_http_upstream_needs_a_base_url_and_no_bucket() {
         "typos fail"
     );
 }
+
+#[test]
+fn ktls_is_auto_unless_turned_off() {
+    assert_eq!(EdgeConfig::default().tls.ktls, KtlsMode::Auto);
+    let c = EdgeConfig::from_toml("[tls]\nktls = \"off\"\n").expect("parse");
+    assert_eq!(c.tls.ktls, KtlsMode::Off);
+    assert!(EdgeConfig::from_toml("[tls]\nktls = \"on\"\n").is_err());
+
+    let mut c = valid();
+    c.apply_env(&HashMap::from([("EDGE_TLS_KTLS", "off")]));
+    assert_eq!(c.tls.ktls, KtlsMode::Off);
+    let mut c = valid();
+    c.apply_env(&HashMap::from([("EDGE_TLS_KTLS", "sometimes")]));
+    let err = problems(&c);
+    assert!(
+        err.iter().any(|e| e.starts_with("EDGE_TLS_KTLS")),
+        "{err:#?}"
+    );
+}

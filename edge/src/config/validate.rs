@@ -36,6 +36,7 @@ impl EdgeConfig {
             listen,
             cert: self.tls.cert.clone(),
             key: self.tls.key.clone(),
+            ktls: self.tls.ktls,
         });
         if let Some(t) = &tls {
             for (field, path) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {

@@ -82,25 +82,24 @@ impl Transport for TlsStream<TcpStream> {
     ) -> io::Result<()> {
         // One buffer for the whole body; the head rides in front of the first chunk so both
         // leave in the same records.
-        let mut buf = vec![0u8; TLS_CHUNK.max(head.len() + 1)];
-        buf[..head.len()].copy_from_slice(head);
-        let mut filled = head.len();
+        let mut buf = Vec::with_capacity(TLS_CHUNK.max(head.len() + 1));
+        buf.extend_from_slice(head);
         let mut remaining = len;
         loop {
             let want = usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
-                .min(buf.len() - filled);
-            let (back, read) = file_read::read_at(file, buf, filled..filled + want, offset).await;
+                .min(buf.capacity() - buf.len());
+            let (back, read) = file_read::read_at(file, buf, want, offset).await;
             buf = back;
             let n = read?;
             if n == 0 && want > 0 {
                 return Err(truncated());
             }
-            write_all(self, &buf[..filled + n], limit).await?;
+            write_all(self, &buf, limit).await?;
             metrics.sent(SendPath::Buffered, n as u64);
             offset += n as u64;
             remaining -= n as u64;
-            filled = 0;
+            buf.clear();
             if remaining == 0 {
                 return flush(self, limit).await;
             }

@@ -278,12 +278,10 @@ async fn next_chunk(
             return Err(failed(e));
         }
     }
-    let (mut buf, read) = file_read::read_at(&head.file, vec![0; n], 0..n, offset).await;
-    let got = read?;
-    if got == 0 {
+    let (buf, read) = file_read::read_at(&head.file, Vec::with_capacity(n), n, offset).await;
+    if read? == 0 {
         return Err(io::Error::other("fill file shorter than written"));
     }
-    buf.truncate(got);
     Ok(Bytes::from(buf))
 }
 

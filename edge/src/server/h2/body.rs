@@ -210,16 +210,14 @@ async fn read_chunk(
         .acquire_many_owned(permits)
         .await
         .map_err(io::Error::other)?;
-    let (mut buf, read) = file_read::read_at(&file, vec![0; len], 0..len, offset).await;
-    let n = read?;
-    if n == 0 {
+    let (buf, read) = file_read::read_at(&file, Vec::with_capacity(len), len, offset).await;
+    if read? == 0 {
         // The file shrank under us: the announced length cannot be met.
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "file truncated while sending",
         ));
     }
-    buf.truncate(n);
     Ok(Bytes::from_owner(Budgeted {
         buf,
         _permit: permit,
