@@ -51,6 +51,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub store: Arc<Store>,
     pub layout: Layout,
+    /// Where published media, keys, thumbnails and uploads are read and removed.
+    pub media: crate::storage::MediaStore,
     pub pipeline: Pipeline,
     /// In-process workers, when this process runs any (cancel on delete).
     pub pool: Option<Arc<WorkerPool<Store>>>,

@@ -264,8 +264,11 @@ pub struct EdgeAdminConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MigrationConfig {
-    /// Directory of MP4/MOV/MKV files to import; empty disables migration.
+    /// Directory of MP4/MOV/MKV files to import; empty: none.
     pub import_dir: PathBuf,
+    /// Directory of the storage bucket (under `[storage] prefix`) whose MP4/MOV/MKV objects
+    /// are imported (`backend = "s3"` only); empty: none. The objects are copied, not moved.
+    pub import_prefix: String,
     /// Owner (user id) of imported videos. Default `admin`.
     pub owner: String,
     /// Queue processing at import time (`true`) or on first play (`false`). Default true.
@@ -276,6 +279,7 @@ impl Default for MigrationConfig {
     fn default() -> Self {
         Self {
             import_dir: PathBuf::new(),
+            import_prefix: String::new(),
             owner: "admin".into(),
             process_now: true,
         }

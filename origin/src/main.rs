@@ -5,6 +5,7 @@
 //! - `origin worker`: workers only, no HTTP, on the same data directory and job store.
 //! - `origin token --user alice [--admin] [--ttl 1h]`: a development/operations JWT.
 //! - `origin transcode FILE`: the pipeline once, on one file (operations, benchmarks).
+//! - `origin check`: the configuration, the data directory, the job store and the bucket.
 
 use std::path::PathBuf;
 
@@ -74,6 +75,9 @@ enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Check the configuration and try the data directory, the job store and the media
+    /// bucket; say exactly what fails (exit status 1).
+    Check,
     /// Transcode one file into <data>/hls/<id> and print the result as JSON.
     Transcode {
         file: PathBuf,
@@ -129,6 +133,13 @@ async fn main() -> anyhow::Result<()> {
             let settings = config.worker(admin_listen.as_deref())?;
             let concurrency = concurrency.unwrap_or(config.transcode.workers);
             roles::worker::run(settings, concurrency).await?;
+        }
+        Command::Check => {
+            let report = roles::check(&config.worker(None)?).await;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            anyhow::ensure!(report.ok, "origin check failed");
         }
         Command::Token { user, admin, ttl } => {
             let secret = config.auth.jwt_secret.expose();

@@ -1,6 +1,7 @@
-//! Importing a directory of existing MP4/MOV/MKV files (seed 001's migration): each file is
-//! registered as a video of the configured owner and queued, in the background, without
-//! blocking the API. Files already imported (same name recorded in the marker) are skipped.
+//! Importing existing MP4/MOV/MKV files (seed 001's migration), from a directory or from a
+//! prefix of the storage bucket: each file is registered as a video of the configured owner and
+//! queued, in the background, without blocking the API. Files already imported (same name, so
+//! the same id) are skipped.
 //!
 //! Each file passes the same checks as an upload (container allow-list, media limits) before
 //! it is copied: a playlist or concat file renamed `.mp4` is refused and listed in the status.
@@ -41,9 +42,18 @@ enum ImportError {
     Failed(String),
 }
 
+/// Where files to import are.
+enum Candidate {
+    File(PathBuf),
+    /// An object name in the storage bucket.
+    Object(String),
+}
+
 /// The migration runner.
 pub struct Migration {
     import_dir: Option<PathBuf>,
+    /// A directory of the storage bucket (relative to its prefix).
+    import_prefix: Option<String>,
     owner: String,
     process_now: bool,
     status: Mutex<MigrationStatus>,
@@ -55,14 +65,22 @@ impl Migration {
     pub fn new(import_dir: &Path, owner: &str, process_now: bool) -> Self {
         Self {
             import_dir: (!import_dir.as_os_str().is_empty()).then(|| import_dir.to_owned()),
+            import_prefix: None,
             owner: owner.to_owned(),
             process_now,
             status: Mutex::new(MigrationStatus::default()),
         }
     }
 
+    /// Also imports the objects under `prefix` of the storage bucket (empty: none).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        let p = prefix.trim_matches('/');
+        self.import_prefix = (!p.is_empty()).then(|| p.to_owned());
+        self
+    }
+
     pub fn enabled(&self) -> bool {
-        self.import_dir.is_some()
+        self.import_dir.is_some() || self.import_prefix.is_some()
     }
 
     pub fn status(&self) -> MigrationStatus {
@@ -89,28 +107,44 @@ impl Migration {
         true
     }
 
-    /// Imports every new file of the directory. Call after [`Self::begin`] returned true.
+    /// Imports every new file of the directory and the bucket prefix. Call after
+    /// [`Self::begin`] returned true.
     pub async fn run<S: JobStore>(&self, store: &S, layout: &Layout, pipeline: &Pipeline) {
-        let Some(dir) = &self.import_dir else {
-            self.update(|s| s.is_running = false);
-            return;
-        };
-        let files = match candidates(dir) {
-            Ok(f) => f,
-            Err(e) => {
-                self.update(|s| {
-                    s.errors.push(format!("{}: {e}", dir.display()));
-                    s.is_running = false;
-                });
-                return;
+        let mut files = Vec::new();
+        if let Some(dir) = &self.import_dir {
+            match candidates(dir) {
+                Ok(found) => files.extend(found.into_iter().map(Candidate::File)),
+                Err(e) => self.update(|s| s.errors.push(format!("{}: {e}", dir.display()))),
             }
-        };
+        }
+        if let Some(prefix) = &self.import_prefix {
+            match pipeline.media().remote() {
+                Some(bucket) => match bucket.list(prefix).await {
+                    Ok(listed) => files.extend(
+                        listed
+                            .into_iter()
+                            .map(|(name, _)| name)
+                            .filter(|name| importable(Path::new(name)))
+                            .map(Candidate::Object),
+                    ),
+                    Err(e) => self.update(|s| s.errors.push(format!("{prefix}: {e}"))),
+                },
+                None => self.update(|s| {
+                    s.errors.push(format!(
+                        "{prefix}: importing from a bucket needs [storage] backend = \"s3\""
+                    ))
+                }),
+            }
+        }
         self.update(|s| s.total = files.len());
         for file in files {
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = match &file {
+                Candidate::File(path) => path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                Candidate::Object(name) => name.clone(),
+            };
             self.update(|s| s.current_video = Some(name.clone()));
             match self.import(store, layout, pipeline, &file, &name).await {
                 Ok(()) => {}
@@ -140,7 +174,7 @@ impl Migration {
         store: &S,
         layout: &Layout,
         pipeline: &Pipeline,
-        file: &Path,
+        file: &Candidate,
         name: &str,
     ) -> Result<(), ImportError> {
         let failed = |e: &dyn std::fmt::Display| ImportError::Failed(e.to_string());
@@ -148,15 +182,32 @@ impl Migration {
         if store.get(&video).await.map_err(|e| failed(&e))?.is_some() {
             return Ok(());
         }
-        pipeline
-            .probe(file)
-            .await
-            .map_err(|e| ImportError::Refused(e.to_string()))?;
-        let source = layout.source_file(&video);
-        // A copy, not a move: the import directory stays the operator's.
+        // A copy, not a move: the import directory (or prefix) stays the operator's.
         let tmp = layout.tmp_root().join(format!("import-{video}"));
-        std::fs::copy(file, &tmp).map_err(|e| failed(&e))?;
+        let copied = match file {
+            Candidate::File(path) => std::fs::copy(path, &tmp)
+                .map(|_| true)
+                .map_err(|e| failed(&e)),
+            Candidate::Object(object) => match pipeline.media().remote() {
+                Some(bucket) => bucket.download(object, &tmp).await.map_err(|e| failed(&e)),
+                None => Ok(false),
+            },
+        };
+        if !copied? {
+            return Err(ImportError::Failed("no longer there".into()));
+        }
+        let probed = pipeline.probe(&tmp).await;
+        if let Err(e) = probed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ImportError::Refused(e.to_string()));
+        }
+        let source = layout.source_file(&video);
         std::fs::rename(&tmp, &source).map_err(|e| failed(&e))?;
+        pipeline
+            .media()
+            .store_source(&video)
+            .await
+            .map_err(|e| failed(&e))?;
         let mut job = Job::new(
             video,
             &self.owner,
@@ -186,15 +237,16 @@ fn candidates(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
+        .filter(|p| p.is_file() && importable(p))
         .collect();
     files.sort();
     Ok(files)
+}
+
+fn importable(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 #[cfg(test)]

@@ -29,12 +29,7 @@ pub fn sign_master(master: &str, credential: &str) -> String {
         } else if let (true, Some(at)) = (line.starts_with("#EXT-X-MEDIA:"), line.find("URI=\"")) {
             let start = at + "URI=\"".len();
             let end = line[start..].find('"').map_or(line.len(), |e| start + e);
-            let _ = writeln!(
-                out,
-                "{}?pt={credential}{}",
-                &line[..end],
-                &line[end..]
-            );
+            let _ = writeln!(out, "{}?pt={credential}{}", &line[..end], &line[end..]);
         } else {
             out.push_str(line);
             out.push('\n');
@@ -116,7 +111,8 @@ mod tests {
             sign_master(m, "T"),
             "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8?pt=T\n"
         );
-        let m = "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"A\",URI=\"audio_0/index.m3u8\"\n";
+        let m =
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"A\",URI=\"audio_0/index.m3u8\"\n";
         assert_eq!(
             sign_master(m, "T"),
             "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"A\",URI=\"audio_0/index.m3u8?pt=T\"\n"

@@ -20,12 +20,14 @@ use shared::media::Layout;
 use shared::shutdown::Switch;
 use tokio::net::TcpListener;
 
+use crate::config::storage::StorageSettings;
 use crate::config::{MediaSettings, NvencMode, SourceRungMode, StoreSettings, WorkerSettings};
 use crate::jobs::any::AnyStore;
 use crate::jobs::embedded::EmbeddedStore;
 use crate::jobs::redis::RedisStore;
 use crate::jobs::store::StoreError;
 use crate::metrics::Metrics;
+use crate::storage::MediaStore;
 use crate::transcode::encoder::{detect_nvenc, EncoderSelector};
 use crate::transcode::ladder::SourceRung;
 use crate::transcode::pipeline::{self, Pipeline};
@@ -56,6 +58,8 @@ pub enum StartupError {
     JwtKey(#[from] jsonwebtoken::errors::Error),
     #[error("{0}")]
     Pipeline(#[from] pipeline::PipelineError),
+    #[error("the media store: {0}")]
+    Storage(#[from] shared::objects::object_store::Error),
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -85,8 +89,27 @@ pub fn layout(media: &MediaSettings) -> Result<Layout, StartupError> {
     Ok(layout)
 }
 
+/// The media store: the data directory (created if missing), and the bucket when `[storage]`
+/// names one. An unreachable bucket is logged, not fatal: it may come up after this process
+/// (`origin check` says exactly what fails).
+pub async fn media_store(media: &MediaSettings) -> Result<MediaStore, StartupError> {
+    let layout = layout(media)?;
+    let StorageSettings::S3(settings) = &media.storage else {
+        return Ok(MediaStore::local(layout));
+    };
+    let objects = settings.connect()?;
+    match objects.check().await {
+        Ok(()) => tracing::info!(bucket = objects.describe(), "media store: bucket"),
+        Err(error) => {
+            tracing::warn!(%error, bucket = objects.describe(), "media store: the bucket does not answer yet")
+        }
+    }
+    Ok(MediaStore::bucket(layout, objects))
+}
+
 /// The pipeline the settings describe (NVENC detected here, once).
-pub async fn pipeline(media: &MediaSettings, layout: &Layout) -> Pipeline {
+pub async fn pipeline(media: &MediaSettings, store: &MediaStore) -> Pipeline {
+    let layout = store.layout();
     let t = &media.transcode;
     let nvenc = t.nvenc == NvencMode::Auto && detect_nvenc(&t.ffmpeg).await;
     tracing::info!(nvenc, "encoder detection");
@@ -113,6 +136,7 @@ pub async fn pipeline(media: &MediaSettings, layout: &Layout) -> Pipeline {
         layout.clone(),
         encoders,
     )
+    .with_media(store.clone())
 }
 
 /// The configured job store.
@@ -148,6 +172,57 @@ pub fn spawn_admin(listener: TcpListener, metrics: Arc<Metrics>, mut stop: Switc
             .with_graceful_shutdown(async move { stop.fired().await })
             .await;
     });
+}
+
+/// What `origin check` found: one line per thing tried.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub lines: Vec<String>,
+}
+
+/// `origin check`: the data directory, the job store and (with `[storage] backend = "s3"`)
+/// the bucket, each tried once; a failure says exactly what failed (unreachable, bad
+/// credentials, no such bucket, access denied).
+pub async fn check(settings: &WorkerSettings) -> CheckReport {
+    let mut report = CheckReport {
+        ok: true,
+        lines: Vec::new(),
+    };
+    let mut line = |ok: bool, text: String| {
+        report.ok &= ok;
+        report
+            .lines
+            .push(format!("{} {text}", if ok { "ok  " } else { "FAIL" }));
+    };
+    let dir = settings.media.data_dir.display();
+    let layout = match layout(&settings.media) {
+        Ok(layout) => {
+            line(true, format!("data directory {dir}"));
+            Some(layout)
+        }
+        Err(e) => {
+            line(false, e.to_string());
+            None
+        }
+    };
+    if let Some(layout) = &layout {
+        match open_store(&settings.store, layout).await {
+            Ok(_) => line(true, "job store".into()),
+            Err(e) => line(false, e.to_string()),
+        }
+    }
+    if let StorageSettings::S3(s3) = &settings.media.storage {
+        let what = s3.describe();
+        match s3.connect() {
+            Ok(objects) => match objects.check().await {
+                Ok(()) => line(true, format!("media bucket {what}")),
+                Err(e) => line(false, format!("media bucket {what}: {e}")),
+            },
+            Err(e) => line(false, format!("media bucket {what}: {e}")),
+        }
+    }
+    report
 }
 
 /// This process's name as a worker: host and pid, unique across a deployment.

@@ -84,11 +84,17 @@ fn streams_and_audio_seconds(ts: &Path) -> (Vec<String>, f64) {
         Command::new("ffmpeg")
             .args(["-hide_banner", "-v", "error", "-i"])
             .arg(ts)
-            .args(["-map", "0:a:0", "-f", "s16le", "-ac", "1", "-ar", "48000", "-y"])
+            .args([
+                "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-ar", "48000", "-y",
+            ])
             .arg(&raw),
         Duration::from_secs(60),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::metadata(&raw).expect("decoded audio").len();
     (kinds, bytes as f64 / 2.0 / 48_000.0)
 }

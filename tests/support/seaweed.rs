@@ -274,6 +274,38 @@ pub fn upload(objects: &Objects, files: &[(String, Vec<u8>)]) {
     });
 }
 
+/// Every object under `dir` (relative to `objects`' prefix; `""` for all of it), blocking:
+/// `(name relative to the prefix, size, ETag, last modified)`, sorted by name.
+pub fn list(objects: &Objects, dir: &str) -> Vec<(String, u64, Option<String>, String)> {
+    use futures_util::TryStreamExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let location = match dir.trim_matches('/') {
+        "" => objects.prefix_path(),
+        d => Some(objects.key(d).unwrap_or_else(|| panic!("bad key {d}"))),
+    };
+    let prefix = objects.prefix().to_owned();
+    let mut listed: Vec<_> = runtime
+        .block_on(
+            objects
+                .store()
+                .list(location.as_ref())
+                .try_collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|e| panic!("list {dir}: {e}"))
+        .into_iter()
+        .map(|m| {
+            let full = m.location.to_string();
+            let name = full.strip_prefix(&prefix).unwrap_or(&full).to_owned();
+            (name, m.size, m.e_tag, m.last_modified.to_rfc3339())
+        })
+        .collect();
+    listed.sort();
+    listed
+}
+
 /// The `weed` binary: `$WEED`, then `PATH`, then where pip puts scripts (the interpreter's
 /// scripts directory, `~/.local/bin`).
 pub fn weed_binary() -> PathBuf {

@@ -80,6 +80,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError;
+        match e {
+            StorageError::Io(e) => ApiError::internal(e),
+            // The bucket's name and its answer go to the log; the client learns what to do.
+            StorageError::Left { left, .. } => {
+                tracing::warn!(error = %e, "delete incomplete");
+                ApiError::Unavailable(format!(
+                    "the media store kept {left} objects of this video; retry the delete"
+                ))
+            }
+            other => {
+                tracing::warn!(error = %other, "media store unavailable");
+                ApiError::Unavailable("the media store is unavailable; retry later".into())
+            }
+        }
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
         ApiError::internal(e)

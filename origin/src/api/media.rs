@@ -13,22 +13,21 @@ use super::auth::User;
 use super::error::ApiError;
 use super::AppState;
 
-async fn file_response(
-    path: std::path::PathBuf,
+/// A stored file (`rel` under the data directory or in the bucket).
+async fn stored_response(
+    state: &AppState,
+    rel: &str,
     content_type: &'static str,
 ) -> Result<Response, ApiError> {
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => Ok((
-            [
-                (header::CONTENT_TYPE, content_type),
-                (header::CACHE_CONTROL, "private, max-age=300"),
-            ],
-            bytes,
-        )
-            .into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound),
-        Err(e) => Err(e.into()),
-    }
+    let bytes = state.media.read(rel).await?.ok_or(ApiError::NotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "private, max-age=300"),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `GET /api/videos/{id}/thumbnail.jpg` (available as soon as the job reported it).
@@ -38,8 +37,9 @@ pub async fn thumbnail(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    file_response(
-        state.layout.thumbs_dir(&job.video).join("poster.jpg"),
+    stored_response(
+        &state,
+        &format!("thumbs/{}/poster.jpg", job.video),
         "image/jpeg",
     )
     .await
@@ -54,14 +54,12 @@ pub async fn storyboard_vtt(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    let text =
-        match tokio::fs::read_to_string(state.layout.thumbs_dir(&job.video).join("storyboard.vtt"))
-            .await
-        {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
+    let bytes = state
+        .media
+        .read(&format!("thumbs/{}/storyboard.vtt", job.video))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let text = String::from_utf8_lossy(&bytes);
     let token = uri
         .query()
         .and_then(|q| q.split('&').find(|kv| kv.starts_with("token=")));
@@ -98,8 +96,9 @@ pub async fn storyboard_sheet(
     if !valid {
         return Err(ApiError::NotFound);
     }
-    file_response(
-        state.layout.thumbs_dir(&job.video).join(sheet),
+    stored_response(
+        &state,
+        &format!("thumbs/{}/{sheet}", job.video),
         "image/jpeg",
     )
     .await
@@ -113,6 +112,16 @@ pub async fn progressive(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = state.owned_job(&user, &id).await?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    if let Some(bucket) = state.media.remote() {
+        let name = crate::storage::object_name(&format!("sources/{}", job.video));
+        let (size, found) = bucket.open_range(&name, range).await?;
+        let found = found.ok_or(ApiError::NotFound)?;
+        return Ok(match found {
+            Some((start, end, stream)) => ranged(size, start, end, Body::from_stream(stream)),
+            None => unsatisfiable(size),
+        });
+    }
     let path = state.layout.source_file(&job.video);
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
@@ -120,17 +129,10 @@ pub async fn progressive(
         Err(e) => return Err(e.into()),
     };
     let size = file.metadata().await?.len();
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, end) = match range::decide(range.map(str::as_bytes), size) {
-        RangeDecision::Full => (StatusCode::OK, 0, size),
-        RangeDecision::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
-        RangeDecision::Unsatisfiable => {
-            return Ok((
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-            )
-                .into_response());
-        }
+    let (start, end) = match range::decide(range.map(str::as_bytes), size) {
+        RangeDecision::Full => (0, size),
+        RangeDecision::Partial { start, end } => (start, end),
+        RangeDecision::Unsatisfiable => return Ok(unsatisfiable(size)),
     };
     file.seek(std::io::SeekFrom::Start(start)).await?;
     let reader = file.take(end - start);
@@ -145,7 +147,26 @@ pub async fn progressive(
             Err(e) => Some((Err(e), r)),
         }
     });
-    let mut response = Response::new(Body::from_stream(stream));
+    Ok(ranged(size, start, end, Body::from_stream(stream)))
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+    )
+        .into_response()
+}
+
+/// `body` as bytes `start..end` of a `size`-byte source: 200 when that is all of it, 206
+/// otherwise.
+fn ranged(size: u64, start: u64, end: u64, body: Body) -> Response {
+    let status = if start == 0 && end == size {
+        StatusCode::OK
+    } else {
+        StatusCode::PARTIAL_CONTENT
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(
@@ -162,5 +183,5 @@ pub async fn progressive(
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    Ok(response)
+    response
 }

@@ -121,7 +121,7 @@ pub async fn master(
             (job, credential)
         }
     };
-    let text = read_playlist(&state.layout.video_dir(&job.video).join("master.m3u8")).await?;
+    let text = read_playlist(&state, &format!("hls/{}/master.m3u8", job.video)).await?;
     let started = Instant::now();
     let body = sign_master(&text, &credential);
     state
@@ -172,14 +172,7 @@ pub async fn variant(
     valid_rung(&rung)?;
     let job = authorize(&state, &id, q.pt.as_deref()).await?;
     let pt = q.pt.unwrap_or_default();
-    let text = read_playlist(
-        &state
-            .layout
-            .video_dir(&job.video)
-            .join(&rung)
-            .join("index.m3u8"),
-    )
-    .await?;
+    let text = read_playlist(&state, &format!("hls/{}/{rung}/index.m3u8", job.video)).await?;
     let s = &state.settings.playback;
     let key_uri = format!("key?pt={pt}");
     let started = Instant::now();
@@ -210,11 +203,14 @@ pub async fn key(
 ) -> Result<Response, ApiError> {
     valid_rung(&rung)?;
     let job = authorize(&state, &id, q.pt.as_deref()).await?;
-    let key = match tokio::fs::read(state.layout.key_file(&job.video, &rung)).await {
-        Ok(k) if k.len() == 16 => k,
-        Ok(_) => return Err(ApiError::internal("stored key is not 16 bytes")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ApiError::NotFound),
-        Err(e) => return Err(e.into()),
+    let key = match state
+        .media
+        .read(&format!("keys/{}/{rung}.key", job.video))
+        .await?
+    {
+        Some(k) if k.len() == 16 => k,
+        Some(_) => return Err(ApiError::internal("stored key is not 16 bytes")),
+        None => return Err(ApiError::NotFound),
     };
     Ok((
         [
@@ -226,12 +222,11 @@ pub async fn key(
         .into_response())
 }
 
-async fn read_playlist(path: &std::path::Path) -> Result<String, ApiError> {
-    match tokio::fs::read_to_string(path).await {
-        Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound),
-        Err(e) => Err(e.into()),
-    }
+/// A stored playlist (`rel` under the data directory or in the bucket).
+async fn read_playlist(state: &AppState, rel: &str) -> Result<String, ApiError> {
+    let bytes = state.media.read(rel).await?.ok_or(ApiError::NotFound)?;
+    String::from_utf8(bytes.into())
+        .map_err(|_| ApiError::internal("a stored playlist is not UTF-8"))
 }
 
 fn playlist_response(body: String) -> Response {

@@ -46,10 +46,21 @@ pub async fn add(
     let language = track_names::language(q.lang.as_deref());
     let fallback = format!("Subtitles ({language})");
     let name = track_names::display_name(q.name.as_deref(), &language, fallback);
+    let dir = format!("subtitles/{}", job.video);
+    // Numbered after every file the store holds, wherever it was uploaded.
+    state.media.pull_dir(&dir, |_| true).await?;
     let sidecar = tracks::add_sidecar(&state.layout, &job.video, &cues, &language, &name)?;
+    // The cues first, the description (which lists it) last.
+    state
+        .media
+        .push_files(&[
+            format!("{dir}/u{}.vtt", sidecar.id),
+            format!("{dir}/u{}.json", sidecar.id),
+        ])
+        .await?;
     let rendition = sidecar.rendition();
     if job.is_playable() {
-        publish_now(&state, &job, Some((&rendition, &cues)), None)?;
+        publish_now(&state, &job, Some((&rendition, &cues)), None).await?;
     }
     tracing::info!(video = %job.video, subtitle = %rendition.id, "subtitle file added");
     Ok((StatusCode::CREATED, Json(rendition)))
@@ -69,19 +80,48 @@ pub async fn delete(
         .ok_or_else(|| {
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;
+    let dir = format!("subtitles/{}", job.video);
+    state.media.pull_dir(&dir, |_| true).await?;
     if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
         return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));
     }
+    state
+        .media
+        .remove_files(&[format!("{dir}/u{n}.json"), format!("{dir}/u{n}.vtt")])
+        .await?;
     if job.is_playable() {
-        publish_now(&state, &job, None, Some(&sub))?;
+        publish_now(&state, &job, None, Some(&sub)).await?;
     }
     tracing::info!(video = %job.video, subtitle = %sub, "subtitle file removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Adds `added` to, or removes `removed` from, a published video: the rendition's segments
-/// first, then the master naming the new set.
-fn publish_now(
+/// first, then the master naming the new set. With a bucket, the playlists are brought here
+/// first and what changed goes back in the same order.
+async fn publish_now(
+    state: &AppState,
+    job: &Job,
+    added: Option<(&SubtitleRendition, &[subs::Cue])>,
+    removed: Option<&str>,
+) -> Result<(), ApiError> {
+    let video = &job.video;
+    state
+        .media
+        .pull_dir(&format!("hls/{video}"), |name| name.ends_with(".m3u8"))
+        .await?;
+    edit_master(state, job, added, removed)?;
+    state
+        .media
+        .push_video(video, crate::storage::tree::Phase::Growing)
+        .await?;
+    if let Some(id) = removed {
+        state.media.remove_dir(&format!("hls/{video}/{id}")).await?;
+    }
+    Ok(())
+}
+
+fn edit_master(
     state: &AppState,
     job: &Job,
     added: Option<(&SubtitleRendition, &[subs::Cue])>,

@@ -136,10 +136,17 @@ pub async fn create(
     let source = state.layout.source_file(&video);
     std::fs::rename(&tmp.path, &source)?;
     tmp.keep = true;
+    // Probed, so it may enter the store (a bucket: uploaded in parts, the local copy dropped).
+    if let Err(e) = state.media.store_source(&video).await {
+        let _ = std::fs::remove_file(&source);
+        return Err(e.into());
+    }
     let title = title.filter(|t| !t.trim().is_empty());
     let job = Job::new(video.clone(), &user.id, title, query.profile, unix_now());
     if let Err(e) = state.store.create(job).await {
-        let _ = std::fs::remove_file(&source);
+        if let Err(error) = state.media.remove_video(&video).await {
+            tracing::warn!(%error, %video, "cannot remove the upload of a job that was not created");
+        }
         return Err(e.into());
     }
     // Counted once accepted: a refused upload (not a video, store error) is not an upload.

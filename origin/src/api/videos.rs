@@ -152,11 +152,9 @@ pub async fn delete(
     }
     // Files first, record last: if removing a file fails, the video is still listed and the
     // delete can be retried instead of leaving orphans nobody can reach.
-    crate::transcode::publish::unpublish(&state.layout, &video)?;
-    match std::fs::remove_file(state.layout.source_file(&video)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
+    // With a bucket, every object of the video (listed and deleted in batches); a partial
+    // failure answers 503 with how many are left.
+    state.media.remove_video(&video).await?;
     state.store.delete(&video).await?;
     crate::purge::purge_edge(
         &state.settings.purge,
@@ -183,7 +181,7 @@ pub async fn retry(
             .to_lowercase(),
         ));
     }
-    if !state.layout.source_file(&job.video).exists() {
+    if !state.media.has_source(&job.video).await? {
         return Err(ApiError::Conflict(
             "the source file is gone; upload again".into(),
         ));

@@ -146,6 +146,15 @@ impl OriginConfig {
         let auth = self.auth.validate(&signing, &mut errors);
         let purge = self.check_purge(&mut errors);
         errors.extend(self.uploads.problems());
+        if !self.migration.import_prefix.is_empty()
+            && self.storage.backend != super::storage::StorageBackend::S3
+        {
+            errors.push(
+                "migration.import_prefix imports from the storage bucket: it needs [storage] \
+                 backend = \"s3\""
+                    .into(),
+            );
+        }
         let (Some(worker), Some(listen), Some(auth), Some(playback), true) =
             (worker, listen, auth, playback, errors.is_empty())
         else {

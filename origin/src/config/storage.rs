@@ -69,7 +69,7 @@ pub enum StorageSettings {
     #[default]
     Fs,
     /// A bucket.
-    S3(StoreSettings),
+    S3(Box<StoreSettings>),
 }
 
 impl StorageConfig {
@@ -107,7 +107,7 @@ impl StorageConfig {
             StorageBackend::S3 => self
                 .store
                 .validate("storage", errors)
-                .map(StorageSettings::S3),
+                .map(|s| StorageSettings::S3(Box::new(s))),
         }
     }
 }

@@ -205,17 +205,27 @@ impl<S: JobStore> WorkerPool<S> {
         let recorder = self.record(worker, &video, updates);
         let lease_lost = std::sync::atomic::AtomicBool::new(false);
         let heartbeat = self.heartbeat(worker, &video, cancel_tx, &lease_lost);
-        let source = self.layout.source_file(&video);
-        let pipeline_job = PipelineJob {
-            video: &video,
-            source: &source,
-            profile: job.profile,
-            encoder: job.encoder,
-        };
+        let media = self.pipeline.media();
         let sink = Sink(updates_tx);
         let run = async {
+            // With a bucket the upload (and any subtitle files) come to this machine first.
+            let source = match media.fetch_source(&video).await {
+                Ok(Some(path)) => path,
+                Ok(None) => self.layout.source_file(&video),
+                Err(e) => return Err(e.into()),
+            };
+            media
+                .pull_dir(&format!("subtitles/{video}"), |_| true)
+                .await?;
+            let pipeline_job = PipelineJob {
+                video: &video,
+                source: &source,
+                profile: job.profile,
+                encoder: job.encoder,
+            };
             let result = self.pipeline.run(&pipeline_job, &sink, &mut cancel).await;
             drop(sink);
+            media.release_source(&video);
             result
         };
         let started = std::time::Instant::now();
@@ -305,7 +315,7 @@ impl<S: JobStore> WorkerPool<S> {
     /// (the delete may have removed them while the attempt was still writing).
     async fn unpublish_if_deleted(&self, video: &VideoId) {
         if let Ok(None) = self.store.get(video).await {
-            if let Err(error) = crate::transcode::publish::unpublish(&self.layout, video) {
+            if let Err(error) = self.pipeline.media().remove_video(video).await {
                 tracing::warn!(%error, "cannot remove a deleted video's files");
             }
         }

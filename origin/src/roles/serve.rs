@@ -12,7 +12,7 @@ use axum::middleware;
 use shared::shutdown::{self, Terminate, Trigger};
 use tokio::net::TcpListener;
 
-use super::{bind, layout, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
+use super::{bind, media_store, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
 use crate::api::{self, auth::Auth, AppState, Store};
 use crate::config::ServeSettings;
 use crate::jobs::relay::{publish_pool_events, relay_redis_events};
@@ -46,10 +46,11 @@ pub async fn run(settings: ServeSettings) -> Result<(), StartupError> {
 /// Builds the state: data directory, store, pipeline, workers (not yet started).
 pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
     let w = &settings.worker;
-    let layout = layout(&w.media)?;
+    let media = media_store(&w.media).await?;
+    let layout = media.layout().clone();
     let store = Arc::new(open_store(&w.store, &layout).await?);
     let metrics = Arc::new(Metrics::new()?);
-    let pipeline = pipeline(&w.media, &layout).await;
+    let pipeline = pipeline(&w.media, &media).await;
     let (notifier, dispatcher) = start_webhooks(w, &metrics)?;
     let t = &w.media.transcode;
     let pool = WorkerPool::with_reporting(
@@ -67,7 +68,9 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
         notifier,
     );
     let m = &settings.migration;
-    let migration = Arc::new(Migration::new(&m.import_dir, &m.owner, m.process_now));
+    let migration = Arc::new(
+        Migration::new(&m.import_dir, &m.owner, m.process_now).with_prefix(&m.import_prefix),
+    );
     let auth = Arc::new(Auth::new(&settings.auth)?);
     let events = match store.redis() {
         // Viewers on any instance see progress from any worker: workers publish to Redis and
@@ -84,6 +87,7 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
         auth,
         store,
         layout,
+        media,
         pipeline,
         pool: Some(pool.clone()),
         events,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use shared::media::VideoId;
 
-use super::{layout, pipeline, StartupError};
+use super::{media_store, pipeline, StartupError};
 use crate::config::MediaSettings;
 use crate::transcode::encoder::EncoderPreference;
 use crate::transcode::pipeline::{Events, Job, Profile, Published};
@@ -20,8 +20,8 @@ pub async fn run(
     profile: Profile,
     encoder: EncoderPreference,
 ) -> Result<Published, StartupError> {
-    let layout = layout(media)?;
-    let pipeline = pipeline(media, &layout).await;
+    let store = media_store(media).await?;
+    let pipeline = pipeline(media, &store).await;
     let job = Job {
         video: id,
         source: file,
@@ -40,8 +40,8 @@ pub async fn ladder_command(
     out: &Path,
     encoder: EncoderPreference,
 ) -> Result<Vec<OsString>, StartupError> {
-    let layout = layout(media)?;
-    let pipeline = pipeline(media, &layout).await;
+    let store = media_store(media).await?;
+    let pipeline = pipeline(media, &store).await;
     Ok(pipeline.ladder_command(file, out, encoder).await?)
 }
 

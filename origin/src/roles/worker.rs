@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shared::shutdown::{self, Terminate};
 
-use super::{bind, layout, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
+use super::{bind, media_store, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
 use crate::config::WorkerSettings;
 use crate::jobs::relay::publish_pool_events;
 use crate::jobs::worker::{self, WorkerPool};
@@ -19,9 +19,10 @@ pub async fn run(settings: WorkerSettings, concurrency: usize) -> Result<(), Sta
         Some(addr) => Some(bind(addr, "admin").await?),
         None => None,
     };
-    let layout = layout(&settings.media)?;
+    let media = media_store(&settings.media).await?;
+    let layout = media.layout().clone();
     let store = Arc::new(open_store(&settings.store, &layout).await?);
-    let pipeline = pipeline(&settings.media, &layout).await;
+    let pipeline = pipeline(&settings.media, &media).await;
     let metrics = Arc::new(Metrics::new()?);
     let (notifier, webhooks) = start_webhooks(&settings, &metrics)?;
     let t = &settings.media.transcode;

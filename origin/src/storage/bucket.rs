@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use shared::objects::object_store::path::Path as Key;
@@ -14,6 +15,9 @@ use shared::objects::Objects;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::StorageError;
+
+/// An object's bytes as they arrive.
+pub type BodyStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// Files up to this size are sent in one PUT; larger ones as a multipart upload.
 const SINGLE_PUT_MAX: u64 = 16 << 20;
@@ -142,6 +146,45 @@ impl Bucket {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Self::failed("get", name)(e)),
         }
+    }
+
+    /// Opens bytes of `name` for an HTTP `Range` header (`None`: all of it): the object's
+    /// size and, when it exists, `Some(start, end, body)` for a satisfiable range or `None`
+    /// for an unsatisfiable one.
+    #[allow(clippy::type_complexity)]
+    pub async fn open_range(
+        &self,
+        name: &str,
+        range: Option<&str>,
+    ) -> Result<(u64, Option<Option<(u64, u64, BodyStream)>>), StorageError> {
+        use shared::range::RangeDecision;
+        let key = self.key(name)?;
+        let store = self.objects.store();
+        let size = match store.head(&key).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok((0, None)),
+            Err(e) => return Err(Self::failed("head", name)(e)),
+        };
+        let (start, end) = match shared::range::decide(range.map(str::as_bytes), size) {
+            RangeDecision::Full => (0, size),
+            RangeDecision::Partial { start, end } => (start, end),
+            RangeDecision::Unsatisfiable => return Ok((size, Some(None))),
+        };
+        if start == end {
+            return Ok((size, Some(Some((start, end, stream::empty().boxed())))));
+        }
+        let got = store
+            .get_opts(
+                &key,
+                object_store::GetOptions {
+                    range: Some((start..end).into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Self::failed("get", name))?;
+        let body = got.into_stream().map_err(std::io::Error::other).boxed();
+        Ok((size, Some(Some((start, end, body)))))
     }
 
     /// Whether `name` exists.

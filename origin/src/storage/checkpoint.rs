@@ -90,6 +90,17 @@ impl MediaStore {
         Ok(restored)
     }
 
+    /// Withdraws the attempt working in `work` as a resume candidate (its segments are about
+    /// to be encrypted in place).
+    pub async fn forget_attempt(&self, video: &VideoId, work: &Path) -> Result<(), StorageError> {
+        let (Some(bucket), Some(attempt)) = (self.remote(), attempt_of(video, work)) else {
+            return Ok(());
+        };
+        bucket
+            .delete(&format!("private/work/{video}/{attempt}/{MANIFEST}"))
+            .await
+    }
+
     /// Removes every checkpoint of `video` (it is published, or gone).
     pub async fn drop_attempts(&self, video: &VideoId) -> Result<(), StorageError> {
         match self.remote() {
@@ -119,13 +130,18 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Segments saved of rung `name` (what a growing publish may show: never more than a
-    /// successor could resume).
+    /// Segments saved of rung `name`.
     pub fn saved(&self, name: &str) -> u32 {
         self.rungs
             .iter()
             .position(|r| r == name)
             .map_or(0, |i| self.saved[i])
+    }
+
+    /// Segments a successor would resume from: those every rung has saved. A growing publish
+    /// shows no more than that.
+    pub fn resumable(&self) -> u32 {
+        self.saved.iter().copied().min().unwrap_or(0)
     }
 
     /// Forgets the segments from `from` on (an encode redone from there overwrites them).

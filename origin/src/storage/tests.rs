@@ -165,6 +165,11 @@ async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
     checkpoint.save().await.expect("save");
     assert_eq!(checkpoint.saved("360p"), 2, "consecutive segments only");
     assert_eq!(checkpoint.saved("720p"), 0);
+    assert_eq!(
+        checkpoint.resumable(),
+        0,
+        "the least complete rung bounds a resume"
+    );
 
     assert_eq!(other.restore_attempts(&video).await.expect("restore"), 1);
     let restored = b.path().join("tmp/v3-0a1b2c");
@@ -173,7 +178,7 @@ async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
     assert!(!restored.join("hls/360p/segment_003.ts").exists());
 
     // Withdrawn: a later machine does not resume from it.
-    checkpoint.withdraw().await.expect("withdraw");
+    media.forget_attempt(&video, &work).await.expect("withdraw");
     let c = tempfile::tempdir().expect("tmp");
     let third = MediaStore::bucket(Layout::new(c.path()), bucket.objects().clone());
     assert_eq!(third.restore_attempts(&video).await.expect("restore"), 0);

@@ -46,10 +46,17 @@ impl MediaStore {
             _ => 0,
         };
         for step in 0..=2 {
-            let batch: Vec<&(String, PathBuf)> =
-                files.iter().filter(|(rel, _)| rank(rel) == step).collect();
+            let batch: Vec<(String, PathBuf)> = files
+                .iter()
+                .filter(|(rel, _)| rank(rel) == step)
+                .cloned()
+                .collect();
+            let remote = remote.clone();
             stream::iter(batch)
-                .map(|(rel, path)| remote.push_file(rel, path))
+                .map(move |(rel, path)| {
+                    let remote = remote.clone();
+                    async move { remote.push_file(&rel, &path).await }
+                })
                 .buffer_unordered(PARALLEL_PUTS)
                 .try_collect::<Vec<()>>()
                 .await?;
@@ -99,17 +106,35 @@ impl MediaStore {
     }
 
     /// Pulls the bucket's copy of the directory `rel` (relative to the data directory, such as
-    /// `hls/<video>`) into the working copy, replacing what differs in size.
-    pub async fn pull_dir(&self, rel: &str) -> Result<(), StorageError> {
+    /// `hls/<video>`) into the working copy: the files whose name `wanted` accepts, replacing
+    /// what differs in size.
+    pub async fn pull_dir(
+        &self,
+        rel: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<(), StorageError> {
         let Some(remote) = &self.remote else {
             return Ok(());
         };
         let root = self.layout.root();
         let object_dir = object_name(rel);
-        for (name, size) in remote.bucket.list(&object_dir).await? {
+        let listed = remote.bucket.list(&object_dir).await?;
+        // A file the bucket no longer holds (deleted on another machine) goes here too.
+        let mut here = Vec::new();
+        walk(root, &root.join(rel), &mut here)?;
+        for (local, path) in here {
+            let tail = local.strip_prefix(rel).unwrap_or(&local);
+            if wanted(tail) && !listed.iter().any(|(n, _)| *n == object_name(&local)) {
+                super::remove_file(&path)?;
+            }
+        }
+        for (name, size) in listed {
             let Some(tail) = name.strip_prefix(&object_dir) else {
                 continue;
             };
+            if !wanted(tail) {
+                continue;
+            }
             let path = root.join(rel).join(tail.trim_start_matches('/'));
             let same = std::fs::metadata(&path).is_ok_and(|m| m.len() == size);
             if !same {
@@ -125,8 +150,19 @@ impl MediaStore {
 
     /// Pulls `video`'s published media and keys (to continue a growing publish elsewhere).
     pub async fn pull_video(&self, video: &VideoId) -> Result<(), StorageError> {
-        self.pull_dir(&format!("hls/{video}")).await?;
-        self.pull_dir(&format!("keys/{video}")).await
+        self.pull_dir(&format!("hls/{video}"), |_| true).await?;
+        self.pull_dir(&format!("keys/{video}"), |_| true).await
+    }
+
+    /// Removes single files (paths relative to the data directory) here and in the bucket.
+    pub async fn remove_files(&self, rels: &[String]) -> Result<(), StorageError> {
+        for rel in rels {
+            super::remove_file(&self.layout.root().join(rel))?;
+            if let Some(bucket) = self.remote() {
+                bucket.delete(&object_name(rel)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Pushes single files (paths relative to the data directory), in the order given.

@@ -54,6 +54,8 @@ pub struct Growing {
     subtitles: Vec<Media>,
     rungs: Vec<RungState>,
     master: bool,
+    /// Whether this attempt continues what an earlier one published.
+    continued: bool,
 }
 
 /// Why publishing failed.
@@ -95,6 +97,7 @@ impl Growing {
         } else {
             None
         };
+        let continued = kept.is_some();
         let states = match kept {
             Some(states) => states,
             None => {
@@ -126,7 +129,14 @@ impl Growing {
             outputs: outputs.clone(),
             subtitles: Vec::new(),
             rungs: states,
+            continued,
         })
+    }
+
+    /// Whether this attempt continues an earlier attempt's publish (same keys, its segments
+    /// kept) rather than starting over.
+    pub fn continued(&self) -> bool {
+        self.continued
     }
 
     /// An earlier attempt's published rung, if it has a key and no more than `limit` segments.
@@ -166,17 +176,25 @@ impl Growing {
     /// Publishes every segment ffmpeg completed since the last call, the playlists of the rungs
     /// that grew, and the master once every rung has a segment. Returns whether the video
     /// became playable by this call.
+    ///
+    /// `cap` bounds how many segments of each rung may be public: with a bucket, as many as a
+    /// successor on another machine could resume from (the checkpoint's least complete rung),
+    /// so a crash never leaves published segments it would have to encode and publish again.
     pub async fn advance(
         &mut self,
         work_hls: &Path,
         resume: Option<&ResumePoint>,
+        cap: Option<u32>,
     ) -> Result<bool, GrowingError> {
         for i in 0..self.rungs.len() {
             let dir = work_hls.join(&self.rungs[i].rung.name);
             let Ok(text) = std::fs::read_to_string(dir.join(VARIANT)) else {
                 continue;
             };
-            let complete = work_segments(&text, resume, self.segment_secs);
+            let mut complete = work_segments(&text, resume, self.segment_secs);
+            if let Some(cap) = cap {
+                complete.truncate(cap as usize);
+            }
             self.publish_segments(i, &dir, &complete).await?;
         }
         if self.master || self.rungs.iter().any(|r| r.published.is_empty()) {

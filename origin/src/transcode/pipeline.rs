@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use shared::media::{Layout, VideoId};
 
+use crate::storage::tree::Phase;
+use crate::storage::MediaStore;
+
 use super::encoder::{EncoderPreference, EncoderSelector};
 use super::ffmpeg::{self, EncodePlan, Storyboard};
 use super::ladder::{self, Rung, RungSpec};
@@ -138,6 +141,8 @@ pub struct PublishedRung {
 pub struct Pipeline {
     settings: Settings,
     layout: Layout,
+    /// Where the published tree goes once the local publish made it visible here.
+    media: MediaStore,
     encoders: EncoderSelector,
 }
 
@@ -151,12 +156,26 @@ pub struct Job<'a> {
 }
 
 impl Pipeline {
+    /// A pipeline publishing into the data directory `layout`.
     pub fn new(settings: Settings, layout: Layout, encoders: EncoderSelector) -> Self {
         Self {
             settings,
+            media: MediaStore::local(layout.clone()),
             layout,
             encoders,
         }
+    }
+
+    /// Publishes into `media` (a bucket, with its layout as the working copy).
+    pub fn with_media(mut self, media: MediaStore) -> Self {
+        self.layout = media.layout().clone();
+        self.media = media;
+        self
+    }
+
+    /// The media store this pipeline publishes into.
+    pub fn media(&self) -> &MediaStore {
+        &self.media
     }
 
     /// Probes a source through the allow-lists and checks it against the limits (uploads and
@@ -214,6 +233,9 @@ impl Pipeline {
             if self.settings.publish_while_encoding && !matches!(error, PipelineError::Cancelled) {
                 if let Err(e) = growing::remove_media(&self.layout, job.video) {
                     tracing::warn!(error = %e, "cannot withdraw the published segments");
+                }
+                if let Err(e) = self.media.withdraw(job.video).await {
+                    tracing::warn!(error = %e, "cannot withdraw the published segments from the bucket");
                 }
             }
         }
@@ -301,6 +323,7 @@ impl Pipeline {
         // From here on the work directory is being published (segments encrypted in place,
         // or the last of them copied out): a later attempt must not resume from it.
         resume::forget(work.path())?;
+        self.media.forget_attempt(job.video, work.path()).await?;
         let checks = publish::verify(
             &work.hls(),
             &all,
@@ -356,7 +379,13 @@ impl Pipeline {
                 .await?
             }
         };
+        // A bucket gets the tree in publishing order, the marker last; the job is complete
+        // only once that is done.
+        self.media.push_video(job.video, Phase::Final).await?;
         resume::clean_other_attempts(&self.layout, job.video, work.path());
+        if let Err(error) = self.media.drop_attempts(job.video).await {
+            tracing::warn!(%error, "cannot remove resume checkpoints from the bucket");
+        }
         events.progress(100.0);
         events.stage(Stage::Done);
         Ok(Published {

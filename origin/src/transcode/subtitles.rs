@@ -74,21 +74,22 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Cue>, SubtitleError> {
             continue;
         }
         // An identifier (SRT's counter, WebVTT's optional id) precedes the timing line.
-        let (n, timing) =
-            if line.contains("-->") {
-                (n, line.to_owned())
-            } else {
-                match lines.next() {
-                    Some((m, next)) if next.contains("-->") => (m, next.trim().to_owned()),
-                    _ => return Err(SubtitleError::Malformed {
+        let (n, timing) = if line.contains("-->") {
+            (n, line.to_owned())
+        } else {
+            match lines.next() {
+                Some((m, next)) if next.contains("-->") => (m, next.trim().to_owned()),
+                _ => {
+                    return Err(SubtitleError::Malformed {
                         line: n + 1,
                         what: format!(
                             "expected a timing line like 00:00:01.000 --> 00:00:02.000, found {:?}",
                             truncate(line)
                         ),
-                    }),
+                    })
                 }
-            };
+            }
+        };
         let (start, end) = timing_line(&timing).ok_or_else(|| SubtitleError::Malformed {
             line: n + 1,
             what: format!("bad timing {:?}", truncate(&timing)),

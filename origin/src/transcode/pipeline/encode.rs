@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use super::{Cancel, Events, Job, Pipeline, PipelineError};
+use crate::storage::checkpoint::Checkpoint;
+use crate::storage::tree::Phase;
 use crate::transcode::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
 use crate::transcode::growing::Growing;
 use crate::transcode::probe::SourceInfo;
@@ -56,9 +58,15 @@ impl Pipeline {
         let manifest = EncodeManifest::new(&outputs.all(), seg, source_bytes);
         manifest.write(work.path())?;
         // An earlier attempt's complete segments, and where this run must start to continue
-        // them (an encode with separate audio renditions starts over).
+        // them (an encode with separate audio renditions starts over). With a bucket, attempts
+        // other machines saved come back as local work directories first.
         let earlier = match separate {
-            false => resume::find(&self.layout, job.video, &manifest, work.path()),
+            false => {
+                if let Err(error) = self.media.restore_attempts(job.video).await {
+                    tracing::warn!(%error, "cannot restore earlier attempts from the bucket");
+                }
+                resume::find(&self.layout, job.video, &manifest, work.path())
+            }
             true => None,
         };
         let resume = match earlier {
@@ -80,25 +88,28 @@ impl Pipeline {
             );
         }
         let point = resume.as_ref().map(|(p, _)| p);
-        let start_growing = |from: u32| -> Result<Growing, PipelineError> {
-            let mut growing = Growing::start(
-                &self.layout,
-                job.video,
-                outputs,
-                from,
-                &s.ffprobe,
-                seg,
-                info.fps,
-            )?;
-            // Subtitle renditions are complete from the start: published before the master.
-            let dir = self.layout.video_dir(job.video);
-            subtitles::tracks::write_all(subtitles, &dir, info.duration, seg)?;
-            growing.set_subtitles(subtitles.iter().map(|(r, _)| r.media()).collect());
-            Ok(growing)
-        };
         let mut growing = match s.publish_while_encoding {
-            true => Some(start_growing(point.map_or(0, |p| p.segment))?),
+            true => Some(
+                self.start_growing(
+                    job,
+                    info,
+                    outputs,
+                    subtitles,
+                    point.map_or(0, |p| p.segment),
+                )
+                .await?,
+            ),
             false => None,
+        };
+        // With a bucket, complete segments are saved as they appear, for a successor elsewhere.
+        let mut checkpoint = match separate {
+            false => {
+                let names: Vec<String> = rungs.iter().map(|r| r.name.clone()).collect();
+                self.media
+                    .checkpoint(job.video, work.path(), &names)
+                    .await?
+            }
+            true => None,
         };
         let offset = point.map_or(0.0, |p| p.seconds);
         let attempt = |encoder: &Encoder| {
@@ -121,7 +132,14 @@ impl Pipeline {
             }
         };
         let first = self
-            .run_publishing(attempt(&selected.encoder), growing.as_mut(), events, cancel)
+            .run_publishing(
+                attempt(&selected.encoder),
+                growing.as_mut(),
+                checkpoint.as_mut(),
+                job,
+                events,
+                cancel,
+            )
             .await;
         let name = match first {
             Ok(()) => selected.encoder.name().to_owned(),
@@ -142,10 +160,20 @@ impl Pipeline {
                 }
                 // What the GPU published is withdrawn: libx264 encodes those segments again.
                 if growing.is_some() {
-                    growing = Some(start_growing(0)?);
+                    growing = Some(self.start_growing(job, info, outputs, subtitles, 0).await?);
                 }
-                self.run_publishing(attempt(&x264), growing.as_mut(), events, cancel)
-                    .await?;
+                if let Some(c) = checkpoint.as_mut() {
+                    c.rewind(point.map_or(0, |p| p.segment));
+                }
+                self.run_publishing(
+                    attempt(&x264),
+                    growing.as_mut(),
+                    checkpoint.as_mut(),
+                    job,
+                    events,
+                    cancel,
+                )
+                .await?;
                 x264.name().to_owned()
             }
             Err(e) => return Err(e),
@@ -170,18 +198,55 @@ impl Pipeline {
         })
     }
 
-    /// Runs ffmpeg; with a growing publish, publishes what it completes as it goes.
+    /// The growing publish of an attempt starting at segment `from`.
+    async fn start_growing(
+        &self,
+        job: &Job<'_>,
+        info: &SourceInfo,
+        outputs: &Outputs,
+        subtitles: &Renditions,
+        from: u32,
+    ) -> Result<Growing, PipelineError> {
+        let s = &self.settings;
+        if from > 0 {
+            // What the dead attempt published, wherever it ran, to continue it here.
+            self.media.pull_video(job.video).await?;
+        }
+        let mut growing = Growing::start(
+            &self.layout,
+            job.video,
+            outputs,
+            from,
+            &s.ffprobe,
+            s.segment_secs,
+            info.fps,
+        )?;
+        if !growing.continued() {
+            // Started over with new keys: nothing of an earlier publish may stay visible.
+            self.media.withdraw(job.video).await?;
+        }
+        // Subtitle renditions are complete from the start: published before the master.
+        let dir = self.layout.video_dir(job.video);
+        subtitles::tracks::write_all(subtitles, &dir, info.duration, s.segment_secs)?;
+        growing.set_subtitles(subtitles.iter().map(|(r, _)| r.media()).collect());
+        Ok(growing)
+    }
+
+    /// Runs ffmpeg; saves its complete segments to the checkpoint and, with a growing
+    /// publish, publishes them (never more than the checkpoint holds) as it goes.
     async fn run_publishing(
         &self,
         run: Run<'_>,
-        growing: Option<&mut Growing>,
+        mut growing: Option<&mut Growing>,
+        mut checkpoint: Option<&mut Checkpoint>,
+        job: &Job<'_>,
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<(), PipelineError> {
         let ffmpeg = self.run_ffmpeg_from(run.args, run.offset, run.duration, events, cancel);
-        let Some(growing) = growing else {
+        if growing.is_none() && checkpoint.is_none() {
             return ffmpeg.await;
-        };
+        }
         let mut ffmpeg = std::pin::pin!(ffmpeg);
         let mut tick = tokio::time::interval(PUBLISH_EVERY);
         let hls = run.work.hls();
@@ -189,7 +254,14 @@ impl Pipeline {
             tokio::select! {
                 done = &mut ffmpeg => return done,
                 _ = tick.tick() => {
-                    if growing.advance(&hls, run.resume).await? {
+                    if let Some(c) = checkpoint.as_deref_mut() {
+                        c.save().await?;
+                    }
+                    let Some(g) = growing.as_deref_mut() else { continue };
+                    let cap = checkpoint.as_deref().map(Checkpoint::resumable);
+                    let playable = g.advance(&hls, run.resume, cap).await?;
+                    self.media.push_video(job.video, Phase::Growing).await?;
+                    if playable {
                         tracing::info!("playable: every rung has its first segment");
                         events.playable();
                     }

@@ -29,6 +29,9 @@ pub enum PipelineError {
     Growing(#[from] crate::transcode::growing::GrowingError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The media store (a bucket) failed; another attempt may find it back.
+    #[error("media store: {0}")]
+    Storage(#[from] crate::storage::StorageError),
 }
 
 impl PipelineError {
@@ -70,6 +73,7 @@ impl PipelineError {
             PipelineError::Io(_) | PipelineError::Growing(_) => {
                 "an internal error stopped processing".into()
             }
+            PipelineError::Storage(_) => "the media store could not be written".into(),
         }
     }
 

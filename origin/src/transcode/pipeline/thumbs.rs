@@ -30,6 +30,9 @@ impl Pipeline {
         let dir = self.layout.thumbs_dir(job.video);
         std::fs::create_dir_all(&dir)?;
         std::fs::rename(&tmp, dir.join("poster.jpg"))?;
+        self.media
+            .push_files(&[format!("thumbs/{}/poster.jpg", job.video)])
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,369 @@
+//! Several machines sharing nothing but Redis and a bucket: `origin serve` (the API only) and
+//! `origin worker` processes on different data directories, SeaweedFS as the media store
+//! (`[storage] backend = "s3"`), an edge with an empty disk cache pulling from the bucket with
+//! read-only credentials, and a second edge using the first as its shield.
+//!
+//! 1. A video uploaded to the API is encoded by a worker on another disk, published into the
+//!    bucket (keys under `private/`, never under the edge's `hls/` prefix; the marker last;
+//!    the resume checkpoints gone), and ffmpeg plays every rung through the edge; the shield
+//!    serves the same bytes. The API's own disk never held the media. A delete leaves no
+//!    object of the video in the bucket.
+//! 2. A worker killed mid-encode is taken over by a worker on a third disk, which resumes from
+//!    the segments the dead one saved in the bucket (logged with the segment it resumed at),
+//!    keeps what the dead one published unchanged (same ETag and time: nothing published
+//!    twice), and the video plays through the edge.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e::origin::{data_dir, generate_clip, json, mint_token, play_with_ffmpeg, JWT_SECRET};
+use e2e::process::{self, Signal};
+use e2e::seaweed::{self, ADMIN, READER};
+use e2e::{
+    wait_until, Edge, EdgeOptions, Origin, OriginOptions, OriginWorker, RedisServer, Request,
+    SeaweedFs, WorkerOptions,
+};
+use shared::objects::Objects;
+
+const BUCKET: &str = "media";
+const PREFIX: &str = "prod";
+const PLAY_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn transcode_config(segment_secs: u32, preset: &str) -> String {
+    format!(
+        "[transcode]\nworkers = 0\nsegment_secs = {segment_secs}\nx264_preset = \"{preset}\"\n\
+         nvenc = \"off\"\nlease_secs = 3\nmax_attempts = 5\n"
+    )
+}
+
+/// The processes every test here runs.
+struct Cluster {
+    weed: SeaweedFs,
+    redis: RedisServer,
+    edge: Edge,
+    origin: Origin,
+    /// The bucket as the origin sees it.
+    objects: Objects,
+    /// `[transcode]` of every origin process.
+    transcode: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    fn start(transcode: String) -> Self {
+        let weed = SeaweedFs::start();
+        weed.create_bucket(BUCKET);
+        let redis = RedisServer::start();
+        let (edge_dir, _) = data_dir("machines-edge-");
+        let mut edge = EdgeOptions::new(edge_dir.path()).config(
+            "[upstream]\nkind = \"s3\"\nconnect_timeout_secs = 2\ntimeout_secs = 10\n\
+             playlist_ttl_secs = 1\n",
+        );
+        // The edge reads only the published tree, with an identity that cannot write.
+        for (name, value) in weed.env(BUCKET, &format!("{PREFIX}/hls"), READER) {
+            edge = edge.env(&name, &value);
+        }
+        let edge = Edge::start(edge);
+        let (api_dir, api_data) = data_dir("machines-api-");
+        let mut options = OriginOptions::new(&api_data, &format!("http://{}", edge.public_addr))
+            .config(&transcode);
+        for (name, value) in storage_env(&weed, &redis) {
+            options = options.env(&name, &value);
+        }
+        let origin = Origin::start(options);
+        Self {
+            objects: weed.objects(BUCKET, PREFIX, ADMIN),
+            weed,
+            redis,
+            edge,
+            origin,
+            transcode,
+            _dirs: vec![edge_dir, api_dir],
+        }
+    }
+
+    /// A worker on a data directory of its own.
+    fn worker(&mut self, prefix: &str) -> OriginWorker {
+        let (dir, data) = data_dir(prefix);
+        let mut options = WorkerOptions::new(&data).config(&self.transcode);
+        for (name, value) in storage_env(&self.weed, &self.redis) {
+            options = options.env(&name, &value);
+        }
+        self._dirs.push(dir);
+        OriginWorker::start(options)
+    }
+
+    fn list(&self, dir: &str) -> Vec<(String, u64, Option<String>, String)> {
+        seaweed::list(&self.objects, dir)
+    }
+
+    fn upload(&self, token: &str, clip: &Path) -> String {
+        let r = self
+            .origin
+            .upload(token, &std::fs::read(clip).expect("clip"), "video/mp4");
+        assert_eq!(r.status, 202, "{}\n{}", r.text(), self.origin.diagnostics());
+        json(&r)["id"].as_str().expect("id").to_owned()
+    }
+
+    fn status(&self, token: &str, id: &str) -> String {
+        json(&self.origin.get_as(token, &format!("/api/videos/{id}")))["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn wait_ready(&self, token: &str, id: &str, timeout: Duration, workers: &[&OriginWorker]) {
+        let ready = wait_until(timeout, || {
+            let s = self.status(token, id);
+            assert_ne!(s, "failed", "{id} failed\n{}", self.diagnostics(workers));
+            s == "ready"
+        });
+        assert!(ready, "{id} not ready\n{}", self.diagnostics(workers));
+    }
+
+    /// The signed master URL of `id` on the origin.
+    fn master_url(&self, token: &str, id: &str) -> String {
+        let info = self
+            .origin
+            .get_as(token, &format!("/api/videos/{id}/stream-info"));
+        assert_eq!(info.status, 200, "{}", info.text());
+        let manifest = json(&info)["manifest_url"]
+            .as_str()
+            .expect("manifest_url")
+            .to_owned();
+        format!("{}{manifest}", self.origin.base_url())
+    }
+
+    fn diagnostics(&self, workers: &[&OriginWorker]) -> String {
+        let mut out = format!("{}\n{}", self.origin.diagnostics(), self.edge.diagnostics());
+        for w in workers {
+            out.push_str(&format!("\n{}", w.diagnostics()));
+        }
+        out
+    }
+}
+
+/// What an origin process needs for the shared job store and the bucket.
+fn storage_env(weed: &SeaweedFs, redis: &RedisServer) -> Vec<(String, String)> {
+    let mut env = weed.env(BUCKET, PREFIX, ADMIN);
+    env.push(("STORAGE_BACKEND".into(), "s3".into()));
+    env.push(("REDIS_URL".into(), redis.url()));
+    env
+}
+
+fn names(listed: &[(String, u64, Option<String>, String)]) -> Vec<&str> {
+    listed.iter().map(|(n, ..)| n.as_str()).collect()
+}
+
+/// The first signed segment URL of the first variant behind `master_url`.
+fn first_segment_url(master_url: &str) -> String {
+    let get = |url: &str| {
+        let out = process::run_bounded(
+            std::process::Command::new("curl").args(["-sf", url]),
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "curl {url}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let master = get(master_url);
+    let variant = master
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .expect("a variant");
+    let base = master_url.split("master.m3u8").next().unwrap_or_default();
+    let text = get(&format!("{base}{variant}"));
+    text.lines()
+        .find(|l| l.starts_with("http"))
+        .expect("a signed segment URL")
+        .to_owned()
+}
+
+#[test]
+fn machines_share_only_the_bucket_and_redis() {
+    let mut c = Cluster::start(transcode_config(2, "ultrafast"));
+    let worker = c.worker("machines-worker-");
+    let alice = mint_token(JWT_SECRET, "alice", false, "1h");
+    let clips = tempfile::tempdir().expect("tmp");
+    let clip = clips.path().join("clip.mp4");
+    generate_clip(&clip, 8, 640, 360);
+    let id = c.upload(&alice, &clip);
+    c.wait_ready(&alice, &id, Duration::from_secs(180), &[&worker]);
+
+    // Published into the bucket: media under hls/, keys and everything else under private/,
+    // the marker, and no checkpoint left.
+    let published = c.list(&format!("hls/{id}"));
+    let files = names(&published);
+    assert!(
+        files.contains(&format!("hls/{id}/master.m3u8").as_str()),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f.ends_with("/index.m3u8")),
+        "{files:?}"
+    );
+    assert!(files.iter().any(|f| f.ends_with(".ts")), "{files:?}");
+    assert!(
+        !files.iter().any(|f| f.ends_with(".key")),
+        "a key in the edge's prefix: {files:?}"
+    );
+    let keys = c.list(&format!("private/keys/{id}"));
+    assert!(
+        !keys.is_empty() && keys.iter().all(|(_, size, ..)| *size == 16),
+        "{keys:?}"
+    );
+    assert_eq!(
+        names(&c.list("private/published")),
+        [format!("private/published/{id}.json").as_str()]
+    );
+    assert_eq!(
+        names(&c.list("private/sources")),
+        [format!("private/sources/{id}").as_str()]
+    );
+    assert!(
+        c.list(&format!("private/work/{id}")).is_empty(),
+        "checkpoints removed"
+    );
+    // The API's disk never held the media: it reads playlists and keys from the bucket.
+    assert!(!c.origin.data.join("hls").join(&id).exists());
+    assert!(!c.origin.data.join("sources").join(&id).exists());
+
+    // ffmpeg plays every rung through the edge, which pulled from the bucket.
+    let master = c.master_url(&alice, &id);
+    let played = play_with_ffmpeg(&master, PLAY_TIMEOUT);
+    assert!(
+        played.status.success(),
+        "ffmpeg: {}\n{}",
+        String::from_utf8_lossy(&played.stderr),
+        c.diagnostics(&[&worker])
+    );
+    let pulled =
+        e2e::metrics::value(&c.edge.metrics(), "edge_upstream_requests_total", &[]).unwrap_or(0.0);
+    assert!(
+        pulled > 0.0,
+        "the edge pulled nothing\n{}",
+        c.edge.diagnostics()
+    );
+
+    // A shield: a second edge whose upstream is the first gives the same bytes.
+    let (shield_dir, _) = data_dir("machines-shield-");
+    let shield = Edge::start(EdgeOptions::new(shield_dir.path()).config(&format!(
+        "[upstream]\nkind = \"http\"\nurl = \"http://{}/hls/\"\n",
+        c.edge.public_addr
+    )));
+    let url = first_segment_url(&master);
+    let target = url
+        .split_once(&c.edge.public_addr.to_string())
+        .map(|(_, t)| t.to_owned())
+        .expect("a URL on the edge");
+    let direct = c.edge.public(Request::get(target.clone()));
+    let shielded = shield.public(Request::get(target));
+    assert_eq!(direct.status, 200);
+    assert_eq!(shielded.status, 200, "{}", shield.diagnostics());
+    assert!(direct.body == shielded.body && !direct.body.is_empty());
+
+    // A delete leaves nothing of the video in the bucket.
+    let deleted = c.origin.delete_as(&alice, &format!("/api/videos/{id}"));
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    for dir in ["hls", "private"] {
+        let left: Vec<String> = c
+            .list(dir)
+            .into_iter()
+            .map(|(n, ..)| n)
+            .filter(|n| n.contains(&id))
+            .collect();
+        assert!(left.is_empty(), "left after delete: {left:?}");
+    }
+}
+
+#[test]
+fn a_worker_on_another_disk_resumes_from_the_bucket() {
+    // Slow enough to be caught half-way on any machine.
+    let mut c = Cluster::start(transcode_config(1, "slow"));
+    let mut first = c.worker("machines-first-");
+    let alice = mint_token(JWT_SECRET, "alice", false, "1h");
+    let clips = tempfile::tempdir().expect("tmp");
+    let clip = clips.path().join("clip.mp4");
+    generate_clip(&clip, 12, 1280, 720);
+    let id = c.upload(&alice, &clip);
+
+    // Well into the encode: the video is playable and every rung has saved 2+ segments.
+    let work = format!("private/work/{id}");
+    let mut saved = 0;
+    let into_it = wait_until(Duration::from_secs(120), || {
+        let mut per_rung = std::collections::BTreeMap::<String, u32>::new();
+        for (name, ..) in c.list(&work) {
+            let parts: Vec<&str> = name.split('/').collect();
+            // private/work/<id>/<attempt>/hls/<rung>/segment_NNN.ts
+            if parts.len() == 7 && parts[6].ends_with(".ts") {
+                *per_rung.entry(parts[5].to_owned()).or_default() += 1;
+            }
+        }
+        let master_name = format!("hls/{id}/master.m3u8");
+        let master = c
+            .list(&format!("hls/{id}"))
+            .iter()
+            .any(|(n, ..)| *n == master_name);
+        saved = per_rung.values().copied().min().unwrap_or(0);
+        master && per_rung.len() >= 2 && saved >= 2
+    });
+    assert!(
+        into_it,
+        "the encode never got going: saved {:?}\n{}",
+        names(&c.list(&work)),
+        c.diagnostics(&[&first])
+    );
+    let before: Vec<_> = c
+        .list(&format!("hls/{id}"))
+        .into_iter()
+        .filter(|(n, ..)| n.ends_with("segment_000.ts"))
+        .collect();
+    assert!(!before.is_empty());
+
+    // The first machine dies with its ffmpeg; another takes over on its own disk.
+    let children = process::children_of(first.pid());
+    first.kill9();
+    for pid in children {
+        process::try_signal(pid, Signal::Kill);
+    }
+    let second = c.worker("machines-second-");
+    c.wait_ready(&alice, &id, Duration::from_secs(240), &[&second]);
+    let started = Instant::now();
+    let resumed_at = second
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("resuming the encode after an earlier attempt") && l.contains(&id))
+        .find_map(|l| {
+            l.split("segment=")
+                .nth(1)?
+                .split(|ch: char| !ch.is_ascii_digit())
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    let resumed_at = resumed_at
+        .unwrap_or_else(|| panic!("the second worker did not resume\n{}", second.diagnostics()));
+    assert!(
+        resumed_at >= saved,
+        "resumed at segment {resumed_at}, but {saved} were saved before the kill"
+    );
+    // What the dead worker published stays as it was: nothing published twice.
+    let after: Vec<_> = c
+        .list(&format!("hls/{id}"))
+        .into_iter()
+        .filter(|(n, ..)| n.ends_with("segment_000.ts"))
+        .collect();
+    assert_eq!(before, after, "published segments were replaced");
+    assert!(c.list(&work).is_empty(), "checkpoints removed");
+
+    let played = play_with_ffmpeg(&c.master_url(&alice, &id), PLAY_TIMEOUT);
+    assert!(
+        played.status.success(),
+        "ffmpeg: {}\n{}",
+        String::from_utf8_lossy(&played.stderr),
+        c.diagnostics(&[&second])
+    );
+    eprintln!(
+        "resumed at segment {resumed_at} ({saved} saved when killed); checked in {:?}",
+        started.elapsed()
+    );
+}
