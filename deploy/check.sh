@@ -73,6 +73,13 @@ if [ ${#compose[@]} -gt 0 ]; then
     else
         fail "compose config"
     fi
+    cp docker-compose.s3.yml "$tmp/"
+    if (set -a; . ./storage.env.example; "${compose[@]}" -f "$tmp/docker-compose.yml" \
+        -f "$tmp/docker-compose.s3.yml" config -q); then
+        echo "ok (with docker-compose.s3.yml)"
+    else
+        fail "compose config with docker-compose.s3.yml"
+    fi
 else
     skip "no docker-compose / docker compose"
 fi
@@ -81,8 +88,15 @@ step "Kubernetes: kustomize build + schema validation (strict)"
 if have kubectl; then
     kubectl kustomize k8s >"$tmp/k8s.yaml" || fail "kubectl kustomize k8s"
     echo "rendered $(grep -c '^kind:' "$tmp/k8s.yaml") objects"
+    # The object-storage variant: no shared volume left, every pod on its own disk.
+    kubectl kustomize k8s-s3 >"$tmp/k8s-s3.yaml" || fail "kubectl kustomize k8s-s3"
+    if grep -q 'claimName: hls-data' "$tmp/k8s-s3.yaml"; then
+        fail "k8s-s3 still mounts the shared volume"
+    fi
+    echo "rendered $(grep -c '^kind:' "$tmp/k8s-s3.yaml") objects (k8s-s3)"
     if have kubernetes-validate; then
-        if kubernetes-validate --strict --quiet "$tmp/k8s.yaml" k8s/secret.example.yaml; then
+        if kubernetes-validate --strict --quiet "$tmp/k8s.yaml" "$tmp/k8s-s3.yaml" \
+            k8s/secret.example.yaml k8s-s3/storage.example.yaml; then
             echo "ok"
         else
             fail "kubernetes-validate"
@@ -98,7 +112,7 @@ step "YAML lint"
 if have yamllint; then
     yamllint -d '{extends: default, rules: {line-length: disable, document-start: disable,
         comments-indentation: disable, truthy: {check-keys: false}}}' \
-        k8s docker-compose.yml prometheus && echo ok || fail "yamllint"
+        k8s k8s-s3 docker-compose.yml docker-compose.s3.yml prometheus && echo ok || fail "yamllint"
 else
     skip "yamllint"
 fi
