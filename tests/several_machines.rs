@@ -178,9 +178,41 @@ fn first_segment_url(master_url: &str) -> String {
         .to_owned()
 }
 
+/// `origin check` with the cluster's environment, `overrides` on top: (success, stdout).
+fn origin_check(c: &Cluster, overrides: &[(&str, &str)]) -> (bool, String) {
+    let (_dir, data) = data_dir("machines-check-");
+    let mut command = std::process::Command::new(e2e::origin::origin_binary());
+    command.arg("--data").arg(&data).arg("check");
+    for (name, value) in storage_env(&c.weed, &c.redis) {
+        command.env(name, value);
+    }
+    for (name, value) in overrides {
+        command.env(name, value);
+    }
+    let out = process::run_bounded(&mut command, Duration::from_secs(60));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn machines_share_only_the_bucket_and_redis() {
     let mut c = Cluster::start(transcode_config(2, "ultrafast"));
+    // `origin check` names what works and exactly what does not.
+    let (ok, out) = origin_check(&c, &[]);
+    assert!(
+        ok && out.contains("ok   media bucket") && out.contains("ok   job store"),
+        "{out}"
+    );
+    let (ok, out) = origin_check(
+        &c,
+        &[("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789")],
+    );
+    assert!(!ok && out.contains("FAIL media bucket"), "{out}");
+    let (ok, out) = origin_check(&c, &[("S3_BUCKET", "no-such-bucket")]);
+    assert!(!ok && out.to_lowercase().contains("bucket"), "{out}");
+
     let worker = c.worker("machines-worker-");
     let alice = mint_token(JWT_SECRET, "alice", false, "1h");
     let clips = tempfile::tempdir().expect("tmp");

@@ -217,7 +217,8 @@ pub async fn check(settings: &WorkerSettings) -> CheckReport {
         match s3.connect() {
             Ok(objects) => match objects.check().await {
                 Ok(()) => line(true, format!("media bucket {what}")),
-                Err(e) => line(false, format!("media bucket {what}: {e}")),
+                // The error names the bucket and endpoint itself.
+                Err(e) => line(false, format!("media bucket {e}")),
             },
             Err(e) => line(false, format!("media bucket {what}: {e}")),
         }
