@@ -3,7 +3,8 @@
 //! (`[storage] backend = "s3"`), an edge with an empty disk cache pulling from the bucket with
 //! read-only credentials, and a second edge using the first as its shield.
 //!
-//! 1. A video uploaded to the API is encoded by a worker on another disk, published into the
+//! 1. A video uploaded to the API is encoded by a worker on another disk (ffmpeg reading the
+//!    upload through a presigned URL), published into the
 //!    bucket (keys under `private/`, never under the edge's `hls/` prefix; the marker last;
 //!    the resume checkpoints gone), and ffmpeg plays every rung through the edge; the shield
 //!    serves the same bytes. The API's own disk never held the media. A delete leaves no
@@ -82,12 +83,15 @@ impl Cluster {
         }
     }
 
-    /// A worker on a data directory of its own.
-    fn worker(&mut self, prefix: &str) -> OriginWorker {
+    /// A worker on a data directory of its own, with `env` on top of the cluster's.
+    fn worker(&mut self, prefix: &str, env: &[(&str, &str)]) -> OriginWorker {
         let (dir, data) = data_dir(prefix);
         let mut options = WorkerOptions::new(&data).config(&self.transcode);
         for (name, value) in storage_env(&self.weed, &self.redis) {
             options = options.env(&name, &value);
+        }
+        for (name, value) in env {
+            options = options.env(name, value);
         }
         self._dirs.push(dir);
         OriginWorker::start(options)
@@ -213,7 +217,11 @@ fn machines_share_only_the_bucket_and_redis() {
     let (ok, out) = origin_check(&c, &[("S3_BUCKET", "no-such-bucket")]);
     assert!(!ok && out.to_lowercase().contains("bucket"), "{out}");
 
-    let worker = c.worker("machines-worker-");
+    // This worker reads the upload through a presigned URL; the one below downloads it.
+    let worker = c.worker(
+        "machines-worker-",
+        &[("STORAGE_SOURCE_ACCESS", "presigned")],
+    );
     let alice = mint_token(JWT_SECRET, "alice", false, "1h");
     let clips = tempfile::tempdir().expect("tmp");
     let clip = clips.path().join("clip.mp4");
@@ -254,6 +262,12 @@ fn machines_share_only_the_bucket_and_redis() {
     assert!(
         c.list(&format!("private/work/{id}")).is_empty(),
         "checkpoints removed"
+    );
+    // The worker never held the upload: ffmpeg read it from the bucket.
+    assert!(
+        worker.wait_for_log(&["reading the upload from the bucket", &id], Duration::ZERO),
+        "{}",
+        worker.diagnostics()
     );
     // The API's disk never held the media: it reads playlists and keys from the bucket.
     assert!(!c.origin.data.join("hls").join(&id).exists());
@@ -311,7 +325,7 @@ fn machines_share_only_the_bucket_and_redis() {
 fn a_worker_on_another_disk_resumes_from_the_bucket() {
     // Slow enough to be caught half-way on any machine.
     let mut c = Cluster::start(transcode_config(1, "slow"));
-    let mut first = c.worker("machines-first-");
+    let mut first = c.worker("machines-first-", &[]);
     let alice = mint_token(JWT_SECRET, "alice", false, "1h");
     let clips = tempfile::tempdir().expect("tmp");
     let clip = clips.path().join("clip.mp4");
@@ -357,7 +371,7 @@ fn a_worker_on_another_disk_resumes_from_the_bucket() {
     for pid in children {
         process::try_signal(pid, Signal::Kill);
     }
-    let second = c.worker("machines-second-");
+    let second = c.worker("machines-second-", &[]);
     c.wait_ready(&alice, &id, Duration::from_secs(240), &[&second]);
     let started = Instant::now();
     let resumed_at = second

@@ -94,7 +94,11 @@ pub fn layout(media: &MediaSettings) -> Result<Layout, StartupError> {
 /// (`origin check` says exactly what fails).
 pub async fn media_store(media: &MediaSettings) -> Result<MediaStore, StartupError> {
     let layout = layout(media)?;
-    let StorageSettings::S3(settings) = &media.storage else {
+    let StorageSettings::S3 {
+        store: settings,
+        source_access,
+    } = &media.storage
+    else {
         return Ok(MediaStore::local(layout));
     };
     let objects = settings.connect()?;
@@ -104,7 +108,7 @@ pub async fn media_store(media: &MediaSettings) -> Result<MediaStore, StartupErr
             tracing::warn!(%error, bucket = objects.describe(), "media store: the bucket does not answer yet")
         }
     }
-    Ok(MediaStore::bucket(layout, objects))
+    Ok(MediaStore::bucket(layout, objects).reading_sources(*source_access))
 }
 
 /// The pipeline the settings describe (NVENC detected here, once).
@@ -212,7 +216,7 @@ pub async fn check(settings: &WorkerSettings) -> CheckReport {
             Err(e) => line(false, e.to_string()),
         }
     }
-    if let StorageSettings::S3(s3) = &settings.media.storage {
+    if let StorageSettings::S3 { store: s3, .. } = &settings.media.storage {
         let what = s3.describe();
         match s3.connect() {
             Ok(objects) => match objects.check().await {

@@ -42,6 +42,8 @@ use shared::objects::Objects;
 
 pub use bucket::Bucket;
 
+use crate::config::storage::SourceAccess;
+
 /// Why a media-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -65,6 +67,10 @@ pub enum StorageError {
     BadName(String),
 }
 
+/// How long a presigned source URL stays valid: longer than any encode may take (S3 allows up
+/// to 7 days).
+pub const SOURCE_URL_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Size and modification time of a local file as it was pushed.
 type Stamp = (u64, std::time::SystemTime);
 
@@ -78,6 +84,8 @@ pub struct MediaStore {
 #[derive(Debug)]
 struct Remote {
     bucket: Bucket,
+    /// How workers read uploads: downloaded, or through a presigned URL.
+    source_access: SourceAccess,
     /// Files this process pushed (object name -> stamp), so a growing publish sends each
     /// segment once however often the tree is pushed.
     pushed: Mutex<HashMap<String, Stamp>>,
@@ -98,9 +106,26 @@ impl MediaStore {
             layout,
             remote: Some(Arc::new(Remote {
                 bucket: Bucket::new(objects),
+                source_access: SourceAccess::Download,
                 pushed: Mutex::new(HashMap::new()),
             })),
         }
+    }
+
+    /// Workers read uploads kept in the bucket this way (downloaded by default).
+    pub fn reading_sources(mut self, access: SourceAccess) -> Self {
+        if let Some(remote) = self.remote.take() {
+            let remote = Arc::try_unwrap(remote).unwrap_or_else(|shared| Remote {
+                bucket: shared.bucket.clone(),
+                source_access: shared.source_access,
+                pushed: Mutex::new(HashMap::new()),
+            });
+            self.remote = Some(Arc::new(Remote {
+                source_access: access,
+                ..remote
+            }));
+        }
+        self
     }
 
     pub fn layout(&self) -> &Layout {
@@ -145,18 +170,27 @@ impl MediaStore {
         result
     }
 
-    /// The local path of `video`'s upload, downloaded from the bucket first when needed.
-    /// `Ok(None)`: there is no upload.
+    /// Where ffmpeg reads `video`'s upload: its local path (downloaded from the bucket first
+    /// when needed), or with `source_access = "presigned"` a presigned URL valid for
+    /// [`SOURCE_URL_TTL`]. `Ok(None)`: there is no upload.
     pub async fn fetch_source(&self, video: &VideoId) -> Result<Option<PathBuf>, StorageError> {
         let path = self.layout.source_file(video);
         let here = tokio::fs::try_exists(&path).await?;
-        match self.remote() {
-            Some(bucket) if !here => Ok(bucket
-                .download(&source_name(video), &path)
-                .await?
-                .then_some(path)),
-            _ => Ok(here.then_some(path)),
+        let Some(remote) = self.remote.as_deref().filter(|_| !here) else {
+            return Ok(here.then_some(path));
+        };
+        let name = source_name(video);
+        if remote.source_access == SourceAccess::Presigned {
+            if !remote.bucket.exists(&name).await? {
+                return Ok(None);
+            }
+            return remote
+                .bucket
+                .presign_get(&name, SOURCE_URL_TTL)
+                .await
+                .map(|url| Some(PathBuf::from(url)));
         }
+        Ok(remote.bucket.download(&name, &path).await?.then_some(path))
     }
 
     /// Drops this machine's copy of an upload kept in the bucket (after a job).

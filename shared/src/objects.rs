@@ -32,6 +32,8 @@ use object_store::ObjectStore;
 #[derive(Debug, Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
+    /// Presigns URLs for the store (S3 only).
+    signer: Option<Arc<dyn object_store::signer::Signer>>,
     prefix: String,
     describe: String,
 }
@@ -42,9 +44,32 @@ impl Objects {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, describe: impl Into<String>) -> Self {
         Self {
             store,
+            signer: None,
             prefix: config::normalise_prefix(prefix),
             describe: describe.into(),
         }
+    }
+
+    /// Lets [`Objects::presign_get`] sign URLs with `signer` (the same store's credentials).
+    pub fn with_signer(mut self, signer: Arc<dyn object_store::signer::Signer>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// A URL anyone holding it may GET `key` with until `ttl` has passed (SigV4 query
+    /// signature), or `None` when the store cannot presign.
+    pub async fn presign_get(
+        &self,
+        key: &Path,
+        ttl: std::time::Duration,
+    ) -> Option<object_store::Result<String>> {
+        let signer = self.signer.as_ref()?;
+        Some(
+            signer
+                .signed_url(object_store::signer::Method::GET, key, ttl)
+                .await
+                .map(|url| url.to_string()),
+        )
     }
 
     /// The store itself, for everything the `ObjectStore` trait offers.

@@ -22,11 +22,25 @@ pub enum StorageBackend {
     S3,
 }
 
+/// How a worker reads an upload kept in a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceAccess {
+    /// Downloaded into the work directory first (the default: ffmpeg reads a local file).
+    #[default]
+    Download,
+    /// ffmpeg reads it from a presigned URL (no local copy; the input allow-list then admits
+    /// exactly that URL's scheme).
+    Presigned,
+}
+
 /// The `[storage]` section.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StorageConfig {
     /// `fs` (default) or `s3` (`STORAGE_BACKEND`).
     pub backend: StorageBackend,
+    /// `download` (default) or `presigned` (`STORAGE_SOURCE_ACCESS`).
+    pub source_access: SourceAccess,
     /// `backend = "s3"`: the bucket block.
     pub store: StoreConfig,
 }
@@ -35,9 +49,10 @@ pub struct StorageConfig {
 #[serde(deny_unknown_fields)]
 struct Own {
     backend: Option<StorageBackend>,
+    source_access: Option<SourceAccess>,
 }
 
-const OWN_KEYS: [&str; 1] = ["backend"];
+const OWN_KEYS: [&str; 2] = ["backend", "source_access"];
 
 impl<'de> Deserialize<'de> for StorageConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -57,6 +72,7 @@ impl<'de> Deserialize<'de> for StorageConfig {
             .map_err(D::Error::custom)?;
         Ok(Self {
             backend: own.backend.unwrap_or_default(),
+            source_access: own.source_access.unwrap_or_default(),
             store,
         })
     }
@@ -69,11 +85,14 @@ pub enum StorageSettings {
     #[default]
     Fs,
     /// A bucket.
-    S3(Box<StoreSettings>),
+    S3 {
+        store: Box<StoreSettings>,
+        source_access: SourceAccess,
+    },
 }
 
 impl StorageConfig {
-    /// `STORAGE_BACKEND`, and for an `s3` backend the store's `S3_*`
+    /// `STORAGE_BACKEND`, `STORAGE_SOURCE_ACCESS`, and for an `s3` backend the store's `S3_*`
     /// / `AWS_*` variables.
     pub fn apply_env(&mut self, env: &dyn EnvSource, problems: &mut Vec<String>) {
         if let Some(v) = env.get("STORAGE_BACKEND") {
@@ -81,6 +100,15 @@ impl StorageConfig {
                 "fs" => self.backend = StorageBackend::Fs,
                 "s3" => self.backend = StorageBackend::S3,
                 _ => problems.push(format!("STORAGE_BACKEND={v:?}: expected fs or s3")),
+            }
+        }
+        if let Some(v) = env.get("STORAGE_SOURCE_ACCESS") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "download" => self.source_access = SourceAccess::Download,
+                "presigned" => self.source_access = SourceAccess::Presigned,
+                _ => problems.push(format!(
+                    "STORAGE_SOURCE_ACCESS={v:?}: expected download or presigned"
+                )),
             }
         }
         // Only an s3 backend reads them: a process on the fs backend ignores a shared
@@ -104,10 +132,14 @@ impl StorageConfig {
                 }
                 Some(StorageSettings::Fs)
             }
-            StorageBackend::S3 => self
-                .store
-                .validate("storage", errors)
-                .map(|s| StorageSettings::S3(Box::new(s))),
+            StorageBackend::S3 => {
+                self.store
+                    .validate("storage", errors)
+                    .map(|store| StorageSettings::S3 {
+                        store: Box::new(store),
+                        source_access: self.source_access,
+                    })
+            }
         }
     }
 }
@@ -134,7 +166,7 @@ mod tests {
     fn an_s3_backend_takes_its_bucket_from_the_file_and_credentials_from_the_environment() {
         let mut c = parse(
             "backend = \"s3\"\nbucket = \"media\"\nendpoint = \"http://127.0.0.1:8333\"\n\
-             allow_http = true\n",
+             allow_http = true\nsource_access = \"presigned\"\n",
         )
         .expect("parses");
         let env: HashMap<String, String> = [
@@ -148,9 +180,13 @@ mod tests {
         let mut errors = Vec::new();
         c.apply_env(&env, &mut errors);
         match c.validate(&mut errors) {
-            Some(StorageSettings::S3(store)) => {
+            Some(StorageSettings::S3 {
+                store,
+                source_access,
+            }) => {
                 assert_eq!(store.bucket, "media");
                 assert_eq!(store.prefix, "prod/");
+                assert_eq!(source_access, SourceAccess::Presigned);
             }
             other => panic!("expected s3 settings, got {other:?} ({errors:?})"),
         }

@@ -210,6 +210,10 @@ impl<S: JobStore> WorkerPool<S> {
         let run = async {
             // With a bucket the upload (and any subtitle files) come to this machine first.
             let source = match media.fetch_source(&video).await {
+                Ok(Some(path)) if crate::transcode::input::is_url(&path) => {
+                    tracing::info!("reading the upload from the bucket (presigned URL)");
+                    path
+                }
                 Ok(Some(path)) => path,
                 Ok(None) => self.layout.source_file(&video),
                 Err(e) => return Err(e.into()),

@@ -187,6 +187,22 @@ impl Bucket {
         Ok((size, Some(Some((start, end, body)))))
     }
 
+    /// A presigned GET URL of `name`, valid for `ttl`.
+    pub async fn presign_get(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, StorageError> {
+        let key = self.key(name)?;
+        match self.objects.presign_get(&key, ttl).await {
+            Some(url) => url.map_err(Self::failed("presign", name)),
+            None => Err(StorageError::Mismatch {
+                name: name.to_owned(),
+                what: "this store cannot presign URLs".into(),
+            }),
+        }
+    }
+
     /// Whether `name` exists.
     pub async fn exists(&self, name: &str) -> Result<bool, StorageError> {
         let key = self.key(name)?;

@@ -24,16 +24,32 @@ pub const CONTAINERS_FOR_HUMANS: &str =
 /// Protocols a local source may be read through.
 pub const LOCAL_PROTOCOLS: &str = "file";
 
-/// The options that restrict how the next `-i` is opened, followed by `-i <path>`.
+/// The options that restrict how the next `-i` is opened, followed by `-i <path>`. A source
+/// read from the media bucket through a presigned URL (`https://` or `http://`) is admitted
+/// through exactly that scheme and what carries it; the container allow-list still keeps it
+/// from naming any other input.
 pub fn source_input(path: &Path) -> [OsString; 6] {
     [
         "-format_whitelist".into(),
         CONTAINERS.into(),
         "-protocol_whitelist".into(),
-        LOCAL_PROTOCOLS.into(),
+        protocols(path).into(),
         "-i".into(),
         path.into(),
     ]
+}
+
+fn protocols(path: &Path) -> &'static str {
+    match path.to_str() {
+        Some(p) if p.starts_with("https://") => "https,tls,tcp",
+        Some(p) if p.starts_with("http://") => "http,tcp",
+        _ => LOCAL_PROTOCOLS,
+    }
+}
+
+/// Whether `source` is a URL (a presigned bucket URL) rather than a local file.
+pub fn is_url(source: &Path) -> bool {
+    protocols(source) != LOCAL_PROTOCOLS
 }
 
 /// The demuxer ffmpeg detected for a file it then refused because of [`CONTAINERS`], read from
@@ -63,6 +79,15 @@ mod tests {
         let odd = "[a b @ 0x1] Format not on whitelist 'mov'\n";
         assert_eq!(refused_container(odd).as_deref(), Some("unknown"));
         assert_eq!(refused_container("x: Invalid data found"), None);
+    }
+
+    #[test]
+    fn a_presigned_source_is_read_through_its_scheme_only() {
+        let https = source_input(Path::new("https://bucket.example/v?X-Amz-Signature=1"));
+        assert_eq!(https[3], "https,tls,tcp");
+        let http = source_input(Path::new("http://127.0.0.1:8333/media/v?X-Amz-Signature=1"));
+        assert_eq!(http[3], "http,tcp");
+        assert!(is_url(Path::new("http://x/y")) && !is_url(Path::new("/data/http:/x")));
     }
 
     #[test]

@@ -76,12 +76,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs ffprobe on the source `path`, through the allow-lists.
 pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError> {
-    let len = tokio::fs::metadata(path)
-        .await
-        .map_err(|_| ProbeError::Unreadable("the file cannot be read".into()))?
-        .len();
-    if len == 0 {
-        return Err(ProbeError::Empty);
+    // A presigned bucket URL was probed as a file when it was uploaded.
+    if !super::input::is_url(path) {
+        let len = tokio::fs::metadata(path)
+            .await
+            .map_err(|_| ProbeError::Unreadable("the file cannot be read".into()))?
+            .len();
+        if len == 0 {
+            return Err(ProbeError::Empty);
+        }
     }
     let json = ffprobe_json(
         ffprobe,

@@ -100,7 +100,7 @@ impl StoreSettings {
         if let Some(endpoint) = &self.endpoint {
             b = b.with_endpoint(endpoint);
         }
-        let store = b.build()?;
-        Ok(Objects::new(Arc::new(store), &self.prefix, self.describe()))
+        let store = Arc::new(b.build()?);
+        Ok(Objects::new(store.clone(), &self.prefix, self.describe()).with_signer(store))
     }
 }

@@ -9,6 +9,7 @@ use crate::storage::checkpoint::Checkpoint;
 use crate::storage::tree::Phase;
 use crate::transcode::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
 use crate::transcode::growing::Growing;
+use crate::transcode::input;
 use crate::transcode::probe::SourceInfo;
 use crate::transcode::publish::WorkDir;
 use crate::transcode::renditions::Outputs;
@@ -54,7 +55,12 @@ impl Pipeline {
         let separate = !outputs.audio.is_empty();
         let selected = self.encoders.select(job.encoder, info, rungs.len()).await;
         let seg = s.segment_secs;
-        let source_bytes = std::fs::metadata(job.source)?.len();
+        // Identifies the source an earlier attempt encoded; a presigned URL is the same
+        // object for every attempt of the video.
+        let source_bytes = match input::is_url(job.source) {
+            true => 0,
+            false => std::fs::metadata(job.source)?.len(),
+        };
         let manifest = EncodeManifest::new(&outputs.all(), seg, source_bytes);
         manifest.write(work.path())?;
         // An earlier attempt's complete segments, and where this run must start to continue
