@@ -10,6 +10,7 @@
 #   WORKERS [1]  OUT [bench/results/latest-memory]  PIN [1]  EDGE_LOG [info]  KEEP_WORK [0]
 #   SERVER [edge | nginx]  nginx (master + workers) gives a reference figure and lets the
 #   script be exercised before the edge exists; the PASS/FAIL line is meant for the edge.
+#   TLS [0]  1: the same load over HTTPS (HTTP/1.1, every connection with its own TLS session).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -25,10 +26,15 @@ MIB=$((1 << 20))
 
 [[ $SERVER == edge || $SERVER == nginx ]] || die "SERVER must be edge or nginx"
 require_tools "$SERVER"
+if [[ $TLS == 1 ]]; then
+    timeout 900 bash -c "source '$REPO_DIR/scripts/lib.sh' && ensure_packages openssl" ||
+        die "could not install openssl"
+fi
 # wrk and the server each hold one descriptor per connection, the edge one more per open file.
 raise_nofile 16384
 setup_pinning
 make_workdir
+setup_tls
 build_bench_tool
 if [[ $SERVER == edge ]]; then build_edge; fi
 make_content

@@ -135,7 +135,7 @@ impl Metrics {
         let cache_evictions = counter("edge_cache_evictions_total", "Entries evicted for space")?;
         let open_file_hits = counter(
             "edge_open_file_hits_total",
-            "Responses sent by sendfile from an already open descriptor",
+            "Responses sent from an already open descriptor (sendfile, or read and encrypted for TLS)",
         )?;
         let purged = counter(
             "edge_cache_purged_total",

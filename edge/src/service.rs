@@ -265,15 +265,19 @@ impl Edge {
         // Plain HTTP/1.1 sends large bodies with sendfile from an open descriptor: cheaper than
         // copying them out of memory. Memory serves small files and TLS/HTTP/2, which cannot
         // use sendfile.
+        // Over TLS, bodies too large for memory are read from a kept descriptor too, which
+        // saves an open and a close per request.
         let zero_copy = !req.tls;
-        let large = |size: u64| size >= self.settings.sendfile_min_bytes;
-        if zero_copy {
-            if let Some(open) = self.open_files.get(uri) {
-                if self.root.stat(rel) == Some(open.meta) && large(open.meta.size) {
-                    self.metrics.open_file_hits.inc();
-                    return self.represent(req, uri, Representation::File(open), lifetime);
-                }
+        let kept = |size: u64| match zero_copy {
+            true => size >= self.settings.sendfile_min_bytes,
+            false => !self.cache.admits(size),
+        };
+        if let Some(open) = self.open_files.get(uri) {
+            if self.root.stat(rel) != Some(open.meta) {
                 self.open_files.invalidate(uri);
+            } else if kept(open.meta.size) {
+                self.metrics.open_file_hits.inc();
+                return self.represent(req, uri, Representation::File(open), lifetime);
             }
         }
         if let Some(entry) = self.cache.get(uri).await {
@@ -288,14 +292,20 @@ impl Edge {
             Ok(Resolved::Directory) => return self.directory(req, uri),
             Err(e) => return resolve_error(e, rel),
         };
-        if zero_copy && large(meta.size) {
+        if kept(meta.size) {
             let open = Arc::new(OpenFile::new(file, meta));
             self.open_files.insert(uri, open.clone());
             return self.represent(req, uri, Representation::File(open), lifetime);
         }
         if self.cache.admits(meta.size) {
             self.metrics.cache_misses.inc();
-            match self.cache.fill(uri, file, meta, &self.metrics).await {
+        }
+        let room = match self.cache.admits(meta.size) {
+            true => self.cache.reserve(meta.size),
+            false => None,
+        };
+        if let Some(room) = room {
+            match self.cache.fill(uri, file, meta, room, &self.metrics).await {
                 Ok(entry) => {
                     return self.represent(req, uri, Representation::Cached(entry), lifetime)
                 }
