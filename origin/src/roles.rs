@@ -230,6 +230,21 @@ pub async fn check(settings: &WorkerSettings) -> CheckReport {
     report
 }
 
+/// The worker pool's settings for `concurrency` jobs at once.
+pub fn pool_settings(
+    media: &MediaSettings,
+    concurrency: usize,
+) -> crate::jobs::worker::WorkerSettings {
+    let t = &media.transcode;
+    crate::jobs::worker::WorkerSettings {
+        concurrency,
+        lease_secs: t.lease_secs,
+        poll_interval: std::time::Duration::from_millis(500),
+        max_attempts: t.max_attempts,
+        name: worker_name(),
+    }
+}
+
 /// This process's name as a worker: host and pid, unique across a deployment.
 pub fn worker_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

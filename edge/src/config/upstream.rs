@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use shared::env::EnvSource;
+use shared::objects::config::split_section;
 use shared::objects::{StoreConfig, StoreSettings};
 
 /// Where misses come from.
@@ -84,19 +85,9 @@ const OWN_KEYS: [&str; 5] = [
 impl<'de> Deserialize<'de> for UpstreamConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let mut own = toml::Table::new();
-        for key in OWN_KEYS {
-            if let Some(v) = table.remove(key) {
-                own.insert(key.to_owned(), v);
-            }
-        }
-        let own: Own = toml::Value::Table(own)
-            .try_into()
-            .map_err(D::Error::custom)?;
-        let store: StoreConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(D::Error::custom)?;
+        let table = toml::Table::deserialize(d)?;
+        let (own, store): (Own, StoreConfig) =
+            split_section(table, &OWN_KEYS).map_err(D::Error::custom)?;
         let d = Self::default();
         Ok(Self {
             kind: own.kind.unwrap_or(d.kind),

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Deserializer};
 use shared::env::EnvSource;
+use shared::objects::config::split_section;
 use shared::objects::{StoreConfig, StoreSettings};
 
 /// Where media lives.
@@ -57,19 +58,9 @@ const OWN_KEYS: [&str; 2] = ["backend", "source_access"];
 impl<'de> Deserialize<'de> for StorageConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let mut own = toml::Table::new();
-        for key in OWN_KEYS {
-            if let Some(v) = table.remove(key) {
-                own.insert(key.to_owned(), v);
-            }
-        }
-        let own: Own = toml::Value::Table(own)
-            .try_into()
-            .map_err(D::Error::custom)?;
-        let store: StoreConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(D::Error::custom)?;
+        let table = toml::Table::deserialize(d)?;
+        let (own, store): (Own, StoreConfig) =
+            split_section(table, &OWN_KEYS).map_err(D::Error::custom)?;
         Ok(Self {
             backend: own.backend.unwrap_or_default(),
             source_access: own.source_access.unwrap_or_default(),

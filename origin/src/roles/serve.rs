@@ -6,7 +6,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::middleware;
 use shared::shutdown::{self, Terminate, Trigger};
@@ -16,7 +15,7 @@ use super::{bind, media_store, open_store, pipeline, spawn_admin, start_webhooks
 use crate::api::{self, auth::Auth, AppState, Store};
 use crate::config::ServeSettings;
 use crate::jobs::relay::{publish_pool_events, relay_redis_events};
-use crate::jobs::worker::{WorkerPool, WorkerSettings};
+use crate::jobs::worker::WorkerPool;
 use crate::metrics::{self, Metrics};
 use crate::migration::Migration;
 use crate::webhooks::Dispatcher;
@@ -52,18 +51,11 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
     let metrics = Arc::new(Metrics::new()?);
     let pipeline = pipeline(&w.media, &media).await;
     let (notifier, dispatcher) = start_webhooks(w, &metrics)?;
-    let t = &w.media.transcode;
     let pool = WorkerPool::with_reporting(
         store.clone(),
         pipeline.clone(),
         layout.clone(),
-        WorkerSettings {
-            concurrency: t.workers,
-            lease_secs: t.lease_secs,
-            poll_interval: Duration::from_millis(500),
-            max_attempts: t.max_attempts,
-            name: super::worker_name(),
-        },
+        super::pool_settings(&w.media, w.media.transcode.workers),
         Some(metrics.clone()),
         notifier,
     );

@@ -2,14 +2,13 @@
 //! media store with the API. Needs no JWT secret, no API address and no edge URL.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use shared::shutdown::{self, Terminate};
 
 use super::{bind, media_store, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
 use crate::config::WorkerSettings;
 use crate::jobs::relay::publish_pool_events;
-use crate::jobs::worker::{self, WorkerPool};
+use crate::jobs::worker::WorkerPool;
 use crate::metrics::Metrics;
 
 /// Runs `concurrency` workers until SIGTERM, then lets the running jobs finish.
@@ -25,18 +24,11 @@ pub async fn run(settings: WorkerSettings, concurrency: usize) -> Result<(), Sta
     let pipeline = pipeline(&settings.media, &media).await;
     let metrics = Arc::new(Metrics::new()?);
     let (notifier, webhooks) = start_webhooks(&settings, &metrics)?;
-    let t = &settings.media.transcode;
     let pool = WorkerPool::with_reporting(
         store.clone(),
         pipeline,
         layout,
-        worker::WorkerSettings {
-            concurrency: concurrency.max(1),
-            lease_secs: t.lease_secs,
-            poll_interval: Duration::from_millis(500),
-            max_attempts: t.max_attempts,
-            name: super::worker_name(),
-        },
+        super::pool_settings(&settings.media, concurrency.max(1)),
         Some(metrics.clone()),
         notifier,
     );

@@ -76,6 +76,24 @@ impl Default for StoreConfig {
     }
 }
 
+/// Splits a section that embeds the store block beside keys of its own (the edge's
+/// `[upstream]`, the origin's `[storage]`): the `own` keys are taken out and deserialized as
+/// `O`, the rest is the store block, which refuses unknown keys itself, so a typo still fails.
+pub fn split_section<O: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    own: &[&str],
+) -> Result<(O, StoreConfig), toml::de::Error> {
+    let mut own_table = toml::Table::new();
+    for key in own {
+        if let Some(v) = table.remove(*key) {
+            own_table.insert((*key).to_owned(), v);
+        }
+    }
+    let own: O = toml::Value::Table(own_table).try_into()?;
+    let store: StoreConfig = toml::Value::Table(table).try_into()?;
+    Ok((own, store))
+}
+
 /// An access key, from the environment. `Debug` shows neither part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
