@@ -413,3 +413,80 @@ fn a_worker_on_another_disk_resumes_from_the_bucket() {
         started.elapsed()
     );
 }
+
+#[test]
+fn existing_files_are_imported_from_a_bucket_prefix() {
+    let config = format!(
+        "{}[migration]\nimport_prefix = \"legacy\"\nowner = \"alice\"\n",
+        transcode_config(2, "ultrafast")
+    );
+    let mut c = Cluster::start(config);
+    let worker = c.worker("machines-import-", &[]);
+    let admin = mint_token(JWT_SECRET, "root", true, "1h");
+    let alice = mint_token(JWT_SECRET, "alice", false, "1h");
+    let clips = tempfile::tempdir().expect("tmp");
+    let clip = clips.path().join("clip.mp4");
+    generate_clip(&clip, 4, 320, 240);
+    seaweed::upload(
+        &c.objects,
+        &[
+            (
+                "legacy/holiday.mp4".to_owned(),
+                std::fs::read(&clip).expect("clip"),
+            ),
+            // A playlist named like a video: refused by the same probe as an upload.
+            (
+                "legacy/sneaky.mp4".to_owned(),
+                b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n".to_vec(),
+            ),
+        ],
+    );
+    let status = |c: &Cluster| {
+        json(&c.origin.request(
+            Request::get("/api/admin/migration").header("Authorization", format!("Bearer {admin}")),
+        ))
+    };
+    // The run at start found nothing yet; this one finds both.
+    assert!(wait_until(Duration::from_secs(20), || status(&c)
+        ["is_running"]
+        == false));
+    let started = c.origin.request(
+        Request::get("/api/admin/migration")
+            .method("POST")
+            .header("Authorization", format!("Bearer {admin}")),
+    );
+    assert_eq!(started.status, 202, "{}", started.text());
+    assert!(wait_until(Duration::from_secs(60), || status(&c)
+        ["is_running"]
+        == false));
+    let done = status(&c);
+    assert_eq!(done["total"], 2, "{done}");
+    assert_eq!(done["completed"], 2, "{done}");
+    let refused = done["refused"].as_array().expect("refused");
+    assert_eq!(refused.len(), 1, "{done}");
+    assert_eq!(refused[0]["file"], "legacy/sneaky.mp4", "{done}");
+    assert!(
+        done["errors"].as_array().is_some_and(Vec::is_empty),
+        "{done}"
+    );
+
+    // The imported video belongs to alice, is processed by a worker and plays.
+    let listed = json(&c.origin.get_as(&alice, "/api/videos"));
+    let id = listed
+        .as_array()
+        .or_else(|| listed["videos"].as_array())
+        .and_then(|v| v.first())
+        .and_then(|v| v["id"].as_str())
+        .unwrap_or_else(|| panic!("no imported video: {listed}"))
+        .to_owned();
+    c.wait_ready(&alice, &id, Duration::from_secs(120), &[&worker]);
+    assert!(play_with_ffmpeg(&c.master_url(&alice, &id), PLAY_TIMEOUT)
+        .status
+        .success());
+    // Copied, not moved: the operator's objects stay.
+    assert_eq!(names(&c.list("legacy")).len(), 2);
+    assert_eq!(
+        names(&c.list("private/sources")),
+        [format!("private/sources/{id}").as_str()]
+    );
+}

@@ -104,7 +104,7 @@ pub async fn migration_start(
 ) -> Result<(StatusCode, Json<crate::migration::MigrationStatus>), ApiError> {
     if !state.migration.enabled() {
         return Err(ApiError::Conflict(
-            "migration.import_dir is not configured".into(),
+            "neither migration.import_dir nor migration.import_prefix is configured".into(),
         ));
     }
     if !state.migration.begin() {
