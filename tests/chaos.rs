@@ -171,11 +171,11 @@ fn a_killed_worker_and_a_redis_restart_lose_no_work() {
     chaos.report(&extra_attempts, all_ready_after);
 }
 
-/// A worker that dies while it publishes (after encrypting a rung in place, before the final
-/// rename) must not doom the video: the takeover has to encode (or resume from) plain
-/// segments and publish a playable video. (An attempt that reached publishing is never
-/// resumed: `encrypt_file` renames ciphertext over the plain segments, which a takeover must
-/// not hard-link.)
+/// A worker that dies while it publishes (its encode done, its resume manifest withdrawn, the
+/// rest of the segments and the final playlists being published) must not doom the video: the
+/// takeover encodes again from plain segments and publishes a playable video. (An attempt that
+/// reached publishing is never resumed: the all-at-once path encrypts its segments in place,
+/// which a takeover must not hard-link.)
 #[test]
 fn a_worker_killed_while_publishing_does_not_doom_the_video() {
     require_ffmpeg();

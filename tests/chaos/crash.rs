@@ -262,8 +262,9 @@ impl Chaos {
 }
 
 /// Waits until `id`'s attempt has begun publishing and returns its work directory. Publishing
-/// has begun once the second rung's key is written: the first rung's segments are encrypted in
-/// place by then.
+/// has begun once the attempt withdrew its resume manifest (`encode.json`, written before
+/// ffmpeg starts) from a work directory that holds segments: from then on a takeover must not
+/// resume from it.
 pub fn wait_for_publish_stage(p: &Platform, id: &str) -> PathBuf {
     let deadline = Instant::now() + KILL_POINT_TIMEOUT;
     loop {
@@ -271,7 +272,12 @@ pub fn wait_for_publish_stage(p: &Platform, id: &str) -> PathBuf {
             entries.flatten().map(|e| e.path()).find(|dir| {
                 dir.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{id}-")))
-                    && dir.join("keys").join(format!("{}.key", RUNGS[1])).is_file()
+                    && dir
+                        .join("hls")
+                        .join(RUNGS[1])
+                        .join(crate::media::segment_name(0))
+                        .is_file()
+                    && !dir.join("encode.json").exists()
             })
         });
         if let Some(dir) = publishing {

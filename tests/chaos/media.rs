@@ -75,12 +75,13 @@ fn segment_files(work: &Path, rung: &str) -> u32 {
         .count() as u32
 }
 
-/// Segments complete in every rung: ffmpeg opens segment N+1 only after closing N, so all but
-/// the newest file of a rung are complete (the origin's resume rule).
+/// Segments complete in every rung: ffmpeg writes each segment under a temporary name and
+/// renames it into place once whole (`temp_file`), so every `segment_NNN.ts` is complete (the
+/// origin's resume rule).
 pub fn complete_segments(work: &Path) -> u32 {
     RUNGS
         .iter()
-        .map(|rung| segment_files(work, rung).saturating_sub(1))
+        .map(|rung| segment_files(work, rung))
         .min()
         .unwrap_or(0)
 }
