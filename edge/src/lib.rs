@@ -24,7 +24,8 @@
 //! - [`reply`]: the decided response and its HTTP/1.1 head.
 //! - [`sys`]: the only `unsafe`: sendfile, openat2, preadv2, the kTLS probe.
 //! - [`admin`] (metrics, health, purge) and [`metrics`].
-//! - [`config`]: file, environment and flags, validated once.
+//! - [`config`]: file, environment and flags, validated once; [`run`]: the process (serve
+//!   until SIGTERM, `edge check`).
 
 pub mod admin;
 pub mod cache;
@@ -39,6 +40,7 @@ pub mod refusal;
 pub mod reply;
 pub mod request;
 pub mod resolve;
+pub mod run;
 pub mod server;
 pub mod service;
 pub mod sys;

@@ -51,10 +51,17 @@ pub struct Edge {
 impl Edge {
     /// Opens the content root and builds the caches (with an upstream: the disk cache,
     /// rescanned).
-    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let root = Root::open(&settings.root)?;
+    pub fn new(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, crate::run::StartupError> {
+        use crate::run::StartupError;
+        let root = Root::open(&settings.root).map_err(StartupError::Root)?;
         let upstream = match &settings.upstream {
-            Some(u) => Some(Upstream::new(u, &settings.root, metrics.clone())?),
+            Some(u) => Some(
+                Upstream::new(u, &settings.root, metrics.clone())
+                    .map_err(|e| StartupError::Upstream(e.to_string()))?,
+            ),
             None => None,
         };
         let cache = HotCache::new(

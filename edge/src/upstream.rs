@@ -63,7 +63,7 @@ impl Upstream {
         settings: &UpstreamSettings,
         root: &std::path::Path,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, source::SetupError> {
         let source = Source::new(&settings.source)?;
         let disk = DiskCache::open(root, settings.cache_max_bytes, metrics.clone())?;
         let timeout = match &settings.source {

@@ -61,9 +61,20 @@ pub enum Source {
     },
 }
 
+/// Why the upstream's client or disk cache could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("building the S3 client: {0}")]
+    S3(#[from] shared::objects::object_store::Error),
+    #[error("building the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("opening the disk cache: {0}")]
+    Disk(#[from] std::io::Error),
+}
+
 impl Source {
     /// Builds the client (nothing is sent yet).
-    pub fn new(settings: &SourceSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &SourceSettings) -> Result<Self, SetupError> {
         Ok(match settings {
             SourceSettings::S3(s) => Self::S3(s.connect()?),
             SourceSettings::Http {
