@@ -108,7 +108,7 @@ pub async fn media_store(media: &MediaSettings) -> Result<MediaStore, StartupErr
             tracing::warn!(%error, bucket = objects.describe(), "media store: the bucket does not answer yet")
         }
     }
-    Ok(MediaStore::bucket(layout, objects).reading_sources(*source_access))
+    Ok(MediaStore::bucket(layout, objects, *source_access))
 }
 
 /// The pipeline the settings describe (NVENC detected here, once).

@@ -100,32 +100,17 @@ impl MediaStore {
         }
     }
 
-    /// A bucket is the store; `layout` is this machine's working copy.
-    pub fn bucket(layout: Layout, objects: Objects) -> Self {
+    /// A bucket is the store; `layout` is this machine's working copy; workers read uploads
+    /// as `source_access` says.
+    pub fn bucket(layout: Layout, objects: Objects, source_access: SourceAccess) -> Self {
         Self {
             layout,
             remote: Some(Arc::new(Remote {
                 bucket: Bucket::new(objects),
-                source_access: SourceAccess::Download,
+                source_access,
                 pushed: Mutex::new(HashMap::new()),
             })),
         }
-    }
-
-    /// Workers read uploads kept in the bucket this way (downloaded by default).
-    pub fn reading_sources(mut self, access: SourceAccess) -> Self {
-        if let Some(remote) = self.remote.take() {
-            let remote = Arc::try_unwrap(remote).unwrap_or_else(|shared| Remote {
-                bucket: shared.bucket.clone(),
-                source_access: shared.source_access,
-                pushed: Mutex::new(HashMap::new()),
-            });
-            self.remote = Some(Arc::new(Remote {
-                source_access: access,
-                ..remote
-            }));
-        }
-        self
     }
 
     pub fn layout(&self) -> &Layout {

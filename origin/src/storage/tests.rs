@@ -9,12 +9,13 @@ use shared::objects::Objects;
 
 use super::tree::Phase;
 use super::*;
+use crate::config::storage::SourceAccess;
 
 fn store(dir: &std::path::Path) -> (MediaStore, Bucket) {
     let layout = Layout::new(dir);
     layout.ensure().expect("layout");
     let objects = Objects::new(Arc::new(InMemory::new()), "prod/", "memory");
-    let media = MediaStore::bucket(layout, objects);
+    let media = MediaStore::bucket(layout, objects, SourceAccess::Download);
     let bucket = media.remote().expect("bucket").clone();
     (media, bucket)
 }
@@ -109,7 +110,11 @@ async fn pulling_brings_the_bucket_copy_back_and_removing_leaves_nothing() {
     let b = tempfile::tempdir().expect("tmp");
     let (media, bucket) = store(a.path());
     // A second machine sharing the bucket, not the disk.
-    let other = MediaStore::bucket(Layout::new(b.path()), bucket.objects().clone());
+    let other = MediaStore::bucket(
+        Layout::new(b.path()),
+        bucket.objects().clone(),
+        SourceAccess::Download,
+    );
     let video: VideoId = "v2".parse().expect("id");
     write(a.path(), "hls/v2/master.m3u8", b"#EXTM3U\n");
     write(a.path(), "hls/v2/360p/segment_000.ts", &[3u8; 100]);
@@ -148,7 +153,11 @@ async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
     let a = tempfile::tempdir().expect("tmp");
     let b = tempfile::tempdir().expect("tmp");
     let (media, bucket) = store(a.path());
-    let other = MediaStore::bucket(Layout::new(b.path()), bucket.objects().clone());
+    let other = MediaStore::bucket(
+        Layout::new(b.path()),
+        bucket.objects().clone(),
+        SourceAccess::Download,
+    );
     other.layout().ensure().expect("layout");
     let video: VideoId = "v3".parse().expect("id");
     let work = a.path().join("tmp/v3-0a1b2c");
@@ -180,7 +189,11 @@ async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
     // Withdrawn: a later machine does not resume from it.
     media.forget_attempt(&video, &work).await.expect("withdraw");
     let c = tempfile::tempdir().expect("tmp");
-    let third = MediaStore::bucket(Layout::new(c.path()), bucket.objects().clone());
+    let third = MediaStore::bucket(
+        Layout::new(c.path()),
+        bucket.objects().clone(),
+        SourceAccess::Download,
+    );
     assert_eq!(third.restore_attempts(&video).await.expect("restore"), 0);
     media.drop_attempts(&video).await.expect("drop");
     assert!(names(&bucket, "private/work").await.is_empty());
