@@ -277,7 +277,8 @@ async function scenario(context) {
     // (seeking forward first would let it buffer the whole clip, leaving nothing to refresh).
     await clickSeek(0.02, tab);
     native = await playerState(tab);
-    check('native HLS seeks', native.currentTime < 1.5 && native.state !== 'error', `-> ${native.currentTime.toFixed(2)} s`);
+    check('native HLS seeks', native.currentTime < 1.5 && native.state !== 'error',
+      `-> ${native.currentTime.toFixed(2)} s (duration ${(await video(tab)).duration}, growing ${native.growing})`);
     await tab.keyboard.press(' ');
     check('native: paused near the start', (await video(tab)).paused, `${(await video(tab)).t.toFixed(2)} s`);
     // The browser fetched its playlists (and so its links) before this moment.

@@ -551,22 +551,33 @@ export class Player {
     this.seekTo(this.video.currentTime + delta);
   }
 
+  /**
+   * The length the seek bar spans: the duration, or while a growing (EVENT) playlist has no end
+   * yet and the engine reports an infinite duration (native HLS does), what can be sought so far.
+   */
+  span() {
+    const v = this.video;
+    if (Number.isFinite(v.duration)) return v.duration;
+    const s = v.seekable;
+    return s && s.length ? s.end(s.length - 1) : 0;
+  }
+
   seekTo(t) {
-    const d = this.video.duration;
+    const d = this.span();
     if (!Number.isFinite(t)) return;
-    this.video.currentTime = Math.max(0, Number.isFinite(d) ? Math.min(t, Math.max(0, d - 0.1)) : t);
+    this.video.currentTime = Math.max(0, d ? Math.min(t, Math.max(0, d - 0.1)) : t);
     this.tick();
   }
 
   timeAt(e) {
     const r = this.seek.getBoundingClientRect();
     const fraction = Math.max(0, Math.min(1, (e.clientX - r.left) / r.width));
-    return fraction * (this.video.duration || 0);
+    return fraction * this.span();
   }
 
   tick() {
     const v = this.video;
-    const d = Number.isFinite(v.duration) ? v.duration : 0;
+    const d = this.span();
     if (v.currentTime > 0) this.lastTime = v.currentTime;
     this.time.textContent = `${clock(v.currentTime)} / ${clock(d)}`;
     this.fill.style.width = d ? `${(v.currentTime / d) * 100}%` : '0';
@@ -624,8 +635,7 @@ export class Player {
   }
 
   showPreview(e) {
-    const d = this.video.duration;
-    if (!Number.isFinite(d) || !d) return;
+    if (!this.span()) return;
     const t = this.timeAt(e);
     this.previewTime.textContent = clock(t);
     const cue = cueAt(this.cues, t);
