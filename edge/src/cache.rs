@@ -8,7 +8,7 @@
 //! An evicted body stays in memory for as long as a response is still sending it. Over TLS,
 //! where every segment comes from memory, 1,000 players cycling through more than the budget
 //! would keep nearly all of it alive that way; so the cache counts the bytes of bodies alive
-//! outside it and stops filling ([`HotCache::has_room`]) while they pass an eighth of the
+//! outside it and stops filling ([`HotCache::reserve`]) while they pass a sixteenth of the
 //! budget: those misses are read from the file a chunk at a time, bounded per connection.
 
 use std::fs::File;
@@ -101,7 +101,7 @@ impl HotCache {
         Self {
             inner,
             max_object,
-            max_outside: max_bytes / 8,
+            max_outside: max_bytes / 16,
             bytes,
         }
     }
@@ -112,7 +112,7 @@ impl HotCache {
     }
 
     /// Room for a fill of `size` bytes, unless evicted bodies still being sent and fills in
-    /// progress already hold more than an eighth of the budget.
+    /// progress already hold more than a sixteenth of the budget.
     pub fn reserve(&self, size: u64) -> Option<Reservation> {
         let mut alive = self.bytes.alive.load(Ordering::Relaxed);
         loop {
@@ -223,9 +223,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fills_stop_while_bodies_outside_the_cache_pass_an_eighth_of_the_budget() {
+    fn fills_stop_while_bodies_outside_the_cache_pass_a_sixteenth_of_the_budget() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let cache = HotCache::new(800, 800, metrics);
+        let cache = HotCache::new(1600, 800, metrics);
         let first = cache.reserve(60).expect("room");
         let second = cache.reserve(40).expect("room up to 100 bytes");
         assert!(cache.reserve(1).is_none(), "100 bytes outside the cache");

@@ -11,11 +11,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::ktls::Ktls;
-
-/// Encrypted bytes rustls may hold per connection beyond what the socket took (its default is
-/// 64 KiB): two full records, so 1,000 slow clients cost 32 MiB, not 64, while each write
-/// still hands the kernel two records.
-const SEND_BUFFER: usize = 32 * 1024;
 use super::{h2, http1};
 use crate::service::Edge;
 
@@ -29,7 +24,7 @@ pub async fn serve(
     shutdown: Switch,
 ) {
     let handshake = tokio::time::timeout(edge.settings.header_timeout, acceptor.accept(tcp)).await;
-    let mut tls = match handshake {
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
@@ -40,7 +35,6 @@ pub async fn serve(
             return;
         }
     };
-    tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
     let conn = tls.get_ref().1;
     let path = ktls.path(conn);
     tracing::debug!(?path, "TLS records");
