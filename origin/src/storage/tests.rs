@@ -230,3 +230,181 @@ async fn the_data_directory_is_its_own_store() {
     assert!(!media.is_published(&video).await.expect("published"));
     assert!(!media.has_source(&video).await.expect("source"));
 }
+
+/// An in-memory store that refuses deletes under `hls/` while `refuse_deletes` is set and
+/// fails every
+/// multipart upload at its second part, recording aborts.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: Arc<InMemory>,
+    refuse_deletes: Arc<std::sync::atomic::AtomicBool>,
+    aborted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Display for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("faulty")
+    }
+}
+
+fn refused() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: "refused".into(),
+    }
+}
+
+use shared::objects::object_store::{
+    self, path::Path as Key, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    UploadPart,
+};
+
+#[async_trait::async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &Key,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Key,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FailingUpload {
+            inner,
+            parts: 0,
+            aborted: self.aborted.clone(),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Key,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<'static, object_store::Result<Key>>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<Key>> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let refuse = self.refuse_deletes.clone();
+        let inner = self.inner.clone();
+        locations
+            .and_then(move |key| {
+                let (refuse, inner) = (refuse.clone(), inner.clone());
+                async move {
+                    if refuse.load(std::sync::atomic::Ordering::SeqCst)
+                        && key.as_ref().contains("/hls/")
+                    {
+                        return Err(refused());
+                    }
+                    inner.delete(&key).await.map(|()| key)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Key>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Key>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Key,
+        to: &Key,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[derive(Debug)]
+struct FailingUpload {
+    inner: Box<dyn MultipartUpload>,
+    parts: usize,
+    aborted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for FailingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.parts += 1;
+        match self.parts {
+            1 => self.inner.put_part(data),
+            _ => Box::pin(async { Err(refused()) }),
+        }
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.abort().await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_upload_leaves_nothing_and_a_failed_delete_says_what_is_left() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().expect("tmp");
+    let faulty = Arc::new(Faulty::default());
+    let (refuse, aborted) = (faulty.refuse_deletes.clone(), faulty.aborted.clone());
+    let layout = Layout::new(dir.path());
+    layout.ensure().expect("layout");
+    let media = MediaStore::bucket(
+        layout,
+        Objects::new(faulty, "prod/", "faulty"),
+        SourceAccess::Download,
+    );
+    let bucket = media.remote().expect("bucket").clone();
+
+    // An upload whose second part fails is aborted: no object, no parts.
+    let video: VideoId = "v5".parse().expect("id");
+    write(dir.path(), "sources/v5", &vec![1u8; 20 << 20]);
+    assert!(media.store_source(&video).await.is_err());
+    assert!(
+        aborted.load(Ordering::SeqCst),
+        "the multipart upload was aborted"
+    );
+    assert!(
+        !media.has_source(&video).await.expect("has"),
+        "no object left"
+    );
+
+    // A delete the store refuses names what is left; once the store accepts, a retry finishes.
+    write(dir.path(), "hls/v5/master.m3u8", b"#EXTM3U\n");
+    write(dir.path(), "hls/v5/360p/segment_000.ts", &[1u8; 10]);
+    media.push_video(&video, Phase::Final).await.expect("push");
+    refuse.store(true, Ordering::SeqCst);
+    match media.remove_video(&video).await {
+        Err(StorageError::Left { left, .. }) => assert_eq!(left, 2, "master and segment left"),
+        other => panic!("expected the objects left, got {other:?}"),
+    }
+    assert!(
+        !media.is_published(&video).await.expect("marker"),
+        "the marker went first"
+    );
+    refuse.store(false, Ordering::SeqCst);
+    media.remove_video(&video).await.expect("retried");
+    assert!(names(&bucket, "hls").await.is_empty());
+}
