@@ -1,6 +1,6 @@
 //! What the HTTP/1.1 connection loop needs from its stream beyond reading and writing: how a
 //! file body leaves. Plain TCP sends it with `sendfile(2)`; TLS reads it in large chunks and
-//! encrypts them, because the kernel cannot encrypt for us.
+//! encrypts them in userspace (the kernel could, with kTLS: see [`super::ktls`]).
 //!
 //! Every write is bounded by the send timeout: a client that stops reading loses its
 //! connection after `send_timeout`, whatever the transport.
