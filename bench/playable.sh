@@ -40,7 +40,9 @@ JWT_SECRET=$(openssl rand -hex 24)
 HLS_SIGNING_SECRET=$(openssl rand -hex 24)
 token=$("$origin" token --user bench --ttl 4h)
 
-# One run: start the origin, upload, poll; prints "playable_s complete_s".
+# One run: start the origin, upload, poll; sets RESULT to "playable_s complete_s". Runs in
+# this shell (not a subshell), so the exit trap always knows the origin to stop.
+RESULT=
 run() {
     local growing=$1
     rm -rf "$work/data" && mkdir -p "$work/data"
@@ -58,9 +60,12 @@ run() {
     done
     [ -n "$addr" ] || { cat "$work/origin.log" >&2; return 1; }
     local id
-    id=$(curl -sf -H "Authorization: Bearer $token" --data-binary @"$work/clip.mp4" \
-        "http://$addr/api/videos" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-    python3 - "$addr" "$id" "$token" <<'PY'
+    # --upload-file streams the clip (--data-binary would read all of it into memory first).
+    id=$(curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: video/mp4' \
+        --upload-file "$work/clip.mp4" "http://$addr/api/videos" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    [ -n "$id" ] || { echo "the upload failed" >&2; tail -5 "$work/origin.log" >&2; return 1; }
+    RESULT=$(python3 - "$addr" "$id" "$token" <<'PY'
 import json, sys, time, urllib.request, urllib.error
 addr, vid, token = sys.argv[1:4]
 start = time.monotonic()
@@ -80,18 +85,23 @@ while complete is None and time.monotonic() - start < 7200:
     if status == 200 and body.get("complete", body.get("ready")):
         complete = now
     time.sleep(0.2)
+if complete is None:
+    sys.exit(f"not complete after {time.monotonic() - start:.0f} s")
 print(f"{playable:.1f} {complete:.1f}")
 PY
+    ) || { tail -5 "$work/origin.log" >&2; return 1; }
     kill "$origin_pid" && wait "$origin_pid" 2>/dev/null || true
     origin_pid=
 }
 
 echo "publish while encoding: uploading and waiting (this takes about as long as the encode)" >&2
-read -r p1 c1 < <(run true)
+run true
+read -r p1 c1 <<<"$RESULT"
 printf '%-26s %10s %12s\n' "mode" "playable_s" "complete_s"
 printf '%-26s %10s %12s\n' "publish_while_encoding" "$p1" "$c1"
 if [ "$BOTH" = 1 ]; then
-    read -r p2 c2 < <(run false)
+    run false
+    read -r p2 c2 <<<"$RESULT"
     printf '%-26s %10s %12s\n' "all at once" "$p2" "$c2"
 fi
 echo "clip ${CLIP_SECS} s 1080p30, segments ${SEG} s, x264 ${PRESET}; goal: playable within $((SEG + 5)) s" >&2
