@@ -7,8 +7,9 @@
 //!    upload through a presigned URL), published into the
 //!    bucket (keys under `private/`, never under the edge's `hls/` prefix; the marker last;
 //!    the resume checkpoints gone), and ffmpeg plays every rung through the edge; the shield
-//!    serves the same bytes. The API's own disk never held the media. A delete leaves no
-//!    object of the video in the bucket.
+//!    serves the same bytes. The API's own disk never held the media. With the bucket stopped,
+//!    segments the edge pulled are still served and the others answer 502 until it is back.
+//!    A delete leaves no object of the video in the bucket.
 //! 2. A worker killed mid-encode is taken over by a worker on a third disk, which resumes from
 //!    the segments the dead one saved in the bucket (logged with the segment it resumed at),
 //!    keeps what the dead one published unchanged (same ETag and time: nothing published
@@ -159,8 +160,8 @@ fn names(listed: &[(String, u64, Option<String>, String)]) -> Vec<&str> {
     listed.iter().map(|(n, ..)| n.as_str()).collect()
 }
 
-/// The first signed segment URL of the first variant behind `master_url`.
-fn first_segment_url(master_url: &str) -> String {
+/// The signed segment URLs of the first variant behind `master_url`, as targets on `edge`.
+fn segment_targets(master_url: &str, edge: &Edge) -> Vec<String> {
     let get = |url: &str| {
         let out = process::run_bounded(
             std::process::Command::new("curl").args(["-sf", url]),
@@ -175,11 +176,13 @@ fn first_segment_url(master_url: &str) -> String {
         .find(|l| !l.starts_with('#') && !l.trim().is_empty())
         .expect("a variant");
     let base = master_url.split("master.m3u8").next().unwrap_or_default();
-    let text = get(&format!("{base}{variant}"));
-    text.lines()
-        .find(|l| l.starts_with("http"))
-        .expect("a signed segment URL")
-        .to_owned()
+    let host = edge.public_addr.to_string();
+    let targets: Vec<String> = get(&format!("{base}{variant}"))
+        .lines()
+        .filter_map(|l| l.split_once(&host).map(|(_, t)| t.to_owned()))
+        .collect();
+    assert!(targets.len() >= 2, "segments on the edge: {targets:?}");
+    targets
 }
 
 /// `origin check` with the cluster's environment, `overrides` on top: (success, stdout).
@@ -273,8 +276,29 @@ fn machines_share_only_the_bucket_and_redis() {
     assert!(!c.origin.data.join("hls").join(&id).exists());
     assert!(!c.origin.data.join("sources").join(&id).exists());
 
-    // ffmpeg plays every rung through the edge, which pulled from the bucket.
+    // The bucket goes away: what the edge pulled is still served, the rest is a 502 until the
+    // bucket is back.
     let master = c.master_url(&alice, &id);
+    let segments = segment_targets(&master, &c.edge);
+    let first = c.edge.public(Request::get(segments[0].clone()));
+    assert_eq!(first.status, 200, "{}", c.edge.diagnostics());
+    c.weed.stop();
+    let cached = c.edge.public(Request::get(segments[0].clone()));
+    assert!(
+        cached.status == 200 && cached.body == first.body,
+        "cached: {}",
+        cached.status
+    );
+    let cold = c.edge.public(Request::get(segments[1].clone()));
+    assert_eq!(cold.status, 502, "{}", cold.text());
+    assert!(cold.text().contains("\"error\""), "{}", cold.text());
+    c.weed.start_again();
+    let back = wait_until(Duration::from_secs(30), || {
+        c.edge.public(Request::get(segments[1].clone())).status == 200
+    });
+    assert!(back, "the edge did not recover\n{}", c.edge.diagnostics());
+
+    // ffmpeg plays every rung through the edge, which pulled from the bucket.
     let played = play_with_ffmpeg(&master, PLAY_TIMEOUT);
     assert!(
         played.status.success(),
@@ -296,11 +320,7 @@ fn machines_share_only_the_bucket_and_redis() {
         "[upstream]\nkind = \"http\"\nurl = \"http://{}/hls/\"\n",
         c.edge.public_addr
     )));
-    let url = first_segment_url(&master);
-    let target = url
-        .split_once(&c.edge.public_addr.to_string())
-        .map(|(_, t)| t.to_owned())
-        .expect("a URL on the edge");
+    let target = segments[0].clone();
     let direct = c.edge.public(Request::get(target.clone()));
     let shielded = shield.public(Request::get(target));
     assert_eq!(direct.status, 200);
