@@ -122,14 +122,6 @@ impl MediaStore {
         self.remote.as_deref().map(|r| &r.bucket)
     }
 
-    /// `s3://...` or the data directory, for logs.
-    pub fn describe(&self) -> String {
-        match self.remote() {
-            Some(b) => b.objects().describe().to_owned(),
-            None => self.layout.root().display().to_string(),
-        }
-    }
-
     /// Reads `rel` (a path relative to the data directory, such as `hls/<video>/master.m3u8`):
     /// `None` when it does not exist.
     pub async fn read(&self, rel: &str) -> Result<Option<Bytes>, StorageError> {

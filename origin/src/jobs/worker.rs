@@ -230,6 +230,15 @@ impl<S: JobStore> WorkerPool<S> {
             let result = self.pipeline.run(&pipeline_job, &sink, &mut cancel).await;
             drop(sink);
             media.release_source(&video);
+            // A video counts as published only once the store says so (with a bucket: its
+            // marker, written after every other object was confirmed).
+            if result.is_ok() && !media.is_published(&video).await? {
+                return Err(crate::storage::StorageError::Mismatch {
+                    name: video.to_string(),
+                    what: "published, but the store does not show it".into(),
+                }
+                .into());
+            }
             result
         };
         let started = std::time::Instant::now();
