@@ -98,7 +98,8 @@ function playerState(p = page) {
 
 const video = (p = page) => p.evaluate(() => {
   const v = document.querySelector('#video');
-  return { t: v.currentTime, paused: v.paused, volume: v.volume, duration: v.duration };
+  const ranges = (r) => Array.from({ length: r.length }, (_, i) => `${r.start(i).toFixed(2)}-${r.end(i).toFixed(2)}`).join(',');
+  return { t: v.currentTime, paused: v.paused, volume: v.volume, duration: v.duration, seekable: ranges(v.seekable) };
 });
 
 const PASSES = (t) => document.querySelector('#video').currentTime > t;
@@ -264,7 +265,7 @@ async function scenario(context) {
     return ['ready', 'playing', 'error', 'unsupported'].includes(s);
   }, null, 20_000, tab);
   let native = await playerState(tab);
-  check('the second tab left the generating state by itself', native.state !== 'error', native.state);
+  check('the second tab left the generating state by itself', native.state !== 'error', `${native.state}, ${native.playlists} playlists`);
   let nativeLinksAt = Date.now();
   const nativeEngine = native.engine === 'native';
   if (nativeEngine) {
@@ -273,12 +274,21 @@ async function scenario(context) {
     await until('native: currentTime passes 3 s', PASSES, 3, 20_000, tab);
     check('native HLS plays', true, `${(await video(tab)).t.toFixed(2)} s`);
     await shot('04-native-playing', tab);
+    // Opened while it encoded, the player re-opens the finished playlists once complete (a
+    // native engine keeps a growing playlist as live, with nothing to seek).
+    await until('native: the player holds (or re-opens) the finished playlists',
+      () => document.querySelector('#player').dataset.playlists === 'finished', null, 40_000, tab);
+    await until('native: the whole video is seekable once complete', () => {
+      const v = document.querySelector('#video');
+      return v.seekable.length > 0 && v.seekable.end(v.seekable.length - 1) > 10 && v.currentTime > 0;
+    }, null, 20_000, tab);
+    check('native: the whole video is seekable once complete', true, JSON.stringify(await video(tab)));
     // Seek back to the start and pause: the links handed out so far expire while it waits
     // (seeking forward first would let it buffer the whole clip, leaving nothing to refresh).
     await clickSeek(0.02, tab);
     native = await playerState(tab);
     check('native HLS seeks', native.currentTime < 1.5 && native.state !== 'error',
-      `-> ${native.currentTime.toFixed(2)} s (duration ${(await video(tab)).duration}, growing ${native.growing})`);
+      `-> ${native.currentTime.toFixed(2)} s (${JSON.stringify(await video(tab))}, growing ${native.growing})`);
     await tab.keyboard.press(' ');
     check('native: paused near the start', (await video(tab)).paused, `${(await video(tab)).t.toFixed(2)} s`);
     // The browser fetched its playlists (and so its links) before this moment.

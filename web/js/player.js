@@ -171,6 +171,8 @@ export class Player {
       return;
     }
     this.attach(info.data.manifest_url);
+    // Which playlists the engine holds: growing (EVENT) ones or the finished video's.
+    this.root.dataset.playlists = info.data.complete === false ? 'growing' : 'finished';
     if (info.data.complete === false) {
       this.followProcessing(info.data);
     } else {
@@ -208,6 +210,7 @@ export class Player {
       if (next.status === 200 && next.data && next.data.complete) {
         this.stopFollowing();
         this.loadStoryboard();
+        this.reopenFinished();
       } else if (next.status === 200) {
         this.followProcessing(next.data);
       } else {
@@ -217,6 +220,29 @@ export class Player {
         this.start();
       }
     }, after * 1000);
+  }
+
+  /**
+   * A native engine that opened the growing playlists keeps them as live after they end
+   * (Chromium: an infinite or partial duration and nothing seekable): re-open the finished (VOD)
+   * playlists where the viewer is. hls.js follows the end of the playlist by itself.
+   */
+  reopenFinished() {
+    const v = this.video;
+    if (this.root.dataset.engine !== 'native') {
+      this.root.dataset.playlists = 'finished';
+      return;
+    }
+    const at = v.currentTime || this.resumeAt;
+    const playing = !v.paused && !this.userPaused;
+    this.reopening = true;
+    this.freshMasterUrl()
+      .catch(() => this.masterUrl())
+      .then((url) => {
+        if (this.destroyed) return;
+        this.openNative(at, playing, url);
+        this.root.dataset.playlists = 'finished';
+      });
   }
 
   stopFollowing() {
