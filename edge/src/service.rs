@@ -9,27 +9,31 @@
 //! check ([`crate::upstream`]): 404 when the upstream has no such object, 502 when it fails,
 //! 504 when it does not answer in time; a stale copy on disk is served while it fails.
 
+mod represent;
+mod validate;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use shared::secure_link::{parse_expires, query_arg, LinkRequest};
 
-use crate::cache::{Cached, HotCache};
+use represent::Representation;
+use validate::{valid_host, valid_method};
+
+use crate::cache::HotCache;
 use crate::cache_control::CacheControl;
-use crate::conditional::{self, Conditions, Outcome, Validators};
 use crate::config::Settings;
 use crate::cors::Cors;
 use crate::metrics::{Metrics, Route, SendPath};
 use crate::open_files::{OpenFile, OpenFiles};
 use crate::refusal::Refusal;
-use crate::reply::{Body, Reply, Streamed, Value};
+use crate::reply::{Body, Reply, Value};
 use crate::request::{RequestHead, Version};
-use crate::resolve::{FileMeta, ResolveError, Resolved, Root};
-use crate::upstream::source::{ByteStream, FetchError};
-use crate::upstream::{fill, Pulled, Upstream};
+use crate::resolve::{ResolveError, Resolved, Root};
+use crate::upstream::source::FetchError;
+use crate::upstream::Upstream;
 use crate::{mime, target};
-use shared::range::{self, RangeDecision};
 
 /// Everything a request needs, shared by all connections.
 pub struct Edge {
@@ -352,134 +356,6 @@ impl Edge {
         r.header("Location", Value::Owned(location));
         r
     }
-
-    fn represent(
-        &self,
-        req: &RequestHead<'_>,
-        uri: &[u8],
-        rep: Representation,
-        lifetime: u64,
-    ) -> Reply {
-        let (etag, last_modified, meta) = match &rep {
-            Representation::Pulled(pulled) => {
-                let (size, mtime) = match pulled {
-                    Pulled::Filling(head, _) => (head.size, head.mtime),
-                    Pulled::Direct(f) => (f.size, f.last_modified.map_or(0, unix_secs)),
-                };
-                // The validators a hit on the cached file will carry (its mtime is set to
-                // this), so a client revalidating after the miss gets its 304.
-                let meta = FileMeta {
-                    dev: 0,
-                    ino: 0,
-                    size,
-                    mtime,
-                    mtime_nsec: 0,
-                };
-                (
-                    Value::Owned(meta.etag()),
-                    Value::Owned(meta.last_modified()),
-                    meta,
-                )
-            }
-            Representation::Cached(c) => (
-                Value::Shared(c.etag.clone()),
-                Value::Shared(c.last_modified.clone()),
-                c.meta,
-            ),
-            Representation::File(open) => (
-                Value::Shared(open.etag.clone()),
-                Value::Shared(open.last_modified.clone()),
-                open.meta,
-            ),
-        };
-        let h = &req.headers;
-        let validators = Validators {
-            etag: etag.as_str(),
-            mtime: meta.mtime,
-        };
-        let conditions = Conditions {
-            if_match: h.if_match,
-            if_none_match: h.if_none_match,
-            if_modified_since: h.if_modified_since,
-            if_unmodified_since: h.if_unmodified_since,
-        };
-        let cache_control = if mime::is_playlist(uri) {
-            &self.cache_control_playlists
-        } else {
-            &self.cache_control_media
-        };
-        let cache_control = cache_control.as_ref().map(|cc| cc.for_link(lifetime));
-        match conditional::evaluate(&conditions, &validators) {
-            Outcome::PreconditionFailed => return Refusal::PreconditionFailed.reply(),
-            Outcome::NotModified => {
-                let mut r = Reply::new(304, Body::Empty, None);
-                r.header("ETag", etag)
-                    .header("Last-Modified", last_modified);
-                if let Some(cc) = cache_control {
-                    r.header("Cache-Control", cc);
-                }
-                return r;
-            }
-            Outcome::Proceed => {}
-        }
-        let size = meta.size;
-        let range_header = match (h.range, h.if_range) {
-            (Some(_), Some(ir)) if !conditional::if_range_matches(ir, &validators) => None,
-            (range, _) => range,
-        };
-        let (status, start, end) = match range::decide(range_header, size) {
-            RangeDecision::Full => (200, 0, size),
-            RangeDecision::Partial { start, end } => (206, start, end),
-            RangeDecision::Unsatisfiable => return Refusal::RangeNotSatisfiable { size }.reply(),
-        };
-        let len = end - start;
-        let body = match rep {
-            Representation::Cached(c) => {
-                Body::Bytes(c.body.slice(start as usize..end as usize), SendPath::Cache)
-            }
-            Representation::File(open) => Body::File {
-                file: open.file.clone(),
-                offset: start,
-                len,
-            },
-            Representation::Pulled(Pulled::Filling(head, rx)) => {
-                Body::Stream(Streamed(fill::body(head, rx, start, end)))
-            }
-            Representation::Pulled(Pulled::Direct(fetched)) => {
-                let body: ByteStream = fetched.body;
-                Body::Stream(Streamed(fill::slice(body, start, end)))
-            }
-        };
-        let mut r = Reply::new(status, body, Some(len));
-        r.header("Content-Type", Value::Static(mime::content_type(uri)));
-        r.header("Last-Modified", last_modified);
-        if status == 206 {
-            r.header(
-                "Content-Range",
-                Value::Owned(format!("bytes {start}-{}/{size}", end - 1)),
-            );
-        }
-        r.header("ETag", etag);
-        if status == 200 {
-            r.header("Accept-Ranges", Value::Static("bytes"));
-        }
-        if let Some(cc) = cache_control {
-            r.header("Cache-Control", cc);
-        }
-        r
-    }
-}
-
-enum Representation {
-    Cached(Arc<Cached>),
-    File(Arc<OpenFile>),
-    /// Being pulled from the upstream.
-    Pulled(Pulled),
-}
-
-fn unix_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 /// Appends `path` with every byte but unreserved ones and `/` percent-encoded (RFC 3986 §2).
@@ -508,48 +384,6 @@ fn resolve_error(e: ResolveError, rel: &[u8]) -> Reply {
     refusal.reply()
 }
 
-/// nginx's `ngx_http_validate_host`: no `/`, no control bytes or spaces, no `..`, and a
-/// non-empty name before the port.
-fn valid_host(host: &[u8]) -> bool {
-    let mut name_len = host.len();
-    let mut last_dot: Option<usize> = None;
-    let mut literal = false;
-    let mut in_port = false;
-    for (i, &c) in host.iter().enumerate() {
-        match c {
-            b'.' => {
-                if last_dot.is_some_and(|d| d + 1 == i) {
-                    return false;
-                }
-                last_dot = Some(i);
-            }
-            b':' if !literal && !in_port => {
-                name_len = i;
-                in_port = true;
-            }
-            b'[' if i == 0 => literal = true,
-            b']' if literal => {
-                name_len = i + 1;
-                literal = false;
-                in_port = true;
-            }
-            b'/' | 0..=0x20 | 0x7f => return false,
-            _ => {}
-        }
-    }
-    if last_dot.is_some_and(|d| d + 1 == name_len) {
-        name_len -= 1;
-    }
-    name_len > 0
-}
-
-/// nginx accepts methods made of `A-Z`, `_` and `-` (unknown ones reach the 405 check).
-fn valid_method(m: &[u8]) -> bool {
-    !m.is_empty()
-        && m.iter()
-            .all(|&c| c.is_ascii_uppercase() || c == b'_' || c == b'-')
-}
-
 fn text_reply(status: u16, text: &'static str) -> Reply {
     let body = bytes::Bytes::from_static(text.as_bytes());
     let mut r = Reply::new(
@@ -570,28 +404,12 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{push_encoded_path, valid_host};
+    use super::push_encoded_path;
 
     #[test]
     fn redirect_paths_are_encoded() {
         let mut out = String::new();
         push_encoded_path(b"/hls/a b/\\\\evil\r\n/\xff", &mut out);
         assert_eq!(out, "/hls/a%20b/%5C%5Cevil%0D%0A/%FF");
-    }
-
-    #[test]
-    fn hosts_like_nginx() {
-        for ok in [
-            "127.0.0.1:8080",
-            "example.com",
-            "example.com.",
-            "[::1]:80",
-            "a-b.c",
-        ] {
-            assert!(valid_host(ok.as_bytes()), "{ok}");
-        }
-        for bad in ["", ":8080", "a/b", "a..b", "a b", ".", "a\x01"] {
-            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
-        }
     }
 }

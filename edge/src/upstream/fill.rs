@@ -210,7 +210,8 @@ fn cache_error(error: io::Error, path: &std::path::Path) -> FetchError {
     FetchError::Bad("disk cache write failed")
 }
 
-fn unix_secs(t: SystemTime) -> i64 {
+/// Seconds since the Unix epoch (0 before it).
+pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
