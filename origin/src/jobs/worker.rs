@@ -1,6 +1,7 @@
 //! The in-process worker pool: claim a job, keep its lease alive, run the pipeline, record the
-//! outcome. Progress is throttled as seed 003 describes: live events every 2 points, store
-//! writes every 10, the thumbnail at once.
+//! outcome. What a running job reports, and how often, is [`report`].
+
+mod report;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,11 +12,13 @@ use shared::media::{Layout, VideoId};
 use shared::shutdown::{self, Switch, Trigger};
 use tokio::sync::{broadcast, mpsc};
 
+use report::Sink;
+
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
 use crate::metrics::Metrics;
-use crate::transcode::pipeline::{Events, Job as PipelineJob, Pipeline};
-use crate::transcode::progress::{Stage, Throttle};
+use crate::transcode::pipeline::{Job as PipelineJob, Pipeline};
+use crate::transcode::progress::Stage;
 use crate::webhooks::event::Event as WebhookEvent;
 use crate::webhooks::Webhooks;
 
@@ -363,130 +366,5 @@ impl<S: JobStore> WorkerPool<S> {
                 Err(error) => tracing::warn!(%error, "heartbeat failed"),
             }
         }
-    }
-
-    /// Applies the throttle to pipeline updates: broadcast every 2 points, persist every 10.
-    async fn record(
-        &self,
-        worker: &str,
-        video: &VideoId,
-        mut updates: mpsc::UnboundedReceiver<Update>,
-    ) {
-        let mut throttle = Throttle::default();
-        let mut stage = Stage::Probe;
-        let mut thumbnail = false;
-        while let Some(update) = updates.recv().await {
-            let (persist, event) = match update {
-                Update::Stage(s) => {
-                    stage = s;
-                    (
-                        false,
-                        JobEvent::Stage {
-                            video: video.clone(),
-                            stage: s,
-                        },
-                    )
-                }
-                Update::Thumbnail => {
-                    thumbnail = true;
-                    (
-                        true,
-                        JobEvent::ThumbnailReady {
-                            video: video.clone(),
-                        },
-                    )
-                }
-                Update::Playable => {
-                    if let Err(error) = self.store.playable(video, worker, unix_now()).await {
-                        tracing::warn!(%error, "playable state not recorded");
-                    }
-                    (
-                        false,
-                        JobEvent::Playable {
-                            video: video.clone(),
-                        },
-                    )
-                }
-                Update::Resumed(segments) => {
-                    // Recorded so operators (and tests) see what a takeover reused.
-                    let mark = format!("resumed:{segments}");
-                    if let Err(error) = self
-                        .store
-                        .checkpoint(video, worker, &mark, unix_now())
-                        .await
-                    {
-                        tracing::debug!(%error, "checkpoint not recorded");
-                    }
-                    continue;
-                }
-                Update::Progress(p) => {
-                    let t = throttle.update(p);
-                    if !t.announce && !t.persist {
-                        continue;
-                    }
-                    if t.announce {
-                        let _ = self.events.send(JobEvent::Progress {
-                            video: video.clone(),
-                            percent: p,
-                            stage,
-                        });
-                    }
-                    if t.persist {
-                        self.persist(worker, video, stage, p, thumbnail).await;
-                    }
-                    continue;
-                }
-            };
-            let _ = self.events.send(event);
-            if persist {
-                self.persist(worker, video, stage, 0.0, thumbnail).await;
-            }
-        }
-    }
-
-    async fn persist(
-        &self,
-        worker: &str,
-        video: &VideoId,
-        stage: Stage,
-        percent: f64,
-        thumbnail: bool,
-    ) {
-        if let Err(error) = self
-            .store
-            .progress(video, worker, stage, percent, thumbnail, unix_now())
-            .await
-        {
-            tracing::debug!(%error, "progress not persisted");
-        }
-    }
-}
-
-enum Update {
-    Stage(Stage),
-    Progress(f64),
-    Thumbnail,
-    Resumed(u32),
-    Playable,
-}
-
-/// Forwards pipeline callbacks to the recorder task.
-struct Sink(mpsc::UnboundedSender<Update>);
-
-impl Events for Sink {
-    fn stage(&self, stage: Stage) {
-        let _ = self.0.send(Update::Stage(stage));
-    }
-    fn progress(&self, percent: f64) {
-        let _ = self.0.send(Update::Progress(percent));
-    }
-    fn thumbnail_ready(&self) {
-        let _ = self.0.send(Update::Thumbnail);
-    }
-    fn resumed(&self, segments: u32) {
-        let _ = self.0.send(Update::Resumed(segments));
-    }
-    fn playable(&self) {
-        let _ = self.0.send(Update::Playable);
     }
 }

@@ -10,8 +10,11 @@ use futures_util::StreamExt;
 
 use super::*;
 use crate::jobs::embedded::EmbeddedStore;
+use crate::jobs::model::Lease;
+use crate::jobs::store::{Failure, JobStore};
 use crate::transcode::encoder::EncoderPreference;
-use crate::transcode::pipeline::{Profile, PublishedRung};
+use crate::transcode::pipeline::{Profile, Published, PublishedRung};
+use crate::transcode::progress::Stage;
 
 /// The test kit's redis-server, without persistence: these tests never restart it.
 fn redis() -> RedisServer {

@@ -1,0 +1,219 @@
+//! The [`JobStore`] contract on Redis: each operation one script (or one pipeline of reads),
+//! over the keys the parent module documents.
+
+use shared::media::VideoId;
+
+use super::{backend, decode, encode, job_key, json, owner_key, state_key, RedisStore, STATES};
+use crate::jobs::model::{Job, JobState, Lease};
+use crate::jobs::store::{Failure, JobStore, StoreError};
+use crate::transcode::pipeline::Published;
+use crate::transcode::progress::Stage;
+
+impl JobStore for RedisStore {
+    async fn create(&self, job: Job) -> Result<(), StoreError> {
+        let mut args = vec![job.video.to_string(), (-job.created_at).to_string()];
+        for (field, value) in encode(&job)? {
+            args.push(field);
+            args.push(value);
+        }
+        let keys = [job_key(&job.video), owner_key(&job.owner)];
+        let created: i64 = self.eval(&self.scripts.create, &keys, &args).await?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Exists(job.video))
+        }
+    }
+
+    async fn get(&self, video: &VideoId) -> Result<Option<Job>, StoreError> {
+        let key = job_key(video);
+        let flat: Vec<String> = self
+            .call(|mut conn| async move {
+                redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            })
+            .await?;
+        if flat.is_empty() {
+            return Ok(None);
+        }
+        decode(&flat).map(Some)
+    }
+
+    async fn list(&self, owner: &str, offset: usize, limit: usize) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = i64::try_from(offset).unwrap_or(i64::MAX);
+        let stop = start.saturating_add(i64::try_from(limit - 1).unwrap_or(i64::MAX));
+        let rows: Vec<Vec<String>> = self
+            .eval(
+                &self.scripts.list,
+                &[owner_key(owner)],
+                &[start.to_string(), stop.to_string()],
+            )
+            .await?;
+        rows.iter().map(|flat| decode(flat)).collect()
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        let expires_at = now + lease_secs;
+        let lease = json(&Lease {
+            worker: worker.to_owned(),
+            expires_at,
+        })?;
+        let reply: Option<Vec<String>> = self
+            .eval(
+                &self.scripts.claim,
+                &[],
+                &[now.to_string(), lease, expires_at.to_string()],
+            )
+            .await?;
+        let Some(reply) = reply else {
+            return Ok(None);
+        };
+        let Some((previous, flat)) = reply.split_first() else {
+            return Err(backend("empty claim reply"));
+        };
+        let job = decode(flat)?;
+        if !previous.is_empty() {
+            tracing::warn!(video = %job.video, previous = %previous, "lease expired, taking the job over");
+        }
+        Ok(Some(job))
+    }
+
+    async fn heartbeat(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let expires_at = now + lease_secs;
+        let lease = json(&Lease {
+            worker: worker.to_owned(),
+            expires_at,
+        })?;
+        self.eval_leased(&self.scripts.heartbeat, video, worker, now, &[lease])
+            .await
+    }
+
+    async fn progress(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        stage: Stage,
+        percent: f64,
+        thumbnail_ready: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // The record keeps `percent.max(progress).min(100.0)`: NaN and -inf leave it as it is.
+        let percent = match (!percent.is_nan()).then(|| percent.min(100.0)) {
+            Some(p) if p.is_finite() => json(&p)?,
+            _ => String::new(),
+        };
+        let rest = [
+            json(&stage)?,
+            percent,
+            if thumbnail_ready { "1" } else { "" }.to_owned(),
+            json(&100.0f64)?,
+        ];
+        self.eval_leased(&self.scripts.progress, video, worker, now, &rest)
+            .await
+    }
+
+    async fn playable(&self, video: &VideoId, worker: &str, now: i64) -> Result<(), StoreError> {
+        self.eval_leased(&self.scripts.playable, video, worker, now, &[])
+            .await
+    }
+
+    async fn checkpoint(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        rung: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let rest = [rung.to_owned(), json(rung)?];
+        self.eval_leased(&self.scripts.checkpoint, video, worker, now, &rest)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        result: Published,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let rest = [json(&Stage::Done)?, json(&result)?, json(&100.0f64)?];
+        self.eval_leased(&self.scripts.complete, video, worker, now, &rest)
+            .await
+    }
+
+    async fn fail(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        error: &str,
+        failure: Failure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let retry_at = match failure {
+            Failure::RetryAt(at) => at.to_string(),
+            Failure::Final => String::new(),
+        };
+        let rest = [json(error)?, retry_at, json(&Stage::Queued)?];
+        self.eval_leased(&self.scripts.fail, video, worker, now, &rest)
+            .await
+    }
+
+    async fn requeue(&self, video: &VideoId, now: i64) -> Result<(), StoreError> {
+        let args = [
+            video.to_string(),
+            now.to_string(),
+            json(&Stage::Queued)?,
+            json(&0.0f64)?,
+        ];
+        let found: i64 = self
+            .eval(&self.scripts.requeue, &[job_key(video)], &args)
+            .await?;
+        if found == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(video.clone()))
+        }
+    }
+
+    async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
+        let _: i64 = self
+            .eval(
+                &self.scripts.delete,
+                &[job_key(video)],
+                &[video.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<Vec<(JobState, usize)>, StoreError> {
+        let mut pipe = redis::pipe();
+        for state in STATES {
+            pipe.cmd("SCARD").arg(state_key(state)?);
+        }
+        let sizes: Vec<usize> = self
+            .call(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(STATES
+            .into_iter()
+            .zip(sizes)
+            .filter(|&(_, n)| n > 0)
+            .collect())
+    }
+}
