@@ -14,11 +14,18 @@
 //!    the segments the dead one saved in the bucket (logged with the segment it resumed at),
 //!    keeps what the dead one published unchanged (same ETag and time: nothing published
 //!    twice), and the video plays through the edge.
+//! 3. Existing files are imported from a bucket prefix; a playlist named `.mp4` is refused.
+//! 4. Every audio track and subtitle track of an upload becomes a rendition in the bucket that
+//!    ffmpeg decodes in full through the edge; a subtitle file added on the API machine joins
+//!    the bucket and the master, and leaves both when deleted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::origin::{data_dir, generate_clip, json, mint_token, play_with_ffmpeg, JWT_SECRET};
+use e2e::clips::{multitrack_clip, Tracks};
+use e2e::origin::{
+    data_dir, ffmpeg_audio_seconds, generate_clip, json, mint_token, play_with_ffmpeg, JWT_SECRET,
+};
 use e2e::process::{self, Signal};
 use e2e::seaweed::{self, ADMIN, READER};
 use e2e::{
@@ -508,5 +515,107 @@ fn existing_files_are_imported_from_a_bucket_prefix() {
     assert_eq!(
         names(&c.list("private/sources")),
         [format!("private/sources/{id}").as_str()]
+    );
+}
+
+#[test]
+fn every_track_reaches_players_from_the_bucket() {
+    let mut c = Cluster::start(transcode_config(2, "ultrafast"));
+    let worker = c.worker("machines-tracks-", &[]);
+    let alice = mint_token(JWT_SECRET, "alice", false, "1h");
+    let scratch = tempfile::tempdir().expect("tmp");
+    let clip = scratch.path().join("film.mkv");
+    const SECS: u32 = 4;
+    multitrack_clip(
+        &clip,
+        SECS,
+        &Tracks {
+            audio: &[("eng", None), ("fra", Some("Fran\u{e7}ais"))],
+            subtitles: &[("eng", &[(1.0, 2.0, "Hello")])],
+        },
+    );
+    let r = c.origin.upload(
+        &alice,
+        &std::fs::read(&clip).expect("clip"),
+        "video/x-matroska",
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = json(&r)["id"].as_str().expect("id").to_owned();
+    c.wait_ready(&alice, &id, Duration::from_secs(180), &[&worker]);
+
+    // Each audio track and the subtitle track is a rendition in the bucket, named in the master.
+    let master_url = c.master_url(&alice, &id);
+    let master = c
+        .origin
+        .get(master_url.trim_start_matches(&c.origin.base_url()))
+        .text();
+    let uri = |line: &str| {
+        line.split("URI=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .map(|u| u.split('?').next().unwrap_or(u).to_owned())
+    };
+    let audio: Vec<String> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .filter_map(uri)
+        .collect();
+    let subtitles: Vec<String> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+        .filter_map(uri)
+        .collect();
+    assert_eq!((audio.len(), subtitles.len()), (2, 1), "{master}");
+    assert!(master.contains("LANGUAGE=\"fra\""), "{master}");
+    let published = c.list(&format!("hls/{id}"));
+    let files = names(&published);
+    for playlist in audio.iter().chain(&subtitles) {
+        let key = format!("hls/{id}/{playlist}");
+        assert!(files.contains(&key.as_str()), "{key} not in {files:?}");
+    }
+
+    // ffmpeg decodes both audio renditions in full through the edge, which pulls them.
+    for n in 0..2 {
+        let seconds = ffmpeg_audio_seconds(&master_url, &format!("0:a:{n}"), scratch.path());
+        assert!(
+            (seconds - f64::from(SECS)).abs() < 0.15,
+            "audio {n}: {seconds} s\n{}",
+            c.diagnostics(&[&worker])
+        );
+    }
+
+    // A subtitle file added on the API machine goes into the bucket and the master; deleted,
+    // it leaves both.
+    let added = c.origin.request(
+        Request::get(format!("/api/videos/{id}/subtitles?lang=deu&name=Deutsch"))
+            .method("POST")
+            .header("Authorization", format!("Bearer {alice}"))
+            .header("Content-Type", "text/vtt")
+            .sized_body(b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHallo\n"),
+    );
+    assert_eq!(added.status, 201, "{}", added.text());
+    let sub = json(&added)["id"].as_str().expect("id").to_owned();
+    let master_path = master_url
+        .trim_start_matches(&c.origin.base_url())
+        .to_owned();
+    assert!(c
+        .origin
+        .get(&master_path)
+        .text()
+        .contains("LANGUAGE=\"deu\""));
+    let in_bucket = |c: &Cluster| {
+        c.list(&format!("hls/{id}/{sub}"))
+            .iter()
+            .any(|(n, ..)| n.ends_with(".vtt") || n.ends_with(".m3u8"))
+    };
+    assert!(in_bucket(&c), "the subtitle is not in the bucket");
+    let deleted = c
+        .origin
+        .delete_as(&alice, &format!("/api/videos/{id}/subtitles/{sub}"));
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert!(!c.origin.get(&master_path).text().contains("Deutsch"));
+    assert!(
+        !in_bucket(&c),
+        "the deleted subtitle is still in the bucket"
     );
 }

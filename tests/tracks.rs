@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::clips::{multitrack_clip, Tracks};
-use e2e::origin::{data_dir, json, mint_token, JWT_SECRET};
+use e2e::origin::{data_dir, ffmpeg_audio_seconds, json, mint_token, JWT_SECRET};
 use e2e::port::free_port;
 use e2e::process::{self, run_bounded};
 use e2e::{Edge, EdgeOptions, Origin, OriginOptions, Request};
@@ -24,33 +24,6 @@ fn repo() -> PathBuf {
         .parent()
         .expect("tests/ is inside the repository")
         .to_path_buf()
-}
-
-/// The seconds of audio ffmpeg decodes from `url`'s stream `map`.
-fn ffmpeg_audio_seconds(url: &str, map: &str, scratch: &Path) -> f64 {
-    let raw = scratch.join(format!("{}.pcm", map.replace(':', "_")));
-    let out = run_bounded(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                url,
-                "-map",
-                map,
-            ])
-            .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-y"])
-            .arg(&raw),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "ffmpeg {map}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::metadata(&raw).expect("decoded").len() as f64 / 2.0 / 48_000.0
 }
 
 /// The seconds of audio GStreamer decodes from the playlist at `url`.

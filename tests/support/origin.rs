@@ -512,6 +512,33 @@ pub fn play_with_ffmpeg(url: &str, timeout: Duration) -> std::process::Output {
     )
 }
 
+/// The seconds of audio ffmpeg decodes from `url`'s stream `map`.
+pub fn ffmpeg_audio_seconds(url: &str, map: &str, scratch: &Path) -> f64 {
+    let raw = scratch.join(format!("{}.pcm", map.replace(':', "_")));
+    let out = process::run_bounded(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                url,
+                "-map",
+                map,
+            ])
+            .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-y"])
+            .arg(&raw),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "ffmpeg {map}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::metadata(&raw).expect("decoded").len() as f64 / 2.0 / 48_000.0
+}
+
 /// `<target>/<profile>/origin`, built by `cargo build --workspace` before the tests run.
 pub fn origin_binary() -> PathBuf {
     let path = process::binaries_dir().join("origin");
