@@ -31,7 +31,7 @@ cargo build --release -q -p origin
 origin=${CARGO_TARGET_DIR:-$PWD/target}/release/origin
 
 echo "generating a ${CLIP_SECS} s 1920x1080 30 fps clip with audio" >&2
-ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=s=1920x1080:r=30:d=$CLIP_SECS" \
+timeout 3600 ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=s=1920x1080:r=30:d=$CLIP_SECS" \
     -f lavfi -i "sine=f=440:d=$CLIP_SECS" -c:v libx264 -preset ultrafast -crf 23 -c:a aac \
     -shortest -y "$work/clip.mp4"
 
@@ -61,7 +61,7 @@ run() {
     [ -n "$addr" ] || { cat "$work/origin.log" >&2; return 1; }
     local id
     # --upload-file streams the clip (--data-binary would read all of it into memory first).
-    id=$(curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: video/mp4' \
+    id=$(curl -sf --max-time 1800 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: video/mp4' \
         --upload-file "$work/clip.mp4" "http://$addr/api/videos" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
     [ -n "$id" ] || { echo "the upload failed" >&2; tail -5 "$work/origin.log" >&2; return 1; }
@@ -74,7 +74,7 @@ while complete is None and time.monotonic() - start < 7200:
     req = urllib.request.Request(f"http://{addr}/api/videos/{vid}/stream-info",
                                  headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req) as r:
+        with urllib.request.urlopen(req, timeout=30) as r:
             body = json.load(r)
             status = r.status
     except urllib.error.HTTPError as e:

@@ -73,7 +73,8 @@ weed server -dir="$WORK/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
 WEED_PID=$!
 STARTED_PIDS+=("$WEED_PID")
 created=""
-for _ in $(seq 200); do
+deadline=$((SECONDS + 90))
+while ((SECONDS < deadline)); do
     kill -0 "$WEED_PID" 2>/dev/null || die "weed exited: $(tail -5 "$WORK/weed/log")"
     if curl -s --max-time 2 "http://127.0.0.1:${P[0]}/dir/assign" | grep -q fid &&
         [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$S3_URL/") != 000 ]]; then
@@ -175,7 +176,10 @@ upstream_count() {
     if [[ $1 == nginx ]]; then
         awk '$2 != "-"' "$dir/logs/upstream.log" 2>/dev/null | wc -l
     else
-        curl -s "$EDGE_ADMIN_URL/metrics" | awk '/^edge_upstream_requests_total/ { s += $2 } END { print s + 0 }'
+        local metrics
+        metrics=$(curl -sf --max-time 10 "$EDGE_ADMIN_URL/metrics") ||
+            die "cannot read the edge's metrics at $EDGE_ADMIN_URL"
+        awk '/^edge_upstream_requests_total/ { s += $2 } END { print s + 0 }' <<<"$metrics"
     fi
 }
 
@@ -194,13 +198,16 @@ for i in $(seq 0 $((COLD - 1))); do
             "$(base_of "$server")$url" >>"$WORK/ttfb.$server"
     done
 done
+# median_ms FIELD FILE: the median of column FIELD (seconds) of FILE, in milliseconds.
+median_ms() {
+    awk -v f="$1" '{ print $f * 1000 }' "$2" | sort -n |
+        awk '{ a[NR] = $1 } END { printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
 for server in nginx edge; do
     bad=$(awk '$1 != 200' "$WORK/ttfb.$server" | wc -l)
     [[ $bad -eq 0 ]] || die "$server: $bad cold requests did not answer 200"
-    record "$server" cold_ttfb_ms_median "$(awk '{ print $2 * 1000 }' "$WORK/ttfb.$server" | sort -n |
-        awk '{ a[NR] = $1 } END { printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')"
-    record "$server" cold_total_ms_median "$(awk '{ print $3 * 1000 }' "$WORK/ttfb.$server" | sort -n |
-        awk '{ a[NR] = $1 } END { printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')"
+    record "$server" cold_ttfb_ms_median "$(median_ms 2 "$WORK/ttfb.$server")"
+    record "$server" cold_total_ms_median "$(median_ms 3 "$WORK/ttfb.$server")"
 done
 
 # --- the herd: VIEWERS requests for one cold segment at once --------------------------------
@@ -229,7 +236,7 @@ url=$(sign "$(seg 0)")
 for server in nginx edge; do
     pid=$(pid_of "$server")
     cpu0=$(cpu_seconds "$pid")
-    "${CLIENT_PIN[@]}" timeout 60 wrk -t 1 -c "$CONNECTIONS" -d "$DURATION" --timeout 5s --latency \
+    "${CLIENT_PIN[@]}" timeout $(($(duration_secs "$DURATION") + 30)) wrk -t 1 -c "$CONNECTIONS" -d "$DURATION" --timeout 5s --latency \
         "$(base_of "$server")$url" >"$OUT/wrk.$server.txt" 2>&1 || die "wrk failed against $server"
     cpu1=$(cpu_seconds "$pid")
     reqs=$(awk '/requests in/ { print $1 }' "$OUT/wrk.$server.txt")

@@ -261,8 +261,16 @@ fn a_delete_or_a_failure_during_the_encode_withdraws_what_was_published() {
     let gone =
         |id: &str| !data.join("hls").join(id).exists() && !data.join("keys").join(id).exists();
     assert!(gone(&id), "the delete left published files");
-    // Nothing the stopped encode was still writing lands afterwards.
-    thread::sleep(Duration::from_secs(3));
+    // Nothing the stopped encode was still writing lands afterwards: its ffmpeg is gone, and
+    // so are the files.
+    assert!(
+        wait_until(Duration::from_secs(30), || process::processes_mentioning(
+            &id
+        )
+        .is_empty()),
+        "still running for the deleted video: {:?}",
+        process::processes_mentioning(&id)
+    );
     assert!(gone(&id), "files appeared after the delete");
 
     // A clip whose index promises more than its data: it plays for a while, then fails.

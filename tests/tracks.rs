@@ -185,6 +185,13 @@ fn three_languages_and_two_subtitles_round_trip_to_real_players() {
     let good = add(b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nCiao\n");
     assert_eq!(good.status, 201, "{}", good.text());
     let sub = json(&good)["id"].as_str().expect("id").to_owned();
+    // Larger than a subtitle file may be: refused before it is buffered.
+    let huge = add(&vec![b'a'; 512 * 1024 + 1]);
+    assert_eq!(huge.status, 413, "{}", huge.text());
+    // Only its own name deletes it: `subs_u01` is not `subs_u1`.
+    let alias = sub.replace("subs_u", "subs_u0");
+    let wrong = origin.delete_as(&alice, &format!("/api/videos/{id}/subtitles/{alias}"));
+    assert_eq!(wrong.status, 404, "{}", wrong.text());
     assert!(origin
         .get(&manifest)
         .text()

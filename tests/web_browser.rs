@@ -8,7 +8,7 @@
 //! seeks, shortcuts, storyboard hover), the browser's own HLS, both kept playing across the
 //! links' expiry (410 -> fresh links), a clip whose processing fails (the failed state and
 //! its retry), tampered links failing visibly without a retry loop, and a delete.
-//! Screenshots go to `target/test-artifacts/web/`.
+//! Screenshots go to `target/test-artifacts/{web,growing}/`.
 //!
 //! `web_routes_and_dev_token`: what the origin serves for the app, without a browser: the page
 //! and its modules, hls.js (and the clear 404 when `ORIGIN_WEB_VENDOR_DIR` lacks it), and the
@@ -59,15 +59,16 @@ fn hls_dist() -> PathBuf {
     repo().join("web/node_modules/hls.js/dist")
 }
 
-/// `target/test-artifacts/web`, emptied.
-fn artifacts() -> PathBuf {
+/// `target/test-artifacts/<scenario>`, emptied: one per scenario, since the tests of this
+/// file run in parallel.
+fn artifacts(scenario: &str) -> PathBuf {
     let target = process::binaries_dir()
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| repo().join("target"));
-    let dir = target.join("test-artifacts/web");
+    let dir = target.join("test-artifacts").join(scenario);
     let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("create target/test-artifacts/web");
+    fs::create_dir_all(&dir).expect("create the artifacts directory");
     dir
 }
 
@@ -134,7 +135,7 @@ fn web_app_in_chromium() {
     );
     assert_eq!(origin.base_url(), page_origin, "the origin took its port");
 
-    let artifacts = artifacts();
+    let artifacts = artifacts("web");
     let started = Instant::now();
     let output = process::run_bounded(
         Command::new("node")
@@ -208,7 +209,7 @@ fn watch_while_it_transcodes_in_chromium() {
         events.transcript(),
         origin.diagnostics()
     );
-    let artifacts = artifacts();
+    let artifacts = artifacts("growing");
     let output = process::run_bounded(
         Command::new("node")
             .arg(repo().join("tests/browser/growing.e2e.mjs"))

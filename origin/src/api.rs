@@ -95,7 +95,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/videos", post(uploads::create).get(videos::list))
         .route("/api/videos/{id}", get(videos::get).delete(videos::delete))
         .route("/api/videos/{id}/retry", post(videos::retry))
-        .route("/api/videos/{id}/subtitles", post(subtitles::add))
+        .route(
+            "/api/videos/{id}/subtitles",
+            // A subtitle file is small: never buffer more than it may be.
+            post(subtitles::add).layer(axum::extract::DefaultBodyLimit::max(
+                crate::transcode::subtitles::MAX_BYTES,
+            )),
+        )
         .route(
             "/api/videos/{id}/subtitles/{sub}",
             axum::routing::delete(subtitles::delete),

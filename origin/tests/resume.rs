@@ -215,17 +215,15 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
         .expect("lock")
         .expect("the second attempt resumed");
     assert!(reused >= 2, "reused {reused} segments");
-    // The growing playlists went on from where the dead attempt left them: what it published
-    // (when no more than what this attempt reused) is still there, byte for byte.
+    // The growing playlists went on from where the dead attempt left them: what it published,
+    // up to what this attempt reused, is still there, byte for byte.
+    let mut compared = 0;
     for (rung, segments) in &published_before {
         eprintln!(
             "resume: {rung}: {} segments published before the crash, {reused} reused",
             segments.len()
         );
-        if segments.len() > reused as usize {
-            continue;
-        }
-        for (i, before) in segments.iter().enumerate() {
+        for (i, before) in segments.iter().enumerate().take(reused as usize) {
             let now = std::fs::read(
                 env.layout
                     .video_dir(&video)
@@ -234,8 +232,17 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
             )
             .expect("still published");
             assert!(&now == before, "{rung} segment {i} was published again");
+            compared += 1;
         }
     }
+    assert!(
+        compared > 0,
+        "nothing was published before the crash to compare: {:?}",
+        published_before
+            .iter()
+            .map(|(rung, s)| (rung, s.len()))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         std::fs::read_dir(env.layout.tmp_root())
             .expect("tmp")

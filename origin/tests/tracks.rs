@@ -78,25 +78,12 @@ fn streams_and_audio_seconds(ts: &Path) -> (Vec<String>, f64) {
     if !kinds.iter().any(|k| k == "audio") {
         return (kinds, 0.0);
     }
-    // Decoded to a file: the bounded runner keeps output as text lines.
-    let raw = ts.with_extension("pcm");
-    let out = run_bounded(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-i"])
-            .arg(ts)
-            .args([
-                "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-ar", "48000", "-y",
-            ])
-            .arg(&raw),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::metadata(&raw).expect("decoded audio").len();
-    (kinds, bytes as f64 / 2.0 / 48_000.0)
+    let url = ts.to_str().expect("a UTF-8 path");
+    let scratch = ts.parent().expect("the segment's directory");
+    (
+        kinds,
+        e2e::origin::ffmpeg_audio_seconds(url, "0:a:0", scratch),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,13 +381,16 @@ export class Player {
 
   fatal(data) {
     const code = data.response && data.response.code;
-    if (this.root.dataset.growing === 'true') {
-      // Published while it encodes: a failure of the encode withdraws the playlists. Ask
-      // stream-info what happened rather than reporting a broken link.
+    // Published while it encodes: a failure of the encode withdraws the playlists (404). Ask
+    // stream-info what happened rather than reporting a broken link, a few times at most; a
+    // refused link or session is reported as such.
+    const withdrawn = code !== 401 && code !== 403 && code !== 410;
+    if (this.root.dataset.growing === 'true' && withdrawn && (this.growingRestarts || 0) < 3) {
+      this.growingRestarts = (this.growingRestarts || 0) + 1;
       this.resumeAt = this.video.currentTime || this.resumeAt;
       this.stopFollowing();
       this.teardown();
-      this.start();
+      this.timer = setTimeout(() => this.start(), 1000);
       return;
     }
     let message;

@@ -29,6 +29,9 @@ pub struct NewSubtitle {
     pub name: Option<String>,
 }
 
+/// Uploaded subtitle files one video may have.
+const MAX_FILES: usize = 32;
+
 /// `POST /api/videos/{id}/subtitles`: 201 with the new rendition.
 pub async fn add(
     State(state): State<AppState>,
@@ -49,6 +52,11 @@ pub async fn add(
     let dir = format!("subtitles/{}", job.video);
     // Numbered after every file the store holds, wherever it was uploaded.
     state.media.pull_dir(&dir, |_| true).await?;
+    if tracks::sidecars(&state.layout, &job.video).len() >= MAX_FILES {
+        return Err(ApiError::Conflict(format!(
+            "a video has at most {MAX_FILES} subtitle files; delete one first"
+        )));
+    }
     let sidecar = tracks::add_sidecar(&state.layout, &job.video, &cues, &language, &name)?;
     // The cues first, the description (which lists it) last.
     state
@@ -77,6 +85,8 @@ pub async fn delete(
     let n: u32 = sub
         .strip_prefix("subs_u")
         .and_then(|n| n.parse().ok())
+        // Only the name it was given (`subs_u01` is not `subs_u1`).
+        .filter(|n: &u32| sub == format!("subs_u{n}"))
         .ok_or_else(|| {
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;

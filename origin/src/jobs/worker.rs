@@ -283,7 +283,9 @@ impl<S: JobStore> WorkerPool<S> {
                     let _ = self.events.send(JobEvent::Ready { video });
                 }
                 Err(error) => {
-                    tracing::error!(%error, "published but could not record completion")
+                    tracing::error!(%error, "published but could not record completion");
+                    // Deleted meanwhile: what it published must not outlive it.
+                    self.unpublish_if_deleted(&video).await;
                 }
             },
             // The job belongs to another worker now (its outcome is theirs to report), or it

@@ -127,7 +127,11 @@ pub fn select_with_source(
     let (Some(below), Some(above)) = (below, above) else {
         return rungs;
     };
-    if f64::from(short) <= f64::from(below.short_side) * (1.0 + margin) {
+    // Compared as encoded (even): a rung as tall as a configured one would share its name and
+    // its output directory.
+    if even(short) <= below.short_side
+        || f64::from(short) <= f64::from(below.short_side) * (1.0 + margin)
+    {
         return rungs;
     }
     let at = f64::from(short - below.short_side) / f64::from(above.short_side - below.short_side);
@@ -204,6 +208,12 @@ mod tests {
         // Odd sizes become even, portrait keeps its orientation.
         let r = select_with_source(&ladder, 479, 853, auto);
         assert_eq!((r[0].width, r[0].height), (478, 852));
+        // Without a margin, a source that is a configured rung once made even gets no second
+        // rung of that name.
+        let r = select_with_source(&ladder, 854, 481, SourceRung::Auto { margin: 0.0 });
+        let mut seen = names(&r);
+        seen.dedup();
+        assert_eq!(seen.len(), r.len(), "{:?}", names(&r));
     }
 
     #[test]

@@ -220,15 +220,18 @@ impl Pipeline {
             s.segment_secs,
             !passthrough,
         )?;
+        // Files uploaded (or deleted) while it encoded are published as they are now: with a
+        // bucket they reach this machine only here.
+        self.media
+            .pull_dir(&format!("subtitles/{}", job.video), |_| true)
+            .await?;
+        let mut subtitles: subtitles::tracks::Renditions = subtitles
+            .into_iter()
+            .filter(|(r, _)| r.source == "embedded")
+            .collect();
+        subtitles.extend(subtitles::tracks::uploaded(&self.layout, job.video));
         let rates = match growing {
             Some(mut growing) => {
-                // Files uploaded while it encoded are published with the rest.
-                let mut subtitles = subtitles.clone();
-                for (r, cues) in subtitles::tracks::uploaded(&self.layout, job.video) {
-                    if !subtitles.iter().any(|(s, _)| s.id == r.id) {
-                        subtitles.push((r, cues));
-                    }
-                }
                 subtitles::tracks::write_all(
                     &subtitles,
                     &self.layout.video_dir(job.video),

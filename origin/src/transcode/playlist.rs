@@ -150,14 +150,7 @@ pub fn master(variants: &[Variant], audio: &[Media], subtitles: &[Media]) -> Str
         media_line(&mut out, "AUDIO", AUDIO_GROUP, m, i == 0, ",CHANNELS=\"2\"");
     }
     for m in subtitles {
-        media_line(
-            &mut out,
-            "SUBTITLES",
-            SUBTITLES_GROUP,
-            m,
-            false,
-            ",FORCED=NO",
-        );
+        subtitle_line(&mut out, m);
     }
     for x in v {
         let _ = write!(
@@ -176,14 +169,23 @@ pub fn master(variants: &[Variant], audio: &[Media], subtitles: &[Media]) -> Str
     out
 }
 
+/// One rendition's tag. Every name and language passes here, whoever produced it (a probed
+/// track, an upload's query, a description read back from the bucket): nothing in them can
+/// end the attribute or the line.
 fn media_line(out: &mut String, kind: &str, group: &str, m: &Media, default: bool, extra: &str) {
+    let name: String = m
+        .name
+        .chars()
+        .map(|c| if c == '"' { '\'' } else { c })
+        .filter(|c| !c.is_control())
+        .collect();
     let _ = write!(
         out,
-        "#EXT-X-MEDIA:TYPE={kind},GROUP-ID=\"{group}\",NAME=\"{}\"",
-        m.name.replace('"', "'")
+        "#EXT-X-MEDIA:TYPE={kind},GROUP-ID=\"{group}\",NAME=\"{name}\""
     );
-    if m.language != "und" {
-        let _ = write!(out, ",LANGUAGE=\"{}\"", m.language);
+    let language = super::tracks::language(Some(&m.language));
+    if language != "und" {
+        let _ = write!(out, ",LANGUAGE=\"{language}\"");
     }
     let yes = |b: bool| if b { "YES" } else { "NO" };
     let _ = writeln!(
@@ -192,6 +194,10 @@ fn media_line(out: &mut String, kind: &str, group: &str, m: &Media, default: boo
         yes(default),
         m.uri
     );
+}
+
+fn subtitle_line(out: &mut String, m: &Media) {
+    media_line(out, "SUBTITLES", SUBTITLES_GROUP, m, false, ",FORCED=NO");
 }
 
 /// The subtitle renditions a master playlist names.
@@ -222,23 +228,18 @@ fn attribute(line: &str, name: &str) -> Option<String> {
 pub fn with_subtitles(master: &str, subtitles: &[Media]) -> String {
     let mut out = String::with_capacity(master.len() + 256);
     let group = format!(",SUBTITLES=\"{SUBTITLES_GROUP}\"");
+    let mut renditions_written = false;
     for line in master.lines() {
         if line.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES") {
             continue;
         }
         if line.starts_with("#EXT-X-STREAM-INF:") {
             // The renditions go before the first variant.
-            if !out.contains("#EXT-X-STREAM-INF:") {
+            if !renditions_written {
                 for m in subtitles {
-                    media_line(
-                        &mut out,
-                        "SUBTITLES",
-                        SUBTITLES_GROUP,
-                        m,
-                        false,
-                        ",FORCED=NO",
-                    );
+                    subtitle_line(&mut out, m);
                 }
+                renditions_written = true;
             }
             out.push_str(&line.replace(&group, ""));
             if !subtitles.is_empty() {
@@ -272,6 +273,23 @@ mod tests {
         "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXTINF:6.000000,\nsegment_000.ts\n\
         #EXTINF:2.500000,\nsegment_001.ts\n#EXT-X-ENDLIST\n";
+
+    #[test]
+    fn a_hostile_name_or_language_stays_inside_its_tag() {
+        let m = Media {
+            uri: "subs_u0/index.m3u8".into(),
+            name: "a\"b\n#EXT-X-ENDLIST\rc".into(),
+            language: "en\"\n#EVIL".into(),
+        };
+        let out = master(&[], &[], &[m]);
+        let tag = out
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-MEDIA"))
+            .expect("the tag");
+        assert!(tag.contains("NAME=\"a'b#EXT-X-ENDLISTc\""), "{tag}");
+        assert!(!tag.contains("LANGUAGE"), "{tag}");
+        assert_eq!(out.lines().count(), 4, "{out}");
+    }
 
     #[test]
     fn reads_segments_and_sequence() {

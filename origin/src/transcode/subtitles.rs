@@ -14,11 +14,19 @@ pub mod tracks;
 
 use super::ffmpeg::{TS_ORIGIN, VARIANT};
 use super::growing::write_atomically;
+use super::thumbnails::vtt_time;
 
 /// The largest subtitle file accepted, bytes.
 pub const MAX_BYTES: usize = 512 * 1024;
 /// The most cues accepted in one file.
 const MAX_CUES: usize = 20_000;
+/// The longest cue accepted, seconds: a cue is copied into every segment it overlaps, so a
+/// file of hours-long cues would otherwise write its whole text once per segment.
+const MAX_CUE_SECS: f64 = 600.0;
+/// The longest text of one cue, bytes.
+const MAX_CUE_TEXT: usize = 4096;
+/// The largest hour a timestamp may name.
+const MAX_HOURS: u64 = 999;
 
 /// One cue: seconds of source time, and its text (WebVTT cue payload).
 #[derive(Debug, Clone, PartialEq)]
@@ -98,11 +106,19 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Cue>, SubtitleError> {
         while let Some((_, l)) = lines.next_if(|(_, l)| !l.trim().is_empty()) {
             body.push(l.trim_end());
         }
-        if end <= start {
-            return Err(SubtitleError::Malformed {
-                line: n + 1,
-                what: "the cue ends before it starts".into(),
-            });
+        let problem = if end <= start {
+            Some("the cue ends before it starts".to_owned())
+        } else if end - start > MAX_CUE_SECS {
+            Some(format!("the cue lasts more than {MAX_CUE_SECS} s"))
+        } else if body.iter().map(|l| l.len() + 1).sum::<usize>() > MAX_CUE_TEXT {
+            Some(format!(
+                "the cue's text is longer than {MAX_CUE_TEXT} bytes"
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = problem {
+            return Err(SubtitleError::Malformed { line: n + 1, what });
         }
         cues.push(Cue {
             start,
@@ -143,7 +159,7 @@ fn timestamp(t: &str) -> Option<f64> {
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
     let secs = match nums.as_slice() {
-        [h, m, s] if *m < 60 && *s < 60 => h * 3600 + m * 60 + s,
+        [h, m, s] if *h <= MAX_HOURS && *m < 60 && *s < 60 => h * 3600 + m * 60 + s,
         [m, s] if *m < 60 && *s < 60 => m * 60 + s,
         _ => return None,
     };
@@ -160,28 +176,22 @@ fn sanitize(text: &str) -> String {
         .join("\n")
 }
 
-fn vtt_time(secs: f64) -> String {
-    let ms = (secs.max(0.0) * 1000.0).round() as u64;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
+/// Appends one cue.
+fn push_cue(out: &mut String, c: &Cue) {
+    let _ = write!(
+        out,
+        "{} --> {}\n{}\n\n",
+        vtt_time(c.start),
+        vtt_time(c.end),
+        c.text
+    );
 }
 
 /// The whole track as one WebVTT file (what is kept for an uploaded file).
 pub fn to_vtt(cues: &[Cue]) -> String {
     let mut out = String::from("WEBVTT\n\n");
     for c in cues {
-        let _ = write!(
-            out,
-            "{} --> {}\n{}\n\n",
-            vtt_time(c.start),
-            vtt_time(c.end),
-            c.text
-        );
+        push_cue(&mut out, c);
     }
     out
 }
@@ -198,13 +208,7 @@ pub fn segments(cues: &[Cue], duration: f64, segment_secs: u32) -> Vec<(String, 
             let to = ((i + 1) as f64 * seg).min(duration.max(from));
             let mut out = format!("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000\n\n");
             for c in cues.iter().filter(|c| c.start < to && c.end > from) {
-                let _ = write!(
-                    out,
-                    "{} --> {}\n{}\n\n",
-                    vtt_time(c.start),
-                    vtt_time(c.end),
-                    c.text
-                );
+                push_cue(&mut out, c);
             }
             (out, to - from)
         })
@@ -236,6 +240,29 @@ mod tests {
     use super::*;
 
     const SRT: &str = "1\r\n00:00:01,500 --> 00:00:03,000\r\nHello\r\nworld\r\n\r\n2\r\n00:00:05,250 --> 00:00:07,000\r\nBye --> now\r\n";
+
+    #[test]
+    fn hostile_cues_are_refused_with_where() {
+        let long = b"WEBVTT\n\n00:00:01.000 --> 05:00:00.000\nforever\n";
+        assert!(matches!(
+            parse(long),
+            Err(SubtitleError::Malformed { line: 3, .. })
+        ));
+        let wordy = format!(
+            "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n{}\n",
+            "a".repeat(5000)
+        );
+        assert!(matches!(
+            parse(wordy.as_bytes()),
+            Err(SubtitleError::Malformed { line: 3, .. })
+        ));
+        // An hour field that would overflow is a bad timing, not a panic.
+        let huge = b"WEBVTT\n\n99999999999999999:00:01.000 --> 99999999999999999:00:02.000\nx\n";
+        assert!(matches!(
+            parse(huge),
+            Err(SubtitleError::Malformed { line: 3, .. })
+        ));
+    }
 
     #[test]
     fn srt_and_webvtt_parse_to_the_same_cues() {

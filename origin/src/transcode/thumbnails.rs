@@ -57,8 +57,9 @@ pub fn storyboard_vtt(duration: f64, grid: &Grid, sheet_name: impl Fn(u32) -> St
     out
 }
 
-fn vtt_time(secs: f64) -> String {
-    let ms = (secs * 1000.0).round() as u64;
+/// A WebVTT timestamp (`hh:mm:ss.mmm`); negative times are 0.
+pub(crate) fn vtt_time(secs: f64) -> String {
+    let ms = (secs.max(0.0) * 1000.0).round() as u64;
     format!(
         "{:02}:{:02}:{:02}.{:03}",
         ms / 3_600_000,
