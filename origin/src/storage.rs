@@ -203,16 +203,8 @@ impl MediaStore {
     /// stops counting as published before anything else goes). A failure names what is left;
     /// calling again continues.
     pub async fn remove_video(&self, video: &VideoId) -> Result<(), StorageError> {
-        let l = &self.layout;
-        for dir in [
-            l.video_dir(video),
-            l.keys_dir(video),
-            l.thumbs_dir(video),
-            l.subtitles_dir(video),
-        ] {
-            remove_dir(&dir)?;
-        }
-        remove_file(&l.source_file(video))?;
+        crate::transcode::publish::unpublish(&self.layout, video)?;
+        remove_file(&self.layout.source_file(video))?;
         let Some(remote) = &self.remote else {
             return Ok(());
         };
@@ -265,23 +257,32 @@ fn marker_name(video: &VideoId) -> String {
 }
 
 /// The bucket directories of a video's published files.
-fn video_dirs(video: &VideoId) -> [String; 4] {
+/// A video's directories relative to the data directory (`hls/`, `keys/`, `thumbs/`,
+/// `subtitles/`).
+fn local_dirs(video: &VideoId) -> [String; 4] {
     [
         format!("hls/{video}"),
-        format!("private/keys/{video}"),
-        format!("private/thumbs/{video}"),
-        format!("private/subtitles/{video}"),
+        format!("keys/{video}"),
+        format!("thumbs/{video}"),
+        format!("subtitles/{video}"),
     ]
 }
 
-fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+/// The same directories as object prefixes.
+fn video_dirs(video: &VideoId) -> [String; 4] {
+    local_dirs(video).map(|d| object_name(&d))
+}
+
+/// Removes `dir` and what it holds; already gone is fine.
+pub(crate) fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-fn remove_file(path: &std::path::Path) -> std::io::Result<()> {
+/// Removes `path`; already gone is fine.
+pub(crate) fn remove_file(path: &std::path::Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -162,10 +162,7 @@ fn edit_master(
     )?;
     if let Some(id) = removed {
         // After the master stops naming it.
-        match std::fs::remove_dir_all(dir.join(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        crate::storage::remove_dir(&dir.join(id))?;
     }
     Ok(())
 }

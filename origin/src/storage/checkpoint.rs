@@ -150,13 +150,6 @@ impl Checkpoint {
             *saved = (*saved).min(from);
         }
     }
-
-    /// Withdraws this attempt as a resume candidate (its segments are about to be encrypted).
-    pub async fn withdraw(&self) -> Result<(), StorageError> {
-        self.bucket
-            .delete(&format!("{}/{MANIFEST}", self.dir))
-            .await
-    }
 }
 
 /// The attempt tag of a work directory `<video>-<attempt>`.

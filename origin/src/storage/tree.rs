@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use shared::media::VideoId;
 
-use super::{marker_name, object_name, video_dirs, MediaStore, Remote, Stamp, StorageError};
+use super::{
+    local_dirs, marker_name, object_name, video_dirs, MediaStore, Remote, Stamp, StorageError,
+};
 
 /// Objects sent at once.
 const PARALLEL_PUTS: usize = 4;
@@ -214,16 +216,6 @@ impl Remote {
 
 fn stamp(m: &std::fs::Metadata) -> Stamp {
     (m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH))
-}
-
-/// The working-copy directories of a video's published files.
-fn local_dirs(video: &VideoId) -> [String; 4] {
-    [
-        format!("hls/{video}"),
-        format!("keys/{video}"),
-        format!("thumbs/{video}"),
-        format!("subtitles/{video}"),
-    ]
 }
 
 /// Every file under `dir` as (path relative to `root`, path), skipping files being written

@@ -377,10 +377,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Removes `video`'s published media and keys (not its poster, which is published at once).
 pub fn remove_media(layout: &Layout, video: &VideoId) -> std::io::Result<()> {
     for dir in [layout.video_dir(video), layout.keys_dir(video)] {
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        crate::storage::remove_dir(&dir)?;
     }
     Ok(())
 }

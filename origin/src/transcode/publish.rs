@@ -200,10 +200,7 @@ pub fn unpublish(layout: &Layout, video: &VideoId) -> std::io::Result<()> {
         layout.thumbs_dir(video),
         layout.subtitles_dir(video),
     ] {
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        crate::storage::remove_dir(&dir)?;
     }
     Ok(())
 }

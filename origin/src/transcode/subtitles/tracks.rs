@@ -114,10 +114,7 @@ pub fn remove_sidecar(layout: &Layout, video: &VideoId, id: u32) -> std::io::Res
     let dir = layout.subtitles_dir(video);
     let existed = dir.join(format!("u{id}.json")).is_file();
     for ext in ["json", "vtt"] {
-        match std::fs::remove_file(dir.join(format!("u{id}.{ext}"))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        crate::storage::remove_file(&dir.join(format!("u{id}.{ext}")))?;
     }
     Ok(existed)
 }
