@@ -363,6 +363,15 @@ fn the_budget_evicts_the_least_recently_used_and_a_restart_keeps_the_cache() {
     assert_eq!(metric(&edge, "edge_disk_cache_evictions_total"), 1.0);
     assert_eq!(metric(&edge, "edge_disk_cache_bytes"), (3 * SIZE) as f64);
 
+    // An object larger than the whole budget is refused before anything is written for it.
+    let huge = "720p/segment_099.ts".to_owned();
+    upload(&weed, &[(huge.clone(), pseudo_random_bytes(99, SIZE * 4))]);
+    let r = get(&edge, &huge);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("larger than the disk cache"), "{}", r.text());
+    assert!(!on_disk(&huge).exists());
+    assert_eq!(metric(&edge, "edge_disk_cache_bytes"), (3 * SIZE) as f64);
+
     // A fill's leftover from a crash: cleaned at start, never served.
     drop(edge);
     let leftover = cache.path().join(".edge-fill/999-1");

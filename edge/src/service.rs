@@ -283,13 +283,14 @@ impl Edge {
             true => size >= self.settings.sendfile_min_bytes,
             false => !self.cache.admits(size),
         };
-        if let Some(open) = self.open_files.get(uri) {
-            if self.root.stat(rel) != Some(open.meta) {
-                self.open_files.invalidate(uri);
-            } else if kept(open.meta.size) {
+        // A descriptor kept for the other kind of listener (plain HTTP keeps smaller files
+        // than TLS does) is passed over without a stat.
+        if let Some(open) = self.open_files.get(uri).filter(|o| kept(o.meta.size)) {
+            if self.root.stat(rel) == Some(open.meta) {
                 self.metrics.open_file_hits.inc();
                 return self.represent(req, uri, Representation::File(open), lifetime);
             }
+            self.open_files.invalidate(uri);
         }
         if let Some(entry) = self.cache.get(uri).await {
             if self.root.stat(rel) == Some(entry.meta) {
@@ -308,11 +309,11 @@ impl Edge {
             self.open_files.insert(uri, open.clone());
             return self.represent(req, uri, Representation::File(open), lifetime);
         }
-        if self.cache.admits(meta.size) {
-            self.metrics.cache_misses.inc();
-        }
         let room = match self.cache.admits(meta.size) {
-            true => self.cache.reserve(meta.size),
+            true => {
+                self.metrics.cache_misses.inc();
+                self.cache.reserve(meta.size)
+            }
             false => None,
         };
         if let Some(room) = room {

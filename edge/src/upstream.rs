@@ -21,6 +21,7 @@ pub mod source;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tracing::Instrument;
 
 use crate::config::upstream::UpstreamSettings;
 use crate::metrics::Metrics;
@@ -144,12 +145,12 @@ impl Upstream {
         };
         let mut rx = fill.subscribe();
         if started {
-            tokio::spawn(fill::run(
-                inner.clone(),
-                fill,
-                rel.to_owned(),
-                args.to_owned(),
-            ));
+            // Its own span: it outlives the request that started it, and its log lines name
+            // the object.
+            let span = tracing::info_span!(parent: None, "fill", path = rel);
+            tokio::spawn(
+                fill::run(inner.clone(), fill, rel.to_owned(), args.to_owned()).instrument(span),
+            );
             let head = fill::head(&mut rx).await?;
             return Ok(Pulled::Filling(head, rx));
         }

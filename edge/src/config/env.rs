@@ -76,7 +76,7 @@ impl EdgeConfig {
 }
 
 /// Sets `target` from variable `name`, or records why its value is not `what`.
-fn parse<T: FromStr>(
+pub(super) fn parse<T: FromStr>(
     env: &dyn EnvSource,
     name: &str,
     what: &str,

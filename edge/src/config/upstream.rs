@@ -28,6 +28,18 @@ pub enum UpstreamKind {
     Http,
 }
 
+impl std::str::FromStr for UpstreamKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "s3" => Ok(Self::S3),
+            "http" => Ok(Self::Http),
+            "none" => Ok(Self::None),
+            _ => Err(()),
+        }
+    }
+}
+
 /// The `[upstream]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
@@ -135,25 +147,14 @@ impl UpstreamConfig {
     /// `EDGE_UPSTREAM_KIND`, `EDGE_UPSTREAM_URL`, `EDGE_UPSTREAM_CACHE_MAX_BYTES`, and for an
     /// `s3` upstream the store's `S3_*` / `AWS_*` variables.
     pub fn apply_env(&mut self, env: &dyn EnvSource, problems: &mut Vec<String>) {
-        if let Some(v) = env.get("EDGE_UPSTREAM_KIND") {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "s3" => self.kind = UpstreamKind::S3,
-                "http" => self.kind = UpstreamKind::Http,
-                "none" => self.kind = UpstreamKind::None,
-                _ => problems.push(format!("EDGE_UPSTREAM_KIND: {v:?} is not s3, http or none")),
-            }
-        }
+        let kinds = "s3, http or none";
+        super::env::parse(env, "EDGE_UPSTREAM_KIND", kinds, &mut self.kind, problems);
         if let Some(v) = env.get("EDGE_UPSTREAM_URL") {
             self.url = v;
         }
-        if let Some(v) = env.get("EDGE_UPSTREAM_CACHE_MAX_BYTES") {
-            match v.trim().parse() {
-                Ok(n) => self.cache_max_bytes = n,
-                Err(_) => problems.push(format!(
-                    "EDGE_UPSTREAM_CACHE_MAX_BYTES: {v:?} is not a whole number of bytes"
-                )),
-            }
-        }
+        let bytes = "a whole number of bytes";
+        let max = &mut self.cache_max_bytes;
+        super::env::parse(env, "EDGE_UPSTREAM_CACHE_MAX_BYTES", bytes, max, problems);
         // Only an s3 upstream reads them: an edge without one ignores a shared environment.
         if self.kind == UpstreamKind::S3 {
             self.store.apply_env(env);

@@ -38,6 +38,8 @@ pub struct Entry {
 pub struct DiskCache {
     root: PathBuf,
     index: Cache<Arc<[u8]>, Entry>,
+    /// The largest object it takes: the budget, and what one entry can weigh.
+    max_object: u64,
 }
 
 impl DiskCache {
@@ -65,7 +67,11 @@ impl DiskCache {
                 }
             })
             .build();
-        let cache = Self { root, index };
+        let cache = Self {
+            root,
+            index,
+            max_object: max_bytes.min(u64::from(u32::MAX)),
+        };
         let scan_metrics = metrics_for_scan;
         let fill_dir = cache.fill_dir();
         match fs::remove_dir_all(&fill_dir) {
@@ -75,6 +81,12 @@ impl DiskCache {
         fs::create_dir_all(&fill_dir)?;
         cache.rescan(&scan_metrics)?;
         Ok(cache)
+    }
+
+    /// Whether an object of `size` bytes can be cached at all (checked before its fill writes
+    /// anything: the size is the upstream's word).
+    pub fn admits(&self, size: u64) -> bool {
+        size <= self.max_object
     }
 
     /// Where fills write their temporary files.

@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -109,8 +109,14 @@ async fn fill_once(inner: &Inner, fill: &Fill, rel: &str, args: &[u8]) -> Result
         .upstream_request(fetched.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
     let fetched = fetched?;
     let size = fetched.size;
+    if !inner.disk.admits(size) {
+        tracing::warn!(rel, size, "upstream object larger than the disk cache");
+        return Err(FetchError::Bad(
+            "upstream object larger than the disk cache",
+        ));
+    }
     let mtime = unix_secs(fetched.last_modified.unwrap_or_else(SystemTime::now));
-    let expected_md5 = fetched.etag.as_deref().and_then(shared::objects::etag_md5);
+    let expected_md5 = fetched.md5;
     let temp = inner.disk.fill_dir().join(format!(
         "{}-{}",
         std::process::id(),
@@ -130,7 +136,7 @@ async fn fill_once(inner: &Inner, fill: &Fill, rel: &str, args: &[u8]) -> Result
             file: file.clone(),
         })
     });
-    let written = receive(inner, fill, fetched.body, &file, size, expected_md5).await;
+    let written = receive(inner, fill, fetched.body, &file, &temp, size, expected_md5).await;
     let result = written.and_then(|()| {
         let path = inner.disk.path(rel);
         let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
@@ -166,6 +172,7 @@ async fn receive(
     fill: &Fill,
     mut body: ByteStream,
     file: &File,
+    temp: &Path,
     size: u64,
     expected_md5: Option<[u8; 16]>,
 ) -> Result<(), FetchError> {
@@ -185,7 +192,7 @@ async fn receive(
         }
         // Page-cache writes; segments are a few MB.
         file.write_all_at(&chunk, written)
-            .map_err(|e| cache_error(e, &PathBuf::from("fill file")))?;
+            .map_err(|e| cache_error(e, temp))?;
         if let Some(h) = md5.as_mut() {
             h.update(&chunk);
         }
@@ -269,8 +276,9 @@ async fn next_chunk(
     let n = usize::try_from(written.min(end) - offset)
         .unwrap_or(CHUNK)
         .min(CHUNK);
-    if offset + n as u64 == head.size {
-        // The object's last bytes: only once the fill verified the whole.
+    if offset + n as u64 == end {
+        // The response's last bytes (the object's, or a range's): only once the fill verified
+        // the whole object, so no response completes from a fill that turns out bad.
         let p = rx
             .wait_for(|p| p.outcome.is_some())
             .await

@@ -45,8 +45,9 @@ impl FetchError {
 /// An answer being received.
 pub struct Fetched {
     pub size: u64,
-    /// The upstream's ETag, when it sent one (an MD5 for single-part S3 objects).
-    pub etag: Option<String>,
+    /// The body's MD5, when the upstream vouches for one: an S3 ETag of a single-part object.
+    /// (An HTTP server's ETag is an opaque validator, never taken for a digest.)
+    pub md5: Option<[u8; 16]>,
     pub last_modified: Option<SystemTime>,
     pub body: ByteStream,
 }
@@ -82,11 +83,15 @@ impl Source {
                 connect_timeout,
                 timeout,
             } => Self::Http {
-                client: shared::objects::client::http_client(
+                // A redirect is an error, not another URL's bytes cached under this path;
+                // plain http only when the configured upstream is.
+                client: shared::objects::client::http_client_builder(
                     *connect_timeout,
                     Some(*timeout),
-                    true,
-                )?,
+                    url.starts_with("http:"),
+                )
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
                 base: url.clone(),
             },
         })
@@ -153,7 +158,7 @@ impl Source {
                 let body = got.into_stream().map_err(io::Error::other).boxed();
                 Ok(Fetched {
                     size: meta.size,
-                    etag: meta.e_tag,
+                    md5: meta.e_tag.as_deref().and_then(shared::objects::etag_md5),
                     last_modified,
                     body,
                 })
@@ -189,7 +194,6 @@ impl Source {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned)
                 };
-                let etag = header(http::header::ETAG);
                 let last_modified = header(http::header::LAST_MODIFIED)
                     .and_then(|v| httpdate::parse_http_date(&v).ok());
                 let Some(size) = resp.content_length() else {
@@ -199,7 +203,7 @@ impl Source {
                 let body = resp.bytes_stream().map_err(io::Error::other).boxed();
                 Ok(Fetched {
                     size,
-                    etag,
+                    md5: None,
                     last_modified,
                     body,
                 })

@@ -35,6 +35,16 @@ pub fn http_client(
     timeout: Option<Duration>,
     allow_http: bool,
 ) -> reqwest::Result<reqwest::Client> {
+    http_client_builder(connect_timeout, timeout, allow_http).build()
+}
+
+/// [`http_client`] before it is built, for a caller that needs more (the edge refuses
+/// redirects from its upstream).
+pub fn http_client_builder(
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+    allow_http: bool,
+) -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config())
         .connect_timeout(connect_timeout)
@@ -46,7 +56,7 @@ pub fn http_client(
     if let Some(t) = timeout {
         b = b.timeout(t);
     }
-    b.build()
+    b
 }
 
 /// object_store's connector, handing it [`http_client`].

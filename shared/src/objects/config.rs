@@ -120,18 +120,6 @@ pub struct StoreSettings {
     pub credentials: Credentials,
 }
 
-/// The variables [`StoreConfig::apply_env`] reads.
-pub const ENV_VARS: [&str; 8] = [
-    "S3_BUCKET",
-    "S3_ENDPOINT",
-    "S3_REGION",
-    "S3_PREFIX",
-    "S3_ALLOW_HTTP",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-];
-
 impl StoreConfig {
     /// Applies `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_PREFIX`, `S3_ALLOW_HTTP` and reads
     /// the credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
