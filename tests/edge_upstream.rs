@@ -7,7 +7,9 @@
 //! URLs never cause an upstream request; concurrent misses for one object cause exactly one;
 //! cached segments are served while the bucket is down, others answer 502, and everything
 //! recovers when it is back; the byte budget evicts the least recently used file and a
-//! restart keeps the cache; playlists are fetched again after their TTL.
+//! restart keeps the cache; an object larger than the budget is refused before it is written;
+//! playlists are fetched again after their TTL; a root holding other files is refused, not
+//! emptied.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -368,7 +370,11 @@ fn the_budget_evicts_the_least_recently_used_and_a_restart_keeps_the_cache() {
     upload(&weed, &[(huge.clone(), pseudo_random_bytes(99, SIZE * 4))]);
     let r = get(&edge, &huge);
     assert_eq!(r.status, 502, "{}", r.text());
-    assert!(r.text().contains("larger than the disk cache"), "{}", r.text());
+    assert!(
+        r.text().contains("larger than the disk cache"),
+        "{}",
+        r.text()
+    );
     assert!(!on_disk(&huge).exists());
     assert_eq!(metric(&edge, "edge_disk_cache_bytes"), (3 * SIZE) as f64);
 
@@ -395,4 +401,36 @@ fn the_budget_evicts_the_least_recently_used_and_a_restart_keeps_the_cache() {
         "",
     )));
     assert_eq!(r.status, 404, "the fill directory is never served");
+}
+
+#[test]
+fn a_root_holding_other_files_is_refused_not_emptied() {
+    // An operator's content tree given as the cache by mistake: the cache would evict (delete)
+    // its files, so the edge refuses to start and touches nothing.
+    let root = cache_dir();
+    let content = root.path().join(VIDEO).join("720p/segment_000.ts");
+    std::fs::create_dir_all(content.parent().expect("parent")).expect("dirs");
+    std::fs::write(&content, b"the operator's only copy").expect("content");
+    let output = e2e::process::run_bounded(
+        std::process::Command::new(e2e::edge::edge_binary())
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--root")
+            .arg(root.path())
+            .env("NO_COLOR", "1")
+            .env("HLS_SIGNING_SECRET", e2e::TEST_SECRET)
+            .env("EDGE_UPSTREAM_KIND", "http")
+            .env("EDGE_UPSTREAM_URL", "http://127.0.0.1:9/hls/"),
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "started on a content tree: {stderr}"
+    );
+    assert!(stderr.contains(".edge-cache"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&content).expect("still there"),
+        b"the operator's only copy"
+    );
+    assert!(!root.path().join(".edge-cache").exists());
 }

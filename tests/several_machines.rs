@@ -23,6 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::clips::{multitrack_clip, Tracks};
+use e2e::content::world_readable_tempdir;
 use e2e::origin::{
     data_dir, ffmpeg_audio_seconds, generate_clip, json, mint_token, play_with_ffmpeg, JWT_SECRET,
 };
@@ -63,7 +64,8 @@ impl Cluster {
         let weed = SeaweedFs::start();
         weed.create_bucket(BUCKET);
         let redis = RedisServer::start();
-        let (edge_dir, _) = data_dir("machines-edge-");
+        // The edge's cache: a directory of its own, empty.
+        let edge_dir = world_readable_tempdir("machines-edge-");
         let mut edge = EdgeOptions::new(edge_dir.path()).config(
             "[upstream]\nkind = \"s3\"\nconnect_timeout_secs = 2\ntimeout_secs = 10\n\
              playlist_ttl_secs = 1\n",
@@ -322,7 +324,7 @@ fn machines_share_only_the_bucket_and_redis() {
     );
 
     // A shield: a second edge whose upstream is the first gives the same bytes.
-    let (shield_dir, _) = data_dir("machines-shield-");
+    let shield_dir = world_readable_tempdir("machines-shield-");
     let shield = Edge::start(EdgeOptions::new(shield_dir.path()).config(&format!(
         "[upstream]\nkind = \"http\"\nurl = \"http://{}/hls/\"\n",
         c.edge.public_addr

@@ -181,16 +181,17 @@ impl Inner {
 }
 
 /// `rel` as a path that may be pulled and stored: UTF-8, no empty, `.` or `..` segment, no
-/// control byte, not inside the fill directory.
+/// control byte, not the cache's marker or inside its fill directory.
 pub fn valid_rel(rel: &[u8]) -> Option<&str> {
     let rel = std::str::from_utf8(rel).ok()?;
     let bad_segment = rel
         .split('/')
         .any(|s| s.is_empty() || s == "." || s == "..");
     let bad_byte = rel.bytes().any(|b| b < 0x20 || b == 0x7f);
-    let internal = rel
-        .strip_prefix(disk::FILL_DIR)
-        .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+    let internal = rel == disk::MARKER
+        || rel
+            .strip_prefix(disk::FILL_DIR)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'));
     (!rel.is_empty() && !bad_segment && !bad_byte && !internal).then_some(rel)
 }
 
@@ -211,6 +212,7 @@ mod tests {
             b"\xff.ts",
             b".edge-fill/123-4",
             b".edge-fill",
+            b".edge-cache",
         ] {
             assert_eq!(valid_rel(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }

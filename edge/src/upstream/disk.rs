@@ -34,6 +34,11 @@ pub struct Entry {
     pub fetched: Option<Instant>,
 }
 
+/// The file that marks a directory as an edge's disk cache.
+pub const MARKER: &str = ".edge-cache";
+/// What `mkfs` leaves in an empty filesystem: neither content nor cache.
+const LOST_FOUND: &str = "lost+found";
+
 /// The index of the disk cache.
 pub struct DiskCache {
     root: PathBuf,
@@ -73,6 +78,7 @@ impl DiskCache {
             max_object: max_bytes.min(u64::from(u32::MAX)),
         };
         let scan_metrics = metrics_for_scan;
+        cache.claim()?;
         let fill_dir = cache.fill_dir();
         match fs::remove_dir_all(&fill_dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -87,6 +93,33 @@ impl DiskCache {
     /// anything: the size is the upstream's word).
     pub fn admits(&self, size: u64) -> bool {
         size <= self.max_object
+    }
+
+    /// Makes sure `root` is this cache's own: it evicts (deletes) files, so a root that holds
+    /// anything else (an operator's content tree given by mistake) is refused, not emptied.
+    /// An empty directory becomes a cache by getting the marker.
+    fn claim(&self) -> io::Result<()> {
+        let marker = self.root.join(MARKER);
+        if marker.is_file() {
+            return Ok(());
+        }
+        let fill_dir = self.fill_dir();
+        // A fresh filesystem's lost+found is not content.
+        let foreign = fs::read_dir(&self.root)?
+            .flatten()
+            .any(|e| e.path() != fill_dir && e.path() != self.root.join(LOST_FOUND));
+        if foreign {
+            return Err(io::Error::other(format!(
+                "{} is not empty and has no {MARKER} marker: with an upstream the root is a \
+                 disk cache whose files get evicted, so give it a directory of its own (empty, \
+                 or one this edge cached into)",
+                self.root.display()
+            )));
+        }
+        fs::write(
+            &marker,
+            b"a disk cache of hls-edge: its files may be evicted at any time\n",
+        )
     }
 
     /// Where fills write their temporary files.
@@ -162,10 +195,10 @@ impl DiskCache {
                     Err(_) => continue,
                 };
                 if meta.is_dir() {
-                    if path != self.fill_dir() {
+                    if path != self.fill_dir() && path != self.root.join(LOST_FOUND) {
                         dirs.push(path);
                     }
-                } else if meta.is_file() {
+                } else if meta.is_file() && path != self.root.join(MARKER) {
                     let Ok(rel) = path.strip_prefix(&self.root) else {
                         continue;
                     };

@@ -56,6 +56,12 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Cue>, SubtitleError> {
     if bytes.len() > MAX_BYTES {
         return Err(SubtitleError::TooLarge);
     }
+    parse_any_size(bytes)
+}
+
+/// [`parse`] without the upload's size limit: a file kept after it was accepted (written in
+/// full `HH:MM:SS.mmm` form, it may have grown past the limit).
+pub fn parse_any_size(bytes: &[u8]) -> Result<Vec<Cue>, SubtitleError> {
     let text = std::str::from_utf8(bytes).map_err(|_| SubtitleError::NotText)?;
     let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
     let webvtt = text.starts_with("WEBVTT");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shared::media::{Layout, VideoId};
 
-use super::{parse, write_rendition, Cue, SubtitleError};
+use super::{parse_any_size, write_rendition, Cue, SubtitleError};
 use crate::transcode::child;
 use crate::transcode::ffmpeg::VARIANT;
 use crate::transcode::input;
@@ -81,9 +81,12 @@ pub fn sidecars(layout: &Layout, video: &VideoId) -> Vec<Sidecar> {
 
 /// The cues of an uploaded file.
 pub fn sidecar_cues(layout: &Layout, video: &VideoId, id: u32) -> Result<Vec<Cue>, SubtitleError> {
-    let bytes = std::fs::read(layout.subtitles_dir(video).join(format!("u{id}.vtt")))
-        .map_err(|_| SubtitleError::Empty)?;
-    parse(&bytes)
+    let path = layout.subtitles_dir(video).join(format!("u{id}.vtt"));
+    let bytes = std::fs::read(&path).map_err(|error| {
+        tracing::warn!(%error, %video, id, "cannot read a kept subtitle file");
+        SubtitleError::Empty
+    })?;
+    parse_any_size(&bytes)
 }
 
 /// Keeps an uploaded file (already parsed) as WebVTT; returns its description.
@@ -96,13 +99,25 @@ pub fn add_sidecar(
 ) -> std::io::Result<Sidecar> {
     let dir = layout.subtitles_dir(video);
     std::fs::create_dir_all(&dir)?;
-    let id = sidecars(layout, video).last().map_or(1, |s| s.id + 1);
+    // Numbered after the last one; an add racing this one takes the next free number (the cue
+    // file is created exclusively), never the same.
+    let mut id = sidecars(layout, video).last().map_or(1, |s| s.id + 1);
+    let mut file = loop {
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(format!("u{id}.vtt")));
+        match created {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && id < u32::MAX => id += 1,
+            other => break other?,
+        }
+    };
+    std::io::Write::write_all(&mut file, super::to_vtt(cues).as_bytes())?;
     let sidecar = Sidecar {
         id,
         language: language.to_owned(),
         name: name.to_owned(),
     };
-    std::fs::write(dir.join(format!("u{id}.vtt")), super::to_vtt(cues))?;
     // The description last: a file without one is not listed.
     let json = serde_json::to_vec(&sidecar).map_err(std::io::Error::other)?;
     std::fs::write(dir.join(format!("u{id}.json")), json)?;
@@ -181,7 +196,13 @@ pub async fn collect(
 pub fn uploaded(layout: &Layout, video: &VideoId) -> Renditions {
     sidecars(layout, video)
         .into_iter()
-        .filter_map(|s| Some((s.rendition(), sidecar_cues(layout, video, s.id).ok()?)))
+        .filter_map(|s| match sidecar_cues(layout, video, s.id) {
+            Ok(cues) => Some((s.rendition(), cues)),
+            Err(error) => {
+                tracing::warn!(%error, %video, id = s.id, "a kept subtitle file is left out");
+                None
+            }
+        })
         .collect()
 }
 
@@ -198,6 +219,9 @@ pub fn write_all(
     Ok(())
 }
 
+/// The largest embedded track taken, as WebVTT: films' tracks are well under 1 MiB.
+const EMBEDDED_MAX_BYTES: usize = 8 << 20;
+
 /// A text track of the source as cues, through ffmpeg's WebVTT muxer (same allow-lists as
 /// every other read of the source).
 async fn extract(ffmpeg: &Path, source: &Path, index: usize) -> Result<Vec<Cue>, String> {
@@ -210,6 +234,9 @@ async fn extract(ffmpeg: &Path, source: &Path, index: usize) -> Result<Vec<Cue>,
             &format!("0:s:{index}"),
             "-c:s",
             "webvtt",
+            // ffmpeg stops writing here: a hostile file's track cannot fill memory.
+            "-fs",
+            &EMBEDDED_MAX_BYTES.to_string(),
             "-f",
             "webvtt",
             "-",
@@ -221,7 +248,13 @@ async fn extract(ffmpeg: &Path, source: &Path, index: usize) -> Result<Vec<Cue>,
     if !out.status.success() {
         return Err("the track could not be read".into());
     }
-    match parse(&out.stdout) {
+    if out.stdout.len() >= EMBEDDED_MAX_BYTES {
+        return Err(format!(
+            "the track is larger than {} MiB as WebVTT",
+            EMBEDDED_MAX_BYTES >> 20
+        ));
+    }
+    match parse_any_size(&out.stdout) {
         Ok(cues) => Ok(cues),
         Err(SubtitleError::Empty) => Ok(Vec::new()),
         Err(e) => Err(format!("the track could not be converted: {e}")),
