@@ -67,6 +67,34 @@ pub fn refused_container(stderr: &str) -> Option<String> {
     Some(if valid { name } else { "unknown" }.to_owned())
 }
 
+/// `text` with the query of every URL in it cut off: ffmpeg names its input in errors, and a
+/// presigned source URL carries a credential valid for hours that must not reach the logs.
+pub fn redact_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(rest.len());
+        match rest[..end].split_once('?') {
+            Some((url, _)) => {
+                out.push_str(url);
+                out.push_str("?<redacted>");
+            }
+            None => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +135,23 @@ mod tests {
                 "-i",
                 "/data/sources/v.mp4"
             ]
+        );
+    }
+
+    #[test]
+    fn presigned_queries_never_reach_the_log() {
+        let line =
+            "https://s3.example/b/private/sources/v?X-Amz-Signature=abc&X-Amz-Credential=k: \
+                    Input/output error | at 'http://h/x?y=1' then file.mp4";
+        let out = redact_queries(line);
+        assert!(!out.contains("X-Amz") && !out.contains("y=1"), "{out}");
+        assert!(
+            out.contains("https://s3.example/b/private/sources/v?<redacted> Input/output error"),
+            "{out}"
+        );
+        assert!(
+            out.contains("'http://h/x?<redacted>' then file.mp4"),
+            "{out}"
         );
     }
 }

@@ -132,7 +132,10 @@ async fn ffprobe_json(
         if let Some(container) = input::refused_container(&err) {
             return Err(ProbeError::Format(container));
         }
-        tracing::debug!(stderr = %err.trim(), "ffprobe refused a file");
+        tracing::debug!(
+            stderr = %super::input::redact_queries(err.trim()),
+            "ffprobe refused a file"
+        );
         return Err(ProbeError::Unreadable(reason(&err).to_owned()));
     }
     Ok(out.stdout)

@@ -109,7 +109,9 @@ impl Pipeline {
         let tail: Vec<&str> = text.lines().rev().take(5).collect();
         Err(PipelineError::Ffmpeg {
             status: status.to_string(),
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            stderr: crate::transcode::input::redact_queries(
+                &tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            ),
             at: reached,
         })
     }
