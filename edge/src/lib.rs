@@ -98,8 +98,13 @@ pub async fn serve(
         edge.metrics
             .ktls_available
             .set(i64::from(ktls.kernel_available()));
-        match cert.acceptor() {
-            Ok(acceptor) => {
+        match cert.acceptor().and_then(|a| Ok((a, cert.kernel_config()?))) {
+            Ok((acceptor, kernel_config)) => {
+                let tls = Arc::new(server::https::TlsListener {
+                    acceptor,
+                    kernel_config,
+                    ktls,
+                });
                 let edge = edge.clone();
                 let switch2 = switch.clone();
                 loops.spawn(server::accept_loop(
@@ -112,8 +117,7 @@ pub async fn serve(
                         server::https::serve(
                             stream,
                             peer,
-                            acceptor.clone(),
-                            ktls,
+                            tls.clone(),
                             edge.clone(),
                             switch2.clone(),
                         )

@@ -2,7 +2,7 @@
 //! and every labelled series is resolved once at start so the request path only touches
 //! atomics.
 
-use crate::server::ktls::{Fallback, Path};
+use crate::server::ktls::{Fallback, Plan};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -46,12 +46,11 @@ pub enum SendPath {
 
 /// `edge_tls_connections_total` series: the kernel (kTLS), then userspace by reason, in the
 /// order of [`Fallback`]'s labels.
-const TLS_PATHS: [(&str, &str); 5] = [
+const TLS_PATHS: [(&str, &str); 4] = [
     ("ktls", "kernel"),
     ("userspace", "off"),
     ("userspace", "no_kernel_tls"),
-    ("userspace", "cipher"),
-    ("userspace", "handoff_disabled"),
+    ("userspace", "kernel_refused"),
 ];
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -66,7 +65,7 @@ pub struct Metrics {
     bytes: [IntCounter; 4],
     signature_failures: [IntCounter; 4],
     upstream_requests: [IntCounter; 4],
-    tls_connections: [IntCounter; 5],
+    tls_connections: [IntCounter; 4],
     /// 1 when the kernel offered kTLS at start (see `server::ktls`), else 0.
     pub ktls_available: IntGauge,
     /// Body bytes received from the upstream by completed fills.
@@ -280,14 +279,13 @@ impl Metrics {
         self.bytes[path as usize].inc_by(n);
     }
 
-    /// Counts a TLS connection by the path its records take after the handshake.
-    pub fn tls_connection(&self, path: Path) {
-        let i = match path {
-            Path::Kernel(_) => 0,
-            Path::Userspace(Fallback::Off) => 1,
-            Path::Userspace(Fallback::NoKernel) => 2,
-            Path::Userspace(Fallback::Cipher) => 3,
-            Path::Userspace(Fallback::Handoff) => 4,
+    /// Counts a TLS connection by who encrypts its records after the handshake.
+    pub fn tls_connection(&self, plan: Plan) {
+        let i = match plan {
+            Plan::Kernel => 0,
+            Plan::Userspace(Fallback::Off) => 1,
+            Plan::Userspace(Fallback::NoKernel) => 2,
+            Plan::Userspace(Fallback::Refused) => 3,
         };
         self.tls_connections[i].inc();
     }
@@ -331,7 +329,7 @@ mod tests {
         assert!(text.contains(r#"edge_bytes_sent_total{path="sendfile"} 10"#));
         assert!(text.contains(r#"edge_signature_failures_total{reason="expired"} 1"#));
         assert!(text.contains("edge_open_connections 0"));
-        m.tls_connection(Path::Userspace(Fallback::NoKernel));
+        m.tls_connection(Plan::Userspace(Fallback::NoKernel));
         let text = String::from_utf8(m.render()).expect("utf8");
         assert!(text
             .contains(r#"edge_tls_connections_total{path="userspace",reason="no_kernel_tls"} 1"#));

@@ -105,8 +105,9 @@ pub struct RequestHead<'a> {
     pub version: Version,
     pub headers: Headers<'a>,
     pub peer: IpAddr,
-    /// Whether the request arrived over TLS (redirects use `https`).
-    pub tls: bool,
+    /// Whether the connection can send a file body with `sendfile(2)` (plain HTTP/1.1, or
+    /// HTTP/1.1 over kTLS); bodies are planned by it.
+    pub sendfile: bool,
 }
 
 impl RequestHead<'_> {

@@ -1,9 +1,9 @@
 //! Listeners, accept loops and graceful shutdown.
 //!
 //! Plain-TCP connections go to the HTTP/1.1 fast path ([`http1`]), which sends file bodies
-//! with `sendfile(2)`; TLS connections ([`https`]) go through rustls to the same fast path for
-//! HTTP/1.1 (bodies read and encrypted, [`transport`], [`file_read`]) or to hyper for HTTP/2
-//! ([`h2`]). A semaphore bounds open connections and doubles as the drain tracker: shutdown
+//! with `sendfile(2)`; TLS connections ([`https`]) are handed to the kernel after the handshake
+//! where it has kTLS ([`ktls`]: the same fast path with `sendfile`), or stay with rustls
+//! (bodies read and encrypted, [`transport`], [`file_read`]); HTTP/2 goes to hyper ([`h2`]). A semaphore bounds open connections and doubles as the drain tracker: shutdown
 //! waits until every permit is back. Shutdown reaches the loops and the connections through
 //! one `shared::shutdown` switch.
 

@@ -273,12 +273,12 @@ impl Edge {
         rel: &[u8],
         lifetime: u64,
     ) -> Reply {
-        // Plain HTTP/1.1 sends large bodies with sendfile from an open descriptor: cheaper than
-        // copying them out of memory. Memory serves small files and TLS/HTTP/2, which cannot
-        // use sendfile.
-        // Over TLS, bodies too large for memory are read from a kept descriptor too, which
-        // saves an open and a close per request.
-        let zero_copy = !req.tls;
+        // Plain HTTP/1.1 (and HTTP/1.1 over kTLS) sends large bodies with sendfile from an
+        // open descriptor: cheaper than copying them out of memory. Memory serves small files
+        // and userspace TLS/HTTP/2, which cannot use sendfile.
+        // There, bodies too large for memory are read from a kept descriptor too, which saves
+        // an open and a close per request.
+        let zero_copy = req.sendfile;
         let kept = |size: u64| match zero_copy {
             true => size >= self.settings.sendfile_min_bytes,
             false => !self.cache.admits(size),

@@ -7,8 +7,10 @@
 //! - `preadv2(2)` with `RWF_NOWAIT`, so TLS bodies are read on the runtime thread only when
 //!   the page cache already holds them; reads land in a buffer's spare capacity, so buffers
 //!   are never zeroed first.
-//! - `setsockopt(TCP_ULP, "tls")` on a fresh socket: whether the kernel has kTLS.
+//! - kernel TLS ([`ktls`]): the `tls` upper-layer protocol, traffic keys, alerts.
 #![allow(unsafe_code)]
+
+pub mod ktls;
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -67,34 +69,6 @@ pub fn pread_append(
     // SAFETY: the kernel initialised the first `n <= want` spare bytes.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
-}
-
-/// Asks for the `tls` TCP upper-layer protocol on a new, unconnected TCP socket, which is
-/// closed again. The kernel looks the ULP up (loading its module if it can) before it checks
-/// the socket, so the answer is `ENOTCONN` when kTLS exists and `ENOENT` when it does not.
-pub fn probe_tls_ulp() -> io::Result<()> {
-    // SAFETY: socket(2) takes no pointers; the descriptor is owned right below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    let name = b"tls";
-    // SAFETY: `name` is valid for reads of its length for the whole call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_TCP,
-            libc::TCP_ULP,
-            name.as_ptr().cast(),
-            name.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// `send(2)` with `MSG_MORE`: the response head waits in the kernel for the file bytes that

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use e2e::content::{world_readable_tempdir, SEGMENT, SEGMENT_SIZE};
 use e2e::tls::{self, CertFiles, TestCa};
-use e2e::{process, wait_until, ContentTree, Edge, EdgeOptions, Request, Signal};
+use e2e::{metrics, process, wait_until, ContentTree, Edge, EdgeOptions, Request, Signal};
 
 use crate::support::{require_tool, signed};
 
@@ -131,6 +131,23 @@ fn tls_serves_http2_and_http1() {
         .build();
     let response = http1.exchange(&request).expect("HTTP/1.1 over TLS");
     assert_eq!(response.status, 200);
+
+    // All four connections are counted by who encrypts their records: the kernel where it has
+    // kTLS, rustls (saying why) where it has not.
+    let text = server.edge.metrics();
+    let connections = |wanted: &[(&str, &str)]| {
+        metrics::value(&text, "edge_tls_connections_total", wanted).unwrap_or(0.0)
+    };
+    let (kernel, userspace) = match metrics::value(&text, "edge_ktls_available", &[]) {
+        Some(1.0) => (4.0, 0.0),
+        _ => (0.0, 4.0),
+    };
+    assert_eq!(connections(&[("path", "ktls")]), kernel, "{text}");
+    assert_eq!(
+        connections(&[("path", "userspace"), ("reason", "no_kernel_tls")]),
+        userspace,
+        "{text}"
+    );
 }
 
 /// SIGHUP re-reads the certificate: new connections get the new one, while a connection

@@ -1,4 +1,4 @@
-//! HTTP/2 over TLS through hyper, with the limits the HTTP/1.1 loop enforces itself: at most
+//! HTTP/2 over TLS (rustls or kTLS) through hyper, with the limits the HTTP/1.1 loop enforces itself: at most
 //! [`MAX_STREAMS`] concurrent streams, bounded send buffers and file bytes in memory per
 //! connection ([`body`]), keep-alive PINGs, an idle timeout and a send timeout ([`activity`]).
 //!
@@ -17,9 +17,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use shared::shutdown::{drain, Switch};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
-use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use crate::reply::{Body, Reply};
@@ -36,12 +35,15 @@ const SEND_BUFFER: usize = 64 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection (after TLS and ALPN `h2`).
-pub async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, edge: Arc<Edge>, shutdown: Switch) {
+pub async fn serve<S>(io: S, peer: SocketAddr, edge: Arc<Edge>, shutdown: Switch)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let s = &edge.settings;
     let (idle, send) = (s.idle_timeout, s.send_timeout);
     let activity = Activity::new();
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
-    let io = TokioIo::new(Tracked::new(tls, activity.clone()));
+    let io = TokioIo::new(Tracked::new(io, activity.clone()));
     // hyper runs each stream in a task of its own: keep them in the connection's span.
     let span = tracing::Span::current();
     let service = {
@@ -128,7 +130,7 @@ async fn respond(
         version: Version::H2,
         headers,
         peer: peer.ip(),
-        tls: true,
+        sendfile: false,
     };
     let reply = edge.handle(&head).await;
     into_response(reply, edge, stream, budget)

@@ -151,7 +151,7 @@ impl Connection {
                     version,
                     headers: h,
                     peer: self.peer.ip(),
-                    tls: S::TLS,
+                    sendfile: S::SENDFILE,
                 };
                 let reply = self.edge.handle(&req).await;
                 let keep_alive = match version {

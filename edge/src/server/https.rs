@@ -1,47 +1,105 @@
-//! TLS connections: the rustls handshake within the header timeout, then HTTP/2 (ALPN `h2`)
-//! through hyper ([`super::h2`]) or HTTP/1.1 through the same fast path as plain TCP
-//! ([`super::http1`]), so both get the same deadlines and limits as plain HTTP. Each
-//! connection is counted by who encrypts its records ([`super::ktls`]).
+//! TLS connections: the handshake within the header timeout, then HTTP/2 (ALPN `h2`) through
+//! hyper ([`super::h2`]) or HTTP/1.1 through the same fast path as plain TCP
+//! ([`super::http1`]), so both get the same deadlines and limits as plain HTTP.
+//!
+//! Who encrypts the records afterwards is planned before the handshake ([`super::ktls`]):
+//! the kernel, after a handshake that reads nothing past its end, so HTTP/1.1 bodies leave by
+//! `sendfile(2)`; or rustls (tokio-rustls) to the end. Each connection is counted by the path.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+use rustls::ServerConnection;
 use shared::shutdown::Switch;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::ktls::Ktls;
+use super::ktls::handoff;
+use super::ktls::stream::KernelStream;
+use super::ktls::{Fallback, Ktls, Plan};
+use super::transport::Transport;
 use super::{h2, http1};
 use crate::service::Edge;
+
+/// What every connection of a TLS listener starts from.
+pub struct TlsListener {
+    /// Handshakes of connections rustls carries.
+    pub acceptor: TlsAcceptor,
+    /// Handshakes of connections handed to the kernel.
+    pub kernel_config: Arc<rustls::ServerConfig>,
+    pub ktls: Ktls,
+}
 
 /// Serves one TLS connection.
 pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    ktls: Ktls,
+    tls: Arc<TlsListener>,
+    edge: Arc<Edge>,
+    shutdown: Switch,
+) {
+    match tls.ktls.plan(tcp.as_raw_fd()) {
+        Plan::Kernel => in_kernel(tcp, peer, &tls, edge, shutdown).await,
+        Plan::Userspace(why) => in_userspace(tcp, peer, &tls.acceptor, why, edge, shutdown).await,
+    }
+}
+
+async fn in_userspace(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: &TlsAcceptor,
+    why: Fallback,
     edge: Arc<Edge>,
     shutdown: Switch,
 ) {
     let handshake = tokio::time::timeout(edge.settings.header_timeout, acceptor.accept(tcp)).await;
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("TLS handshake timed out");
-            return;
-        }
+        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    let conn = tls.get_ref().1;
-    let path = ktls.path(conn);
-    tracing::debug!(?path, "TLS records");
-    edge.metrics.tls_connection(path);
-    if conn.alpn_protocol() == Some(b"h2") {
-        h2::serve(tls, peer, edge, shutdown).await;
-    } else {
-        http1::serve(tls, peer, edge, shutdown).await;
+    tracing::debug!(reason = ?why, "TLS records in userspace");
+    edge.metrics.tls_connection(Plan::Userspace(why));
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_http(tls, h2, peer, edge, shutdown).await;
+}
+
+async fn in_kernel(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    tls: &TlsListener,
+    edge: Arc<Edge>,
+    shutdown: Switch,
+) {
+    let mut conn = match ServerConnection::new(tls.kernel_config.clone()) {
+        Ok(conn) => conn,
+        Err(error) => return tracing::error!(%error, "TLS connection state"),
+    };
+    let limit = edge.settings.header_timeout;
+    match tokio::time::timeout(limit, handoff::handshake(&mut tcp, &mut conn)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
+    }
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    if let Err(error) = handoff::install(&tcp, conn) {
+        return tls.ktls.refused(&error);
+    }
+    tracing::debug!("TLS records in the kernel");
+    edge.metrics.tls_connection(Plan::Kernel);
+    serve_http(KernelStream::new(tcp), h2, peer, edge, shutdown).await;
+}
+
+async fn serve_http<S: Transport + 'static>(
+    stream: S,
+    h2: bool,
+    peer: SocketAddr,
+    edge: Arc<Edge>,
+    shutdown: Switch,
+) {
+    match h2 {
+        true => h2::serve(stream, peer, edge, shutdown).await,
+        false => http1::serve(stream, peer, edge, shutdown).await,
     }
 }

@@ -1,34 +1,26 @@
-//! Kernel TLS (kTLS, Linux `Documentation/networking/tls.rst`): whether a TLS connection's
-//! records could be left to the kernel after the rustls handshake, so file bodies would go
-//! out with `sendfile(2)` encrypted in the kernel, as nginx does with OpenSSL 3 and
-//! `ssl_conf_command Options KTLS`.
+//! Kernel TLS (kTLS, Linux `Documentation/networking/tls.rst`): after the rustls handshake a
+//! connection's records are left to the kernel, so file bodies go out with `sendfile(2)`
+//! encrypted in the kernel, as nginx does with OpenSSL 3 and `ssl_conf_command Options KTLS`.
 //!
-//! This module holds the decisions and the kernel's key layout, all testable without a kernel
-//! that has kTLS: [`probe`] asks the kernel once at start whether its `tls` upper-layer
-//! protocol exists; [`decide`] picks the path of each connection from the configuration, the
-//! probe and the negotiated version and cipher suite; [`CryptoInfo`] lays rustls' traffic
-//! secrets out as `struct tls12_crypto_info_*` for `setsockopt(SOL_TLS, TLS_TX/TLS_RX)`.
+//! - [`probe`]: once at start, whether the kernel has its `tls` upper-layer protocol.
+//! - [`decide`]: per connection, before the handshake, which [`Plan`] it follows, from the
+//!   configuration, the probe and whether the kernel refused keys earlier.
+//! - [`handoff`]: the handshake read one record at a time, so that nothing after it is
+//!   consumed in userspace, then the traffic keys laid out by [`layout`] set on the socket.
+//! - [`stream`]: the connection afterwards, a TCP socket whose bytes the kernel encrypts.
 //!
-//! The handoff itself ([`HANDOFF`]) is off: every connection stays in userspace (rustls) and
-//! is counted with the reason. Handing over needs the connection drained of buffered records
-//! and, for reading, `recvmsg` with the record type so that alerts (close_notify) and TLS 1.3
-//! KeyUpdate messages are not mistaken for request bytes; until that is done and tested on a
-//! kernel with kTLS, userspace TLS serves every connection.
+//! If the kernel refuses keys once (a cipher it was built without, say), that connection is
+//! closed and later ones stay in userspace: the process never retries a kernel that said no.
 
-use rustls::{CipherSuite, ConnectionTrafficSecrets, ProtocolVersion};
+pub mod handoff;
+pub mod layout;
+pub mod stream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::config::KtlsMode;
 use crate::sys;
-
-/// Whether connections are handed to the kernel at all (see the module comment).
-pub const HANDOFF: bool = false;
-
-// include/uapi/linux/tls.h
-const TLS_1_2_VERSION: u16 = 0x0303;
-const TLS_1_3_VERSION: u16 = 0x0304;
-const TLS_CIPHER_AES_GCM_128: u16 = 51;
-const TLS_CIPHER_AES_GCM_256: u16 = 52;
-const TLS_CIPHER_CHACHA20_POLY1305: u16 = 54;
 
 /// What the running kernel offers, probed once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +33,7 @@ pub enum Kernel {
 
 /// Asks the kernel for its `tls` upper-layer protocol on an unconnected socket.
 pub fn probe() -> Kernel {
-    classify(sys::probe_tls_ulp().map_err(|e| e.raw_os_error().unwrap_or(0)))
+    classify(sys::ktls::probe_tls_ulp().map_err(|e| e.raw_os_error().unwrap_or(0)))
 }
 
 /// Reads the probe's answer: the kernel finds (or loads) the ULP before it looks at the socket,
@@ -58,58 +50,11 @@ fn classify(probe: Result<(), i32>) -> Kernel {
     }
 }
 
-/// The AEADs the kernel implements for TLS records.
+/// Who will encrypt a connection's records after its handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cipher {
-    Aes128Gcm,
-    Aes256Gcm,
-    Chacha20Poly1305,
-}
-
-/// A negotiated version and AEAD the kernel can take over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelSuite {
-    tls13: bool,
-    cipher: Cipher,
-}
-
-impl KernelSuite {
-    /// The kernel's name for what rustls negotiated; `None` when the kernel cannot do it.
-    pub fn of(version: ProtocolVersion, suite: CipherSuite) -> Option<Self> {
-        use CipherSuite as S;
-        let tls13 = match version {
-            ProtocolVersion::TLSv1_3 => true,
-            ProtocolVersion::TLSv1_2 => false,
-            _ => return None,
-        };
-        let cipher = match suite {
-            S::TLS13_AES_128_GCM_SHA256
-            | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => Cipher::Aes128Gcm,
-            S::TLS13_AES_256_GCM_SHA384
-            | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => Cipher::Aes256Gcm,
-            S::TLS13_CHACHA20_POLY1305_SHA256
-            | S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-            | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => Cipher::Chacha20Poly1305,
-            _ => return None,
-        };
-        // A TLS 1.3 suite only makes sense under TLS 1.3 and the others only under 1.2.
-        let suite_is_13 = matches!(
-            suite,
-            S::TLS13_AES_128_GCM_SHA256
-                | S::TLS13_AES_256_GCM_SHA384
-                | S::TLS13_CHACHA20_POLY1305_SHA256
-        );
-        (suite_is_13 == tls13).then_some(Self { tls13, cipher })
-    }
-}
-
-/// Which TLS implementation carries a connection's records after the handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// The kernel (kTLS): bodies by `sendfile(2)`.
-    Kernel(KernelSuite),
+pub enum Plan {
+    /// The kernel: the handshake is driven by [`handoff`], then bodies go by `sendfile(2)`.
+    Kernel,
     /// rustls, for this reason.
     Userspace(Fallback),
 }
@@ -121,17 +66,28 @@ pub enum Fallback {
     Off,
     /// The kernel has no kTLS.
     NoKernel,
-    /// The negotiated version or cipher suite is not one the kernel implements.
-    Cipher,
-    /// kTLS would apply, but the handoff is not enabled in this build ([`HANDOFF`]).
-    Handoff,
+    /// The kernel refused the `tls` ULP on this socket, or keys on an earlier one.
+    Refused,
 }
 
-/// The start-up half of every decision: the configured mode and what the kernel offered.
-#[derive(Debug, Clone, Copy)]
+/// The path of one connection, from the configuration, the start-up probe and whether the
+/// kernel refused a handoff since.
+pub fn decide(mode: KtlsMode, kernel: Kernel, refused_before: bool) -> Plan {
+    match (mode, kernel) {
+        (KtlsMode::Off, _) => Plan::Userspace(Fallback::Off),
+        (_, Kernel::Missing(_)) => Plan::Userspace(Fallback::NoKernel),
+        _ if refused_before => Plan::Userspace(Fallback::Refused),
+        _ => Plan::Kernel,
+    }
+}
+
+/// The start-up half of every decision (the configured mode and what the kernel offered),
+/// and whether the kernel has refused a handoff since. Clones share that last answer.
+#[derive(Debug, Clone)]
 pub struct Ktls {
     mode: KtlsMode,
     kernel: Kernel,
+    refused: Arc<AtomicBool>,
 }
 
 impl Ktls {
@@ -146,13 +102,15 @@ impl Ktls {
             (_, Kernel::Missing(why)) => {
                 tracing::info!("kTLS unavailable: {why}; TLS records encrypted in userspace")
             }
-            (_, Kernel::Available) if !HANDOFF => tracing::info!(
-                "the kernel offers kTLS, but this build does not hand connections over: TLS \
-                 records encrypted in userspace"
-            ),
-            (_, Kernel::Available) => tracing::info!("kTLS available"),
+            (_, Kernel::Available) => {
+                tracing::info!("kTLS available: TLS records encrypted by the kernel")
+            }
         }
-        Self { mode, kernel }
+        Self {
+            mode,
+            kernel,
+            refused: Arc::default(),
+        }
     }
 
     /// Whether the kernel offered kTLS at start.
@@ -160,121 +118,30 @@ impl Ktls {
         self.kernel == Kernel::Available
     }
 
-    /// The path of a connection whose handshake just completed.
-    pub fn path(&self, conn: &rustls::ServerConnection) -> Path {
-        let negotiated = conn
-            .protocol_version()
-            .zip(conn.negotiated_cipher_suite().map(|s| s.suite()));
-        decide(self.mode, self.kernel, negotiated, HANDOFF)
-    }
-}
-
-/// The path of one connection, from the configuration, the start-up probe and what the
-/// handshake negotiated (`None` if rustls reports nothing, which it does not after a handshake).
-pub fn decide(
-    mode: KtlsMode,
-    kernel: Kernel,
-    negotiated: Option<(ProtocolVersion, CipherSuite)>,
-    handoff: bool,
-) -> Path {
-    if mode == KtlsMode::Off {
-        return Path::Userspace(Fallback::Off);
-    }
-    if let Kernel::Missing(_) = kernel {
-        return Path::Userspace(Fallback::NoKernel);
-    }
-    let Some(suite) = negotiated.and_then(|(v, s)| KernelSuite::of(v, s)) else {
-        return Path::Userspace(Fallback::Cipher);
-    };
-    if !handoff {
-        return Path::Userspace(Fallback::Handoff);
-    }
-    Path::Kernel(suite)
-}
-
-/// Why traffic secrets cannot be laid out for the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LayoutError {
-    #[error("rustls extracted secrets for another cipher than the one negotiated")]
-    CipherMismatch,
-    #[error("key or IV of unexpected length")]
-    Length,
-}
-
-/// One direction's `struct tls12_crypto_info_*` (the kernel uses the same structs for TLS
-/// 1.2 and 1.3): the bytes `setsockopt(SOL_TLS, TLS_TX or TLS_RX)` takes. They hold a traffic
-/// key, so they are zeroed when dropped.
-pub struct CryptoInfo(Vec<u8>);
-
-impl CryptoInfo {
-    /// Lays out `key` and rustls' 12-byte `iv` with the next record sequence number `seq`.
-    ///
-    /// AES-GCM: `{version, cipher_type, iv[8], key[16|32], salt[4], rec_seq[8]}` where the
-    /// salt is the first 4 bytes of the IV and `iv` its last 8 (RFC 5288 / RFC 8446 nonces).
-    /// ChaCha20-Poly1305: `{version, cipher_type, iv[12], key[32], rec_seq[8]}` (RFC 7905).
-    /// The header fields are native-endian `__u16`s; the sequence number is big-endian, as it
-    /// enters the nonce.
-    pub fn new(suite: KernelSuite, key: &[u8], iv: &[u8], seq: u64) -> Result<Self, LayoutError> {
-        let (cipher_type, key_len) = match suite.cipher {
-            Cipher::Aes128Gcm => (TLS_CIPHER_AES_GCM_128, 16),
-            Cipher::Aes256Gcm => (TLS_CIPHER_AES_GCM_256, 32),
-            Cipher::Chacha20Poly1305 => (TLS_CIPHER_CHACHA20_POLY1305, 32),
-        };
-        if key.len() != key_len || iv.len() != 12 {
-            return Err(LayoutError::Length);
+    /// The plan of a connection just accepted on `fd`. A kernel plan has already attached the
+    /// `tls` ULP to the socket (bytes still pass as they are until keys are set).
+    pub fn plan(&self, fd: std::os::fd::RawFd) -> Plan {
+        let plan = decide(self.mode, self.kernel, self.refused.load(Ordering::Relaxed));
+        if plan != Plan::Kernel {
+            return plan;
         }
-        let version = if suite.tls13 {
-            TLS_1_3_VERSION
-        } else {
-            TLS_1_2_VERSION
-        };
-        let mut out = Vec::with_capacity(56);
-        out.extend_from_slice(&version.to_ne_bytes());
-        out.extend_from_slice(&cipher_type.to_ne_bytes());
-        match suite.cipher {
-            Cipher::Chacha20Poly1305 => {
-                out.extend_from_slice(iv);
-                out.extend_from_slice(key);
-            }
-            Cipher::Aes128Gcm | Cipher::Aes256Gcm => {
-                out.extend_from_slice(&iv[4..]);
-                out.extend_from_slice(key);
-                out.extend_from_slice(&iv[..4]);
+        match sys::ktls::set_tls_ulp(fd) {
+            Ok(()) => Plan::Kernel,
+            Err(error) => {
+                tracing::debug!(%error, "TCP_ULP tls refused on a connection");
+                Plan::Userspace(Fallback::Refused)
             }
         }
-        out.extend_from_slice(&seq.to_be_bytes());
-        Ok(Self(out))
     }
 
-    /// Lays out one direction of what `dangerous_extract_secrets` returned.
-    pub fn from_secrets(
-        suite: KernelSuite,
-        (seq, secrets): &(u64, ConnectionTrafficSecrets),
-    ) -> Result<Self, LayoutError> {
-        let (cipher, key, iv) = match secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Cipher::Aes128Gcm, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Cipher::Aes256Gcm, key, iv),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (Cipher::Chacha20Poly1305, key, iv)
-            }
-            _ => return Err(LayoutError::CipherMismatch),
-        };
-        if cipher != suite.cipher {
-            return Err(LayoutError::CipherMismatch);
+    /// Notes that the kernel refused a handoff: later connections stay in userspace.
+    pub fn refused(&self, error: &handoff::HandoffError) {
+        if !self.refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %error,
+                "kTLS handoff failed; TLS records encrypted in userspace from now on"
+            );
         }
-        Self::new(suite, key.as_ref(), iv.as_ref(), *seq)
-    }
-
-    /// The struct's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for CryptoInfo {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        std::hint::black_box(&self.0);
     }
 }
 

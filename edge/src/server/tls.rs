@@ -11,6 +11,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
+use super::ktls::layout::KernelSuite;
+
 /// Why certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -57,16 +59,37 @@ impl ReloadableCert {
         Ok(())
     }
 
-    /// An acceptor whose handshakes always use the current certificate.
+    /// An acceptor whose handshakes always use the current certificate, for connections
+    /// rustls carries to the end.
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        Ok(TlsAcceptor::from(Arc::new(self.config(false)?)))
+    }
+
+    /// The configuration of connections handed to the kernel after their handshake: secrets
+    /// extractable, and only the cipher suites the kernel implements (all of ring's today).
+    pub fn kernel_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        Ok(Arc::new(self.config(true)?))
+    }
+
+    fn config(self: &Arc<Self>, kernel: bool) -> Result<rustls::ServerConfig, TlsError> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if kernel {
+            provider.cipher_suites.retain(|s| {
+                let version = match s {
+                    rustls::SupportedCipherSuite::Tls13(_) => rustls::ProtocolVersion::TLSv1_3,
+                    rustls::SupportedCipherSuite::Tls12(_) => rustls::ProtocolVersion::TLSv1_2,
+                };
+                KernelSuite::of(version, s.suite()).is_some()
+            });
+        }
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        config.enable_secret_extraction = kernel;
+        Ok(config)
     }
 }
 

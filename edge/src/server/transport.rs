@@ -1,6 +1,7 @@
 //! What the HTTP/1.1 connection loop needs from its stream beyond reading and writing: how a
-//! file body leaves. Plain TCP sends it with `sendfile(2)`; TLS reads it in large chunks and
-//! encrypts them in userspace (the kernel could, with kTLS: see [`super::ktls`]).
+//! file body leaves. Plain TCP sends it with `sendfile(2)`, and so does TLS whose records the
+//! kernel encrypts ([`super::ktls`]); TLS in userspace reads it in large chunks and encrypts
+//! them with rustls.
 //!
 //! Every write is bounded by the send timeout: a client that stops reading loses its
 //! connection after `send_timeout`, whatever the transport.
@@ -28,8 +29,9 @@ const TLS_CHUNK: usize = 64 * 1024;
 
 /// A connection's byte stream, plain or TLS.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Whether the connection is encrypted (the service then never plans a sendfile body).
-    const TLS: bool;
+    /// Whether file bodies can leave with `sendfile(2)` (plain TCP, or kTLS): the service plans
+    /// bodies by it.
+    const SENDFILE: bool;
 
     /// Writes `head`, then `len` bytes of `file` from `offset`, and counts the body bytes.
     fn send_file(
@@ -47,7 +49,7 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
 }
 
 impl Transport for TcpStream {
-    const TLS: bool = false;
+    const SENDFILE: bool = true;
 
     async fn send_file(
         &mut self,
@@ -58,18 +60,14 @@ impl Transport for TcpStream {
         limit: Duration,
         metrics: &Metrics,
     ) -> io::Result<()> {
-        send_head_more(self, head, limit).await?;
-        sendfile(self, file, offset, len, limit, |n| {
-            metrics.sent(SendPath::Sendfile, n as u64)
-        })
-        .await
+        send_head_and_file(self, head, file, offset, len, limit, metrics).await
     }
 
     async fn finish(&mut self, _limit: Duration) {}
 }
 
 impl Transport for TlsStream<TcpStream> {
-    const TLS: bool = true;
+    const SENDFILE: bool = false;
 
     async fn send_file(
         &mut self,
@@ -145,6 +143,24 @@ pub async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, limit: Duration) -> io
     timeout(limit, stream.flush())
         .await
         .map_err(|_| timed_out())?
+}
+
+/// Writes `head`, then `len` bytes of `file` from `offset` with `sendfile(2)`, on a socket
+/// whose bytes leave as they are (plain TCP) or are encrypted by the kernel (kTLS).
+pub async fn send_head_and_file(
+    stream: &TcpStream,
+    head: &[u8],
+    file: &File,
+    offset: u64,
+    len: u64,
+    limit: Duration,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    send_head_more(stream, head, limit).await?;
+    sendfile(stream, file, offset, len, limit, |n| {
+        metrics.sent(SendPath::Sendfile, n as u64)
+    })
+    .await
 }
 
 /// Writes the head with `MSG_MORE` so it leaves together with the first file bytes.

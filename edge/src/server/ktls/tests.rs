@@ -1,20 +1,23 @@
-use std::io::Write;
+//! The decisions, and helpers the layout and handoff tests share: certificates and
+//! configurations for real handshakes, and the kernel's record layer rebuilt from the bytes
+//! handed to it (the kernel here has no kTLS to ask).
+
 use std::sync::Arc;
 
-use rustls::crypto::cipher::{AeadKey, InboundOpaqueMessage, Iv};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ContentType, SupportedCipherSuite};
+use ring::aead::{
+    Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{CipherSuite, ProtocolVersion, SupportedCipherSuite};
 
 use super::*;
 
-const TLS13: ProtocolVersion = ProtocolVersion::TLSv1_3;
-const TLS12: ProtocolVersion = ProtocolVersion::TLSv1_2;
-const AES128_13: CipherSuite = CipherSuite::TLS13_AES_128_GCM_SHA256;
-const AES256_13: CipherSuite = CipherSuite::TLS13_AES_256_GCM_SHA384;
+const TAG_LEN: usize = 16;
 
-fn suite(version: ProtocolVersion, suite: CipherSuite) -> KernelSuite {
-    KernelSuite::of(version, suite).expect("a kernel suite")
-}
+pub(crate) const TLS13: ProtocolVersion = ProtocolVersion::TLSv1_3;
+pub(crate) const TLS12: ProtocolVersion = ProtocolVersion::TLSv1_2;
+pub(crate) const AES128_13: CipherSuite = CipherSuite::TLS13_AES_128_GCM_SHA256;
+pub(crate) const AES256_13: CipherSuite = CipherSuite::TLS13_AES_256_GCM_SHA384;
 
 #[test]
 fn the_probe_reads_errno_as_the_kernel_means_it() {
@@ -54,147 +57,58 @@ fn the_probe_finds_a_loaded_tls_module() {
 }
 
 #[test]
-fn only_the_aeads_the_kernel_implements_qualify() {
-    use CipherSuite as S;
-    for (v, s, cipher) in [
-        (TLS13, AES128_13, Cipher::Aes128Gcm),
-        (TLS13, AES256_13, Cipher::Aes256Gcm),
-        (
-            TLS13,
-            S::TLS13_CHACHA20_POLY1305_SHA256,
-            Cipher::Chacha20Poly1305,
-        ),
-        (
-            TLS12,
-            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            Cipher::Aes128Gcm,
-        ),
-        (
-            TLS12,
-            S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            Cipher::Aes256Gcm,
-        ),
-        (
-            TLS12,
-            S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-            Cipher::Chacha20Poly1305,
-        ),
-    ] {
-        let k = KernelSuite::of(v, s).expect("supported");
-        assert_eq!((k.cipher, k.tls13), (cipher, v == TLS13), "{s:?}");
-    }
-    // CBC, a 1.3 suite under 1.2 (and the reverse), and versions the kernel never had.
-    assert_eq!(
-        KernelSuite::of(TLS12, S::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA),
-        None
-    );
-    assert_eq!(KernelSuite::of(TLS12, AES128_13), None);
-    assert_eq!(
-        KernelSuite::of(TLS13, S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
-        None
-    );
-    assert_eq!(KernelSuite::of(ProtocolVersion::TLSv1_1, AES128_13), None);
-}
-
-#[test]
 fn decisions_fall_back_in_order() {
-    let on = Some((TLS13, AES128_13));
-    let cbc = Some((TLS12, CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA));
     let missing = Kernel::Missing("test");
-    let off = KtlsMode::Off;
-    let auto = KtlsMode::Auto;
-    let avail = Kernel::Available;
-    assert_eq!(decide(off, avail, on, true), Path::Userspace(Fallback::Off));
+    let (off, auto, avail) = (KtlsMode::Off, KtlsMode::Auto, Kernel::Available);
+    assert_eq!(decide(off, avail, false), Plan::Userspace(Fallback::Off));
+    assert_eq!(decide(off, missing, false), Plan::Userspace(Fallback::Off));
     assert_eq!(
-        decide(auto, missing, on, true),
-        Path::Userspace(Fallback::NoKernel)
+        decide(auto, missing, false),
+        Plan::Userspace(Fallback::NoKernel)
     );
     assert_eq!(
-        decide(auto, avail, cbc, true),
-        Path::Userspace(Fallback::Cipher)
+        decide(auto, avail, true),
+        Plan::Userspace(Fallback::Refused)
     );
-    assert_eq!(
-        decide(auto, avail, None, true),
-        Path::Userspace(Fallback::Cipher)
-    );
-    assert_eq!(
-        decide(auto, avail, on, false),
-        Path::Userspace(Fallback::Handoff)
-    );
-    assert_eq!(
-        decide(auto, avail, on, true),
-        Path::Kernel(suite(TLS13, AES128_13))
-    );
-    // The shipped build never hands over, whatever the kernel offers.
-    assert_eq!(
-        decide(auto, avail, on, HANDOFF),
-        Path::Userspace(Fallback::Handoff)
-    );
-}
-
-fn counting(n: usize, from: u8) -> Vec<u8> {
-    (0..n).map(|i| from.wrapping_add(i as u8)).collect()
+    assert_eq!(decide(auto, avail, false), Plan::Kernel);
 }
 
 #[test]
-fn aes_gcm_layout_is_the_kernels_struct() {
-    let iv = counting(12, 0xa0);
-    let seq = 0x0102_0304_0506_0708;
-    for (s, key_len, cipher_type) in [(AES128_13, 16, 51u16), (AES256_13, 32, 52)] {
-        let key = counting(key_len, 0x10);
-        let info = CryptoInfo::new(suite(TLS13, s), &key, &iv, seq).expect("layout");
-        let mut want = Vec::new();
-        want.extend_from_slice(&0x0304u16.to_ne_bytes());
-        want.extend_from_slice(&cipher_type.to_ne_bytes());
-        want.extend_from_slice(&iv[4..]);
-        want.extend_from_slice(&key);
-        want.extend_from_slice(&iv[..4]);
-        want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(info.as_bytes(), &want[..], "{s:?}");
-        // sizeof(struct tls12_crypto_info_aes_gcm_128) = 40, _256 = 56.
-        assert_eq!(info.as_bytes().len(), 8 + key_len + 16);
+fn a_kernel_without_tls_plans_userspace_and_one_refusal_is_remembered() {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let off = Ktls::start(KtlsMode::Off);
+    assert_eq!(off.plan(fd), Plan::Userspace(Fallback::Off));
+    // What `start` found decides; a kernel with kTLS would try the ULP (a listening socket
+    // is refused it, as any socket not yet connected).
+    let auto = Ktls::start(KtlsMode::Auto);
+    match auto.kernel {
+        Kernel::Available => assert_eq!(auto.plan(fd), Plan::Userspace(Fallback::Refused)),
+        Kernel::Missing(_) => assert_eq!(auto.plan(fd), Plan::Userspace(Fallback::NoKernel)),
     }
-    let tls12 = CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;
-    let info = CryptoInfo::new(suite(TLS12, tls12), &counting(16, 0), &iv, 0).expect("layout");
-    assert_eq!(&info.as_bytes()[..2], &0x0303u16.to_ne_bytes());
+    let forced = Ktls {
+        kernel: Kernel::Available,
+        ..auto.clone()
+    };
+    let other = forced.clone();
+    forced.refused(&handoff::HandoffError::ReadAhead);
+    assert_eq!(other.plan(fd), Plan::Userspace(Fallback::Refused));
 }
 
-#[test]
-fn chacha_layout_keeps_the_whole_iv() {
-    let (iv, key) = (counting(12, 0xa0), counting(32, 0x10));
-    let s = suite(TLS13, CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
-    let info = CryptoInfo::new(s, &key, &iv, 9).expect("layout");
-    let b = info.as_bytes();
-    // sizeof(struct tls12_crypto_info_chacha20_poly1305) = 56, no salt.
-    assert_eq!(b.len(), 56);
-    assert_eq!(&b[2..4], &54u16.to_ne_bytes());
-    assert_eq!((&b[4..16], &b[16..48]), (&iv[..], &key[..]));
-    assert_eq!(&b[48..], &9u64.to_be_bytes());
-}
-
-#[test]
-fn wrong_lengths_are_refused() {
-    let s = suite(TLS13, AES128_13);
-    assert_eq!(
-        CryptoInfo::new(s, &[0; 32], &[0; 12], 0).err(),
-        Some(LayoutError::Length)
-    );
-    assert_eq!(
-        CryptoInfo::new(s, &[0; 16], &[0; 8], 0).err(),
-        Some(LayoutError::Length)
-    );
-}
-
-/// A real handshake in memory, with secret extraction on both sides.
-fn handshake(suite: SupportedCipherSuite) -> (rustls::ServerConnection, rustls::ClientConnection) {
+/// A server and a client configuration trusting each other, with secret extraction on both
+/// sides, offering only `suites` and `versions`.
+pub(crate) fn configs(
+    suites: Vec<SupportedCipherSuite>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (rustls::ServerConfig, rustls::ClientConfig) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
     let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites = vec![suite];
+    provider.cipher_suites = suites;
     let provider = Arc::new(provider);
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(vec![der.clone()], key)
@@ -203,84 +117,150 @@ fn handshake(suite: SupportedCipherSuite) -> (rustls::ServerConnection, rustls::
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).expect("root");
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.enable_secret_extraction = true;
-    let mut s = rustls::ServerConnection::new(Arc::new(server)).expect("server");
-    let name = ServerName::try_from("localhost").expect("name");
-    let mut c = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
-    let mut wire = Vec::new();
-    while s.is_handshaking() || c.is_handshaking() || s.wants_write() {
-        wire.clear();
-        c.write_tls(&mut wire).expect("client out");
-        s.read_tls(&mut &wire[..]).expect("server in");
-        s.process_new_packets().expect("server");
-        wire.clear();
-        s.write_tls(&mut wire).expect("server out");
-        c.read_tls(&mut &wire[..]).expect("client in");
-        c.process_new_packets().expect("client");
+    (server, client)
+}
+
+/// One direction of the kernel's record layer (`net/tls/tls_sw.c`), rebuilt with ring from
+/// the `crypto_info` bytes it was given: key, nonce material and next sequence number read
+/// back from the struct as the kernel reads them.
+pub(crate) struct KernelSide {
+    tls13: bool,
+    key: LessSafeKey,
+    /// AES-GCM: salt (4) then the struct's iv (8); ChaCha20-Poly1305: the iv (12).
+    nonce: [u8; 12],
+    chacha: bool,
+    seq: u64,
+}
+
+impl KernelSide {
+    pub(crate) fn from_crypto_info(b: &[u8]) -> Self {
+        let tls13 = u16::from_ne_bytes([b[0], b[1]]) == 0x0304;
+        let cipher_type = u16::from_ne_bytes([b[2], b[3]]);
+        let mut nonce = [0u8; 12];
+        let (alg, key, seq) = match cipher_type {
+            51 | 52 => {
+                let (alg, key_len) = match cipher_type {
+                    51 => (&AES_128_GCM, 16),
+                    _ => (&AES_256_GCM, 32),
+                };
+                let (iv8, rest) = b[4..].split_at(8);
+                let (key, rest) = rest.split_at(key_len);
+                let (salt, seq) = rest.split_at(4);
+                nonce[..4].copy_from_slice(salt);
+                nonce[4..].copy_from_slice(iv8);
+                (alg, key, seq)
+            }
+            54 => {
+                let (iv, rest) = b[4..].split_at(12);
+                let (key, seq) = rest.split_at(32);
+                nonce.copy_from_slice(iv);
+                (&CHACHA20_POLY1305, key, seq)
+            }
+            other => panic!("cipher type {other}"),
+        };
+        Self {
+            tls13,
+            key: LessSafeKey::new(UnboundKey::new(alg, key).expect("key length")),
+            nonce,
+            chacha: cipher_type == 54,
+            seq: u64::from_be_bytes(seq.try_into().expect("8 bytes of rec_seq")),
+        }
     }
-    (s, c)
-}
 
-#[test]
-fn extracted_secrets_decrypt_the_peers_records_with_the_kernels_nonce() {
-    let aes256 = rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384;
-    let (server, mut client) = handshake(aes256);
-    let negotiated = server.negotiated_cipher_suite().expect("suite").suite();
-    let ks = suite(TLS13, negotiated);
-    // A request the kernel would receive after the handoff.
-    client
-        .writer()
-        .write_all(b"GET / HTTP/1.1\r\n\r\n")
-        .expect("write");
-    let mut record = Vec::new();
-    client.write_tls(&mut record).expect("record");
-    let client_tx = client
-        .dangerous_extract_secrets()
-        .expect("client secrets")
-        .tx;
-    let rx = server
-        .dangerous_extract_secrets()
-        .expect("server secrets")
-        .rx;
-    let info = CryptoInfo::from_secrets(ks, &rx).expect("layout");
-    // The same key and IV laid out from the client's side of the same direction; its
-    // sequence number is one ahead, past the record it just sealed.
-    let same = CryptoInfo::from_secrets(ks, &client_tx).expect("layout");
-    assert_eq!(info.as_bytes()[..48], same.as_bytes()[..48]);
-    assert_eq!(client_tx.0, rx.0 + 1);
+    /// The per-record nonce of TLS 1.3 and of ChaCha20-Poly1305 under 1.2: the base XOR the
+    /// sequence number.
+    fn xored_nonce(&self) -> Nonce {
+        let mut n = self.nonce;
+        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        Nonce::assume_unique_for_key(n)
+    }
 
-    // Rebuild key and nonce base as the kernel does (salt || iv, sequence from rec_seq) and
-    // open the record with them.
-    let b = info.as_bytes();
-    let (iv8, key, salt, seq) = (&b[4..12], &b[12..44], &b[44..48], &b[48..56]);
-    let nonce_base: Vec<u8> = salt.iter().chain(iv8).copied().collect();
-    let key: [u8; 32] = key.try_into().expect("32 bytes");
-    let seq = u64::from_be_bytes(seq.try_into().expect("8 bytes"));
-    let SupportedCipherSuite::Tls13(tls13) = aes256 else {
-        panic!("a TLS 1.3 suite");
-    };
-    let mut opener = tls13
-        .aead_alg
-        .decrypter(AeadKey::from(key), Iv::copy(&nonce_base));
-    let (header, body) = record.split_at_mut(5);
-    assert_eq!(header[0], u8::from(ContentType::ApplicationData));
-    let msg = InboundOpaqueMessage::new(ContentType::ApplicationData, TLS12, body);
-    let plain = opener.decrypt(msg, seq).expect("the kernel's key opens it");
-    assert_eq!(plain.payload, b"GET / HTTP/1.1\r\n\r\n");
-}
+    /// TLS 1.2's additional data: sequence number, type, version, plaintext length.
+    fn aad12(&self, len: usize) -> [u8; 13] {
+        let mut aad = [0u8; 13];
+        aad[..8].copy_from_slice(&self.seq.to_be_bytes());
+        aad[8..].copy_from_slice(&[23, 3, 3, (len >> 8) as u8, len as u8]);
+        aad
+    }
 
-#[test]
-fn secrets_of_another_cipher_are_refused() {
-    let aes128 = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
-    let (server, _client) = handshake(aes128);
-    let tx = server.dangerous_extract_secrets().expect("secrets").tx;
-    assert!(CryptoInfo::from_secrets(suite(TLS13, AES128_13), &tx).is_ok());
-    assert_eq!(
-        CryptoInfo::from_secrets(suite(TLS13, AES256_13), &tx).err(),
-        Some(LayoutError::CipherMismatch)
-    );
+    /// Opens the next application-data record received (header included).
+    pub(crate) fn open(&mut self, record: &[u8]) -> Vec<u8> {
+        assert_eq!(record[0], 23, "an application-data record");
+        let mut body = record[5..].to_vec();
+        let plain = if self.tls13 {
+            let aad: [u8; 5] = record[..5].try_into().expect("header");
+            let nonce = self.xored_nonce();
+            let mut inner = self
+                .key
+                .open_in_place(nonce, Aad::from(aad), &mut body)
+                .expect("the kernel's key opens it")
+                .to_vec();
+            // TLSInnerPlaintext: content, the real type, zero padding.
+            while inner.last() == Some(&0) {
+                inner.pop();
+            }
+            assert_eq!(inner.pop(), Some(23), "inner type");
+            inner
+        } else if self.chacha {
+            let aad = self.aad12(body.len() - TAG_LEN);
+            let nonce = self.xored_nonce();
+            let plain = self.key.open_in_place(nonce, Aad::from(aad), &mut body);
+            plain.expect("the kernel's key opens it").to_vec()
+        } else {
+            let (explicit, sealed) = body.split_at_mut(8);
+            let mut n = self.nonce;
+            n[4..].copy_from_slice(explicit);
+            let aad = self.aad12(sealed.len() - TAG_LEN);
+            let nonce = Nonce::assume_unique_for_key(n);
+            let plain = self.key.open_in_place(nonce, Aad::from(aad), sealed);
+            plain.expect("the kernel's key opens it").to_vec()
+        };
+        self.seq += 1;
+        plain
+    }
+
+    /// Seals `data` into the next application-data record sent, header included.
+    pub(crate) fn seal(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut body = data.to_vec();
+        let mut out = Vec::new();
+        if self.tls13 {
+            body.push(23);
+            let len = body.len() + TAG_LEN;
+            let header = [23, 3, 3, (len >> 8) as u8, len as u8];
+            let nonce = self.xored_nonce();
+            self.key
+                .seal_in_place_append_tag(nonce, Aad::from(header), &mut body)
+                .expect("seal");
+            out.extend_from_slice(&header);
+        } else {
+            let aad = self.aad12(body.len());
+            let explicit = self.seq.to_be_bytes();
+            let nonce = match self.chacha {
+                true => self.xored_nonce(),
+                false => {
+                    let mut n = self.nonce;
+                    n[4..].copy_from_slice(&explicit);
+                    Nonce::assume_unique_for_key(n)
+                }
+            };
+            self.key
+                .seal_in_place_append_tag(nonce, Aad::from(aad), &mut body)
+                .expect("seal");
+            if !self.chacha {
+                body.splice(0..0, explicit);
+            }
+            let len = body.len();
+            out.extend_from_slice(&[23, 3, 3, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(&body);
+        self.seq += 1;
+        out
+    }
 }
