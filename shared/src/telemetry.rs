@@ -28,8 +28,9 @@ impl std::str::FromStr for LogFormat {
 
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is unset.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| default_filter.to_owned());
+    let filter = EnvFilter::try_new(quiet_rustls(&directives))
+        .unwrap_or_else(|_| EnvFilter::new(quiet_rustls(default_filter)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -39,4 +40,27 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Holds rustls to errors unless the directives name it: it warns once per odd client (an IP
+/// address sent as SNI, every fatal alert it sends), so any client could fill the log, and the
+/// services log failed handshakes themselves at debug.
+fn quiet_rustls(directives: &str) -> String {
+    match directives.contains("rustls") {
+        true => directives.to_owned(),
+        false if directives.trim().is_empty() => "rustls=error".to_owned(),
+        false => format!("{directives},rustls=error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_rustls;
+
+    #[test]
+    fn rustls_is_held_to_errors_unless_named() {
+        assert_eq!(quiet_rustls("info"), "info,rustls=error");
+        assert_eq!(quiet_rustls(""), "rustls=error");
+        assert_eq!(quiet_rustls("debug,rustls=debug"), "debug,rustls=debug");
+    }
 }

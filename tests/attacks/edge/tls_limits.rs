@@ -1,7 +1,7 @@
 //! TLS connections get the limits of plain ones: a connection that goes silent after the
 //! handshake is closed by the idle timeout (HTTP/2 and HTTP/1.1), a trickled head by the head
 //! deadline, and HTTP/2 streams that never read cannot make the edge buffer a segment per
-//! stream.
+//! stream. Clients that fail their handshakes do not write to the log.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -231,4 +231,86 @@ fn http2_streams_that_never_read_do_not_grow_memory() {
         .expect("a viewer during the attack");
     assert_eq!(response.status, 200);
     drop(attackers);
+}
+
+/// Plain HTTP sent to the TLS port, and a ClientHello naming an IP address as SNI (wrk does),
+/// make rustls warn once per connection: a stream of such clients must not fill the log.
+#[test]
+fn failed_and_odd_handshakes_do_not_fill_the_log() {
+    let tree = ContentTree::new();
+    let server = TlsEdge::start(&tree, "");
+    let before = server.edge.stderr_lines().len();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(server.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n")
+            .expect("write");
+        // The edge answers with an alert and closes.
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+    let ip_sni = wrk_like_client_hello();
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(server.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(&ip_sni).expect("write");
+        // The edge answers with its first flight; this client goes no further.
+        let _ = s.read(&mut [0; 4096]);
+    }
+    // A working connection afterwards proves the edge read and answered all of the above.
+    let mut ok = server.connect(b"http/1.1");
+    let request = Request::get(signed_target("master.m3u8"))
+        .host("edge")
+        .build();
+    ok.write_all(&request).expect("request");
+    let mut head = [0u8; 12];
+    ok.read_exact(&mut head).expect("response");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let lines = server.edge.stderr_lines();
+    let new: Vec<_> = lines[before..]
+        .iter()
+        .filter(|l| !l.contains(" INFO ") && !l.contains(r#""level":"INFO""#))
+        .collect();
+    assert!(new.is_empty(), "the log grew with:\n{new:#?}");
+}
+
+/// A TLS 1.3 ClientHello with an IP address in the server_name extension, as OpenSSL (wrk)
+/// sends for `https://127.0.0.1/`, built by hand: rustls clients never send one.
+fn wrk_like_client_hello() -> Vec<u8> {
+    let ext = |kind: u16, body: &[u8]| -> Vec<u8> {
+        let mut e = kind.to_be_bytes().to_vec();
+        e.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        e.extend_from_slice(body);
+        e
+    };
+    let host = b"127.0.0.1";
+    let mut sni = ((host.len() + 3) as u16).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend_from_slice(&(host.len() as u16).to_be_bytes());
+    sni.extend_from_slice(host);
+    let mut key_share = 36u16.to_be_bytes().to_vec();
+    key_share.extend_from_slice(&0x001du16.to_be_bytes());
+    key_share.extend_from_slice(&32u16.to_be_bytes());
+    key_share.extend_from_slice(&[9; 32]);
+    let mut extensions = Vec::new();
+    extensions.extend(ext(0x0000, &sni));
+    extensions.extend(ext(0x000a, &[0, 2, 0, 0x1d])); // supported_groups: x25519
+    extensions.extend(ext(0x000d, &[0, 2, 0x04, 0x03])); // signature_algorithms: ecdsa p256
+    extensions.extend(ext(0x002b, &[2, 3, 4])); // supported_versions: TLS 1.3
+    extensions.extend(ext(0x0033, &key_share));
+    let mut hello = vec![3, 3];
+    hello.extend_from_slice(&[7; 32]); // random
+    hello.push(0); // session id
+    hello.extend_from_slice(&[0, 2, 0x13, 0x01]); // TLS_AES_128_GCM_SHA256
+    hello.extend_from_slice(&[1, 0]); // null compression
+    hello.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    hello.extend(extensions);
+    let mut handshake = vec![1];
+    handshake.extend_from_slice(&(hello.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(hello);
+    let mut record = vec![22, 3, 1];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
 }
