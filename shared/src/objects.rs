@@ -36,6 +36,8 @@ pub struct Objects {
     signer: Option<Arc<dyn object_store::signer::Signer>>,
     prefix: String,
     describe: String,
+    /// Whether single-part ETags are MD5s ([`StoreConfig::etags_are_md5`]).
+    md5_etags: bool,
 }
 
 impl Objects {
@@ -47,7 +49,21 @@ impl Objects {
             signer: None,
             prefix: config::normalise_prefix(prefix),
             describe: describe.into(),
+            md5_etags: true,
         }
+    }
+
+    /// Whether this store's single-part ETags are MD5s of the bytes (true unless the bucket
+    /// encrypts with SSE-KMS or SSE-C: see [`StoreConfig::etags_are_md5`]).
+    pub fn with_md5_etags(mut self, md5_etags: bool) -> Self {
+        self.md5_etags = md5_etags;
+        self
+    }
+
+    /// The MD5 an object's ETag promises, if this store's ETags are MD5s and this one is a
+    /// single-part ETag ([`etag_md5`]).
+    pub fn etag_md5(&self, etag: Option<&str>) -> Option<[u8; 16]> {
+        etag.filter(|_| self.md5_etags).and_then(etag_md5)
     }
 
     /// Lets [`Objects::presign_get`] sign URLs with `signer` (the same store's credentials).

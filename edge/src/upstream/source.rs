@@ -158,7 +158,7 @@ impl Source {
                 let body = got.into_stream().map_err(io::Error::other).boxed();
                 Ok(Fetched {
                     size: meta.size,
-                    md5: meta.e_tag.as_deref().and_then(shared::objects::etag_md5),
+                    md5: objects.etag_md5(meta.e_tag.as_deref()),
                     last_modified,
                     body,
                 })

@@ -64,13 +64,14 @@ impl Bucket {
             .put(&key, PutPayload::from_bytes(bytes))
             .await
             .map_err(Self::failed("put", name))?;
-        match put.e_tag.as_deref().and_then(shared::objects::etag_md5) {
+        match self.objects.etag_md5(put.e_tag.as_deref()) {
             Some(etag) if etag == md5 => Ok(()),
             Some(_) => Err(StorageError::Mismatch {
                 name: name.to_owned(),
                 what: "the stored object's ETag is not the MD5 of what was sent".into(),
             }),
-            // No MD5 ETag (an encrypting store): the size is what can be checked.
+            // No MD5 ETag (multipart, or a store whose ETags are not MD5s): the size is what
+            // can be checked.
             None => self.confirm_size(name, &key, len).await,
         }
     }

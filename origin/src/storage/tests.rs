@@ -231,14 +231,15 @@ async fn the_data_directory_is_its_own_store() {
     assert!(!media.has_source(&video).await.expect("source"));
 }
 
-/// An in-memory store that refuses deletes under `hls/` while `refuse_deletes` is set and
-/// fails every
-/// multipart upload at its second part, recording aborts.
+/// An in-memory store that refuses deletes under `hls/` while `refuse_deletes` is set, fails
+/// every multipart upload at its second part, recording aborts, and with `kms_etags` answers
+/// puts with an ETag that looks like an MD5 but is not one (AWS SSE-KMS).
 #[derive(Debug, Default)]
 struct Faulty {
     inner: Arc<InMemory>,
     refuse_deletes: Arc<std::sync::atomic::AtomicBool>,
     aborted: Arc<std::sync::atomic::AtomicBool>,
+    kms_etags: bool,
 }
 
 impl std::fmt::Display for Faulty {
@@ -268,7 +269,11 @@ impl ObjectStore for Faulty {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
+        let mut put = self.inner.put_opts(location, payload, opts).await?;
+        if self.kms_etags {
+            put.e_tag = Some("\"0123456789abcdef0123456789abcdef\"".into());
+        }
+        Ok(put)
     }
 
     async fn put_multipart_opts(
@@ -407,4 +412,25 @@ async fn a_failed_upload_leaves_nothing_and_a_failed_delete_says_what_is_left() 
     refuse.store(false, Ordering::SeqCst);
     media.remove_video(&video).await.expect("retried");
     assert!(names(&bucket, "hls").await.is_empty());
+}
+
+/// A store whose ETags are not MD5s fails every verified put until it is configured so
+/// (`etags_are_md5 = false`); then the size is checked instead and the put goes through.
+#[tokio::test]
+async fn etags_that_are_not_md5s_fail_puts_unless_configured() {
+    let store = Arc::new(Faulty {
+        kms_etags: true,
+        ..Faulty::default()
+    });
+    let strict = Bucket::new(Objects::new(store.clone(), "", "kms"));
+    let err = strict
+        .put_bytes("hls/v/master.m3u8", "#EXTM3U\n".into())
+        .await
+        .expect_err("the ETag is not the MD5 of what was sent");
+    assert!(matches!(err, StorageError::Mismatch { .. }), "{err}");
+    let sized = Bucket::new(Objects::new(store, "", "kms").with_md5_etags(false));
+    sized
+        .put_bytes("hls/v/master.m3u8", "#EXTM3U\n".into())
+        .await
+        .expect("checked by size");
 }

@@ -111,6 +111,8 @@ impl StoreSettings {
             b = b.with_endpoint(endpoint);
         }
         let store = Arc::new(b.build()?);
-        Ok(Objects::new(store.clone(), &self.prefix, self.describe()).with_signer(store))
+        Ok(Objects::new(store.clone(), &self.prefix, self.describe())
+            .with_signer(store)
+            .with_md5_etags(self.etags_are_md5))
     }
 }

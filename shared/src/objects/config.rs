@@ -40,6 +40,11 @@ pub struct StoreConfig {
     pub max_retries: usize,
     /// Seconds after the first attempt past which no retry starts. Default 5.
     pub retry_timeout_secs: u64,
+    /// Whether a single-part object's ETag is the MD5 of its bytes, so that every put and
+    /// download is checked against it (`S3_ETAGS_ARE_MD5`). Default true: AWS with SSE-S3,
+    /// R2, MinIO, SeaweedFS. Set false for AWS buckets encrypting with SSE-KMS or SSE-C, whose
+    /// ETags look the same but are not MD5s: sizes are checked then.
+    pub etags_are_md5: bool,
     /// Refused: credentials come only from `AWS_ACCESS_KEY_ID`.
     pub access_key_id: Option<SecretString>,
     /// Refused: credentials come only from `AWS_SECRET_ACCESS_KEY`.
@@ -67,6 +72,7 @@ impl Default for StoreConfig {
             timeout_secs: 30,
             max_retries: 2,
             retry_timeout_secs: 5,
+            etags_are_md5: true,
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
@@ -117,11 +123,13 @@ pub struct StoreSettings {
     pub timeout: Duration,
     pub max_retries: usize,
     pub retry_timeout: Duration,
+    pub etags_are_md5: bool,
     pub credentials: Credentials,
 }
 
 impl StoreConfig {
-    /// Applies `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_PREFIX`, `S3_ALLOW_HTTP` and reads
+    /// Applies `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `S3_PREFIX`, `S3_ALLOW_HTTP`,
+    /// `S3_ETAGS_ARE_MD5` and reads
     /// the credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
     /// A value that does not parse becomes a problem [`StoreConfig::validate`] reports.
     pub fn apply_env(&mut self, env: &dyn EnvSource) {
@@ -135,12 +143,17 @@ impl StoreConfig {
                 *field = v;
             }
         }
-        if let Some(v) = env.get("S3_ALLOW_HTTP") {
-            match crate::env::parse_bool(&v) {
-                Some(b) => self.allow_http = b,
-                None => self
-                    .env_problems
-                    .push(format!("S3_ALLOW_HTTP: {v:?} is not true or false")),
+        for (name, field) in [
+            ("S3_ALLOW_HTTP", &mut self.allow_http),
+            ("S3_ETAGS_ARE_MD5", &mut self.etags_are_md5),
+        ] {
+            if let Some(v) = env.get(name) {
+                match crate::env::parse_bool(&v) {
+                    Some(b) => *field = b,
+                    None => self
+                        .env_problems
+                        .push(format!("{name}: {v:?} is not true or false")),
+                }
             }
         }
         let id = env.get("AWS_ACCESS_KEY_ID");
@@ -243,6 +256,7 @@ impl StoreConfig {
             timeout: Duration::from_secs(self.timeout_secs),
             max_retries: self.max_retries,
             retry_timeout: Duration::from_secs(self.retry_timeout_secs),
+            etags_are_md5: self.etags_are_md5,
             credentials: self.credentials.clone()?,
         })
     }

@@ -48,14 +48,16 @@ fn env_overrides_win_and_bad_values_are_problems() {
         ("S3_REGION", "auto"),
         ("S3_PREFIX", "/abs"),
         ("S3_ALLOW_HTTP", "perhaps"),
+        ("S3_ETAGS_ARE_MD5", "mostly"),
     ]));
     assert_eq!((c.bucket.as_str(), c.region.as_str()), ("other", "auto"));
     let p = problems(&c);
-    assert_eq!(p.len(), 3, "{p:#?}");
+    assert_eq!(p.len(), 4, "{p:#?}");
     assert!(p[0].starts_with("S3_ALLOW_HTTP"), "{p:#?}");
-    assert!(p[1].contains("storage.prefix"), "{p:#?}");
+    assert!(p[1].starts_with("S3_ETAGS_ARE_MD5"), "{p:#?}");
+    assert!(p[2].contains("storage.prefix"), "{p:#?}");
     assert!(
-        p[2].contains("plain http") && p[2].contains("allow_http"),
+        p[3].contains("plain http") && p[3].contains("allow_http"),
         "{p:#?}"
     );
 
@@ -63,9 +65,11 @@ fn env_overrides_win_and_bad_values_are_problems() {
     c.apply_env(&env(&[
         ("S3_ENDPOINT", "http://127.0.0.1:8333/"),
         ("S3_ALLOW_HTTP", "true"),
+        ("S3_ETAGS_ARE_MD5", "false"),
     ]));
     let s = c.validate("storage", &mut Vec::new()).expect("valid");
     assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+    assert!(!s.etags_are_md5);
 }
 
 #[test]
@@ -142,4 +146,10 @@ fn etags_carry_an_md5_only_for_single_part_uploads() {
     );
     assert_eq!(etag_md5("\"d41d8cd98f00b204e9800998ecf8427e-3\""), None);
     assert_eq!(etag_md5("\"6553f100-14ad98\""), None);
+    // A store configured as SSE-KMS (ETags that are not MD5s) promises nothing.
+    let md5 = "\"d41d8cd98f00b204e9800998ecf8427e\"";
+    let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+    let plain = Objects::new(store.clone(), "", "memory");
+    assert!(plain.etag_md5(Some(md5)).is_some());
+    assert_eq!(plain.with_md5_etags(false).etag_md5(Some(md5)), None);
 }
