@@ -8,8 +8,8 @@
 //! cached segments are served while the bucket is down, others answer 502, and everything
 //! recovers when it is back; the byte budget evicts the least recently used file and a
 //! restart keeps the cache; an object larger than the budget is refused before it is written;
-//! playlists are fetched again after their TTL; a root holding other files is refused, not
-//! emptied.
+//! playlists are fetched again after their TTL, and a hung bucket gets the stale copy served
+//! within a second; a root holding other files is refused, not emptied.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -216,6 +216,48 @@ fn playlists_are_pulled_again_after_their_ttl() {
         (2.0..=6.0).contains(&pulls),
         "{pulls} pulls in a few seconds"
     );
+}
+
+/// A bucket that hangs (frozen: connections accepted, never answered) does not stall a
+/// playlist past its TTL for the bucket's timeout (5 s here): the stale copy is served after
+/// about a second, and the fill left running refreshes it once the bucket answers again.
+#[test]
+fn a_hung_bucket_gets_the_stale_playlist_served_within_a_second() {
+    let weed = bucket();
+    let (v1, v2) = (b"#EXTM3U\n#v1\n".to_vec(), b"#EXTM3U\n#v2\n".to_vec());
+    upload(&weed, &[("360p/index.m3u8".into(), v1.clone())]);
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    assert_eq!(get(&edge, "360p/index.m3u8").body, v1);
+
+    /// Thaws the bucket however the test ends.
+    struct Thaw<'a>(&'a SeaweedFs);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            self.0.resume();
+        }
+    }
+    weed.pause();
+    let thaw = Thaw(&weed);
+    std::thread::sleep(Duration::from_millis(1200)); // past the 1 s TTL
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let r = get(&edge, "360p/index.m3u8");
+        let took = started.elapsed();
+        assert_eq!((r.status, &r.body), (200, &v1), "{}", edge.diagnostics());
+        assert!(
+            took < Duration::from_millis(2500),
+            "stale copy after {took:?}"
+        );
+    }
+    assert!(metric(&edge, "edge_upstream_stale_served_total") >= 2.0);
+
+    drop(thaw);
+    upload(&weed, &[("360p/index.m3u8".into(), v2.clone())]);
+    let renewed = wait_until(Duration::from_secs(15), || {
+        get(&edge, "360p/index.m3u8").body == v2
+    });
+    assert!(renewed, "never refreshed\n{}", edge.diagnostics());
 }
 
 #[test]

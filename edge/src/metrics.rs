@@ -76,6 +76,8 @@ pub struct Metrics {
     pub upstream_coalesced: IntCounter,
     /// Waiters that gave up on a fill (`lock_timeout_secs`) and went upstream uncached.
     pub upstream_lock_timeouts: IntCounter,
+    /// Stale copies (playlists past their TTL) served because the upstream failed or was slow.
+    pub upstream_stale_served: IntCounter,
     pub disk_cache_hits: IntCounter,
     pub disk_cache_misses: IntCounter,
     pub disk_cache_evictions: IntCounter,
@@ -190,6 +192,10 @@ impl Metrics {
             "edge_upstream_lock_timeouts_total",
             "Requests that gave up waiting on a fill and went upstream uncached",
         )?;
+        let upstream_stale_served = counter(
+            "edge_upstream_stale_served_total",
+            "Stale copies served because the upstream failed or had not answered in time",
+        )?;
         let disk_cache_hits = counter("edge_disk_cache_hits_total", "Disk cache hits")?;
         let disk_cache_misses = counter(
             "edge_disk_cache_misses_total",
@@ -207,6 +213,7 @@ impl Metrics {
             &upstream_bytes,
             &upstream_coalesced,
             &upstream_lock_timeouts,
+            &upstream_stale_served,
             &disk_cache_hits,
             &disk_cache_misses,
             &disk_cache_evictions,
@@ -252,6 +259,7 @@ impl Metrics {
             upstream_fill_seconds,
             upstream_coalesced,
             upstream_lock_timeouts,
+            upstream_stale_served,
             disk_cache_hits,
             disk_cache_misses,
             disk_cache_evictions,

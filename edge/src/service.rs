@@ -14,7 +14,7 @@ mod validate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shared::secure_link::{parse_expires, query_arg, LinkRequest};
 
@@ -34,6 +34,10 @@ use crate::resolve::{ResolveError, Resolved, Root};
 use crate::upstream::source::FetchError;
 use crate::upstream::Upstream;
 use crate::{mime, target};
+
+/// How long a request with a stale copy on disk waits for the upstream before it is served
+/// that copy (nginx: `proxy_cache_use_stale updating` with a background update).
+const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything a request needs, shared by all connections.
 pub struct Edge {
@@ -221,7 +225,9 @@ impl Edge {
     }
 
     /// A miss with an upstream: pull the object and answer from its fill as it arrives. A
-    /// copy still on disk (a stale playlist) is served while the upstream fails.
+    /// copy still on disk (a stale playlist) is served while the upstream fails, and once the
+    /// fill has not answered within [`STALE_AFTER`]: a hung bucket must not stall players for
+    /// its whole timeout. The fill goes on and refreshes the copy for later requests.
     async fn pull(
         &self,
         upstream: &Upstream,
@@ -234,7 +240,18 @@ impl Edge {
         let Some(rel_str) = crate::upstream::valid_rel(rel) else {
             return Refusal::NotFound.reply();
         };
-        let error = match upstream.pull(rel_str, args).await {
+        let pulled = upstream.pull(rel_str, args);
+        let result = match upstream.holds(rel) {
+            true => match tokio::time::timeout(STALE_AFTER, pulled).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.metrics.upstream_stale_served.inc();
+                    return self.serve_file(req, uri, rel, lifetime).await;
+                }
+            },
+            false => pulled.await,
+        };
+        let error = match result {
             Ok(pulled) => {
                 return self.represent(req, uri, Representation::Pulled(pulled), lifetime)
             }
@@ -242,7 +259,10 @@ impl Edge {
         };
         match error {
             FetchError::NotFound => Refusal::NotFound.reply(),
-            _ if upstream.holds(rel) => self.serve_file(req, uri, rel, lifetime).await,
+            _ if upstream.holds(rel) => {
+                self.metrics.upstream_stale_served.inc();
+                self.serve_file(req, uri, rel, lifetime).await
+            }
             FetchError::Timeout => Refusal::GatewayTimeout.reply(),
             FetchError::Bad(why) => Refusal::BadGateway(why).reply(),
         }

@@ -125,6 +125,31 @@ impl SeaweedFs {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Freezes it (SIGSTOP to the process and every descendant: the `weed` on the path may be
+    /// a wrapper): the kernel still accepts connections, nothing answers, as a hung bucket.
+    pub fn pause(&self) {
+        for pid in self.process_tree() {
+            process::send_signal(pid, Signal::Stop);
+        }
+    }
+
+    /// Thaws a [`SeaweedFs::pause`]d server.
+    pub fn resume(&self) {
+        for pid in self.process_tree() {
+            process::send_signal(pid, Signal::Cont);
+        }
+    }
+
+    fn process_tree(&self) -> Vec<u32> {
+        let mut all = Vec::new();
+        let mut todo: Vec<u32> = self.pid().into_iter().collect();
+        while let Some(pid) = todo.pop() {
+            all.push(pid);
+            todo.extend(process::children_of(pid));
+        }
+        all
+    }
+
     /// The last lines it logged, for failure messages.
     pub fn diagnostics(&self) -> String {
         format!("SeaweedFS log (tail):\n{}", self.stderr.tail(40))
