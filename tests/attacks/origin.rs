@@ -434,6 +434,46 @@ fn refused_uploads_are_answered_to_clients_that_write_everything_first() {
     }
 }
 
+/// Once its whole body is in, an upload is finished even if the client leaves before the
+/// answer (here it closes the connection right after the last byte, while the origin probes
+/// the file): the video is queued in the user's library. A body cut short leaves nothing.
+#[test]
+fn an_upload_whose_client_leaves_before_the_answer_is_still_queued() {
+    let (dir, origin) = start("e2e-attack-leave-", "");
+    let body = fs::read(&e2e::clips::catalog().tiny).expect("the tiny clip");
+    let alice = token("alice");
+    let send = |sent: &[u8]| {
+        let mut stream = TcpStream::connect(origin.api_addr).expect("connect");
+        let head = format!(
+            "POST /api/videos HTTP/1.1\r\nHost: o\r\nAuthorization: Bearer {alice}\r\n\
+             Content-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        stream.write_all(sent).expect("body");
+        stream
+    };
+    let tmp = dir.path().join("data/tmp");
+    let half = send(&body[..body.len() / 2]);
+    let writing = wait_until(Duration::from_secs(10), || !files_under(&tmp).is_empty());
+    assert!(writing, "the upload never reached its temporary file");
+    drop(half);
+    let cleaned = wait_until(Duration::from_secs(10), || files_under(&tmp).is_empty());
+    assert!(cleaned, "a cut upload left {:?}", files_under(&tmp));
+    assert_eq!(video_count(&origin, &alice), 0);
+
+    drop(send(&body));
+    let queued = wait_until(Duration::from_secs(15), || {
+        video_count(&origin, &alice) == 1
+    });
+    assert!(queued, "the upload vanished\n{}", origin.diagnostics());
+    assert!(
+        files_under(&tmp).is_empty(),
+        "left in tmp: {:?}",
+        files_under(&tmp)
+    );
+}
+
 /// Item 8: the API listener's header and idle timeouts, and its connection cap.
 #[test]
 fn slow_and_silent_connections_are_closed() {

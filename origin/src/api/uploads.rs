@@ -1,7 +1,8 @@
 //! `POST /api/videos`: the upload streams to a temporary file (memory stays flat whatever the
 //! size), is probed through the container allow-list and the media limits, and only a real
 //! video becomes a source and a queued job. A refused or interrupted upload leaves nothing
-//! behind.
+//! behind; once the whole body is in, the upload is finished (probed, stored, queued) even if
+//! the client leaves before the answer.
 //!
 //! Before a byte is kept: at most `uploads.max_concurrent_per_user` uploads per user (429), and
 //! the data filesystem must keep `uploads.min_free_bytes` free (507), checked against the
@@ -19,6 +20,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use shared::media::VideoId;
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 use super::auth::User;
 use super::error::ApiError;
@@ -58,12 +60,31 @@ struct Sink<'a> {
     limits: &'a UploadLimits,
 }
 
+type Accepted = (StatusCode, Json<serde_json::Value>);
+
+/// Runs the upload in a task of its own: hyper drops a request whose client closed its
+/// connection, and a client that leaves right after its last byte (or while a large source is
+/// probed and stored) must still get its video queued, not a source without a job or a
+/// bucket upload half done. A body cut short still leaves nothing behind.
 pub async fn create(
     State(state): State<AppState>,
     user: User,
     Query(query): Query<UploadQuery>,
     req: Request,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Accepted, ApiError> {
+    let upload = tokio::spawn(receive(state, user, query, req).in_current_span());
+    upload
+        .await
+        .map_err(|e| ApiError::internal(format!("upload task: {e}")))?
+}
+
+/// Streams the body to a temporary file within the limits, then [`admit`]s it.
+async fn receive(
+    state: AppState,
+    user: User,
+    query: UploadQuery,
+    req: Request,
+) -> Result<Accepted, ApiError> {
     let limits = &state.settings.uploads;
     let max_bytes = state.settings.max_upload_bytes;
     let declared = req
@@ -75,7 +96,7 @@ pub async fn create(
     }
     let mut title = query.title;
     check_title(title.as_deref(), limits)?;
-    let _slot = state
+    let slot = state
         .upload_slots
         .take(&user.id, limits.max_concurrent_per_user)?;
     let tmp_root = state.layout.tmp_root();
@@ -86,7 +107,7 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let video = VideoId::random();
-    let mut tmp = TempUpload {
+    let tmp = TempUpload {
         path: tmp_root.join(format!("upload-{video}")),
         keep: false,
     };
@@ -127,22 +148,54 @@ pub async fn create(
     if received == 0 {
         return Err(ApiError::BadRequest("the upload is empty".into()));
     }
-    let info = state.pipeline.probe(&tmp.path).await.map_err(|e| match e {
-        ProbeError::Spawn(why) => ApiError::internal(why),
-        ProbeError::NoVideo | ProbeError::Format(_) => ApiError::UnsupportedMedia(e.to_string()),
-        ProbeError::Limit(why) => ApiError::Unprocessable(why),
-        other => ApiError::Unprocessable(format!("not a usable video: {other}")),
-    })?;
+    let upload = Received {
+        tmp,
+        video,
+        title,
+        profile: query.profile,
+        bytes: received,
+        _slot: slot,
+    };
+    admit(state, user, upload).await
+}
+
+/// An upload whose body has been written to its temporary file.
+struct Received {
+    tmp: TempUpload,
+    video: VideoId,
+    title: Option<String>,
+    profile: Profile,
+    bytes: u64,
+    /// The user's upload slot, held until the upload is a job or refused.
+    _slot: guard::Slot,
+}
+
+/// Probes a received upload and makes it a source and a queued job, or refuses it leaving
+/// nothing behind.
+async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Accepted, ApiError> {
+    let video = upload.video.clone();
+    let info = state
+        .pipeline
+        .probe(&upload.tmp.path)
+        .await
+        .map_err(|e| match e {
+            ProbeError::Spawn(why) => ApiError::internal(why),
+            ProbeError::NoVideo | ProbeError::Format(_) => {
+                ApiError::UnsupportedMedia(e.to_string())
+            }
+            ProbeError::Limit(why) => ApiError::Unprocessable(why),
+            other => ApiError::Unprocessable(format!("not a usable video: {other}")),
+        })?;
     let source = state.layout.source_file(&video);
-    std::fs::rename(&tmp.path, &source)?;
-    tmp.keep = true;
+    std::fs::rename(&upload.tmp.path, &source)?;
+    upload.tmp.keep = true;
     // Probed, so it may enter the store (a bucket: uploaded in parts, the local copy dropped).
     if let Err(e) = state.media.store_source(&video).await {
         let _ = std::fs::remove_file(&source);
         return Err(e.into());
     }
-    let title = title.filter(|t| !t.trim().is_empty());
-    let job = Job::new(video.clone(), &user.id, title, query.profile, unix_now());
+    let title = upload.title.filter(|t| !t.trim().is_empty());
+    let job = Job::new(video.clone(), &user.id, title, upload.profile, unix_now());
     if let Err(e) = state.store.create(job).await {
         if let Err(error) = state.media.remove_video(&video).await {
             tracing::warn!(%error, %video, "cannot remove the upload of a job that was not created");
@@ -150,6 +203,7 @@ pub async fn create(
         return Err(e.into());
     }
     // Counted once accepted: a refused upload (not a video, store error) is not an upload.
+    let received = upload.bytes;
     state.metrics.upload(received);
     tracing::info!(%video, user = %user.id, bytes = received, duration = info.duration, "upload queued");
     Ok((
