@@ -12,7 +12,8 @@
 //! - [`web`]: the web app (page, hls.js, the development-only token endpoint).
 //!
 //! Another user's video answers 404, exactly like a missing one: the API never confirms that a
-//! video id exists to someone who may not see it.
+//! video id exists to someone who may not see it. A request that changes something runs to
+//! its end even if its client leaves ([`detached`]).
 
 pub mod admin;
 pub mod auth;
@@ -27,10 +28,13 @@ pub mod web;
 
 use std::sync::Arc;
 
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use shared::media::{Layout, VideoId};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use crate::config::ServeSettings;
 use crate::jobs::model::Job;
@@ -128,9 +132,25 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/migration",
             get(admin::migration_status).post(admin::migration_start),
         )
+        .layer(axum::middleware::from_fn(detached))
         .fallback(error::no_route)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // Last, so it sees every answer: the body limit's 413 and axum's rejections too.
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
+}
+
+/// Runs every request but GET and HEAD in a task of its own. hyper drops a request whose
+/// client closed its connection; an upload whose last byte is in, a delete or a subtitle must
+/// not stop half-way for that (a source without a job, a half-deleted video). A body cut short
+/// still fails where it is read, and leaves nothing.
+async fn detached(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let task = tokio::spawn(next.run(req).in_current_span());
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "request task failed");
+        ApiError::internal(format!("request task: {e}")).into_response()
+    })
 }

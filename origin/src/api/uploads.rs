@@ -20,7 +20,6 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use shared::media::VideoId;
 use tokio::io::AsyncWriteExt;
-use tracing::Instrument;
 
 use super::auth::User;
 use super::error::ApiError;
@@ -62,27 +61,12 @@ struct Sink<'a> {
 
 type Accepted = (StatusCode, Json<serde_json::Value>);
 
-/// Runs the upload in a task of its own: hyper drops a request whose client closed its
-/// connection, and a client that leaves right after its last byte (or while a large source is
-/// probed and stored) must still get its video queued, not a source without a job or a
-/// bucket upload half done. A body cut short still leaves nothing behind.
+/// Streams the body to a temporary file within the limits, then [`admit`]s it. It runs to its
+/// end even if the client leaves after its last byte (see `api::detached`).
 pub async fn create(
     State(state): State<AppState>,
     user: User,
     Query(query): Query<UploadQuery>,
-    req: Request,
-) -> Result<Accepted, ApiError> {
-    let upload = tokio::spawn(receive(state, user, query, req).in_current_span());
-    upload
-        .await
-        .map_err(|e| ApiError::internal(format!("upload task: {e}")))?
-}
-
-/// Streams the body to a temporary file within the limits, then [`admit`]s it.
-async fn receive(
-    state: AppState,
-    user: User,
-    query: UploadQuery,
     req: Request,
 ) -> Result<Accepted, ApiError> {
     let limits = &state.settings.uploads;
