@@ -8,16 +8,21 @@
 //! cached segments are served while the bucket is down, others answer 502, and everything
 //! recovers when it is back; the byte budget evicts the least recently used file and a
 //! restart keeps the cache; an object larger than the budget is refused before it is written;
+//! a cold segment streams whole over HTTP/2 from its fill;
 //! playlists are fetched again after their TTL, and a hung bucket gets the stale copy served
 //! within a second; a root holding other files is refused, not emptied.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use e2e::content::{pseudo_random_bytes, world_readable_tempdir};
 use e2e::seaweed::{self, SeaweedFs, ADMIN, READER};
-use e2e::{metrics, past_expires, signer, wait_until, Edge, EdgeOptions, RawResponse, Request};
+use e2e::tls::{CertFiles, TestCa};
+use e2e::{
+    metrics, past_expires, process, signer, wait_until, Edge, EdgeOptions, RawResponse, Request,
+};
 use tempfile::TempDir;
 
 const BUCKET: &str = "media";
@@ -258,6 +263,67 @@ fn a_hung_bucket_gets_the_stale_playlist_served_within_a_second() {
         get(&edge, "360p/index.m3u8").body == v2
     });
     assert!(renewed, "never refreshed\n{}", edge.diagnostics());
+}
+
+/// Over HTTP/2 (TLS, ALPN h2, curl as the client) a cold segment streams from its fill as it
+/// arrives, a budgeted piece at a time, and arrives whole.
+#[test]
+fn a_cold_segment_streams_whole_over_http2() {
+    let weed = bucket();
+    let bytes = pseudo_random_bytes(31, 3_000_000);
+    upload(&weed, &[("720p/segment_000.ts".into(), bytes.clone())]);
+    let cache = cache_dir();
+    let ca = TestCa::new();
+    let dir = world_readable_tempdir("e2e-upstream-h2-");
+    let files = CertFiles::in_dir(dir.path());
+    files.install(&ca.issue("edge", 1));
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("write the CA");
+    let mut options = EdgeOptions::new(cache.path()).config(&s3_config("")).args([
+        "--tls-listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--tls-cert".to_owned(),
+        files.cert.display().to_string(),
+        "--tls-key".to_owned(),
+        files.key.display().to_string(),
+    ]);
+    for (name, value) in weed.env(BUCKET, PREFIX, READER) {
+        options = options.env(&name, &value);
+    }
+    let edge = Edge::start(options);
+    let addr = edge.tls_addr.expect("the TLS listener");
+    let got = dir.path().join("segment.ts");
+    let out = process::run_bounded(
+        Command::new("curl")
+            .args(["--http2", "-sS", "-w", "%{http_version} %{http_code}", "-o"])
+            .arg(&got)
+            .arg("--cacert")
+            .arg(&ca_file)
+            .arg(format!("https://{addr}{}", signed("720p/segment_000.ts"))),
+        Duration::from_secs(30),
+    );
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        status,
+        "2 200",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        edge.diagnostics()
+    );
+    assert!(
+        std::fs::read(&got).expect("downloaded") == bytes,
+        "bytes differ"
+    );
+    let streamed = metrics::value(
+        &edge.metrics(),
+        "edge_bytes_sent_total",
+        &[("path", "upstream")],
+    );
+    assert_eq!(
+        streamed,
+        Some(bytes.len() as f64),
+        "sent from the fill as it arrived"
+    );
 }
 
 #[test]

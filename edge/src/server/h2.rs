@@ -157,7 +157,8 @@ fn into_response(
             EdgeBody::file(file, offset, len, budget, metrics, stream)
         }
         Body::Stream(s) => {
-            EdgeBody::stream(s.0, reply.content_length.unwrap_or(0), metrics, stream)
+            let len = reply.content_length.unwrap_or(0);
+            EdgeBody::stream(s.0, len, budget, metrics, stream)
         }
     };
     builder.body(body).unwrap_or_else(|error| {

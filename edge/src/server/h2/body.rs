@@ -4,7 +4,8 @@
 //! so every stream of a client that never reads holds a chunk. File chunks therefore take
 //! their bytes from a per-connection budget, released when the chunk's memory is freed (after
 //! h2 wrote it, or dropped it with a reset stream); a stream waits for the budget instead of
-//! allocating past it. Cached bodies are shared with the cache and cost nothing.
+//! allocating past it. Bodies pulled from the upstream take the same budget, a chunk at a
+//! time, before they are polled. Cached bodies are shared with the cache and cost nothing.
 
 use std::fs::File;
 use std::future::Future;
@@ -40,8 +41,27 @@ enum Kind {
     Empty,
     Bytes(Option<Bytes>, SendPath),
     File(FileBody),
-    /// Pulled from the upstream as it arrives; `remaining` of the announced length.
-    Stream(ByteStream, u64),
+    /// Pulled from the upstream as it arrives.
+    Stream(StreamBody),
+}
+
+/// An upstream body, let out a piece of at most [`CHUNK`] bytes at a time within the
+/// connection's budget.
+struct StreamBody {
+    body: ByteStream,
+    /// Of the announced length.
+    remaining: u64,
+    /// Received but not yet let out (the rest of a chunk larger than [`CHUNK`]).
+    held: Bytes,
+    budget: Arc<Semaphore>,
+    permit: Permit,
+}
+
+/// The budget of a stream's next piece.
+enum Permit {
+    None,
+    Waiting(Pin<Box<dyn Future<Output = io::Result<OwnedSemaphorePermit>> + Send>>),
+    Held(OwnedSemaphorePermit),
 }
 
 type Pending = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
@@ -72,10 +92,22 @@ impl EdgeBody {
         }
     }
 
-    /// A body pulled from the upstream, `len` bytes announced.
-    pub fn stream(body: ByteStream, len: u64, metrics: Arc<Metrics>, stream: StreamGuard) -> Self {
+    /// A body pulled from the upstream, `len` bytes announced, let out within `budget`.
+    pub fn stream(
+        body: ByteStream,
+        len: u64,
+        budget: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
+        stream: StreamGuard,
+    ) -> Self {
         Self {
-            kind: Kind::Stream(body, len),
+            kind: Kind::Stream(StreamBody {
+                body,
+                remaining: len,
+                held: Bytes::new(),
+                budget,
+                permit: Permit::None,
+            }),
             metrics,
             _stream: Some(stream),
         }
@@ -124,29 +156,11 @@ impl http_body::Body for EdgeBody {
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => return Poll::Ready(None),
             },
-            Kind::Stream(body, remaining) => {
-                if *remaining == 0 {
-                    return Poll::Ready(None);
-                }
-                match ready!(body.as_mut().poll_next(cx)) {
-                    Some(Ok(data)) if data.len() as u64 <= *remaining => {
-                        *remaining -= data.len() as u64;
-                        (data, SendPath::Upstream)
-                    }
-                    Some(Ok(_)) => {
-                        return Poll::Ready(Some(Err(io::Error::other(
-                            "stream longer than announced",
-                        ))))
-                    }
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    None => {
-                        return Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "upstream body ended short",
-                        ))))
-                    }
-                }
-            }
+            Kind::Stream(body) => match ready!(body.poll_piece(cx)) {
+                Some(Ok(data)) => (data, SendPath::Upstream),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => return Poll::Ready(None),
+            },
         };
         this.metrics.sent(path, data.len() as u64);
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -157,7 +171,7 @@ impl http_body::Body for EdgeBody {
             Kind::Empty => true,
             Kind::Bytes(data, _) => data.is_none(),
             Kind::File(f) => f.remaining == 0,
-            Kind::Stream(_, remaining) => *remaining == 0,
+            Kind::Stream(b) => b.remaining == 0 && b.held.is_empty(),
         }
     }
 
@@ -168,7 +182,7 @@ impl http_body::Body for EdgeBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
             }
             Kind::File(f) => SizeHint::with_exact(f.remaining),
-            Kind::Stream(_, remaining) => SizeHint::with_exact(*remaining),
+            Kind::Stream(b) => SizeHint::with_exact(b.remaining + b.held.len() as u64),
         }
     }
 }
@@ -194,6 +208,66 @@ impl FileBody {
             self.remaining -= chunk.len() as u64;
         }
         Poll::Ready(Some(result))
+    }
+}
+
+impl StreamBody {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.remaining == 0 && self.held.is_empty() {
+            return Poll::Ready(None);
+        }
+        // The budget first: a stream whose client does not read waits here, holding nothing.
+        let mut permit = loop {
+            match std::mem::replace(&mut self.permit, Permit::None) {
+                Permit::Held(p) => break p,
+                Permit::None => {
+                    let budget = self.budget.clone();
+                    self.permit = Permit::Waiting(Box::pin(async move {
+                        budget
+                            .acquire_many_owned(CHUNK as u32)
+                            .await
+                            .map_err(io::Error::other)
+                    }));
+                }
+                Permit::Waiting(mut wait) => match wait.as_mut().poll(cx) {
+                    Poll::Ready(Ok(p)) => break p,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending => {
+                        self.permit = Permit::Waiting(wait);
+                        return Poll::Pending;
+                    }
+                },
+            }
+        };
+        if self.held.is_empty() {
+            match self.body.as_mut().poll_next(cx) {
+                Poll::Pending => {
+                    self.permit = Permit::Held(permit);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(data))) if data.len() as u64 <= self.remaining => {
+                    self.remaining -= data.len() as u64;
+                    self.held = data;
+                }
+                Poll::Ready(Some(Ok(_))) => {
+                    return Poll::Ready(Some(Err(io::Error::other("stream longer than announced"))))
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream body ended short",
+                    ))))
+                }
+            }
+        }
+        let piece = self.held.split_to(self.held.len().min(CHUNK));
+        // The piece keeps as much budget as it holds bytes; the rest goes back now.
+        let used = permit.split(piece.len()).unwrap_or(permit);
+        Poll::Ready(Some(Ok(Bytes::from_owner(Budgeted {
+            buf: piece,
+            _permit: used,
+        }))))
     }
 }
 
@@ -224,14 +298,64 @@ async fn read_chunk(
     }))
 }
 
-/// File bytes holding their share of the connection's budget.
-struct Budgeted {
-    buf: Vec<u8>,
+/// Bytes holding their share of the connection's budget until they are freed.
+struct Budgeted<B> {
+    buf: B,
     _permit: OwnedSemaphorePermit,
 }
 
-impl AsRef<[u8]> for Budgeted {
+impl<B: AsRef<[u8]>> AsRef<[u8]> for Budgeted<B> {
     fn as_ref(&self) -> &[u8] {
-        &self.buf
+        self.buf.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body::Body as _;
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::server::h2::activity::Activity;
+
+    async fn piece(body: &mut EdgeBody) -> Bytes {
+        let frame = body.frame().await.expect("a frame").expect("no error");
+        frame.into_data().expect("data")
+    }
+
+    /// A client that does not read holds at most the connection's budget of upstream bytes:
+    /// a chunk larger than a piece is let out a piece at a time, and the next piece waits
+    /// until an earlier one is freed.
+    #[tokio::test]
+    async fn upstream_pieces_wait_for_the_connection_budget() {
+        let chunk = Bytes::from(vec![7u8; 3 * CHUNK]);
+        let upstream = futures_util::stream::iter([Ok(chunk.clone()), Ok(chunk)]);
+        let budget = Arc::new(Semaphore::new(2 * CHUNK));
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let activity = Activity::new();
+        let len = 6 * CHUNK as u64;
+        let mut body = EdgeBody::stream(
+            Box::pin(upstream),
+            len,
+            budget.clone(),
+            metrics,
+            activity.open_stream(),
+        );
+        let first = piece(&mut body).await;
+        let second = piece(&mut body).await;
+        assert_eq!((first.len(), second.len()), (CHUNK, CHUNK));
+        assert_eq!(budget.available_permits(), 0);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
+        assert!(waiting.is_err(), "a third piece went past the budget");
+        drop(first);
+        let mut sent = second.len() + piece(&mut body).await.len();
+        drop(second);
+        while !body.is_end_stream() {
+            sent += piece(&mut body).await.len();
+        }
+        assert_eq!(sent as u64, len - CHUNK as u64);
+        assert_eq!(budget.available_permits(), 2 * CHUNK);
     }
 }
