@@ -8,9 +8,9 @@
 //! cached segments are served while the bucket is down, others answer 502, and everything
 //! recovers when it is back; the byte budget evicts the least recently used file and a
 //! restart keeps the cache; an object larger than the budget is refused before it is written;
-//! a cold segment streams whole over HTTP/2 from its fill;
-//! playlists are fetched again after their TTL, and a hung bucket gets the stale copy served
-//! within a second; a root holding other files is refused, not emptied.
+//! a cold segment streams whole over HTTP/2 from its fill; playlists are fetched again after
+//! their TTL, and a hung bucket gets the stale copy served within a second; a root holding
+//! other files is refused, not emptied.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
