@@ -70,6 +70,8 @@ pub struct AppState {
     /// Fires when the server begins to drain: long-lived responses (event streams) end so the
     /// drain can finish.
     pub draining: shared::shutdown::Switch,
+    /// Requests running on after their clients left ([`detached`]), awaited at shutdown.
+    pub detached: Detached,
 }
 
 impl AppState {
@@ -132,7 +134,10 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/migration",
             get(admin::migration_status).post(admin::migration_start),
         )
-        .layer(axum::middleware::from_fn(detached))
+        .layer(axum::middleware::from_fn_with_state(
+            state.detached.clone(),
+            detached,
+        ))
         .fallback(error::no_route)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         // Last, so it sees every answer: the body limit's 413 and axum's rejections too.
@@ -140,17 +145,58 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Requests that changed something and run in tasks of their own ([`detached`]): the drain at
+/// shutdown waits for them too, not only for connections.
+#[derive(Debug, Clone, Default)]
+pub struct Detached(Arc<tokio::sync::RwLock<()>>);
+
+impl Detached {
+    /// Waits until every detached request has finished, or `grace` passed; returns whether all
+    /// did.
+    pub async fn finished(&self, grace: std::time::Duration) -> bool {
+        tokio::time::timeout(grace, self.0.write()).await.is_ok()
+    }
+}
+
 /// Runs every request but GET and HEAD in a task of its own. hyper drops a request whose
 /// client closed its connection; an upload whose last byte is in, a delete or a subtitle must
 /// not stop half-way for that (a source without a job, a half-deleted video). A body cut short
 /// still fails where it is read, and leaves nothing.
-async fn detached(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn detached(
+    axum::extract::State(running): axum::extract::State<Detached>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return next.run(req).await;
     }
-    let task = tokio::spawn(next.run(req).in_current_span());
+    let held = running.0.clone().read_owned().await;
+    let task = tokio::spawn(
+        async move {
+            let response = next.run(req).await;
+            drop(held);
+            response
+        }
+        .in_current_span(),
+    );
     task.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "request task failed");
         ApiError::internal(format!("request task: {e}")).into_response()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Detached;
+
+    #[tokio::test]
+    async fn the_drain_waits_for_detached_requests() {
+        let running = Detached::default();
+        let request = running.0.clone().read_owned().await;
+        assert!(!running.finished(Duration::from_millis(20)).await);
+        drop(request);
+        assert!(running.finished(Duration::from_millis(20)).await);
+    }
 }

@@ -88,6 +88,7 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
         readiness: Arc::default(),
         upload_slots: Arc::default(),
         draining,
+        detached: Default::default(),
     };
     Ok(Origin {
         state,
@@ -136,6 +137,11 @@ pub async fn serve(
         drain.fire();
     };
     crate::net::serve(api, app, state.settings.http, shutdown).await;
+    // Requests whose clients left are not connections: they get a grace period of their own.
+    let grace = state.settings.http.shutdown_grace;
+    if !state.detached.finished(grace).await {
+        tracing::warn!(?grace, "grace period over with requests still running");
+    }
     stop.fire();
     if let Some(w) = workers.as_mut() {
         while w.join_next().await.is_some() {}
