@@ -246,7 +246,7 @@ fn failed_and_odd_handshakes_do_not_fill_the_log() {
             .expect("timeout");
         s.write_all(b"GET / HTTP/1.1\r\nHost: edge\r\n\r\n")
             .expect("write");
-        // The edge answers with an alert and closes.
+        // The edge refuses it and closes the connection.
         let _ = s.read_to_end(&mut Vec::new());
     }
     let ip_sni = wrk_like_client_hello();

@@ -53,11 +53,13 @@ pub async fn handshake(tcp: &mut TcpStream, conn: &mut ServerConnection) -> io::
         }
         record.resize(HEADER, 0);
         tcp.read_exact(&mut record).await?;
+        // Not TLS at all (plain HTTP sent to the TLS port reads as an 8 KiB "record"): refused
+        // at once, as rustls does, rather than waiting for bytes that never come.
         let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
-        if len > MAX_BODY {
+        if !(20..=23).contains(&record[0]) || record[1] != 3 || len > MAX_BODY {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "TLS record too large",
+                "not a TLS record",
             ));
         }
         record.resize(HEADER + len, 0);

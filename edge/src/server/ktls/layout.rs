@@ -75,10 +75,17 @@ impl CryptoInfo {
     /// Lays out `key` and rustls' 12-byte `iv` with the next record sequence number `seq`.
     ///
     /// AES-GCM: `{version, cipher_type, iv[8], key[16|32], salt[4], rec_seq[8]}` where the
-    /// salt is the first 4 bytes of the IV and `iv` its last 8 (RFC 5288 / RFC 8446 nonces).
+    /// salt is the first 4 bytes of the IV and `iv` its last 8 (RFC 8446 nonces).
     /// ChaCha20-Poly1305: `{version, cipher_type, iv[12], key[32], rec_seq[8]}` (RFC 7905).
     /// The header fields are native-endian `__u16`s; the sequence number is big-endian, as it
     /// enters the nonce.
+    ///
+    /// TLS 1.2 with AES-GCM is the exception (RFC 5288): the kernel sends `iv` itself as the
+    /// record's explicit nonce and adds one per record, where rustls sent the IV's last 8 bytes
+    /// XOR the sequence number. Starting the kernel at that value would repeat the nonce of the
+    /// server's Finished (sequence 0), a GCM key and nonce used twice. Every nonce rustls sent
+    /// (`base ^ k`, `k < seq`) lies within `k` of `base`, so the kernel starts at
+    /// `base + seq` and counts up from there without meeting one.
     pub fn new(suite: KernelSuite, key: &[u8], iv: &[u8], seq: u64) -> Result<Self, LayoutError> {
         let (cipher_type, key_len) = match suite.cipher {
             Cipher::Aes128Gcm => (TLS_CIPHER_AES_GCM_128, 16),
@@ -102,7 +109,12 @@ impl CryptoInfo {
                 out.extend_from_slice(key);
             }
             Cipher::Aes128Gcm | Cipher::Aes256Gcm => {
-                out.extend_from_slice(&iv[4..]);
+                let mut explicit = [0u8; 8];
+                explicit.copy_from_slice(&iv[4..]);
+                if !suite.tls13 {
+                    explicit = u64::from_be_bytes(explicit).wrapping_add(seq).to_be_bytes();
+                }
+                out.extend_from_slice(&explicit);
                 out.extend_from_slice(key);
                 out.extend_from_slice(&iv[..4]);
             }

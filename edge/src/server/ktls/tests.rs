@@ -91,8 +91,18 @@ fn a_kernel_without_tls_plans_userspace_and_one_refusal_is_remembered() {
         ..auto.clone()
     };
     let other = forced.clone();
+    assert!(!other.refused.load(Ordering::Relaxed));
     forced.refused(&handoff::HandoffError::ReadAhead);
-    assert_eq!(other.plan(fd), Plan::Userspace(Fallback::Refused));
+    // Every clone of the listener's state sees it, and plans userspace from then on.
+    assert!(other.refused.load(Ordering::Relaxed));
+    assert_eq!(
+        decide(
+            KtlsMode::Auto,
+            other.kernel,
+            other.refused.load(Ordering::Relaxed)
+        ),
+        Plan::Userspace(Fallback::Refused)
+    );
 }
 
 /// A server and a client configuration trusting each other, with secret extraction on both
@@ -135,6 +145,9 @@ pub(crate) struct KernelSide {
     nonce: [u8; 12],
     chacha: bool,
     seq: u64,
+    /// TLS 1.2 AES-GCM: the explicit nonce of the next record sent (the struct's iv, plus one
+    /// per record, as `tls_advance_record_sn` does).
+    explicit: u64,
 }
 
 impl KernelSide {
@@ -166,6 +179,7 @@ impl KernelSide {
         Self {
             tls13,
             key: LessSafeKey::new(UnboundKey::new(alg, key).expect("key length")),
+            explicit: u64::from_be_bytes(nonce[4..].try_into().expect("8 bytes")),
             nonce,
             chacha: cipher_type == 54,
             seq: u64::from_be_bytes(seq.try_into().expect("8 bytes of rec_seq")),
@@ -241,7 +255,8 @@ impl KernelSide {
             out.extend_from_slice(&header);
         } else {
             let aad = self.aad12(body.len());
-            let explicit = self.seq.to_be_bytes();
+            let explicit = self.explicit.to_be_bytes();
+            self.explicit = self.explicit.wrapping_add(1);
             let nonce = match self.chacha {
                 true => self.xored_nonce(),
                 false => {

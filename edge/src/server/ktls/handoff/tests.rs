@@ -24,14 +24,16 @@ async fn connected() -> (TcpStream, std::net::TcpStream) {
 }
 
 /// A blocking rustls client that sends its last handshake flight and `REQUEST` in one write
-/// (the request is in the socket before the server has read the handshake's end), then
-/// returns the first plaintext the server sends.
-fn client(config: rustls::ClientConfig, mut sock: std::net::TcpStream) -> Vec<u8> {
+/// when it may (TLS 1.3, and a resumed TLS 1.2 session, where the client's Finished ends the
+/// handshake: the request is then in the socket before the server has read that Finished).
+/// Returns the first plaintext the server sends, and every byte it received.
+fn client(config: Arc<rustls::ClientConfig>, mut sock: std::net::TcpStream) -> (Vec<u8>, Vec<u8>) {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let name = ServerName::try_from("localhost").expect("name");
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut conn = rustls::ClientConnection::new(config, name).expect("client");
     let mut buf = [0u8; 4096];
+    let mut received = Vec::new();
     let mut request_sent = false;
     loop {
         if !conn.is_handshaking() && !request_sent {
@@ -48,45 +50,89 @@ fn client(config: rustls::ClientConfig, mut sock: std::net::TcpStream) -> Vec<u8
             assert!(n == 0, "the server closed");
         }
         if !plain.is_empty() {
-            return plain;
+            return (plain, received);
         }
         let n = sock.read(&mut buf).expect("client read");
         assert!(n > 0, "server closed before answering");
+        received.extend_from_slice(&buf[..n]);
         conn.read_tls(&mut &buf[..n]).expect("client in");
         conn.process_new_packets()
             .expect("records from the server verify");
     }
 }
 
-/// Hands a real connection over as the edge would, with the kernel's part played by
+/// The records in `wire`: (content type, body).
+fn records(mut wire: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    while wire.len() >= HEADER {
+        let len = usize::from(u16::from_be_bytes([wire[3], wire[4]]));
+        out.push((wire[0], &wire[HEADER..HEADER + len]));
+        wire = &wire[HEADER + len..];
+    }
+    out
+}
+
+/// Hands real connections over as the edge would, with the kernel's part played by
 /// [`KernelSide`]: the pipelined request must still be in the socket and open with the
 /// receive key, and a record sealed with the send key must read as plaintext to the client
-/// (which also proves the session tickets left before the keys and were counted).
+/// (which also proves the session tickets left before the keys and were counted). Two
+/// connections with the same configurations: the second one resumes the first's session.
 async fn hand_over(suite: SupportedCipherSuite, version: &'static SupportedProtocolVersion) {
     let (server_config, client_config) = configs(vec![suite], &[version]);
-    let (mut tcp, sock) = connected().await;
-    let peer = std::thread::spawn(move || client(client_config, sock));
-    let mut conn = ServerConnection::new(Arc::new(server_config)).expect("server");
-    tokio::time::timeout(Duration::from_secs(10), handshake(&mut tcp, &mut conn))
-        .await
-        .expect("in time")
-        .expect("handshake");
-    assert_eq!(conn.negotiated_cipher_suite(), Some(suite));
-    let (tx, rx) = kernel_keys(conn).expect("keys");
+    let (server_config, client_config) = (Arc::new(server_config), Arc::new(client_config));
+    for attempt in ["full", "resumed"] {
+        let (mut tcp, sock) = connected().await;
+        let config = client_config.clone();
+        let peer = std::thread::spawn(move || client(config, sock));
+        let mut conn = ServerConnection::new(server_config.clone()).expect("server");
+        tokio::time::timeout(Duration::from_secs(10), handshake(&mut tcp, &mut conn))
+            .await
+            .expect("in time")
+            .expect("handshake");
+        assert_eq!(conn.negotiated_cipher_suite(), Some(suite));
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(resumed, attempt == "resumed", "{suite:?}");
+        let (tx, rx) = kernel_keys(conn).expect("keys");
 
-    // Had the handshake read the request's record, this would wait for nothing.
-    let record = tokio::time::timeout(Duration::from_secs(10), next_record(&mut tcp))
-        .await
-        .expect("the request's record is still in the socket");
-    let mut receive = KernelSide::from_crypto_info(rx.as_bytes());
-    assert_eq!(receive.open(&record), REQUEST, "{suite:?}");
+        // Had the handshake read the request's record, this would wait for nothing.
+        let record = tokio::time::timeout(Duration::from_secs(10), next_record(&mut tcp))
+            .await
+            .expect("the request's record is still in the socket");
+        let mut receive = KernelSide::from_crypto_info(rx.as_bytes());
+        assert_eq!(receive.open(&record), REQUEST, "{suite:?} {attempt}");
 
-    let mut send = KernelSide::from_crypto_info(tx.as_bytes());
-    tcp.write_all(&send.seal(RESPONSE)).await.expect("send");
-    let got = tokio::task::spawn_blocking(move || peer.join().expect("client"))
-        .await
-        .expect("join");
-    assert_eq!(got, RESPONSE, "{suite:?}");
+        let mut send = KernelSide::from_crypto_info(tx.as_bytes());
+        tcp.write_all(&send.seal(RESPONSE)).await.expect("send");
+        let (got, wire) = tokio::task::spawn_blocking(move || peer.join().expect("client"))
+            .await
+            .expect("join");
+        assert_eq!(got, RESPONSE, "{suite:?} {attempt}");
+        if version == &rustls::version::TLS12
+            && !suite.suite().as_str().is_some_and(|n| n.contains("CHACHA"))
+        {
+            // Every encrypted record the server sent, rustls' and the kernel's, carries an
+            // explicit nonce of its own: a repeat would give the GCM key away.
+            let sent = records(&wire);
+            let ccs = sent
+                .iter()
+                .position(|(t, _)| *t == 20)
+                .expect("ChangeCipherSpec");
+            let nonces: Vec<&[u8]> = sent[ccs + 1..].iter().map(|(_, b)| &b[..8]).collect();
+            let mut unique = nonces.clone();
+            unique.sort();
+            unique.dedup();
+            assert!(
+                nonces.len() >= 2,
+                "{suite:?} {attempt}: {} records",
+                nonces.len()
+            );
+            assert_eq!(
+                unique.len(),
+                nonces.len(),
+                "{suite:?} {attempt}: a nonce repeats"
+            );
+        }
+    }
 }
 
 async fn next_record(tcp: &mut TcpStream) -> Vec<u8> {
@@ -121,16 +167,27 @@ async fn tls12_connections_are_handed_over_with_nothing_read_past_the_handshake(
 }
 
 #[tokio::test]
-async fn an_oversized_record_ends_the_handshake() {
+async fn what_is_not_a_tls_record_ends_the_handshake_at_once() {
     let (server_config, _) = configs(
         vec![suites::TLS13_AES_128_GCM_SHA256],
         &[&rustls::version::TLS13],
     );
-    let (mut tcp, mut sock) = connected().await;
-    sock.write_all(&[22, 3, 1, 0xff, 0xff]).expect("header");
-    let mut conn = ServerConnection::new(Arc::new(server_config)).expect("server");
-    let err = handshake(&mut tcp, &mut conn).await.expect_err("refused");
-    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    let server_config = Arc::new(server_config);
+    for (what, first) in [
+        ("an oversized record", &[22, 3, 1, 0xff, 0xff][..]),
+        ("plain HTTP", b"GET / HTTP/1.1\r\n"),
+        ("another version", &[22, 2, 0, 0, 5]),
+    ] {
+        let (mut tcp, mut sock) = connected().await;
+        sock.write_all(first).expect("header");
+        let mut conn = ServerConnection::new(server_config.clone()).expect("server");
+        // The socket stays open: only refusing the header can end this in time.
+        let ended = tokio::time::timeout(Duration::from_secs(2), handshake(&mut tcp, &mut conn))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still waiting"));
+        let err = ended.expect_err(what);
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}");
+    }
 }
 
 #[test]

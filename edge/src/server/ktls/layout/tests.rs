@@ -82,6 +82,28 @@ fn aes_gcm_layout_is_the_kernels_struct() {
 }
 
 #[test]
+fn tls12_gcm_explicit_nonces_start_past_every_one_rustls_sent() {
+    let iv = counting(12, 0xa0);
+    let base = u64::from_be_bytes(iv[4..].try_into().expect("8 bytes"));
+    let tls12 = suite(TLS12, CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
+    let tls13 = suite(TLS13, AES128_13);
+    for seq in [0u64, 1, 2, 7, 1000] {
+        let b = CryptoInfo::new(tls12, &counting(16, 0), &iv, seq).expect("layout");
+        let first = u64::from_be_bytes(b.as_bytes()[4..12].try_into().expect("8 bytes"));
+        assert_eq!(first, base + seq);
+        // rustls' nonces were base ^ k for k < seq; the kernel's are first, first + 1, ...
+        for k in 0..seq {
+            for j in 0..1000 {
+                assert_ne!(base ^ k, first + j, "seq {seq}: reused after {j} records");
+            }
+        }
+        // TLS 1.3 XORs the sequence number in: the IV goes as it is.
+        let b = CryptoInfo::new(tls13, &counting(16, 0), &iv, seq).expect("layout");
+        assert_eq!(&b.as_bytes()[4..12], &iv[4..]);
+    }
+}
+
+#[test]
 fn chacha_layout_keeps_the_whole_iv() {
     let (iv, key) = (counting(12, 0xa0), counting(32, 0x10));
     let s = suite(TLS13, CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
