@@ -98,7 +98,14 @@ pub async fn serve(
         edge.metrics
             .ktls_available
             .set(i64::from(ktls.kernel_available()));
-        match cert.acceptor().and_then(|a| Ok((a, cert.kernel_config()?))) {
+        let configs = cert.acceptor().and_then(|acceptor| {
+            let kernel_config = match ktls.kernel_available() {
+                true => Some(cert.kernel_config(|suite| ktls.takes(suite))?),
+                false => None,
+            };
+            Ok((acceptor, kernel_config))
+        });
+        match configs {
             Ok((acceptor, kernel_config)) => {
                 let tls = Arc::new(server::https::TlsListener {
                     acceptor,

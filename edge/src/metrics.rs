@@ -46,11 +46,13 @@ pub enum SendPath {
 
 /// `edge_tls_connections_total` series: the kernel (kTLS), then userspace by reason, in the
 /// order of [`Fallback`]'s labels.
-const TLS_PATHS: [(&str, &str); 4] = [
+/// The last series counts connections closed because the kernel refused their keys.
+const TLS_PATHS: [(&str, &str); 5] = [
     ("ktls", "kernel"),
     ("userspace", "off"),
     ("userspace", "no_kernel_tls"),
     ("userspace", "kernel_refused"),
+    ("closed", "handoff_failed"),
 ];
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -65,7 +67,7 @@ pub struct Metrics {
     bytes: [IntCounter; 4],
     signature_failures: [IntCounter; 4],
     upstream_requests: [IntCounter; 4],
-    tls_connections: [IntCounter; 4],
+    tls_connections: [IntCounter; 5],
     /// 1 when the kernel offered kTLS at start (see `server::ktls`), else 0.
     pub ktls_available: IntGauge,
     /// Body bytes received from the upstream by completed fills.
@@ -226,7 +228,8 @@ impl Metrics {
             Opts::new(
                 "edge_tls_connections_total",
                 "TLS connections after the handshake, by who encrypts their records (ktls: the \
-                 kernel, userspace: rustls) and why not the kernel",
+                 kernel, userspace: rustls) and why not the kernel; closed: the kernel refused \
+                 the keys",
             ),
             &["path", "reason"],
         )?;
@@ -296,6 +299,11 @@ impl Metrics {
             Plan::Userspace(Fallback::Refused) => 3,
         };
         self.tls_connections[i].inc();
+    }
+
+    /// Counts a TLS connection closed after its handshake: the kernel refused its keys.
+    pub fn tls_handoff_failed(&self) {
+        self.tls_connections[4].inc();
     }
 
     /// Counts a refused signature by its reason label.

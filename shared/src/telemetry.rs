@@ -46,7 +46,11 @@ pub fn init(format: LogFormat, default_filter: &str) {
 /// address sent as SNI, every fatal alert it sends), so any client could fill the log, and the
 /// services log failed handshakes themselves at debug.
 fn quiet_rustls(directives: &str) -> String {
-    match directives.contains("rustls") {
+    let names_rustls = directives.split(',').any(|d| {
+        let target = d.split(['=', '[']).next().unwrap_or("").trim();
+        target == "rustls" || target.starts_with("rustls::")
+    });
+    match names_rustls {
         true => directives.to_owned(),
         false if directives.trim().is_empty() => "rustls=error".to_owned(),
         false => format!("{directives},rustls=error"),
@@ -62,5 +66,13 @@ mod tests {
         assert_eq!(quiet_rustls("info"), "info,rustls=error");
         assert_eq!(quiet_rustls(""), "rustls=error");
         assert_eq!(quiet_rustls("debug,rustls=debug"), "debug,rustls=debug");
+        assert_eq!(
+            quiet_rustls("info,rustls::server=warn"),
+            "info,rustls::server=warn"
+        );
+        assert_eq!(
+            quiet_rustls("info,tokio_rustls=debug"),
+            "info,tokio_rustls=debug,rustls=error"
+        );
     }
 }

@@ -26,8 +26,8 @@ use crate::service::Edge;
 pub struct TlsListener {
     /// Handshakes of connections rustls carries.
     pub acceptor: TlsAcceptor,
-    /// Handshakes of connections handed to the kernel.
-    pub kernel_config: Arc<rustls::ServerConfig>,
+    /// Handshakes of connections handed to the kernel (when it has kTLS).
+    pub kernel_config: Option<Arc<rustls::ServerConfig>>,
     pub ktls: Ktls,
 }
 
@@ -39,9 +39,17 @@ pub async fn serve(
     edge: Arc<Edge>,
     shutdown: Switch,
 ) {
-    match tls.ktls.plan(tcp.as_raw_fd()) {
-        Plan::Kernel => in_kernel(tcp, peer, &tls, edge, shutdown).await,
-        Plan::Userspace(why) => in_userspace(tcp, peer, &tls.acceptor, why, edge, shutdown).await,
+    match (tls.ktls.plan(tcp.as_raw_fd()), &tls.kernel_config) {
+        (Plan::Kernel, Some(config)) => {
+            in_kernel(tcp, peer, config, &tls.ktls, edge, shutdown).await
+        }
+        (Plan::Kernel, None) => {
+            let why = Fallback::NoKernel;
+            in_userspace(tcp, peer, &tls.acceptor, why, edge, shutdown).await
+        }
+        (Plan::Userspace(why), _) => {
+            in_userspace(tcp, peer, &tls.acceptor, why, edge, shutdown).await
+        }
     }
 }
 
@@ -68,11 +76,12 @@ async fn in_userspace(
 async fn in_kernel(
     mut tcp: TcpStream,
     peer: SocketAddr,
-    tls: &TlsListener,
+    config: &Arc<rustls::ServerConfig>,
+    ktls: &Ktls,
     edge: Arc<Edge>,
     shutdown: Switch,
 ) {
-    let mut conn = match ServerConnection::new(tls.kernel_config.clone()) {
+    let mut conn = match ServerConnection::new(config.clone()) {
         Ok(conn) => conn,
         Err(error) => return tracing::error!(%error, "TLS connection state"),
     };
@@ -84,7 +93,8 @@ async fn in_kernel(
     }
     let h2 = conn.alpn_protocol() == Some(b"h2");
     if let Err(error) = handoff::install(&tcp, conn) {
-        return tls.ktls.refused(&error);
+        edge.metrics.tls_handoff_failed();
+        return ktls.refused(&error);
     }
     tracing::debug!("TLS records in the kernel");
     edge.metrics.tls_connection(Plan::Kernel);

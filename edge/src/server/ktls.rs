@@ -9,18 +9,24 @@
 //!   consumed in userspace, then the traffic keys laid out by [`layout`] set on the socket.
 //! - [`stream`]: the connection afterwards, a TCP socket whose bytes the kernel encrypts.
 //!
-//! If the kernel refuses keys once (a cipher it was built without, say), that connection is
-//! closed and later ones stay in userspace: the process never retries a kernel that said no.
+//! At start every cipher is tried on a loopback connection, and only those the kernel takes
+//! are offered to connections that will be handed over. Should the kernel still refuse keys
+//! (memory), that connection is closed and later ones stay in userspace: the process never
+//! retries a kernel that said no.
 
 pub mod handoff;
 pub mod layout;
 pub mod stream;
 
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::config::KtlsMode;
 use crate::sys;
+use crate::sys::ktls::Direction;
+use layout::{CryptoInfo, KernelSuite};
 
 /// What the running kernel offers, probed once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,30 +93,50 @@ pub fn decide(mode: KtlsMode, kernel: Kernel, refused_before: bool) -> Plan {
 pub struct Ktls {
     mode: KtlsMode,
     kernel: Kernel,
+    /// The versions and ciphers the kernel took keys for at start.
+    suites: Vec<KernelSuite>,
     refused: Arc<AtomicBool>,
 }
 
 impl Ktls {
     /// Probes the kernel (unless kTLS is off) and logs what TLS connections will use.
     pub fn start(mode: KtlsMode) -> Self {
-        let kernel = match mode {
+        let mut kernel = match mode {
             KtlsMode::Off => Kernel::Missing("off in the configuration"),
             KtlsMode::Auto => probe(),
         };
+        let suites: Vec<KernelSuite> = match kernel {
+            Kernel::Available => KernelSuite::ALL
+                .into_iter()
+                .filter(|s| kernel_takes(*s))
+                .collect(),
+            Kernel::Missing(_) => Vec::new(),
+        };
+        if kernel == Kernel::Available && suites.is_empty() {
+            kernel = Kernel::Missing("the kernel took no TLS key");
+        }
         match (mode, kernel) {
             (KtlsMode::Off, _) => tracing::info!("kTLS off: TLS records encrypted in userspace"),
             (_, Kernel::Missing(why)) => {
                 tracing::info!("kTLS unavailable: {why}; TLS records encrypted in userspace")
             }
-            (_, Kernel::Available) => {
-                tracing::info!("kTLS available: TLS records encrypted by the kernel")
-            }
+            (_, Kernel::Available) => tracing::info!(
+                ciphers = ?suites,
+                "kTLS available: TLS records encrypted by the kernel"
+            ),
         }
         Self {
             mode,
             kernel,
+            suites,
             refused: Arc::default(),
         }
+    }
+
+    /// Whether the kernel took keys of `suite` at start: what a connection to be handed over
+    /// may negotiate.
+    pub fn takes(&self, suite: KernelSuite) -> bool {
+        self.suites.contains(&suite)
     }
 
     /// Whether the kernel offered kTLS at start.
@@ -141,6 +167,30 @@ impl Ktls {
                 %error,
                 "kTLS handoff failed; TLS records encrypted in userspace from now on"
             );
+        }
+    }
+}
+
+/// Whether the kernel takes keys of `suite`: a zero key set in both directions on a loopback
+/// connection. Asked once per suite at start, so that no client finds out at run time (a
+/// connection lost, then kTLS off) that the kernel was built without a cipher.
+fn kernel_takes(suite: KernelSuite) -> bool {
+    let attempt = || -> io::Result<()> {
+        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        let tcp = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let _peer = listener.accept()?;
+        let fd = tcp.as_raw_fd();
+        sys::ktls::set_tls_ulp(fd)?;
+        let key = vec![0; suite.key_len()];
+        let info = CryptoInfo::new(suite, &key, &[0; 12], 0).map_err(io::Error::other)?;
+        sys::ktls::set_crypto(fd, Direction::Transmit, info.as_bytes())?;
+        sys::ktls::set_crypto(fd, Direction::Receive, info.as_bytes())
+    };
+    match attempt() {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::info!(?suite, %error, "the kernel does not take this TLS cipher");
+            false
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct ReloadableCert {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
+    /// TLS sessions to resume, shared by every configuration built from this certificate.
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
 impl ReloadableCert {
@@ -46,6 +48,7 @@ impl ReloadableCert {
             current: RwLock::new(Arc::new(load_pair(cert, key)?)),
             cert: cert.to_owned(),
             key: key.to_owned(),
+            sessions: rustls::server::ServerSessionMemoryCache::new(256),
         }))
     }
 
@@ -62,24 +65,31 @@ impl ReloadableCert {
     /// An acceptor whose handshakes always use the current certificate, for connections
     /// rustls carries to the end.
     pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, TlsError> {
-        Ok(TlsAcceptor::from(Arc::new(self.config(false)?)))
+        Ok(TlsAcceptor::from(Arc::new(self.config(None)?)))
     }
 
     /// The configuration of connections handed to the kernel after their handshake: secrets
-    /// extractable, and only the cipher suites the kernel implements (all of ring's today).
-    pub fn kernel_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        Ok(Arc::new(self.config(true)?))
+    /// extractable, and only the cipher suites the kernel `takes`.
+    pub fn kernel_config(
+        self: &Arc<Self>,
+        takes: impl Fn(KernelSuite) -> bool,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        Ok(Arc::new(self.config(Some(&takes))?))
     }
 
-    fn config(self: &Arc<Self>, kernel: bool) -> Result<rustls::ServerConfig, TlsError> {
+    /// `kernel`: the suites a connection handed to the kernel may use.
+    fn config(
+        self: &Arc<Self>,
+        kernel: Option<&dyn Fn(KernelSuite) -> bool>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let mut provider = rustls::crypto::ring::default_provider();
-        if kernel {
+        if let Some(takes) = kernel {
             provider.cipher_suites.retain(|s| {
                 let version = match s {
                     rustls::SupportedCipherSuite::Tls13(_) => rustls::ProtocolVersion::TLSv1_3,
                     rustls::SupportedCipherSuite::Tls12(_) => rustls::ProtocolVersion::TLSv1_2,
                 };
-                KernelSuite::of(version, s.suite()).is_some()
+                KernelSuite::of(version, s.suite()).is_some_and(takes)
             });
         }
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
@@ -88,7 +98,9 @@ impl ReloadableCert {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        config.enable_secret_extraction = kernel;
+        config.enable_secret_extraction = kernel.is_some();
+        // One session cache for both kinds of connection: a client resumes wherever it lands.
+        config.session_storage = self.sessions.clone();
         Ok(config)
     }
 }
@@ -129,4 +141,36 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let signing =
         rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(TlsError::Key)?;
     Ok(CertifiedKey::new(certs, signing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_for_the_kernel_offer_only_the_suites_it_takes() {
+        let dir = std::env::temp_dir().join(format!("edge-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).expect("cert");
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).expect("key");
+        let loaded = ReloadableCert::load(&cert_path, &key_path).expect("load");
+        let only = KernelSuite::ALL[0];
+        let config = loaded
+            .kernel_config(|suite| suite == only)
+            .expect("kernel config");
+        let suites: Vec<_> = config
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(suites, [rustls::CipherSuite::TLS13_AES_128_GCM_SHA256]);
+        assert!(config.enable_secret_extraction);
+        let user = loaded.config(None).expect("userspace config");
+        assert!(user.crypto_provider().cipher_suites.len() > 1);
+        assert!(!user.enable_secret_extraction);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

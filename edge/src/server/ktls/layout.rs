@@ -26,6 +26,29 @@ pub struct KernelSuite {
 }
 
 impl KernelSuite {
+    /// Every version and AEAD the kernel may implement (which ones it does, it says when a
+    /// key is set: see `super::Ktls::start`).
+    pub const ALL: [Self; 6] = [
+        Self::new(true, Cipher::Aes128Gcm),
+        Self::new(true, Cipher::Aes256Gcm),
+        Self::new(true, Cipher::Chacha20Poly1305),
+        Self::new(false, Cipher::Aes128Gcm),
+        Self::new(false, Cipher::Aes256Gcm),
+        Self::new(false, Cipher::Chacha20Poly1305),
+    ];
+
+    const fn new(tls13: bool, cipher: Cipher) -> Self {
+        Self { tls13, cipher }
+    }
+
+    /// Bytes of this AEAD's key.
+    pub fn key_len(&self) -> usize {
+        match self.cipher {
+            Cipher::Aes128Gcm => 16,
+            Cipher::Aes256Gcm | Cipher::Chacha20Poly1305 => 32,
+        }
+    }
+
     /// The kernel's name for what rustls negotiated; `None` when the kernel cannot do it.
     pub fn of(version: ProtocolVersion, suite: CipherSuite) -> Option<Self> {
         use CipherSuite as S;
@@ -87,12 +110,12 @@ impl CryptoInfo {
     /// (`base ^ k`, `k < seq`) lies within `k` of `base`, so the kernel starts at
     /// `base + seq` and counts up from there without meeting one.
     pub fn new(suite: KernelSuite, key: &[u8], iv: &[u8], seq: u64) -> Result<Self, LayoutError> {
-        let (cipher_type, key_len) = match suite.cipher {
-            Cipher::Aes128Gcm => (TLS_CIPHER_AES_GCM_128, 16),
-            Cipher::Aes256Gcm => (TLS_CIPHER_AES_GCM_256, 32),
-            Cipher::Chacha20Poly1305 => (TLS_CIPHER_CHACHA20_POLY1305, 32),
+        let cipher_type = match suite.cipher {
+            Cipher::Aes128Gcm => TLS_CIPHER_AES_GCM_128,
+            Cipher::Aes256Gcm => TLS_CIPHER_AES_GCM_256,
+            Cipher::Chacha20Poly1305 => TLS_CIPHER_CHACHA20_POLY1305,
         };
-        if key.len() != key_len || iv.len() != 12 {
+        if key.len() != suite.key_len() || iv.len() != 12 {
             return Err(LayoutError::Length);
         }
         let version = if suite.tls13 {

@@ -20,13 +20,25 @@ use crate::sys;
 /// TLS alert `close_notify` at level warning.
 const CLOSE_NOTIFY: [u8; 2] = [1, 0];
 
-/// A TCP socket carrying kTLS in both directions (see [`super::handoff`]).
-pub struct KernelStream(TcpStream);
+/// A TCP socket carrying kTLS in both directions (see [`super::handoff`]), and whether it
+/// said `close_notify`.
+pub struct KernelStream(TcpStream, bool);
 
 impl KernelStream {
     /// Wraps a socket whose keys [`super::handoff::install`] handed to the kernel.
     pub fn new(tcp: TcpStream) -> Self {
-        Self(tcp)
+        Self(tcp, false)
+    }
+
+    /// Says `close_notify` in an alert record, once, if the socket takes it at once; a client
+    /// that stopped reading is not waited for.
+    fn close_notify(&mut self) {
+        if std::mem::replace(&mut self.1, true) {
+            return;
+        }
+        if let Err(error) = sys::ktls::send_alert(self.0.as_raw_fd(), CLOSE_NOTIFY) {
+            tracing::debug!(%error, "close_notify not sent");
+        }
     }
 }
 
@@ -65,7 +77,9 @@ impl AsyncWrite for KernelStream {
         Pin::new(&mut self.0).poll_flush(cx)
     }
 
+    /// Says `close_notify` first (HTTP/2's end; HTTP/1.1 says it in [`Transport::finish`]).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.close_notify();
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
@@ -85,11 +99,7 @@ impl Transport for KernelStream {
         send_head_and_file(&self.0, head, file, offset, len, limit, metrics).await
     }
 
-    /// Says `close_notify` in an alert record if the socket takes it at once; a client that
-    /// stopped reading is not waited for.
     async fn finish(&mut self, _limit: Duration) {
-        if let Err(error) = sys::ktls::send_alert(self.0.as_raw_fd(), CLOSE_NOTIFY) {
-            tracing::debug!(%error, "close_notify not sent");
-        }
+        self.close_notify();
     }
 }

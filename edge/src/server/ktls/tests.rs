@@ -105,6 +105,23 @@ fn a_kernel_without_tls_plans_userspace_and_one_refusal_is_remembered() {
     );
 }
 
+#[test]
+fn at_start_only_the_ciphers_the_kernel_takes_are_offered() {
+    let ktls = Ktls::start(KtlsMode::Auto);
+    match probe() {
+        Kernel::Missing(_) => {
+            assert!(KernelSuite::ALL.iter().all(|s| !kernel_takes(*s)));
+            assert!(!ktls.kernel_available());
+            assert!(KernelSuite::ALL.iter().all(|s| !ktls.takes(*s)));
+        }
+        // TLS 1.2 AES-128-GCM was kTLS's first cipher (Linux 4.13): every kTLS kernel has it.
+        Kernel::Available => assert!(ktls.takes(KernelSuite::ALL[3]), "{:?}", ktls.suites),
+    }
+    assert!(KernelSuite::ALL
+        .iter()
+        .all(|s| !Ktls::start(KtlsMode::Off).takes(*s)));
+}
+
 /// A server and a client configuration trusting each other, with secret extraction on both
 /// sides, offering only `suites` and `versions`.
 pub(crate) fn configs(
