@@ -4,8 +4,8 @@
 //! so every stream of a client that never reads holds a chunk. File chunks therefore take
 //! their bytes from a per-connection budget, released when the chunk's memory is freed (after
 //! h2 wrote it, or dropped it with a reset stream); a stream waits for the budget instead of
-//! allocating past it. Bodies pulled from the upstream take the same budget, a chunk at a
-//! time, before they are polled. Cached bodies are shared with the cache and cost nothing.
+//! allocating past it. Bodies pulled from the upstream take the same budget for every chunk
+//! they let out. Cached bodies are shared with the cache and cost nothing.
 
 use std::fs::File;
 use std::future::Future;
@@ -29,6 +29,9 @@ const CHUNK: usize = 32 * 1024;
 
 /// File bytes read but not yet sent, per connection, across all its streams.
 pub const CONNECTION_BUDGET: usize = 1 << 20;
+/// Budget a stream pulled from the upstream reserves before it asks for a chunk: the size of
+/// a fill's chunks (`upstream::fill`).
+const STREAM_RESERVE: usize = 64 * 1024;
 
 /// A response body; it keeps its stream counted as open until hyper drops it.
 pub struct EdgeBody {
@@ -45,23 +48,16 @@ enum Kind {
     Stream(StreamBody),
 }
 
-/// An upstream body, let out a piece of at most [`CHUNK`] bytes at a time within the
-/// connection's budget.
+/// An upstream body, each chunk let out only once the connection's budget covers all of it.
 struct StreamBody {
     body: ByteStream,
     /// Of the announced length.
     remaining: u64,
-    /// Received but not yet let out (the rest of a chunk larger than [`CHUNK`]).
-    held: Bytes,
+    /// A chunk received, waiting for its budget.
+    received: Option<Bytes>,
     budget: Arc<Semaphore>,
-    permit: Permit,
-}
-
-/// The budget of a stream's next piece.
-enum Permit {
-    None,
-    Waiting(Pin<Box<dyn Future<Output = io::Result<OwnedSemaphorePermit>> + Send>>),
-    Held(OwnedSemaphorePermit),
+    held: Option<OwnedSemaphorePermit>,
+    waiting: Option<Pin<Box<dyn Future<Output = io::Result<OwnedSemaphorePermit>> + Send>>>,
 }
 
 type Pending = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
@@ -104,9 +100,10 @@ impl EdgeBody {
             kind: Kind::Stream(StreamBody {
                 body,
                 remaining: len,
-                held: Bytes::new(),
+                received: None,
                 budget,
-                permit: Permit::None,
+                held: None,
+                waiting: None,
             }),
             metrics,
             _stream: Some(stream),
@@ -171,7 +168,7 @@ impl http_body::Body for EdgeBody {
             Kind::Empty => true,
             Kind::Bytes(data, _) => data.is_none(),
             Kind::File(f) => f.remaining == 0,
-            Kind::Stream(b) => b.remaining == 0 && b.held.is_empty(),
+            Kind::Stream(b) => b.remaining == 0 && b.received.is_none(),
         }
     }
 
@@ -182,7 +179,10 @@ impl http_body::Body for EdgeBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
             }
             Kind::File(f) => SizeHint::with_exact(f.remaining),
-            Kind::Stream(b) => SizeHint::with_exact(b.remaining + b.held.len() as u64),
+            Kind::Stream(b) => {
+                let received = b.received.as_ref().map_or(0, |c| c.len() as u64);
+                SizeHint::with_exact(b.remaining + received)
+            }
         }
     }
 }
@@ -212,42 +212,62 @@ impl FileBody {
 }
 
 impl StreamBody {
+    /// The next chunk, holding as much of the budget as it has bytes.
+    ///
+    /// [`STREAM_RESERVE`] is reserved before the upstream is polled, so a fill's chunk (never
+    /// larger) leaves at once, and released while the upstream has nothing: a stream waiting
+    /// on a slow bucket holds no budget from the connection's other streams. A larger chunk
+    /// (an uncached pull's) waits for its whole size at once, never holding part of it while
+    /// it waits for the rest.
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        if self.remaining == 0 && self.held.is_empty() {
-            return Poll::Ready(None);
-        }
-        // The budget first: a stream whose client does not read waits here, holding nothing.
-        let mut permit = loop {
-            match std::mem::replace(&mut self.permit, Permit::None) {
-                Permit::Held(p) => break p,
-                Permit::None => {
-                    let budget = self.budget.clone();
-                    self.permit = Permit::Waiting(Box::pin(async move {
-                        budget
-                            .acquire_many_owned(CHUNK as u32)
-                            .await
-                            .map_err(io::Error::other)
-                    }));
-                }
-                Permit::Waiting(mut wait) => match wait.as_mut().poll(cx) {
-                    Poll::Ready(Ok(p)) => break p,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
-                    Poll::Pending => {
-                        self.permit = Permit::Waiting(wait);
-                        return Poll::Pending;
-                    }
-                },
+        loop {
+            if self.remaining == 0 && self.received.is_none() {
+                return Poll::Ready(None);
             }
-        };
-        if self.held.is_empty() {
+            let need = match &self.received {
+                Some(chunk) => chunk.len().clamp(1, CONNECTION_BUDGET),
+                None => STREAM_RESERVE,
+            };
+            let have = self
+                .held
+                .as_ref()
+                .map_or(0, OwnedSemaphorePermit::num_permits);
+            if have < need {
+                self.held = None;
+                let wait = self.waiting.get_or_insert_with(|| {
+                    let budget = self.budget.clone();
+                    let n = u32::try_from(need).unwrap_or(u32::MAX);
+                    Box::pin(
+                        async move { budget.acquire_many_owned(n).await.map_err(io::Error::other) },
+                    )
+                });
+                let got = ready!(wait.as_mut().poll(cx));
+                self.waiting = None;
+                match got {
+                    Ok(permit) => self.held = Some(permit),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                }
+                continue;
+            }
+            if let Some(chunk) = self.received.take() {
+                let Some(mut permit) = self.held.take() else {
+                    continue;
+                };
+                // Keep as much as the chunk holds; the rest goes back now.
+                let used = permit.split(chunk.len().min(have)).unwrap_or(permit);
+                return Poll::Ready(Some(Ok(Bytes::from_owner(Budgeted {
+                    buf: chunk,
+                    _permit: used,
+                }))));
+            }
             match self.body.as_mut().poll_next(cx) {
                 Poll::Pending => {
-                    self.permit = Permit::Held(permit);
+                    self.held = None;
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(data))) if data.len() as u64 <= self.remaining => {
                     self.remaining -= data.len() as u64;
-                    self.held = data;
+                    self.received = Some(data);
                 }
                 Poll::Ready(Some(Ok(_))) => {
                     return Poll::Ready(Some(Err(io::Error::other("stream longer than announced"))))
@@ -261,13 +281,6 @@ impl StreamBody {
                 }
             }
         }
-        let piece = self.held.split_to(self.held.len().min(CHUNK));
-        // The piece keeps as much budget as it holds bytes; the rest goes back now.
-        let used = permit.split(piece.len()).unwrap_or(permit);
-        Poll::Ready(Some(Ok(Bytes::from_owner(Budgeted {
-            buf: piece,
-            _permit: used,
-        }))))
     }
 }
 
@@ -325,37 +338,47 @@ mod tests {
         frame.into_data().expect("data")
     }
 
-    /// A client that does not read holds at most the connection's budget of upstream bytes:
-    /// a chunk larger than a piece is let out a piece at a time, and the next piece waits
-    /// until an earlier one is freed.
-    #[tokio::test]
-    async fn upstream_pieces_wait_for_the_connection_budget() {
-        let chunk = Bytes::from(vec![7u8; 3 * CHUNK]);
-        let upstream = futures_util::stream::iter([Ok(chunk.clone()), Ok(chunk)]);
-        let budget = Arc::new(Semaphore::new(2 * CHUNK));
+    fn upstream(chunks: Vec<Bytes>, budget: &Arc<Semaphore>) -> EdgeBody {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok));
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let activity = Activity::new();
-        let len = 6 * CHUNK as u64;
-        let mut body = EdgeBody::stream(
-            Box::pin(upstream),
-            len,
-            budget.clone(),
-            metrics,
-            activity.open_stream(),
-        );
+        let stream_guard = Activity::new().open_stream();
+        EdgeBody::stream(Box::pin(stream), len, budget.clone(), metrics, stream_guard)
+    }
+
+    /// A client that does not read holds at most the connection's budget of upstream bytes:
+    /// every chunk holds as much budget as it has bytes, and the next one waits until an
+    /// earlier one is freed.
+    #[tokio::test]
+    async fn upstream_chunks_wait_for_the_connection_budget() {
+        let size = 600 * 1024;
+        let chunk = Bytes::from(vec![7u8; size]);
+        let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+        let mut body = upstream(vec![chunk.clone(), chunk.clone(), chunk], &budget);
         let first = piece(&mut body).await;
-        let second = piece(&mut body).await;
-        assert_eq!((first.len(), second.len()), (CHUNK, CHUNK));
-        assert_eq!(budget.available_permits(), 0);
+        assert_eq!(first.len(), size);
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET - size);
         let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
-        assert!(waiting.is_err(), "a third piece went past the budget");
+        assert!(waiting.is_err(), "a second chunk went past the budget");
         drop(first);
-        let mut sent = second.len() + piece(&mut body).await.len();
+        let second = piece(&mut body).await;
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET - size);
         drop(second);
-        while !body.is_end_stream() {
-            sent += piece(&mut body).await.len();
-        }
-        assert_eq!(sent as u64, len - CHUNK as u64);
-        assert_eq!(budget.available_permits(), 2 * CHUNK);
+        assert_eq!(piece(&mut body).await.len(), size);
+        assert!(body.is_end_stream());
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+    }
+
+    /// A stream whose upstream has nothing yet holds no budget.
+    #[tokio::test]
+    async fn a_stream_waiting_on_the_upstream_holds_no_budget() {
+        let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let never = futures_util::stream::pending::<io::Result<Bytes>>();
+        let guard = Activity::new().open_stream();
+        let mut body = EdgeBody::stream(Box::pin(never), 10, budget.clone(), metrics, guard);
+        let waiting = tokio::time::timeout(Duration::from_millis(20), piece(&mut body)).await;
+        assert!(waiting.is_err());
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
     }
 }
