@@ -144,7 +144,6 @@ mod tests {
             rotation,
             fps: 30.0,
             video_codec: "h264".into(),
-            audio_codec: None,
             format: "mp4".into(),
             streams: 2,
             audio: Vec::new(),

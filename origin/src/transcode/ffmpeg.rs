@@ -112,7 +112,7 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
         a.push_all(["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]);
     }
     let separate = plan.separate_audio && !plan.source.audio.is_empty();
-    let audio = plan.source.audio_codec.is_some() && !separate;
+    let audio = plan.source.audio_codec().is_some() && !separate;
     if let Some(resume) = plan.resume {
         // Input seeking: decoding starts at the keyframe before, output starts exactly here.
         a.push("-ss");
@@ -309,7 +309,7 @@ pub fn passthrough_args(
             a.push("-map");
             a.push(format!("0:a:{}", track.index));
         }
-    } else if source.audio_codec.is_some() {
+    } else if source.audio_codec().is_some() {
         a.push_all(["-map", "0:a:0"]);
     }
     a.push_all(["-c", "copy"]);
@@ -335,7 +335,7 @@ pub fn passthrough_args(
 pub fn can_passthrough(source: &SourceInfo) -> bool {
     source.video_codec == "h264"
         && source.rotation == 0
-        && matches!(source.audio_codec.as_deref(), None | Some("aac"))
+        && matches!(source.audio_codec(), None | Some("aac"))
         && source.audio.iter().all(|t| t.codec == "aac")
 }
 

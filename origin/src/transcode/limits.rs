@@ -112,7 +112,6 @@ mod tests {
             rotation: 0,
             fps,
             video_codec: "h264".into(),
-            audio_codec: None,
             format: "mov".into(),
             streams,
             audio: Vec::new(),

@@ -24,19 +24,22 @@ pub struct SourceInfo {
     /// Frames per second (average).
     pub fps: f64,
     pub video_codec: String,
-    /// `None` when the source has no audio.
-    pub audio_codec: Option<String>,
     /// Container format names as ffprobe lists them (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
     pub format: String,
     /// Streams in the container, of every kind.
     pub streams: usize,
-    /// Every audio track, in order (the first is `audio_codec`'s).
+    /// Every audio track, in order.
     pub audio: Vec<AudioTrack>,
     /// Every subtitle track, in order.
     pub subtitles: Vec<SubtitleTrack>,
 }
 
 impl SourceInfo {
+    /// The first audio track's codec; `None` when the source has no audio.
+    pub fn audio_codec(&self) -> Option<&str> {
+        self.audio.first().map(|a| a.codec.as_str())
+    }
+
     /// Size as displayed (rotation applied): what players show and the ladder compares.
     pub fn display_size(&self) -> (u32, u32) {
         if self.rotation % 180 == 90 {
@@ -273,7 +276,6 @@ pub fn parse(json: &[u8]) -> Result<SourceInfo, ProbeError> {
         rotation: rotation(video),
         fps,
         video_codec: video.codec_name.clone().unwrap_or_default(),
-        audio_codec: audio_tracks.first().map(|a| a.codec.clone()),
         format: format.map(|f| f.format_name.clone()).unwrap_or_default(),
         streams: out.streams.len(),
         audio: audio_tracks,
@@ -473,7 +475,7 @@ mod tests {
         assert_eq!(info.rotation, 90);
         assert_eq!(info.display_size(), (1080, 1920));
         assert!((info.fps - 29.97).abs() < 0.01);
-        assert_eq!(info.audio_codec.as_deref(), Some("aac"));
+        assert_eq!(info.audio_codec(), Some("aac"));
         assert_eq!(info.duration, 12.5);
     }
 
@@ -485,7 +487,7 @@ mod tests {
         let info = parse(json.as_bytes()).expect("valid");
         assert_eq!(info.rotation, 270);
         assert_eq!(info.fps, 25.0);
-        assert_eq!(info.audio_codec, None);
+        assert_eq!(info.audio_codec(), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::transcode::ladder::{default_ladder, select};
+use crate::transcode::tracks::AudioTrack;
 
 fn source(audio: bool) -> SourceInfo {
     SourceInfo {
@@ -11,10 +12,17 @@ fn source(audio: bool) -> SourceInfo {
         rotation: 0,
         fps: 30.0,
         video_codec: "h264".into(),
-        audio_codec: audio.then(|| "aac".into()),
         format: "mov,mp4".into(),
         streams: 2,
-        audio: Vec::new(),
+        audio: audio
+            .then(|| AudioTrack {
+                index: 0,
+                codec: "aac".into(),
+                language: "und".into(),
+                name: "Audio 1".into(),
+            })
+            .into_iter()
+            .collect(),
         subtitles: Vec::new(),
     }
 }
