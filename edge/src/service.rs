@@ -111,8 +111,10 @@ impl Edge {
                 .fetch_add(1, Ordering::Relaxed)
                 .is_multiple_of(every)
         {
-            // The connection's span names the client and the listener.
+            // Named here, not only by the connection's span: HTTP/2 streams run outside it.
             tracing::info!(
+                client.addr = %req.peer,
+                http.version = ?req.version,
                 http.method = %String::from_utf8_lossy(req.method),
                 http.target = %String::from_utf8_lossy(req.target),
                 http.status = reply.status,

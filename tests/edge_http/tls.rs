@@ -21,13 +21,17 @@ struct TlsEdge {
 
 impl TlsEdge {
     fn start(tree: &ContentTree) -> (Self, tls::ServerCert) {
+        Self::start_with(tree, "")
+    }
+
+    fn start_with(tree: &ContentTree, config: &str) -> (Self, tls::ServerCert) {
         let ca = TestCa::new();
         let dir = world_readable_tempdir("e2e-tls-");
         let files = CertFiles::in_dir(dir.path());
         let first = ca.issue("edge-cert-1", 1);
         files.install(&first);
         fs::write(dir.path().join("ca.pem"), ca.cert_pem()).expect("write CA PEM");
-        let options = EdgeOptions::new(tree.root()).args([
+        let options = EdgeOptions::new(tree.root()).config(config).args([
             "--tls-listen".to_owned(),
             "127.0.0.1:0".to_owned(),
             "--tls-cert".to_owned(),
@@ -148,6 +152,22 @@ fn tls_serves_http2_and_http1() {
         userspace,
         "{text}"
     );
+}
+
+/// The access log names the client and the protocol of every request it samples, HTTP/2
+/// streams included (they run outside the connection's span).
+#[test]
+fn access_log_lines_name_the_client_over_http2() {
+    let tree = ContentTree::new();
+    let (server, _) = TlsEdge::start_with(&tree, "[log]\naccess_log_every = 1\n");
+    let (head, _) = server.curl("--http2", &signed(SEGMENT));
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    let logged = wait_until(Duration::from_secs(5), || {
+        server.edge.stderr_lines().iter().any(|l| {
+            l.contains("access") && l.contains("client.addr=127.0.0.1") && l.contains("H2")
+        })
+    });
+    assert!(logged, "{}", server.edge.diagnostics());
 }
 
 /// SIGHUP re-reads the certificate: new connections get the new one, while a connection
