@@ -98,12 +98,16 @@ pub async fn serve(
         edge.metrics
             .ktls_available
             .set(i64::from(ktls.kernel_available()));
-        let configs = cert.acceptor().and_then(|acceptor| {
+        let configs = cert.acceptor().map(|acceptor| {
+            // Without a configuration for it, every connection stays in userspace.
             let kernel_config = match ktls.kernel_available() {
-                true => Some(cert.kernel_config(|suite| ktls.takes(suite))?),
+                true => cert
+                    .kernel_config(|suite| ktls.takes(suite))
+                    .inspect_err(|error| tracing::warn!(%error, "kTLS not used"))
+                    .ok(),
                 false => None,
             };
-            Ok((acceptor, kernel_config))
+            (acceptor, kernel_config)
         });
         match configs {
             Ok((acceptor, kernel_config)) => {

@@ -39,16 +39,15 @@ pub async fn serve(
     edge: Arc<Edge>,
     shutdown: Switch,
 ) {
-    match (tls.ktls.plan(tcp.as_raw_fd()), &tls.kernel_config) {
-        (Plan::Kernel, Some(config)) => {
-            in_kernel(tcp, peer, config, &tls.ktls, edge, shutdown).await
-        }
-        (Plan::Kernel, None) => {
-            let why = Fallback::NoKernel;
-            in_userspace(tcp, peer, &tls.acceptor, why, edge, shutdown).await
-        }
-        (Plan::Userspace(why), _) => {
-            in_userspace(tcp, peer, &tls.acceptor, why, edge, shutdown).await
+    let acceptor = &tls.acceptor;
+    match &tls.kernel_config {
+        Some(config) => match tls.ktls.plan(tcp.as_raw_fd()) {
+            Plan::Kernel => in_kernel(tcp, peer, config, &tls.ktls, edge, shutdown).await,
+            Plan::Userspace(why) => in_userspace(tcp, peer, acceptor, why, edge, shutdown).await,
+        },
+        None => {
+            let why = tls.ktls.fallback();
+            in_userspace(tcp, peer, acceptor, why, edge, shutdown).await
         }
     }
 }

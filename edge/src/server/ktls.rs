@@ -144,6 +144,15 @@ impl Ktls {
         self.kernel == Kernel::Available
     }
 
+    /// Why a listener without a configuration for the kernel keeps its connections in
+    /// userspace.
+    pub fn fallback(&self) -> Fallback {
+        match decide(self.mode, self.kernel, self.refused.load(Ordering::Relaxed)) {
+            Plan::Userspace(why) => why,
+            Plan::Kernel => Fallback::Refused,
+        }
+    }
+
     /// The plan of a connection just accepted on `fd`. A kernel plan has already attached the
     /// `tls` ULP to the socket (bytes still pass as they are until keys are set).
     pub fn plan(&self, fd: std::os::fd::RawFd) -> Plan {
@@ -177,7 +186,9 @@ impl Ktls {
 fn kernel_takes(suite: KernelSuite) -> bool {
     let attempt = || -> io::Result<()> {
         let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
-        let tcp = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let limit = std::time::Duration::from_secs(1);
+        let tcp = std::net::TcpStream::connect_timeout(&listener.local_addr()?, limit)?;
+        // Established by the kernel's backlog; accepted only to close it tidily.
         let _peer = listener.accept()?;
         let fd = tcp.as_raw_fd();
         sys::ktls::set_tls_ulp(fd)?;

@@ -48,7 +48,8 @@ impl ReloadableCert {
             current: RwLock::new(Arc::new(load_pair(cert, key)?)),
             cert: cert.to_owned(),
             key: key.to_owned(),
-            sessions: rustls::server::ServerSessionMemoryCache::new(256),
+            // An edge sees many clients: rustls' default of 256 would resume few of them.
+            sessions: rustls::server::ServerSessionMemoryCache::new(16 * 1024),
         }))
     }
 

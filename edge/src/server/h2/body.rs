@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use super::activity::StreamGuard;
 use crate::metrics::{Metrics, SendPath};
@@ -32,6 +32,9 @@ pub const CONNECTION_BUDGET: usize = 1 << 20;
 /// Budget a stream pulled from the upstream reserves before it asks for a chunk: the size of
 /// a fill's chunks (`upstream::fill`).
 const STREAM_RESERVE: usize = 64 * 1024;
+/// The most one upstream chunk is charged: a larger one (an uncached pull's read buffer) would
+/// otherwise wait for the whole budget, and every other stream of the connection behind it.
+const MAX_CHARGE: usize = CONNECTION_BUDGET / 4;
 
 /// A response body; it keeps its stream counted as open until hyper drops it.
 pub struct EdgeBody {
@@ -217,15 +220,15 @@ impl StreamBody {
     /// [`STREAM_RESERVE`] is reserved before the upstream is polled, so a fill's chunk (never
     /// larger) leaves at once, and released while the upstream has nothing: a stream waiting
     /// on a slow bucket holds no budget from the connection's other streams. A larger chunk
-    /// (an uncached pull's) waits for its whole size at once, never holding part of it while
-    /// it waits for the rest.
+    /// (an uncached pull's) waits for its whole size (at most [`MAX_CHARGE`]) at once, never
+    /// holding part of it while it waits for the rest.
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
         loop {
             if self.remaining == 0 && self.received.is_none() {
                 return Poll::Ready(None);
             }
             let need = match &self.received {
-                Some(chunk) => chunk.len().clamp(1, CONNECTION_BUDGET),
+                Some(chunk) => chunk.len().clamp(1, MAX_CHARGE),
                 None => STREAM_RESERVE,
             };
             let have = self
@@ -234,6 +237,20 @@ impl StreamBody {
                 .map_or(0, OwnedSemaphorePermit::num_permits);
             if have < need {
                 self.held = None;
+                if self.waiting.is_none() {
+                    // Uncontended, as usual: no future to allocate.
+                    let n = u32::try_from(need).unwrap_or(u32::MAX);
+                    match self.budget.clone().try_acquire_many_owned(n) {
+                        Ok(permit) => {
+                            self.held = Some(permit);
+                            continue;
+                        }
+                        Err(TryAcquireError::NoPermits) => {}
+                        Err(e @ TryAcquireError::Closed) => {
+                            return Poll::Ready(Some(Err(io::Error::other(e))))
+                        }
+                    }
+                }
                 let wait = self.waiting.get_or_insert_with(|| {
                     let budget = self.budget.clone();
                     let n = u32::try_from(need).unwrap_or(u32::MAX);
@@ -351,21 +368,34 @@ mod tests {
     /// earlier one is freed.
     #[tokio::test]
     async fn upstream_chunks_wait_for_the_connection_budget() {
-        let size = 600 * 1024;
+        let size = 200 * 1024;
         let chunk = Bytes::from(vec![7u8; size]);
         let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
-        let mut body = upstream(vec![chunk.clone(), chunk.clone(), chunk], &budget);
-        let first = piece(&mut body).await;
-        assert_eq!(first.len(), size);
-        assert_eq!(budget.available_permits(), CONNECTION_BUDGET - size);
+        let mut body = upstream(vec![chunk; 6], &budget);
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(piece(&mut body).await);
+        }
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET - 5 * size);
         let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
-        assert!(waiting.is_err(), "a second chunk went past the budget");
-        drop(first);
-        let second = piece(&mut body).await;
-        assert_eq!(budget.available_permits(), CONNECTION_BUDGET - size);
-        drop(second);
+        assert!(waiting.is_err(), "a sixth chunk went past the budget");
+        held.pop();
         assert_eq!(piece(&mut body).await.len(), size);
         assert!(body.is_end_stream());
+        held.clear();
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+    }
+
+    /// A chunk larger than a quarter of the budget is charged a quarter: it must not wait for
+    /// the whole budget, and every other stream behind it.
+    #[tokio::test]
+    async fn an_oversized_chunk_is_charged_a_quarter_of_the_budget() {
+        let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+        let mut body = upstream(vec![Bytes::from(vec![1u8; 600 * 1024])], &budget);
+        let big = piece(&mut body).await;
+        assert_eq!(big.len(), 600 * 1024);
+        assert_eq!(budget.available_permits(), CONNECTION_BUDGET - MAX_CHARGE);
+        drop(big);
         assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
     }
 
