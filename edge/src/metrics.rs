@@ -47,12 +47,13 @@ pub enum SendPath {
 /// `edge_tls_connections_total` series: the kernel (kTLS), then userspace by reason, in the
 /// order of [`Fallback`]'s labels.
 /// The last series counts connections closed because the kernel refused their keys.
-const TLS_PATHS: [(&str, &str); 5] = [
+const TLS_PATHS: [(&str, &str); 6] = [
     ("ktls", "kernel"),
     ("userspace", "off"),
     ("userspace", "no_kernel_tls"),
     ("userspace", "kernel_refused"),
     ("closed", "handoff_failed"),
+    ("userspace", "cipher"),
 ];
 
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -67,7 +68,7 @@ pub struct Metrics {
     bytes: [IntCounter; 4],
     signature_failures: [IntCounter; 4],
     upstream_requests: [IntCounter; 4],
-    tls_connections: [IntCounter; 5],
+    tls_connections: [IntCounter; 6],
     /// 1 when the kernel offered kTLS at start (see `server::ktls`), else 0.
     pub ktls_available: IntGauge,
     /// Body bytes received from the upstream by completed fills.
@@ -297,6 +298,7 @@ impl Metrics {
             Plan::Userspace(Fallback::Off) => 1,
             Plan::Userspace(Fallback::NoKernel) => 2,
             Plan::Userspace(Fallback::Refused) => 3,
+            Plan::Userspace(Fallback::Cipher) => 5,
         };
         self.tls_connections[i].inc();
     }

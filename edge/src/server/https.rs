@@ -10,12 +10,16 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use rustls::ServerConnection;
+use std::io;
+
 use shared::shutdown::Switch;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio::time::error::Elapsed;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{StartHandshake, TlsAcceptor};
 
-use super::ktls::handoff;
+use super::ktls::handoff::{self, Start};
 use super::ktls::stream::KernelStream;
 use super::ktls::{Fallback, Ktls, Plan};
 use super::transport::Transport;
@@ -42,7 +46,7 @@ pub async fn serve(
     let acceptor = &tls.acceptor;
     match &tls.kernel_config {
         Some(config) => match tls.ktls.plan(tcp.as_raw_fd()) {
-            Plan::Kernel => in_kernel(tcp, peer, config, &tls.ktls, edge, shutdown).await,
+            Plan::Kernel => in_kernel(tcp, peer, &tls, config, edge, shutdown).await,
             Plan::Userspace(why) => in_userspace(tcp, peer, acceptor, why, edge, shutdown).await,
         },
         None => {
@@ -60,7 +64,19 @@ async fn in_userspace(
     edge: Arc<Edge>,
     shutdown: Switch,
 ) {
-    let handshake = tokio::time::timeout(edge.settings.header_timeout, acceptor.accept(tcp)).await;
+    let deadline = Instant::now() + edge.settings.header_timeout;
+    let handshake = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await;
+    userspace_served(handshake, why, peer, edge, shutdown).await;
+}
+
+/// Serves a connection whose handshake rustls carried (or failed, or timed out).
+async fn userspace_served(
+    handshake: Result<io::Result<TlsStream<TcpStream>>, Elapsed>,
+    why: Fallback,
+    peer: SocketAddr,
+    edge: Arc<Edge>,
+    shutdown: Switch,
+) {
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
@@ -75,23 +91,33 @@ async fn in_userspace(
 async fn in_kernel(
     mut tcp: TcpStream,
     peer: SocketAddr,
+    tls: &TlsListener,
     config: &Arc<rustls::ServerConfig>,
-    ktls: &Ktls,
     edge: Arc<Edge>,
     shutdown: Switch,
 ) {
-    let mut conn = match ServerConnection::new(config.clone()) {
-        Ok(conn) => conn,
-        Err(error) => return tracing::error!(%error, "TLS connection state"),
+    let deadline = Instant::now() + edge.settings.header_timeout;
+    let ktls = &tls.ktls;
+    let hello = handoff::client_hello(&mut tcp, config, |suite| ktls.takes(suite));
+    let mut conn = match tokio::time::timeout_at(deadline, hello).await {
+        Ok(Ok(Start::Kernel(conn))) => conn,
+        Ok(Ok(Start::Userspace(accepted))) => {
+            // The ClientHello is read; rustls takes the connection from there.
+            let userspace = tls.acceptor.config().clone();
+            let rest = StartHandshake::from_parts(*accepted, tcp).into_stream(userspace);
+            let handshake = tokio::time::timeout_at(deadline, rest).await;
+            return userspace_served(handshake, Fallback::Cipher, peer, edge, shutdown).await;
+        }
+        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
     };
-    let limit = edge.settings.header_timeout;
-    match tokio::time::timeout(limit, handoff::handshake(&mut tcp, &mut conn)).await {
+    match tokio::time::timeout_at(deadline, handoff::handshake(&mut tcp, &mut conn)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
         Err(_) => return tracing::debug!("TLS handshake timed out"),
     }
     let h2 = conn.alpn_protocol() == Some(b"h2");
-    if let Err(error) = handoff::install(&tcp, conn) {
+    if let Err(error) = handoff::install(&tcp, *conn) {
         edge.metrics.tls_handoff_failed();
         return ktls.refused(&error);
     }

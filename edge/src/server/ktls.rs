@@ -9,10 +9,11 @@
 //!   consumed in userspace, then the traffic keys laid out by [`layout`] set on the socket.
 //! - [`stream`]: the connection afterwards, a TCP socket whose bytes the kernel encrypts.
 //!
-//! At start every cipher is tried on a loopback connection, and only those the kernel takes
-//! are offered to connections that will be handed over. Should the kernel still refuse keys
-//! (memory), that connection is closed and later ones stay in userspace: the process never
-//! retries a kernel that said no.
+//! At start every cipher is tried on a loopback connection. A connection's ClientHello is read
+//! first: it is handed over only if the client offers a suite the kernel took (and then only
+//! such suites are offered to it); otherwise rustls carries it. Should the kernel still refuse
+//! keys (memory), that connection is closed and later ones stay in userspace: the process
+//! never retries a kernel that said no.
 
 pub mod handoff;
 pub mod layout;
@@ -74,6 +75,8 @@ pub enum Fallback {
     NoKernel,
     /// The kernel refused the `tls` ULP on this socket, or keys on an earlier one.
     Refused,
+    /// The client offered no cipher suite the kernel takes (see `handoff::kernel_fits`).
+    Cipher,
 }
 
 /// The path of one connection, from the configuration, the start-up probe and whether the

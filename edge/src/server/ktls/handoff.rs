@@ -1,5 +1,8 @@
 //! Handing an established TLS connection to the kernel.
 //!
+//! The ClientHello is read first ([`client_hello`]): a client offering no suite the kernel
+//! takes goes to rustls from there.
+//!
 //! rustls' buffered connection reads ahead: records that arrive with the client's last
 //! handshake message (a pipelined request) would be decrypted in userspace and lost to the
 //! kernel. So the handshake is driven here one record at a time, reading a record's header,
@@ -14,7 +17,10 @@
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 
-use rustls::{CipherSuite, ServerConnection};
+use std::sync::Arc;
+
+use rustls::server::{Accepted, Acceptor};
+use rustls::{CipherSuite, ProtocolVersion, ServerConfig, ServerConnection};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -41,6 +47,67 @@ pub enum HandoffError {
     Kernel(Direction, io::Error),
 }
 
+/// Where a connection goes, once its ClientHello is read.
+pub enum Start {
+    /// The kernel can carry a suite the client offers: the handshake goes on in this
+    /// connection, whose configuration offers only such suites, with [`handshake`].
+    Kernel(Box<ServerConnection>),
+    /// It cannot (a client offering only ciphers the kernel was built without, or TLS 1.3
+    /// ones where the kernel has only TLS 1.2): rustls carries the connection from here.
+    Userspace(Box<Accepted>),
+}
+
+/// Reads the ClientHello one record at a time and decides with what it offers: the kernel if
+/// it `takes` a suite the client offers (of TLS 1.3 when the client speaks it, so that no
+/// client is held to TLS 1.2), userspace otherwise. Nothing past the ClientHello is read.
+pub async fn client_hello(
+    tcp: &mut TcpStream,
+    config: &Arc<ServerConfig>,
+    takes: impl Fn(KernelSuite) -> bool,
+) -> io::Result<Start> {
+    let mut acceptor = Acceptor::default();
+    let mut record = Vec::with_capacity(HEADER + 4096);
+    let accepted = loop {
+        read_record(tcp, &mut record).await?;
+        feed(&record, |rd| acceptor.read_tls(rd))?;
+        match acceptor.accept() {
+            Ok(Some(accepted)) => break accepted,
+            Ok(None) => {}
+            Err((error, mut alert)) => {
+                let _ = alert.write(&mut NonBlocking(tcp));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+            }
+        }
+    };
+    if !kernel_fits(accepted.client_hello().cipher_suites(), takes) {
+        return Ok(Start::Userspace(Box::new(accepted)));
+    }
+    match accepted.into_connection(config.clone()) {
+        Ok(conn) => Ok(Start::Kernel(Box::new(conn))),
+        Err((error, mut alert)) => {
+            let _ = alert.write(&mut NonBlocking(tcp));
+            Err(io::Error::new(io::ErrorKind::InvalidData, error))
+        }
+    }
+}
+
+/// Whether the kernel `takes` a suite among those `offered`: a TLS 1.3 one when the client
+/// offers TLS 1.3 suites (it speaks 1.3, and keeps it), a TLS 1.2 one otherwise.
+pub fn kernel_fits(offered: &[CipherSuite], takes: impl Fn(KernelSuite) -> bool) -> bool {
+    let of = |version| {
+        offered
+            .iter()
+            .filter_map(move |s| KernelSuite::of(version, *s))
+            .collect::<Vec<_>>()
+    };
+    let tls13 = of(ProtocolVersion::TLSv1_3);
+    let usable = match tls13.is_empty() {
+        false => tls13,
+        true => of(ProtocolVersion::TLSv1_2),
+    };
+    usable.into_iter().any(takes)
+}
+
 /// Completes the server handshake of `conn` on `tcp`, one record at a time, and sends what
 /// rustls queued after it. Nothing past the handshake is read. A client may stall: callers
 /// bound this with the header timeout.
@@ -51,34 +118,48 @@ pub async fn handshake(tcp: &mut TcpStream, conn: &mut ServerConnection) -> io::
         if !conn.is_handshaking() {
             return Ok(());
         }
-        record.resize(HEADER, 0);
-        tcp.read_exact(&mut record).await?;
-        // Not TLS at all (plain HTTP sent to the TLS port reads as an 8 KiB "record"): refused
-        // at once, as rustls does, rather than waiting for bytes that never come.
-        let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
-        if !(20..=23).contains(&record[0]) || record[1] != 3 || len > MAX_BODY {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a TLS record",
-            ));
-        }
-        record.resize(HEADER + len, 0);
-        tcp.read_exact(&mut record[HEADER..]).await?;
-        let mut rest = &record[..];
-        while !rest.is_empty() {
-            if conn.read_tls(&mut rest)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "handshake buffer full",
-                ));
-            }
-        }
+        read_record(tcp, &mut record).await?;
+        feed(&record, |rd| conn.read_tls(rd))?;
         if let Err(error) = conn.process_new_packets() {
             // rustls queued an alert saying why; it goes if the socket takes it at once.
             let _ = conn.write_tls(&mut NonBlocking(tcp));
             return Err(io::Error::new(io::ErrorKind::InvalidData, error));
         }
     }
+}
+
+/// Reads exactly one TLS record into `record`: its header, then its body.
+async fn read_record(tcp: &mut TcpStream, record: &mut Vec<u8>) -> io::Result<()> {
+    record.resize(HEADER, 0);
+    tcp.read_exact(record).await?;
+    // Not TLS at all (plain HTTP sent to the TLS port reads as an 8 KiB "record"): refused at
+    // once, as rustls does, rather than waiting for bytes that never come.
+    let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
+    if !(20..=23).contains(&record[0]) || record[1] != 3 || len > MAX_BODY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a TLS record",
+        ));
+    }
+    record.resize(HEADER + len, 0);
+    tcp.read_exact(&mut record[HEADER..]).await.map(drop)
+}
+
+/// Hands all of `record` to rustls (which takes at most a few KiB per call).
+fn feed(
+    record: &[u8],
+    mut read_tls: impl FnMut(&mut dyn Read) -> io::Result<usize>,
+) -> io::Result<()> {
+    let mut rest = record;
+    while !rest.is_empty() {
+        if read_tls(&mut rest)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "handshake buffer full",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Hands the traffic keys of `conn`, which [`handshake`] completed on `tcp`, to the kernel.

@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use rustls::crypto::ring::cipher_suite as suites;
 use rustls::pki_types::ServerName;
+use rustls::{CipherSuite, ProtocolVersion};
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::server::ktls::layout::KernelSuite;
 
 use super::*;
 use crate::server::ktls::tests::{configs, KernelSide};
@@ -84,7 +87,14 @@ async fn hand_over(suite: SupportedCipherSuite, version: &'static SupportedProto
         let (mut tcp, sock) = connected().await;
         let config = client_config.clone();
         let peer = std::thread::spawn(move || client(config, sock));
-        let mut conn = ServerConnection::new(server_config.clone()).expect("server");
+        let hello = client_hello(&mut tcp, &server_config, |_| true);
+        let start = tokio::time::timeout(Duration::from_secs(10), hello)
+            .await
+            .expect("in time")
+            .expect("ClientHello");
+        let Start::Kernel(mut conn) = start else {
+            panic!("the kernel takes every suite here");
+        };
         tokio::time::timeout(Duration::from_secs(10), handshake(&mut tcp, &mut conn))
             .await
             .expect("in time")
@@ -92,7 +102,7 @@ async fn hand_over(suite: SupportedCipherSuite, version: &'static SupportedProto
         assert_eq!(conn.negotiated_cipher_suite(), Some(suite));
         let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         assert_eq!(resumed, attempt == "resumed", "{suite:?}");
-        let (tx, rx) = kernel_keys(conn).expect("keys");
+        let (tx, rx) = kernel_keys(*conn).expect("keys");
 
         // Had the handshake read the request's record, this would wait for nothing.
         let record = tokio::time::timeout(Duration::from_secs(10), next_record(&mut tcp))
@@ -164,6 +174,64 @@ async fn tls12_connections_are_handed_over_with_nothing_read_past_the_handshake(
     ] {
         hand_over(suite, &rustls::version::TLS12).await;
     }
+}
+
+/// A client offering no suite the kernel takes is carried by rustls from its ClientHello on,
+/// and its connection works.
+#[tokio::test]
+async fn a_client_offering_no_suite_the_kernel_takes_stays_in_userspace() {
+    let (server_config, client_config) = configs(
+        vec![suites::TLS13_AES_256_GCM_SHA384],
+        &[&rustls::version::TLS13],
+    );
+    let server_config = Arc::new(server_config);
+    let (mut tcp, sock) = connected().await;
+    let peer = std::thread::spawn(move || client(Arc::new(client_config), sock));
+    let aes128 = KernelSuite::of(
+        ProtocolVersion::TLSv1_3,
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+    );
+    let start = client_hello(&mut tcp, &server_config, |s| Some(s) == aes128)
+        .await
+        .expect("ClientHello");
+    let Start::Userspace(accepted) = start else {
+        panic!("the kernel takes none of the client's suites");
+    };
+    let rest = tokio_rustls::StartHandshake::from_parts(*accepted, tcp);
+    let mut tls = rest
+        .into_stream(server_config.clone())
+        .await
+        .expect("handshake");
+    let mut request = vec![0; REQUEST.len()];
+    tls.read_exact(&mut request).await.expect("request");
+    assert_eq!(request, REQUEST);
+    tls.write_all(RESPONSE).await.expect("response");
+    tls.flush().await.expect("flush");
+    let (got, _) = tokio::task::spawn_blocking(move || peer.join().expect("client"))
+        .await
+        .expect("join");
+    assert_eq!(got, RESPONSE);
+}
+
+#[test]
+fn the_kernel_fits_a_client_only_with_a_suite_of_its_best_version() {
+    use CipherSuite as S;
+    let all = |_: KernelSuite| true;
+    let only_12 = |s: KernelSuite| KernelSuite::ALL[3..].contains(&s);
+    let browser = [
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS13_CHACHA20_POLY1305_SHA256,
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    assert!(kernel_fits(&browser, all));
+    // A TLS 1.3 client is not held to TLS 1.2 by a kernel that has only 1.2.
+    assert!(!kernel_fits(&browser, only_12));
+    let old_client = [
+        S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        S::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+    ];
+    assert!(kernel_fits(&old_client, only_12));
+    assert!(!kernel_fits(&[S::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA], all));
 }
 
 #[tokio::test]
