@@ -9,8 +9,8 @@
 //! recovers when it is back; the byte budget evicts the least recently used file and a
 //! restart keeps the cache; an object larger than the budget is refused before it is written;
 //! a cold segment streams whole over HTTP/2 from its fill; playlists are fetched again after
-//! their TTL, and a hung bucket gets the stale copy served within a second; a root holding
-//! other files is refused, not emptied.
+//! their TTL, and a hung bucket gets the stale copy served within a second; an object the
+//! bucket lacks is asked for once per TTL; a root holding other files is refused, not emptied.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -324,6 +324,26 @@ fn a_cold_segment_streams_whole_over_http2() {
         Some(bytes.len() as f64),
         "sent from the fill as it arrived"
     );
+}
+
+/// Players retrying an object the bucket does not have (a deleted video) cost one bucket
+/// request per TTL, not one each; once uploaded, the object is found after that TTL.
+#[test]
+fn a_missing_object_is_asked_for_once_per_ttl() {
+    let weed = bucket();
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    for _ in 0..5 {
+        let r = get(&edge, "360p/segment_404.ts");
+        assert_eq!(r.status, 404, "{}", r.text());
+    }
+    assert_eq!(upstream_requests(&edge), 1.0, "{}", edge.metrics());
+    assert_eq!(metric(&edge, "edge_upstream_missing_remembered_total"), 4.0);
+    upload(&weed, &[("360p/segment_404.ts".into(), b"late".to_vec())]);
+    let found = wait_until(Duration::from_secs(10), || {
+        get(&edge, "360p/segment_404.ts").status == 200
+    });
+    assert!(found, "never found once uploaded\n{}", edge.diagnostics());
 }
 
 #[test]

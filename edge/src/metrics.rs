@@ -81,6 +81,8 @@ pub struct Metrics {
     pub upstream_lock_timeouts: IntCounter,
     /// Stale copies (playlists past their TTL) served because the upstream failed or was slow.
     pub upstream_stale_served: IntCounter,
+    /// Requests answered 404 because the upstream had just said it has no such object.
+    pub upstream_missing_remembered: IntCounter,
     pub disk_cache_hits: IntCounter,
     pub disk_cache_misses: IntCounter,
     pub disk_cache_evictions: IntCounter,
@@ -199,6 +201,10 @@ impl Metrics {
             "edge_upstream_stale_served_total",
             "Stale copies served because the upstream failed or had not answered in time",
         )?;
+        let upstream_missing_remembered = counter(
+            "edge_upstream_missing_remembered_total",
+            "Requests answered 404 from memory: the upstream had just said it has no such object",
+        )?;
         let disk_cache_hits = counter("edge_disk_cache_hits_total", "Disk cache hits")?;
         let disk_cache_misses = counter(
             "edge_disk_cache_misses_total",
@@ -217,6 +223,7 @@ impl Metrics {
             &upstream_coalesced,
             &upstream_lock_timeouts,
             &upstream_stale_served,
+            &upstream_missing_remembered,
             &disk_cache_hits,
             &disk_cache_misses,
             &disk_cache_evictions,
@@ -264,6 +271,7 @@ impl Metrics {
             upstream_coalesced,
             upstream_lock_timeouts,
             upstream_stale_served,
+            upstream_missing_remembered,
             disk_cache_hits,
             disk_cache_misses,
             disk_cache_evictions,

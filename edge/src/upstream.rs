@@ -6,13 +6,18 @@
 //! `playlist_ttl`) is served from the root exactly like local content (open-file cache, hot
 //! cache, sendfile); anything else is pulled: one [`fill`] per object, every concurrent
 //! request for it streamed from that fill; a request that waited `lock_timeout` for the fill
-//! to answer fetches the object itself, uncached. The cache key is the normalised path
-//! (`$uri` below the prefix), never the query string.
+//! to answer fetches the object itself, uncached. An object the upstream does not have is
+//! answered 404 from memory for `playlist_ttl` (nginx's `proxy_cache_valid 404`), so players
+//! retrying a deleted video do not turn into a bucket request each. The cache key is the
+//! normalised path (`$uri` below the prefix), never the query string.
 //!
 //! # Layout
 //! - [`source`]: one GET against the bucket or the HTTP upstream, errors as 404/502/504.
 //! - [`fill`]: single-flight fills into temporary files, and the bodies streamed from them.
 //! - [`disk`]: the index of what was pulled: LRU within a byte budget, rescanned at start.
+
+/// Paths remembered as missing at most (a few MB of memory).
+const MISSING_CAPACITY: u64 = 100_000;
 
 pub mod disk;
 pub mod fill;
@@ -46,6 +51,8 @@ pub struct Inner {
     timeout: Duration,
     lock_timeout: Duration,
     playlist_ttl: Duration,
+    /// Paths the upstream answered 404 for, remembered for `playlist_ttl`.
+    missing: moka::sync::Cache<Arc<[u8]>, ()>,
     describe: String,
 }
 
@@ -80,6 +87,10 @@ impl Upstream {
                 timeout,
                 lock_timeout: settings.lock_timeout,
                 playlist_ttl: settings.playlist_ttl,
+                missing: moka::sync::Cache::builder()
+                    .max_capacity(MISSING_CAPACITY)
+                    .time_to_live(settings.playlist_ttl)
+                    .build(),
                 describe: settings.source.describe(),
             }),
         })
@@ -123,8 +134,10 @@ impl Upstream {
         self.inner.disk.remove(rel);
     }
 
-    /// Drops cached files under `prefix` (below the content prefix); returns how many.
+    /// Drops cached files under `prefix` (below the content prefix); returns how many. What
+    /// was missing may exist now: that memory goes too.
     pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
+        self.inner.missing.invalidate_all();
         self.inner.disk.purge_prefix(prefix)
     }
 
@@ -132,6 +145,10 @@ impl Upstream {
     /// HTTP upstream): joins the fill in flight or starts one, and waits for its head.
     pub async fn pull(&self, rel: &str, args: &[u8]) -> Result<Pulled, FetchError> {
         let inner = &self.inner;
+        if inner.missing.contains_key(rel.as_bytes()) {
+            inner.metrics.upstream_missing_remembered.inc();
+            return Err(FetchError::NotFound);
+        }
         let (fill, started) = {
             let mut fills = inner.fills.lock().unwrap_or_else(PoisonError::into_inner);
             match fills.get(rel.as_bytes()) {
@@ -171,6 +188,11 @@ impl Upstream {
 }
 
 impl Inner {
+    /// The upstream has no `rel`: answered 404 from memory for a while.
+    fn missing(&self, rel: &[u8]) {
+        self.missing.insert(Arc::from(rel), ());
+    }
+
     /// The fill of `rel` is over: the next miss starts a new one.
     fn forget(&self, rel: &[u8]) {
         self.fills

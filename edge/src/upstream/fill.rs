@@ -96,6 +96,9 @@ pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>)
         m.upstream_fill_seconds
             .observe(started.elapsed().as_secs_f64());
     }
+    if let Err(FetchError::NotFound) = result {
+        inner.missing(rel.as_bytes());
+    }
     inner.forget(rel.as_bytes());
     fill.progress
         .send_modify(|p| p.outcome = Some(result.map(|_| ())));
