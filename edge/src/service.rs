@@ -7,14 +7,16 @@
 //!
 //! With an upstream, a path the disk cache does not hold (fresh) is pulled after the signature
 //! check ([`crate::upstream`]): 404 when the upstream has no such object, 502 when it fails,
-//! 504 when it does not answer in time; a stale copy on disk is served while it fails.
+//! 504 when it does not answer in time; a stale copy on disk is served while it fails or is
+//! slow ([`pull`]).
 
+mod pull;
 mod represent;
 mod validate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use shared::secure_link::{parse_expires, query_arg, LinkRequest};
 
@@ -31,13 +33,8 @@ use crate::refusal::Refusal;
 use crate::reply::{Body, Reply, Value};
 use crate::request::{RequestHead, Version};
 use crate::resolve::{ResolveError, Resolved, Root};
-use crate::upstream::source::FetchError;
 use crate::upstream::Upstream;
 use crate::{mime, target};
-
-/// How long a request with a stale copy on disk waits for the upstream before it is served
-/// that copy (nginx: `proxy_cache_use_stale updating` with a background update).
-const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything a request needs, shared by all connections.
 pub struct Edge {
@@ -224,50 +221,6 @@ impl Edge {
             return reply;
         }
         self.serve_file(req, uri, rel, lifetime).await
-    }
-
-    /// A miss with an upstream: pull the object and answer from its fill as it arrives. A
-    /// copy still on disk (a stale playlist) is served while the upstream fails, and once the
-    /// fill has not answered within [`STALE_AFTER`]: a hung bucket must not stall players for
-    /// its whole timeout. The fill goes on and refreshes the copy for later requests.
-    async fn pull(
-        &self,
-        upstream: &Upstream,
-        req: &RequestHead<'_>,
-        uri: &[u8],
-        rel: &[u8],
-        args: &[u8],
-        lifetime: u64,
-    ) -> Reply {
-        let Some(rel_str) = crate::upstream::valid_rel(rel) else {
-            return Refusal::NotFound.reply();
-        };
-        let pulled = upstream.pull(rel_str, args);
-        let result = match upstream.holds(rel) {
-            true => match tokio::time::timeout(STALE_AFTER, pulled).await {
-                Ok(result) => result,
-                Err(_) => {
-                    self.metrics.upstream_stale_served.inc();
-                    return self.serve_file(req, uri, rel, lifetime).await;
-                }
-            },
-            false => pulled.await,
-        };
-        let error = match result {
-            Ok(pulled) => {
-                return self.represent(req, uri, Representation::Pulled(pulled), lifetime)
-            }
-            Err(e) => e,
-        };
-        match error {
-            FetchError::NotFound => Refusal::NotFound.reply(),
-            _ if upstream.holds(rel) => {
-                self.metrics.upstream_stale_served.inc();
-                self.serve_file(req, uri, rel, lifetime).await
-            }
-            FetchError::Timeout => Refusal::GatewayTimeout.reply(),
-            FetchError::Bad(why) => Refusal::BadGateway(why).reply(),
-        }
     }
 
     /// Seconds the verified link in `args` stays valid (0 when it expires this second).

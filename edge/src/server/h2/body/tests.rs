@@ -1,0 +1,69 @@
+use std::time::Duration;
+
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+use super::*;
+use crate::server::h2::activity::Activity;
+
+async fn piece(body: &mut EdgeBody) -> Bytes {
+    let frame = body.frame().await.expect("a frame").expect("no error");
+    frame.into_data().expect("data")
+}
+
+fn upstream(chunks: Vec<Bytes>, budget: &Arc<Semaphore>) -> EdgeBody {
+    let len = chunks.iter().map(|c| c.len() as u64).sum();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(Ok));
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let stream_guard = Activity::new().open_stream();
+    EdgeBody::stream(Box::pin(stream), len, budget.clone(), metrics, stream_guard)
+}
+
+/// A client that does not read holds at most the connection's budget of upstream bytes:
+/// every chunk holds as much budget as it has bytes, and the next one waits until an
+/// earlier one is freed.
+#[tokio::test]
+async fn upstream_chunks_wait_for_the_connection_budget() {
+    let size = 200 * 1024;
+    let chunk = Bytes::from(vec![7u8; size]);
+    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let mut body = upstream(vec![chunk; 6], &budget);
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(piece(&mut body).await);
+    }
+    assert_eq!(budget.available_permits(), CONNECTION_BUDGET - 5 * size);
+    let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
+    assert!(waiting.is_err(), "a sixth chunk went past the budget");
+    held.pop();
+    assert_eq!(piece(&mut body).await.len(), size);
+    assert!(body.is_end_stream());
+    held.clear();
+    assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+}
+
+/// A chunk larger than a quarter of the budget is charged a quarter: it must not wait for
+/// the whole budget, and every other stream behind it.
+#[tokio::test]
+async fn an_oversized_chunk_is_charged_a_quarter_of_the_budget() {
+    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let mut body = upstream(vec![Bytes::from(vec![1u8; 600 * 1024])], &budget);
+    let big = piece(&mut body).await;
+    assert_eq!(big.len(), 600 * 1024);
+    assert_eq!(budget.available_permits(), CONNECTION_BUDGET - MAX_CHARGE);
+    drop(big);
+    assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+}
+
+/// A stream whose upstream has nothing yet holds no budget.
+#[tokio::test]
+async fn a_stream_waiting_on_the_upstream_holds_no_budget() {
+    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let never = futures_util::stream::pending::<io::Result<Bytes>>();
+    let guard = Activity::new().open_stream();
+    let mut body = EdgeBody::stream(Box::pin(never), 10, budget.clone(), metrics, guard);
+    let waiting = tokio::time::timeout(Duration::from_millis(20), piece(&mut body)).await;
+    assert!(waiting.is_err());
+    assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+}
