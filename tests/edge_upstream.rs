@@ -326,6 +326,54 @@ fn a_cold_segment_streams_whole_over_http2() {
     );
 }
 
+/// When a frozen bucket keeps a fill from answering, the requests that stop waiting for it
+/// (after `lock_timeout`) fetch for themselves at most 16 at a time; the rest wait for the
+/// fill, and everyone gets the 504 when the bucket's timeout passes.
+#[test]
+fn waiters_past_the_lock_timeout_fetch_for_themselves_only_a_few_at_a_time() {
+    let weed = bucket();
+    let bytes = pseudo_random_bytes(23, 100_000);
+    upload(&weed, &[("360p/segment_000.ts".into(), bytes)]);
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "lock_timeout_secs = 1");
+
+    /// Thaws the bucket however the test ends.
+    struct Thaw<'a>(&'a SeaweedFs);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            self.0.resume();
+        }
+    }
+    weed.pause();
+    let _thaw = Thaw(&weed);
+    let viewers = 30;
+    let start = Arc::new(Barrier::new(viewers));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..viewers)
+            .map(|_| {
+                let (edge, start) = (&edge, start.clone());
+                scope.spawn(move || {
+                    start.wait();
+                    get(edge, "360p/segment_000.ts").status
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("viewer"))
+            .collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 504), "{statuses:?}");
+    let asked = upstream_requests(&edge);
+    // The fill, then at most 16 of the 29 that stopped waiting for it.
+    assert!(
+        (2.0..=17.0).contains(&asked),
+        "{asked} bucket requests\n{}",
+        edge.metrics()
+    );
+    assert_eq!(metric(&edge, "edge_upstream_lock_timeouts_total"), 29.0);
+}
+
 /// Players retrying an object the bucket does not have (a deleted video) cost one bucket
 /// request per TTL, not one each; once uploaded, the object is found after that TTL.
 #[test]

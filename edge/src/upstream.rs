@@ -6,7 +6,8 @@
 //! `playlist_ttl`) is served from the root exactly like local content (open-file cache, hot
 //! cache, sendfile); anything else is pulled: one [`fill`] per object, every concurrent
 //! request for it streamed from that fill; a request that waited `lock_timeout` for the fill
-//! to answer fetches the object itself, uncached. An object the upstream does not have is
+//! to answer fetches the object itself, uncached, while fewer than [`DIRECT_MAX`] do so (the
+//! others keep waiting for the fill). An object the upstream does not have is
 //! answered 404 from memory for `playlist_ttl` (nginx's `proxy_cache_valid 404`), so players
 //! retrying a deleted video do not turn into a bucket request each. The cache key is the
 //! normalised path (`$uri` below the prefix), never the query string.
@@ -16,6 +17,10 @@
 //! - [`fill`]: single-flight fills into temporary files, and the bodies streamed from them.
 //! - [`disk`]: the index of what was pulled: LRU within a byte budget, rescanned at start.
 
+/// Requests that gave up waiting on a fill and fetch for themselves at once, edge-wide. More
+/// would wait for their fills: a bucket slow to answer one object is not sent one request per
+/// waiting viewer (the fill, answering first, serves them sooner anyway).
+const DIRECT_MAX: usize = 16;
 /// Paths remembered as missing at most (a few MB of memory).
 const MISSING_CAPACITY: u64 = 100_000;
 
@@ -51,6 +56,8 @@ pub struct Inner {
     timeout: Duration,
     lock_timeout: Duration,
     playlist_ttl: Duration,
+    /// Requests fetching for themselves after `lock_timeout`, at most [`DIRECT_MAX`] at once.
+    direct: Arc<tokio::sync::Semaphore>,
     /// Paths the upstream answered 404 for, remembered for `playlist_ttl`.
     missing: moka::sync::Cache<Arc<[u8]>, ()>,
     describe: String,
@@ -87,6 +94,7 @@ impl Upstream {
                 timeout,
                 lock_timeout: settings.lock_timeout,
                 playlist_ttl: settings.playlist_ttl,
+                direct: Arc::new(tokio::sync::Semaphore::new(DIRECT_MAX)),
                 missing: moka::sync::Cache::builder()
                     .max_capacity(MISSING_CAPACITY)
                     .time_to_live(settings.playlist_ttl)
@@ -172,18 +180,25 @@ impl Upstream {
             return Ok(Pulled::Filling(head, rx));
         }
         inner.metrics.upstream_coalesced.inc();
-        match tokio::time::timeout(inner.lock_timeout, fill::head(&mut rx)).await {
-            Ok(head) => Ok(Pulled::Filling(head?, rx)),
-            Err(_) => {
-                // nginx's proxy_cache_lock_timeout: go upstream alone, uncached.
-                inner.metrics.upstream_lock_timeouts.inc();
-                let fetched = inner.source.fetch(rel, args, inner.timeout).await;
-                inner
-                    .metrics
-                    .upstream_request(fetched.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
-                fetched.map(Pulled::Direct)
-            }
+        if let Ok(head) = tokio::time::timeout(inner.lock_timeout, fill::head(&mut rx)).await {
+            return Ok(Pulled::Filling(head?, rx));
         }
+        // nginx's proxy_cache_lock_timeout: go upstream alone, uncached, while few do; the
+        // others keep waiting for the fill, which has its own timeout.
+        inner.metrics.upstream_lock_timeouts.inc();
+        let Ok(slot) = inner.direct.clone().try_acquire_owned() else {
+            return Ok(Pulled::Filling(fill::head(&mut rx).await?, rx));
+        };
+        let fetched = inner.source.fetch(rel, args, inner.timeout).await;
+        inner
+            .metrics
+            .upstream_request(fetched.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
+        let mut fetched = fetched?;
+        // The slot is held until the body has been sent (or dropped).
+        fetched.body = Box::pin(futures_util::StreamExt::inspect(fetched.body, move |_| {
+            let _ = &slot;
+        }));
+        Ok(Pulled::Direct(fetched))
     }
 }
 
