@@ -235,15 +235,7 @@ fn a_hung_bucket_gets_the_stale_playlist_served_within_a_second() {
     let edge = start_s3_edge(&weed, cache.path(), "");
     assert_eq!(get(&edge, "360p/index.m3u8").body, v1);
 
-    /// Thaws the bucket however the test ends.
-    struct Thaw<'a>(&'a SeaweedFs);
-    impl Drop for Thaw<'_> {
-        fn drop(&mut self) {
-            self.0.resume();
-        }
-    }
-    weed.pause();
-    let thaw = Thaw(&weed);
+    let frozen = weed.freeze();
     std::thread::sleep(Duration::from_millis(1200)); // past the 1 s TTL
     for _ in 0..2 {
         let started = std::time::Instant::now();
@@ -257,7 +249,7 @@ fn a_hung_bucket_gets_the_stale_playlist_served_within_a_second() {
     }
     assert!(metric(&edge, "edge_upstream_stale_served_total") >= 2.0);
 
-    drop(thaw);
+    drop(frozen);
     upload(&weed, &[("360p/index.m3u8".into(), v2.clone())]);
     let renewed = wait_until(Duration::from_secs(15), || {
         get(&edge, "360p/index.m3u8").body == v2
@@ -279,14 +271,9 @@ fn a_cold_segment_streams_whole_over_http2() {
     files.install(&ca.issue("edge", 1));
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert_pem()).expect("write the CA");
-    let mut options = EdgeOptions::new(cache.path()).config(&s3_config("")).args([
-        "--tls-listen".to_owned(),
-        "127.0.0.1:0".to_owned(),
-        "--tls-cert".to_owned(),
-        files.cert.display().to_string(),
-        "--tls-key".to_owned(),
-        files.key.display().to_string(),
-    ]);
+    let mut options = EdgeOptions::new(cache.path())
+        .config(&s3_config(""))
+        .tls(&files);
     for (name, value) in weed.env(BUCKET, PREFIX, READER) {
         options = options.env(&name, &value);
     }
@@ -336,16 +323,7 @@ fn waiters_past_the_lock_timeout_fetch_for_themselves_only_a_few_at_a_time() {
     upload(&weed, &[("360p/segment_000.ts".into(), bytes)]);
     let cache = cache_dir();
     let edge = start_s3_edge(&weed, cache.path(), "lock_timeout_secs = 1");
-
-    /// Thaws the bucket however the test ends.
-    struct Thaw<'a>(&'a SeaweedFs);
-    impl Drop for Thaw<'_> {
-        fn drop(&mut self) {
-            self.0.resume();
-        }
-    }
-    weed.pause();
-    let _thaw = Thaw(&weed);
+    let _frozen = weed.freeze();
     let viewers = 30;
     let start = Arc::new(Barrier::new(viewers));
     let statuses: Vec<u16> = std::thread::scope(|scope| {

@@ -31,14 +31,7 @@ impl TlsEdge {
         let first = ca.issue("edge-cert-1", 1);
         files.install(&first);
         fs::write(dir.path().join("ca.pem"), ca.cert_pem()).expect("write CA PEM");
-        let options = EdgeOptions::new(tree.root()).config(config).args([
-            "--tls-listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--tls-cert".to_owned(),
-            files.cert.display().to_string(),
-            "--tls-key".to_owned(),
-            files.key.display().to_string(),
-        ]);
+        let options = EdgeOptions::new(tree.root()).config(config).tls(&files);
         let edge = Edge::start(options);
         (
             Self {

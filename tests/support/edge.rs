@@ -62,6 +62,18 @@ impl EdgeOptions {
         self
     }
 
+    /// Adds an HTTPS listener on `127.0.0.1:0` serving the certificate `files`.
+    pub fn tls(self, files: &crate::tls::CertFiles) -> Self {
+        self.args([
+            "--tls-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--tls-cert".to_owned(),
+            files.cert.display().to_string(),
+            "--tls-key".to_owned(),
+            files.key.display().to_string(),
+        ])
+    }
+
     /// Sets an environment variable for the edge.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));

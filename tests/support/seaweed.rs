@@ -127,16 +127,15 @@ impl SeaweedFs {
 
     /// Freezes it (SIGSTOP to the process and every descendant: the `weed` on the path may be
     /// a wrapper): the kernel still accepts connections, nothing answers, as a hung bucket.
-    pub fn pause(&self) {
-        for pid in self.process_tree() {
-            process::send_signal(pid, Signal::Stop);
-        }
+    /// It thaws when the guard is dropped, however the test ends.
+    pub fn freeze(&self) -> Frozen<'_> {
+        self.signal_tree(Signal::Stop);
+        Frozen(self)
     }
 
-    /// Thaws a [`SeaweedFs::pause`]d server.
-    pub fn resume(&self) {
+    fn signal_tree(&self, signal: Signal) {
         for pid in self.process_tree() {
-            process::send_signal(pid, Signal::Cont);
+            process::send_signal(pid, signal);
         }
     }
 
@@ -329,6 +328,15 @@ pub fn list(objects: &Objects, dir: &str) -> Vec<(String, u64, Option<String>, S
         .collect();
     listed.sort();
     listed
+}
+
+/// A [`SeaweedFs::freeze`]d server; thawed on drop.
+pub struct Frozen<'a>(&'a SeaweedFs);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.0.signal_tree(Signal::Cont);
+    }
 }
 
 /// The `weed` binary: `$WEED`, then `PATH`, then where pip puts scripts (the interpreter's

@@ -60,7 +60,11 @@ impl Transport for TcpStream {
         limit: Duration,
         metrics: &Metrics,
     ) -> io::Result<()> {
-        send_head_and_file(self, head, file, offset, len, limit, metrics).await
+        send_head_more(self, head, limit).await?;
+        sendfile(self, file, offset, len, limit, |n| {
+            metrics.sent(SendPath::Sendfile, n as u64)
+        })
+        .await
     }
 
     async fn finish(&mut self, _limit: Duration) {}
@@ -143,24 +147,6 @@ pub async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, limit: Duration) -> io
     timeout(limit, stream.flush())
         .await
         .map_err(|_| timed_out())?
-}
-
-/// Writes `head`, then `len` bytes of `file` from `offset` with `sendfile(2)`, on a socket
-/// whose bytes leave as they are (plain TCP) or are encrypted by the kernel (kTLS).
-pub async fn send_head_and_file(
-    stream: &TcpStream,
-    head: &[u8],
-    file: &File,
-    offset: u64,
-    len: u64,
-    limit: Duration,
-    metrics: &Metrics,
-) -> io::Result<()> {
-    send_head_more(stream, head, limit).await?;
-    sendfile(stream, file, offset, len, limit, |n| {
-        metrics.sent(SendPath::Sendfile, n as u64)
-    })
-    .await
 }
 
 /// Writes the head with `MSG_MORE` so it leaves together with the first file bytes.

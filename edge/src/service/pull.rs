@@ -32,31 +32,23 @@ impl Edge {
         let Some(rel_str) = crate::upstream::valid_rel(rel) else {
             return Refusal::NotFound.reply();
         };
+        let stale = upstream.holds(rel);
         let pulled = upstream.pull(rel_str, args);
-        let result = match upstream.holds(rel) {
-            true => match tokio::time::timeout(STALE_AFTER, pulled).await {
-                Ok(result) => result,
-                Err(_) => {
-                    self.metrics.upstream_stale_served.inc();
-                    return self.serve_file(req, uri, rel, lifetime).await;
-                }
-            },
+        let result = match stale {
+            true => tokio::time::timeout(STALE_AFTER, pulled)
+                .await
+                .unwrap_or(Err(FetchError::Timeout)),
             false => pulled.await,
         };
-        let error = match result {
-            Ok(pulled) => {
-                return self.represent(req, uri, Representation::Pulled(pulled), lifetime)
-            }
-            Err(e) => e,
-        };
-        match error {
-            FetchError::NotFound => Refusal::NotFound.reply(),
-            _ if upstream.holds(rel) => {
+        match result {
+            Ok(pulled) => self.represent(req, uri, Representation::Pulled(pulled), lifetime),
+            Err(FetchError::NotFound) => Refusal::NotFound.reply(),
+            Err(_) if stale => {
                 self.metrics.upstream_stale_served.inc();
                 self.serve_file(req, uri, rel, lifetime).await
             }
-            FetchError::Timeout => Refusal::GatewayTimeout.reply(),
-            FetchError::Bad(why) => Refusal::BadGateway(why).reply(),
+            Err(FetchError::Timeout) => Refusal::GatewayTimeout.reply(),
+            Err(FetchError::Bad(why)) => Refusal::BadGateway(why).reply(),
         }
     }
 }

@@ -28,14 +28,7 @@ impl TlsEdge {
         let dir = world_readable_tempdir("e2e-attack-tls-");
         let files = CertFiles::in_dir(dir.path());
         files.install(&ca.issue("edge", 1));
-        let edge = Edge::start(EdgeOptions::new(tree.root()).config(config).args([
-            "--tls-listen".to_owned(),
-            "127.0.0.1:0".to_owned(),
-            "--tls-cert".to_owned(),
-            files.cert.display().to_string(),
-            "--tls-key".to_owned(),
-            files.key.display().to_string(),
-        ]));
+        let edge = Edge::start(EdgeOptions::new(tree.root()).config(config).tls(&files));
         Self {
             edge,
             ca,

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::metrics::Metrics;
-use crate::server::transport::{send_head_and_file, Transport};
+use crate::server::transport::Transport;
 use crate::sys;
 
 /// TLS alert `close_notify` at level warning.
@@ -96,7 +96,10 @@ impl Transport for KernelStream {
         limit: Duration,
         metrics: &Metrics,
     ) -> io::Result<()> {
-        send_head_and_file(&self.0, head, file, offset, len, limit, metrics).await
+        // The bytes leave as on plain TCP; the kernel seals them into records on the way.
+        self.0
+            .send_file(head, file, offset, len, limit, metrics)
+            .await
     }
 
     async fn finish(&mut self, _limit: Duration) {
