@@ -188,14 +188,11 @@ impl Source {
                         return Err(FetchError::Bad("upstream error"));
                     }
                 }
-                let header = |name: http::HeaderName| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                let last_modified = header(http::header::LAST_MODIFIED)
-                    .and_then(|v| httpdate::parse_http_date(&v).ok());
+                let last_modified = resp
+                    .headers()
+                    .get(http::header::LAST_MODIFIED)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| httpdate::parse_http_date(v).ok());
                 let Some(size) = resp.content_length() else {
                     tracing::warn!(path = rel, "upstream answered without Content-Length");
                     return Err(FetchError::Bad("upstream sent no length"));
