@@ -173,7 +173,8 @@ fn a_killed_worker_and_a_redis_restart_lose_no_work() {
 
 /// A worker that dies while it publishes (its encode done, its resume manifest withdrawn, the
 /// rest of the segments and the final playlists being published) must not doom the video: the
-/// takeover encodes again from plain segments and publishes a playable video. (An attempt that
+/// takeover encodes again from plain segments and publishes a playable video, and the video is
+/// never said to be playable while its media is missing. (An attempt that
 /// reached publishing is never resumed: the all-at-once path encrypts its segments in place,
 /// which a takeover must not hard-link.)
 #[test]
@@ -194,8 +195,22 @@ fn a_worker_killed_while_publishing_does_not_doom_the_video() {
     p.kill_worker(victim);
     eprintln!("chaos: killed the worker publishing {}", work.display());
 
+    // Until it is ready, the API never offers a master that is not there: the takeover starts
+    // over and withdraws the dead attempt's publish, and the job stops saying it is playable
+    // before that. (A bad answer is asked again 300 ms later, so a withdrawal landing between
+    // the API's look at the job and its read of the master is not taken for a broken promise.)
+    let master = format!("/api/videos/{id}/hls/master.m3u8");
+    let mut broken = Vec::new();
     let mut view = serde_json::Value::Null;
     let ended = e2e::wait_until(READY_TIMEOUT, || {
+        let first = p.origin.get_as(&alice, &master).status;
+        if !matches!(first, 200 | 409) {
+            std::thread::sleep(Duration::from_millis(300));
+            let again = p.origin.get_as(&alice, &master).status;
+            if !matches!(again, 200 | 409) {
+                broken.push((first, again));
+            }
+        }
         view = p.view(&alice, &id).unwrap_or_default();
         view["status"] == "ready" || view["status"] == "failed"
     });
@@ -208,6 +223,12 @@ fn a_worker_killed_while_publishing_does_not_doom_the_video() {
         view["status"],
         "ready",
         "{id} was lost to a crash while publishing: {view}\n{}",
+        p.diagnostics()
+    );
+    assert!(
+        broken.is_empty(),
+        "the API offered a withdrawn master {} times (statuses {broken:?})\n{}",
+        broken.len(),
         p.diagnostics()
     );
     let played = play_with_ffmpeg(&p.master_url(&alice, &id), PLAY_TIMEOUT);

@@ -74,8 +74,14 @@ impl JobStore for AnyStore {
     ) -> Result<(), StoreError> {
         each!(self, s => s.progress(video, worker, stage, percent, thumbnail_ready, now).await)
     }
-    async fn playable(&self, video: &VideoId, worker: &str, now: i64) -> Result<(), StoreError> {
-        each!(self, s => s.playable(video, worker, now).await)
+    async fn playable(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        playable: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.playable(video, worker, playable, now).await)
     }
     async fn checkpoint(
         &self,

@@ -251,8 +251,14 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn playable(&self, video: &VideoId, worker: &str, now: i64) -> Result<(), StoreError> {
-        self.update_leased(video, worker, now, |job| job.playable = true)
+    async fn playable(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        playable: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.update_leased(video, worker, now, move |job| job.playable = playable)
             .await
     }
 

@@ -86,11 +86,13 @@ pub trait JobStore: Send + Sync + 'static {
         rung: &str,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records that the video can be watched while its encode goes on.
+    /// Records whether the video can be watched while its encode goes on: true once a growing
+    /// publish has its master, false before an attempt withdraws what it published.
     fn playable(
         &self,
         video: &VideoId,
         worker: &str,
+        playable: bool,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Marks the job ready.
@@ -299,15 +301,26 @@ pub mod contract {
         // Watchable while it encodes; only the lease holder may say so.
         assert!(!b.is_playable());
         assert!(matches!(
-            store.playable(&id("b"), "w9", t0 + 100).await,
+            store.playable(&id("b"), "w9", true, t0 + 100).await,
             Err(StoreError::LeaseLost(_))
         ));
         store
-            .playable(&id("b"), "w2", t0 + 100)
+            .playable(&id("b"), "w2", true, t0 + 100)
             .await
             .expect("playable");
         let b = store.get(&id("b")).await.expect("get").expect("exists");
         assert!(b.playable && b.is_playable());
+        // An attempt that starts over withdraws the publish, and says so first.
+        store
+            .playable(&id("b"), "w2", false, t0 + 100)
+            .await
+            .expect("not playable");
+        let b = store.get(&id("b")).await.expect("get").expect("exists");
+        assert!(!b.playable && !b.is_playable());
+        store
+            .playable(&id("b"), "w2", true, t0 + 100)
+            .await
+            .expect("playable again");
         store
             .fail(&id("b"), "w2", "still broken", Failure::Final, t0 + 101)
             .await

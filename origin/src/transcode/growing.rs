@@ -73,33 +73,45 @@ pub enum GrowingError {
     },
 }
 
+/// What an earlier attempt published that a new attempt continues ([`Growing::kept`]).
+pub struct Kept(Vec<RungState>);
+
 impl Growing {
-    /// Prepares `video`'s published tree for an attempt that starts at segment `resume_from`.
-    ///
-    /// What an earlier attempt published is kept only when this attempt continues it: every
-    /// rung has its key and at most `resume_from` published segments. Otherwise the old tree is
-    /// removed and every rung gets a fresh key.
-    pub fn start(
+    /// What an earlier attempt published, if an attempt starting at segment `resume_from`
+    /// continues it: every rung has its key and at most `resume_from` published segments.
+    /// `None`: the attempt starts over, and what was published must go.
+    pub fn kept(
         layout: &Layout,
         video: &VideoId,
         outputs: &Outputs,
         resume_from: u32,
+    ) -> Option<Kept> {
+        if resume_from == 0 {
+            return None;
+        }
+        let rungs = outputs.all();
+        rungs
+            .iter()
+            .map(|rung| Self::published_rung(layout, video, rung, resume_from))
+            .collect::<Option<Vec<_>>>()
+            .map(Kept)
+    }
+
+    /// Prepares `video`'s published tree for an attempt: the `kept` publish is continued;
+    /// without one the old tree is removed and every rung gets a fresh key.
+    pub fn start(
+        layout: &Layout,
+        video: &VideoId,
+        outputs: &Outputs,
+        kept: Option<Kept>,
         ffprobe: &Path,
         segment_secs: u32,
         fps: f64,
     ) -> Result<Self, GrowingError> {
         let rungs = &outputs.all();
-        let kept = if resume_from > 0 {
-            rungs
-                .iter()
-                .map(|rung| Self::published_rung(layout, video, rung, resume_from))
-                .collect::<Option<Vec<_>>>()
-        } else {
-            None
-        };
         let continued = kept.is_some();
         let states = match kept {
-            Some(states) => states,
+            Some(Kept(states)) => states,
             None => {
                 remove_media(layout, video)?;
                 let keys = layout.keys_dir(video);

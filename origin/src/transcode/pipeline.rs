@@ -120,6 +120,7 @@ impl Pipeline {
         let result = self.run_steps(job, events, cancel).await;
         if let Err(error) = &result {
             if self.settings.publish_while_encoding && !matches!(error, PipelineError::Cancelled) {
+                events.withdrawing().await;
                 if let Err(e) = growing::remove_media(&self.layout, job.video) {
                     tracing::warn!(error = %e, "cannot withdraw the published segments");
                 }

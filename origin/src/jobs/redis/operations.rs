@@ -128,8 +128,15 @@ impl JobStore for RedisStore {
             .await
     }
 
-    async fn playable(&self, video: &VideoId, worker: &str, now: i64) -> Result<(), StoreError> {
-        self.eval_leased(&self.scripts.playable, video, worker, now, &[])
+    async fn playable(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        playable: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let rest = [playable.to_string()];
+        self.eval_leased(&self.scripts.playable, video, worker, now, &rest)
             .await
     }
 

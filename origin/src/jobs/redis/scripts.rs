@@ -200,11 +200,11 @@ refile(ARGV[1])
 return 1
 "#;
 
-/// KEYS: job. ARGV: video, worker, now.
+/// KEYS: job. ARGV: video, worker, now, `true` or `false`.
 const PLAYABLE: &str = r#"
 local h = held(KEYS[1], ARGV[2], tonumber(ARGV[3]))
 if h ~= 1 then return h end
-redis.call('HSET', KEYS[1], 'playable', 'true', 'updated_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'playable', ARGV[4], 'updated_at', ARGV[3])
 return 1
 "#;
 

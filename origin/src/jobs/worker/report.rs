@@ -2,7 +2,11 @@
 //! describes (live events every 2 points, store writes every 10, the thumbnail at once).
 
 use shared::media::VideoId;
-use tokio::sync::mpsc;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 
 use super::{JobEvent, WorkerPool};
 use crate::jobs::model::unix_now;
@@ -43,7 +47,7 @@ impl<S: JobStore> WorkerPool<S> {
                     )
                 }
                 Update::Playable => {
-                    if let Err(error) = self.store.playable(video, worker, unix_now()).await {
+                    if let Err(error) = self.store.playable(video, worker, true, unix_now()).await {
                         tracing::warn!(%error, "playable state not recorded");
                     }
                     (
@@ -52,6 +56,14 @@ impl<S: JobStore> WorkerPool<S> {
                             video: video.clone(),
                         },
                     )
+                }
+                Update::Withdrawing(done) => {
+                    if let Err(error) = self.store.playable(video, worker, false, unix_now()).await
+                    {
+                        tracing::warn!(%error, "withdrawal not recorded");
+                    }
+                    let _ = done.send(());
+                    continue;
                 }
                 Update::Resumed(segments) => {
                     // Recorded so operators (and tests) see what a takeover reused.
@@ -108,12 +120,17 @@ impl<S: JobStore> WorkerPool<S> {
     }
 }
 
+/// How long a withdrawal waits for the store to record that the video is no longer playable.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+
 pub(super) enum Update {
     Stage(Stage),
     Progress(f64),
     Thumbnail,
     Resumed(u32),
     Playable,
+    /// Answered once the store no longer says the video is playable.
+    Withdrawing(oneshot::Sender<()>),
 }
 
 /// Forwards pipeline callbacks to the recorder task.
@@ -134,5 +151,13 @@ impl Events for Sink {
     }
     fn playable(&self) {
         let _ = self.0.send(Update::Playable);
+    }
+    fn withdrawing(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let (done, recorded) = oneshot::channel();
+        let _ = self.0.send(Update::Withdrawing(done));
+        Box::pin(async move {
+            // A store that does not answer must not hold the withdrawal (nor the job) forever.
+            let _ = tokio::time::timeout(RECORD_WAIT, recorded).await;
+        })
     }
 }

@@ -102,6 +102,7 @@ impl Pipeline {
                     outputs,
                     subtitles,
                     point.map_or(0, |p| p.segment),
+                    events,
                 )
                 .await?,
             ),
@@ -166,7 +167,10 @@ impl Pipeline {
                 }
                 // What the GPU published is withdrawn: libx264 encodes those segments again.
                 if growing.is_some() {
-                    growing = Some(self.start_growing(job, info, outputs, subtitles, 0).await?);
+                    growing = Some(
+                        self.start_growing(job, info, outputs, subtitles, 0, events)
+                            .await?,
+                    );
                 }
                 if let Some(c) = checkpoint.as_mut() {
                     c.rewind(point.map_or(0, |p| p.segment));
@@ -212,23 +216,29 @@ impl Pipeline {
         outputs: &Outputs,
         subtitles: &Renditions,
         from: u32,
+        events: &dyn Events,
     ) -> Result<Growing, PipelineError> {
         let s = &self.settings;
         if from > 0 {
             // What the dead attempt published, wherever it ran, to continue it here.
             self.media.pull_video(job.video).await?;
         }
+        let kept = Growing::kept(&self.layout, job.video, outputs, from);
+        if kept.is_none() {
+            // Starting over with new keys: nothing of an earlier publish may stay visible, and
+            // the job stops saying it is playable before that publish goes.
+            events.withdrawing().await;
+        }
         let mut growing = Growing::start(
             &self.layout,
             job.video,
             outputs,
-            from,
+            kept,
             &s.ffprobe,
             s.segment_secs,
             info.fps,
         )?;
         if !growing.continued() {
-            // Started over with new keys: nothing of an earlier publish may stay visible.
             self.media.withdraw(job.video).await?;
         }
         // Subtitle renditions are complete from the start: published before the master.

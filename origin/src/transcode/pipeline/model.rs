@@ -1,7 +1,9 @@
 //! What a job is given and what it reports: the pipeline's settings, the job's inputs, the
 //! events it emits while it runs and the published result.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Duration;
 
 use shared::media::VideoId;
@@ -74,6 +76,11 @@ pub trait Events: Send + Sync {
     }
     /// Every rung has its first segment published: the video can be watched while it encodes.
     fn playable(&self) {}
+    /// What a growing publish made visible is about to be withdrawn. Resolves once the job no
+    /// longer says it is playable, so that nothing points players at media being deleted.
+    fn withdrawing(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Cancels a running job (delete, a lost lease): its ffmpeg is killed and nothing is published.
