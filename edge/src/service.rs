@@ -108,7 +108,8 @@ impl Edge {
                 .fetch_add(1, Ordering::Relaxed)
                 .is_multiple_of(every)
         {
-            // Named here, not only by the connection's span: HTTP/2 streams run outside it.
+            // Named here as well as by the connection's span (which has the port): a log line
+            // read on its own says whose request it was.
             tracing::info!(
                 client.addr = %req.peer,
                 http.version = ?req.version,

@@ -48,8 +48,8 @@ where
     let activity = Activity::new();
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
     let io = TokioIo::new(Tracked::new(io, activity.clone()));
-    // Streams run in this connection's task first ([`inline`]), so inside its span; those that
-    // wait continue in tasks of their own, outside it. The access log names the client itself.
+    // Streams run in this connection's task first ([`inline`]), inside its span; those that
+    // wait continue in tasks of their own, in the same span.
     let service = {
         let (edge, activity) = (edge.clone(), activity.clone());
         service_fn(move |req| {

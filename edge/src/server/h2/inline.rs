@@ -15,6 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use tracing::{Instrument, Span};
+
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Streams hyper accepted during the connection's current poll, not yet polled.
@@ -58,7 +60,8 @@ impl Streams {
             // stream of its connection.
             match catch_unwind(AssertUnwindSafe(|| stream.as_mut().poll(&mut cx))) {
                 Ok(Poll::Ready(())) => {}
-                Ok(Poll::Pending) => drop(tokio::spawn(stream)),
+                // Still in the connection's span: what the stream logs names its client.
+                Ok(Poll::Pending) => drop(tokio::spawn(stream.instrument(Span::current()))),
                 Err(_) => tracing::error!("an HTTP/2 stream panicked"),
             }
         }
@@ -141,6 +144,22 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("the waiting stream never finished in its task");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_waits_stays_in_its_connections_span() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let streams = Streams::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (seen_tx, seen) = tokio::sync::oneshot::channel();
+        streams.execute(async move {
+            let _ = rx.await;
+            let span = Span::current();
+            let _ = seen_tx.send(span.metadata().map(|m| m.name()));
+        });
+        tracing::info_span!("connection").in_scope(|| streams.run());
+        tx.send(()).expect("receiver alive");
+        assert_eq!(seen.await.expect("the stream ran"), Some("connection"));
     }
 
     #[tokio::test]
