@@ -176,8 +176,10 @@ fn into_response(
     if let Some(len) = reply.content_length {
         headers.insert(header::CONTENT_LENGTH, len.into());
     }
-    *response.status_mut() =
-        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = http::StatusCode::from_u16(reply.status).unwrap_or_else(|_| {
+        tracing::error!(status = reply.status, "invalid response status");
+        http::StatusCode::INTERNAL_SERVER_ERROR
+    });
     response
 }
 

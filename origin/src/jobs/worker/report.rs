@@ -157,7 +157,9 @@ impl Events for Sink {
         let _ = self.0.send(Update::Withdrawing(done));
         Box::pin(async move {
             // A store that does not answer must not hold the withdrawal (nor the job) forever.
-            let _ = tokio::time::timeout(RECORD_WAIT, recorded).await;
+            if tokio::time::timeout(RECORD_WAIT, recorded).await.is_err() {
+                tracing::warn!("the store did not record the withdrawal in time; withdrawing");
+            }
         })
     }
 }
