@@ -23,9 +23,14 @@ use crate::metrics::{Metrics, SendPath};
 use crate::server::file_read;
 use crate::upstream::source::ByteStream;
 
-/// Bytes of a file read at a time for one stream: two full HTTP/2 frames, and small enough to
-/// come from the allocator's arenas rather than a fresh mapping each time.
-const CHUNK: usize = 32 * 1024;
+/// Body bytes per DATA frame: with its 9-byte header a frame fills one TLS record (2^14 bytes
+/// of plaintext) exactly. A frame of the default maximum, 16,384 bytes, spills 9 bytes into a
+/// record of their own, which the client then reads and decrypts separately: twice the records
+/// for the same bytes.
+pub const FRAME_PAYLOAD: usize = (1 << 14) - 9;
+/// Bytes of a file read at a time for one stream: two frames, and small enough to come from
+/// the allocator's arenas rather than a fresh mapping each time.
+const CHUNK: usize = 2 * FRAME_PAYLOAD;
 
 /// File bytes read but not yet sent, per connection, across all its streams.
 pub const CONNECTION_BUDGET: usize = 1 << 20;
@@ -39,6 +44,8 @@ const MAX_CHARGE: usize = CONNECTION_BUDGET / 4;
 /// A response body; it keeps its stream counted as open until hyper drops it.
 pub struct EdgeBody {
     kind: Kind,
+    /// What is left of the last chunk, given out a frame at a time.
+    rest: Bytes,
     metrics: Arc<Metrics>,
     _stream: Option<StreamGuard>,
 }
@@ -77,6 +84,7 @@ struct FileBody {
 impl EdgeBody {
     pub fn empty(metrics: Arc<Metrics>, stream: Option<StreamGuard>) -> Self {
         Self {
+            rest: Bytes::new(),
             kind: Kind::Empty,
             metrics,
             _stream: stream,
@@ -85,6 +93,7 @@ impl EdgeBody {
 
     pub fn bytes(data: Bytes, path: SendPath, metrics: Arc<Metrics>, stream: StreamGuard) -> Self {
         Self {
+            rest: Bytes::new(),
             kind: Kind::Bytes(Some(data), path),
             metrics,
             _stream: Some(stream),
@@ -100,6 +109,7 @@ impl EdgeBody {
         stream: StreamGuard,
     ) -> Self {
         Self {
+            rest: Bytes::new(),
             kind: Kind::Stream(StreamBody {
                 body,
                 remaining: len,
@@ -123,6 +133,7 @@ impl EdgeBody {
         stream: StreamGuard,
     ) -> Self {
         Self {
+            rest: Bytes::new(),
             kind: Kind::File(FileBody {
                 file,
                 offset,
@@ -145,6 +156,9 @@ impl http_body::Body for EdgeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
+        if !this.rest.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(frame(&mut this.rest)))));
+        }
         let (data, path) = match &mut this.kind {
             Kind::Empty => return Poll::Ready(None),
             Kind::Bytes(data, path) => match data.take() {
@@ -163,30 +177,36 @@ impl http_body::Body for EdgeBody {
             },
         };
         this.metrics.sent(path, data.len() as u64);
-        Poll::Ready(Some(Ok(Frame::data(data))))
+        this.rest = data;
+        Poll::Ready(Some(Ok(Frame::data(frame(&mut this.rest)))))
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Bytes(data, _) => data.is_none(),
-            Kind::File(f) => f.remaining == 0,
-            Kind::Stream(b) => b.remaining == 0 && b.received.is_none(),
-        }
+        self.rest.is_empty()
+            && match &self.kind {
+                Kind::Empty => true,
+                Kind::Bytes(data, _) => data.is_none(),
+                Kind::File(f) => f.remaining == 0,
+                Kind::Stream(b) => b.remaining == 0 && b.received.is_none(),
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
-            Kind::Bytes(data, _) => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            Kind::File(f) => SizeHint::with_exact(f.remaining),
-            Kind::Stream(b) => {
-                let received = b.received.as_ref().map_or(0, |c| c.len() as u64);
-                SizeHint::with_exact(b.remaining + received)
-            }
-        }
+        let left = match &self.kind {
+            Kind::Empty => 0,
+            Kind::Bytes(data, _) => data.as_ref().map_or(0, |b| b.len() as u64),
+            Kind::File(f) => f.remaining,
+            Kind::Stream(b) => b.remaining + b.received.as_ref().map_or(0, |c| c.len() as u64),
+        };
+        SizeHint::with_exact(left + self.rest.len() as u64)
+    }
+}
+
+/// The next frame's worth of `rest` (sharing its memory).
+fn frame(rest: &mut Bytes) -> Bytes {
+    match rest.len() > FRAME_PAYLOAD {
+        true => rest.split_to(FRAME_PAYLOAD),
+        false => std::mem::take(rest),
     }
 }
 

@@ -6,9 +6,23 @@ use http_body_util::BodyExt;
 use super::*;
 use crate::server::h2::activity::Activity;
 
-async fn piece(body: &mut EdgeBody) -> Bytes {
+async fn next_frame(body: &mut EdgeBody) -> Bytes {
     let frame = body.frame().await.expect("a frame").expect("no error");
     frame.into_data().expect("data")
+}
+
+/// The body's next chunk, as the frames it is given out in, each within one TLS record.
+async fn piece(body: &mut EdgeBody) -> Vec<Bytes> {
+    let mut frames = vec![next_frame(body).await];
+    while !body.rest.is_empty() {
+        frames.push(next_frame(body).await);
+    }
+    assert!(frames.iter().all(|f| f.len() <= FRAME_PAYLOAD));
+    frames
+}
+
+fn total(frames: &[Bytes]) -> usize {
+    frames.iter().map(Bytes::len).sum()
 }
 
 fn upstream(chunks: Vec<Bytes>, budget: &Arc<Semaphore>) -> EdgeBody {
@@ -36,7 +50,7 @@ async fn upstream_chunks_wait_for_the_connection_budget() {
     let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
     assert!(waiting.is_err(), "a sixth chunk went past the budget");
     held.pop();
-    assert_eq!(piece(&mut body).await.len(), size);
+    assert_eq!(total(&piece(&mut body).await), size);
     assert!(body.is_end_stream());
     held.clear();
     assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
@@ -49,7 +63,7 @@ async fn an_oversized_chunk_is_charged_a_quarter_of_the_budget() {
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
     let mut body = upstream(vec![Bytes::from(vec![1u8; 600 * 1024])], &budget);
     let big = piece(&mut body).await;
-    assert_eq!(big.len(), 600 * 1024);
+    assert_eq!(total(&big), 600 * 1024);
     assert_eq!(budget.available_permits(), CONNECTION_BUDGET - MAX_CHARGE);
     drop(big);
     assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
@@ -66,4 +80,31 @@ async fn a_stream_waiting_on_the_upstream_holds_no_budget() {
     let waiting = tokio::time::timeout(Duration::from_millis(20), piece(&mut body)).await;
     assert!(waiting.is_err());
     assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+}
+
+/// Frame and header fill one TLS record: a body goes out in frames of exactly
+/// [`FRAME_PAYLOAD`] bytes but the last, sharing the body's memory.
+#[tokio::test]
+async fn bodies_leave_in_frames_that_fill_tls_records() {
+    assert_eq!(FRAME_PAYLOAD + 9, 16_384);
+    let data = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<_>>());
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let guard = Activity::new().open_stream();
+    let mut body = EdgeBody::bytes(data.clone(), SendPath::Cache, metrics, guard);
+    let mut frames = Vec::new();
+    while !body.is_end_stream() {
+        assert_eq!(
+            body.size_hint().exact(),
+            Some((data.len() - total(&frames)) as u64)
+        );
+        frames.push(next_frame(&mut body).await);
+    }
+    let sizes: Vec<usize> = frames.iter().map(Bytes::len).collect();
+    assert_eq!(
+        sizes,
+        [16_375, 16_375, 16_375, 16_375, 16_375, 16_375, 1_750]
+    );
+    assert_eq!(frames.concat(), data.to_vec());
+    assert_eq!(frames[1].as_ptr(), data[16_375..].as_ptr(), "no copy");
+    assert!(body.frame().await.is_none());
 }
