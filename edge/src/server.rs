@@ -14,6 +14,7 @@ pub mod http1;
 pub mod https;
 pub mod ktls;
 pub mod linger;
+pub mod records;
 pub mod request_line;
 pub mod tls;
 pub mod transport;

@@ -22,6 +22,7 @@ use tokio_rustls::{StartHandshake, TlsAcceptor};
 use super::ktls::handoff::{self, Start};
 use super::ktls::stream::KernelStream;
 use super::ktls::{Fallback, Ktls, Plan};
+use super::records::WholeRecords;
 use super::transport::Transport;
 use super::{h2, http1};
 use crate::service::Edge;
@@ -85,7 +86,7 @@ async fn userspace_served(
     tracing::debug!(reason = ?why, "TLS records in userspace");
     edge.metrics.tls_connection(Plan::Userspace(why));
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_http(tls, h2, peer, edge, shutdown).await;
+    serve_http(WholeRecords::new(tls), h2, peer, edge, shutdown).await;
 }
 
 async fn in_kernel(

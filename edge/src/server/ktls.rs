@@ -211,4 +211,4 @@ fn kernel_takes(suite: KernelSuite) -> bool {
 
 #[cfg(test)]
 #[path = "ktls/tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::server::TlsStream;
 
 use super::file_read;
+use super::records::WholeRecords;
 use crate::metrics::{Metrics, SendPath};
 use crate::sys;
 
@@ -70,7 +70,7 @@ impl Transport for TcpStream {
     async fn finish(&mut self, _limit: Duration) {}
 }
 
-impl Transport for TlsStream<TcpStream> {
+impl Transport for WholeRecords<TcpStream> {
     const SENDFILE: bool = false;
 
     async fn send_file(
