@@ -3,7 +3,8 @@
 //! Plain-TCP connections go to the HTTP/1.1 fast path ([`http1`]), which sends file bodies
 //! with `sendfile(2)`; TLS connections ([`https`]) are handed to the kernel after the handshake
 //! where it has kTLS ([`ktls`]: the same fast path with `sendfile`), or stay with rustls
-//! (bodies read and encrypted, [`transport`], [`file_read`]); HTTP/2 goes to hyper ([`h2`]).
+//! (bodies read and encrypted in whole records, [`transport`], [`file_read`], [`records`]);
+//! HTTP/2 goes to hyper ([`h2`]).
 //! A semaphore bounds open connections and doubles as the drain tracker: shutdown waits until
 //! every permit is back. Shutdown reaches the loops and the connections through one
 //! `shared::shutdown` switch.

@@ -61,7 +61,10 @@ try {
   await page.goto(`${BASE}/#/`);
   await page.evaluate((t) => localStorage.setItem('hls-edge.token', t), TOKEN);
   await page.goto(`${BASE}/?engine=hlsjs#/watch/${VIDEO}`);
-  await page.waitForFunction(() => ['playing', 'ready'].includes(document.querySelector('#player')?.dataset.state),
+  // Ready, and the playlists loaded: the player can say it is ready before the video element
+  // knows its duration, which the checks below compare against.
+  await page.waitForFunction(() => ['playing', 'ready'].includes(document.querySelector('#player')?.dataset.state)
+    && Number.isFinite(document.querySelector('#video')?.duration),
     null, { timeout: 20_000, polling: 100 });
   // Sampled in the page so the numbers are the player's own.
   const first = await page.evaluate(() => {
