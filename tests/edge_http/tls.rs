@@ -148,7 +148,7 @@ fn tls_serves_http2_and_http1() {
 }
 
 /// The access log names the client and the protocol of every request it samples, HTTP/2
-/// streams included (they run outside the connection's span).
+/// streams included (a stream that waits runs in a task of its own).
 #[test]
 fn access_log_lines_name_the_client_over_http2() {
     let tree = ContentTree::new();

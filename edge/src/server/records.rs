@@ -24,10 +24,6 @@ impl<S> WholeRecords<S> {
     pub fn new(tls: TlsStream<S>) -> Self {
         Self(tls)
     }
-
-    pub fn get_ref(&self) -> &TlsStream<S> {
-        &self.0
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WholeRecords<S> {

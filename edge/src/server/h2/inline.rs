@@ -37,14 +37,6 @@ struct Inner {
     polling: AtomicBool,
 }
 
-impl std::fmt::Debug for Streams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Streams")
-            .field("queued", &self.queue().len())
-            .finish()
-    }
-}
-
 impl<F> hyper::rt::Executor<F> for Streams
 where
     F: Future<Output = ()> + Send + 'static,

@@ -98,14 +98,12 @@ pub fn kernel_fits(offered: &[CipherSuite], takes: impl Fn(KernelSuite) -> bool)
         offered
             .iter()
             .filter_map(move |s| KernelSuite::of(version, *s))
-            .collect::<Vec<_>>()
     };
-    let tls13 = of(ProtocolVersion::TLSv1_3);
-    let usable = match tls13.is_empty() {
-        false => tls13,
-        true => of(ProtocolVersion::TLSv1_2),
+    let version = match of(ProtocolVersion::TLSv1_3).next() {
+        Some(_) => ProtocolVersion::TLSv1_3,
+        None => ProtocolVersion::TLSv1_2,
     };
-    usable.into_iter().any(takes)
+    of(version).any(takes)
 }
 
 /// Completes the server handshake of `conn` on `tcp`, one record at a time, and sends what
