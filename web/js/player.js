@@ -9,6 +9,8 @@ import { cueAt, parseStoryboard } from './storyboard.js';
 import { clock, h, progressBar } from './ui.js';
 
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
+/** How many times a native engine may open a growing video again before it has played. */
+const LATE_STARTS = 5;
 
 /** Page options from the query string: `engine`, `tamper`, `buffer` (hls.js forward buffer, s). */
 export function playerOptions(search = location.search) {
@@ -416,14 +418,29 @@ export class Player {
     // with CORS and allowed for this page (the edge's http.cors_allowed_origins).
     v.crossOrigin = 'anonymous';
     let lastRefreshAt = -Infinity;
+    let lateStarts = 0;
     this.nativeError = () => {
       const err = v.error;
       const at = this.lastTime || this.resumeAt || 0;
       this.diag.error.textContent = `MediaError ${err ? err.code : '?'}${err && err.message ? `: ${err.message}` : ''}`;
       this.root.dataset.lastError = `media-error:${err ? err.code : '?'}`;
+      const progressed = at - lastRefreshAt >= 1;
+      if (progressed) lateStarts = 0;
+      // A native engine plays a growing playlist as a live stream. Chromium's loads its last
+      // segments and, once playback starts, asks the playlist for newer ones; it gives up when
+      // none has been published in between (short segments, an encoder just starting). Open it
+      // again and start a little later each time, so that the encoder gets ahead.
+      if (!progressed && this.root.dataset.growing === 'true' && lateStarts < LATE_STARTS) {
+        lateStarts += 1;
+        this.root.dataset.lateStarts = String(lateStarts);
+        this.reopening = true;
+        this.freshMasterUrl()
+          .catch(() => this.masterUrl())
+          .then((url) => this.openNative(at, !this.userPaused, url, lateStarts * 1000));
+        return;
+      }
       // An expired link looks like any network error to the page. Renew the master once per
       // stretch of progress: an error right after a renewal (a refused link) is shown instead.
-      const progressed = at - lastRefreshAt >= 1;
       if (this.stats.nativeRefreshes < 10 && progressed) {
         lastRefreshAt = at;
         this.stats.nativeRefreshes += 1;
@@ -448,16 +465,19 @@ export class Player {
     this.openNative(this.resumeAt, true);
   }
 
-  openNative(at, play, url = this.masterUrl()) {
+  /** Opens `url` in the native engine at `at`; `play` starts it, `playAfter` ms after loading. */
+  openNative(at, play, url = this.masterUrl(), playAfter = 0) {
     const v = this.video;
     // A previous opening that never got its metadata must not restore its (older) position.
     if (this.onNativeMetadata) v.removeEventListener('loadedmetadata', this.onNativeMetadata);
+    clearTimeout(this.playTimer);
     this.onNativeMetadata = () => {
       this.onNativeMetadata = null;
       if (at > 0) v.currentTime = at;
       if (this.root.dataset.state === 'loading') this.setState('ready');
       this.reopening = false;
-      if (play) this.autoplay();
+      if (play && playAfter > 0) this.playTimer = setTimeout(() => this.autoplay(), playAfter);
+      else if (play) this.autoplay();
       else this.syncPlay();
     };
     v.addEventListener('loadedmetadata', this.onNativeMetadata, { once: true });
@@ -475,6 +495,7 @@ export class Player {
   }
 
   teardown() {
+    clearTimeout(this.playTimer);
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
