@@ -27,9 +27,11 @@
 //! - [`tree`]: a video's published files, pushed in publishing order and pulled back.
 //! - [`checkpoint`]: an encode's complete segments saved as it runs, for crash-resume on
 //!   another machine.
+//! - [`recent`]: finished videos' playlists and keys kept in memory for playback.
 
 pub mod bucket;
 pub mod checkpoint;
+pub mod recent;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -89,6 +91,8 @@ struct Remote {
     /// Files this process pushed (object name -> stamp), so a growing publish sends each
     /// segment once however often the tree is pushed.
     pushed: Mutex<HashMap<String, Stamp>>,
+    /// Objects of finished videos read for playback.
+    recent: recent::Recent,
 }
 
 impl MediaStore {
@@ -109,6 +113,7 @@ impl MediaStore {
                 bucket: Bucket::new(objects),
                 source_access,
                 pushed: Mutex::new(HashMap::new()),
+                recent: recent::Recent::default(),
             })),
         }
     }
@@ -133,6 +138,28 @@ impl MediaStore {
                 Err(e) => Err(e.into()),
             },
         }
+    }
+
+    /// Reads `rel` of a finished video whose job is at `version`, as [`read`](Self::read)
+    /// does; with a bucket, from memory when this process read it for the same version less
+    /// than [`recent::TTL`] ago (the data directory needs no such help: the page cache is it).
+    pub async fn read_finished(
+        &self,
+        rel: &str,
+        version: recent::Version,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let Some(remote) = self.remote.as_deref() else {
+            return self.read(rel).await;
+        };
+        let name = object_name(rel);
+        if let Some(body) = remote.recent.get(&name, version) {
+            return Ok(Some(body));
+        }
+        let read = remote.bucket.get(&name).await?;
+        if let Some(body) = &read {
+            remote.recent.put(&name, version, body.clone());
+        }
+        Ok(read)
     }
 
     /// Makes a new upload durable in the store: with a bucket, the probed local file is

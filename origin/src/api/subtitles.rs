@@ -83,10 +83,10 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let job = state.owned_job(&user, &id).await?;
     let n: u32 = sub
-        .strip_prefix("subs_u")
+        .strip_prefix(tracks::UPLOADED_PREFIX)
         .and_then(|n| n.parse().ok())
         // Only the name it was given (`subs_u01` is not `subs_u1`).
-        .filter(|n: &u32| sub == format!("subs_u{n}"))
+        .filter(|n: &u32| sub == format!("{}{n}", tracks::UPLOADED_PREFIX))
         .ok_or_else(|| {
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;

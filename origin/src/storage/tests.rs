@@ -434,3 +434,75 @@ async fn etags_that_are_not_md5s_fail_puts_unless_configured() {
         .await
         .expect("checked by size");
 }
+
+#[tokio::test]
+async fn a_finished_videos_playlists_are_read_from_the_bucket_once_per_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (media, bucket) = store(dir.path());
+    let put = |text: &'static str| {
+        bucket.put_bytes("hls/v1/master.m3u8", Bytes::from_static(text.as_bytes()))
+    };
+    put("#EXTM3U\n# one\n").await.expect("put");
+    let read = |version| media.read_finished("hls/v1/master.m3u8", version);
+    assert_eq!(
+        read((1, 10)).await.expect("read").as_deref(),
+        Some(&b"#EXTM3U\n# one\n"[..])
+    );
+    // Replaced behind the job's back: the same version still answers from memory...
+    put("#EXTM3U\n# two\n").await.expect("put");
+    assert_eq!(
+        read((1, 10)).await.expect("read").as_deref(),
+        Some(&b"#EXTM3U\n# one\n"[..])
+    );
+    // ...and a job that changed reads it again.
+    assert_eq!(
+        read((1, 11)).await.expect("read").as_deref(),
+        Some(&b"#EXTM3U\n# two\n"[..])
+    );
+    assert_eq!(
+        read((2, 11)).await.expect("read").as_deref(),
+        Some(&b"#EXTM3U\n# two\n"[..])
+    );
+    // Keys live under private/, and a missing object is not remembered.
+    assert_eq!(
+        media
+            .read_finished("keys/v1/360p.key", (1, 10))
+            .await
+            .expect("read"),
+        None
+    );
+    bucket
+        .put_bytes("private/keys/v1/360p.key", Bytes::from_static(&[7; 16]))
+        .await
+        .expect("put");
+    assert_eq!(
+        media
+            .read_finished("keys/v1/360p.key", (1, 10))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(&[7u8; 16][..])
+    );
+
+    // The data directory is read as it is.
+    let local_dir = tempfile::tempdir().expect("tempdir");
+    let local = MediaStore::local(Layout::new(local_dir.path()));
+    write(local_dir.path(), "hls/v1/master.m3u8", b"one");
+    assert_eq!(
+        local
+            .read_finished("hls/v1/master.m3u8", (1, 10))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(&b"one"[..])
+    );
+    write(local_dir.path(), "hls/v1/master.m3u8", b"two");
+    assert_eq!(
+        local
+            .read_finished("hls/v1/master.m3u8", (1, 10))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(&b"two"[..])
+    );
+}

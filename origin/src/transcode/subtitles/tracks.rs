@@ -46,6 +46,15 @@ pub struct SkippedTrack {
     pub reason: String,
 }
 
+/// How the renditions of uploaded subtitle files are named (`subs_u1`): they come and go while
+/// the rest of a finished video stays as its encode published it.
+pub const UPLOADED_PREFIX: &str = "subs_u";
+
+/// Whether rendition `id` is an uploaded subtitle file's.
+pub fn is_uploaded(id: &str) -> bool {
+    id.starts_with(UPLOADED_PREFIX)
+}
+
 /// An uploaded subtitle file's description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
@@ -57,7 +66,7 @@ pub struct Sidecar {
 impl Sidecar {
     pub fn rendition(&self) -> SubtitleRendition {
         SubtitleRendition {
-            id: format!("subs_u{}", self.id),
+            id: format!("{UPLOADED_PREFIX}{}", self.id),
             language: self.language.clone(),
             name: self.name.clone(),
             source: "uploaded".into(),
