@@ -14,6 +14,7 @@ use shared::media::{Layout, VideoId};
 
 use crate::jobs::model::{unix_now, Job, JobState};
 use crate::jobs::store::JobStore;
+use crate::transcode::input::Source;
 use crate::transcode::pipeline::{Pipeline, Profile};
 
 /// What `GET /api/admin/migration` reports.
@@ -196,7 +197,7 @@ impl Migration {
         if !copied? {
             return Err(ImportError::Failed("no longer there".into()));
         }
-        let probed = pipeline.probe(&tmp).await;
+        let probed = pipeline.probe(Source::File(&tmp)).await;
         if let Err(e) = probed {
             let _ = std::fs::remove_file(&tmp);
             return Err(ImportError::Refused(e.to_string()));

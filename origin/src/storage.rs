@@ -73,6 +73,15 @@ pub enum StorageError {
 /// to 7 days).
 pub const SOURCE_URL_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// Where an upload can be read, once fetched ([`MediaStore::fetch_source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// A file on this machine.
+    File(PathBuf),
+    /// A presigned URL of the bucket's object; its query is a credential.
+    Presigned(String),
+}
+
 /// Size and modification time of a local file as it was pushed.
 type Stamp = (u64, std::time::SystemTime);
 
@@ -177,11 +186,11 @@ impl MediaStore {
     /// Where ffmpeg reads `video`'s upload: its local path (downloaded from the bucket first
     /// when needed), or with `source_access = "presigned"` a presigned URL valid for
     /// [`SOURCE_URL_TTL`]. `Ok(None)`: there is no upload.
-    pub async fn fetch_source(&self, video: &VideoId) -> Result<Option<PathBuf>, StorageError> {
+    pub async fn fetch_source(&self, video: &VideoId) -> Result<Option<Fetched>, StorageError> {
         let path = self.layout.source_file(video);
         let here = tokio::fs::try_exists(&path).await?;
         let Some(remote) = self.remote.as_deref().filter(|_| !here) else {
-            return Ok(here.then_some(path));
+            return Ok(here.then_some(Fetched::File(path)));
         };
         let name = source_name(video);
         if remote.source_access == SourceAccess::Presigned {
@@ -192,9 +201,10 @@ impl MediaStore {
                 .bucket
                 .presign_get(&name, SOURCE_URL_TTL)
                 .await
-                .map(|url| Some(PathBuf::from(url)));
+                .map(|url| Some(Fetched::Presigned(url)));
         }
-        Ok(remote.bucket.download(&name, &path).await?.then_some(path))
+        let downloaded = remote.bucket.download(&name, &path).await?;
+        Ok(downloaded.then_some(Fetched::File(path)))
     }
 
     /// Drops this machine's copy of an upload kept in the bucket (after a job).

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
 use origin::transcode::ffmpeg::MASTER;
+use origin::transcode::input::Source;
 use origin::transcode::pipeline::{Events, Job, Profile};
 use origin::transcode::playlist;
 use origin::transcode::progress::Stage;
@@ -91,7 +92,7 @@ impl Events for Watcher {
 fn job<'a>(video: &'a VideoId, source: &'a Path) -> Job<'a> {
     Job {
         video,
-        source,
+        source: Source::File(source),
         profile: Profile::Ladder,
         encoder: EncoderPreference::Cpu,
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
+use origin::transcode::input::Source;
 use origin::transcode::pipeline::{Job, PipelineError, Profile, Published};
 use origin::transcode::progress::Stage;
 use shared::media::{Layout, VideoId};
@@ -266,7 +267,7 @@ async fn cancelling_kills_ffmpeg_and_publishes_nothing() {
 fn job<'a>(video: &'a VideoId, source: &'a Path, profile: Profile) -> Job<'a> {
     Job {
         video,
-        source,
+        source: Source::File(source),
         profile,
         encoder: EncoderPreference::Auto,
     }

@@ -15,6 +15,7 @@ use e2e::process::run_bounded;
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
 use origin::transcode::ffmpeg::TS_ORIGIN;
+use origin::transcode::input::Source;
 use origin::transcode::pipeline::{Events, Job, PipelineError, Profile};
 use origin::transcode::playlist;
 use origin::transcode::progress::Stage;
@@ -153,7 +154,7 @@ async fn a_second_attempt_reuses_the_segments_a_crashed_one_completed() {
     let source = support::clips().long.clone();
     let job = Job {
         video: &video,
-        source: &source,
+        source: Source::File(&source),
         profile: Profile::Ladder,
         encoder: EncoderPreference::Cpu,
     };

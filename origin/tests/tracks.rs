@@ -14,6 +14,7 @@ use e2e::clips::{multitrack_clip, Tracks};
 use e2e::process::run_bounded;
 use origin::transcode::encoder::EncoderPreference;
 use origin::transcode::encrypt::{decrypt_segment, ContentKey};
+use origin::transcode::input::Source;
 use origin::transcode::pipeline::{Job, Profile, Published};
 use origin::transcode::playlist;
 use shared::media::VideoId;
@@ -26,7 +27,7 @@ async fn transcode(env: &TestEnv, source: &Path, profile: Profile) -> (VideoId, 
     let (_keep, mut cancel) = shared::shutdown::channel();
     let job = Job {
         video: &video,
-        source,
+        source: Source::File(source),
         profile,
         encoder: EncoderPreference::Cpu,
     };

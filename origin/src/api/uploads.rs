@@ -27,6 +27,7 @@ use super::AppState;
 use crate::config::UploadLimits;
 use crate::jobs::model::{unix_now, Job};
 use crate::jobs::store::JobStore;
+use crate::transcode::input::Source;
 use crate::transcode::pipeline::Profile;
 use crate::transcode::probe::ProbeError;
 
@@ -160,7 +161,7 @@ async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Acce
     let video = upload.video.clone();
     let info = state
         .pipeline
-        .probe(&upload.tmp.path)
+        .probe(Source::File(&upload.tmp.path))
         .await
         .map_err(|e| match e {
             ProbeError::Spawn(why) => ApiError::internal(why),

@@ -17,6 +17,8 @@ use report::Sink;
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
 use crate::metrics::Metrics;
+use crate::storage::Fetched;
+use crate::transcode::input::Source;
 use crate::transcode::pipeline::{Job as PipelineJob, Pipeline};
 use crate::transcode::progress::Stage;
 use crate::webhooks::event::Event as WebhookEvent;
@@ -212,21 +214,24 @@ impl<S: JobStore> WorkerPool<S> {
         let sink = Sink(updates_tx);
         let run = async {
             // With a bucket the upload (and any subtitle files) come to this machine first.
-            let source = match media.fetch_source(&video).await {
-                Ok(Some(path)) if crate::transcode::input::is_url(&path) => {
-                    tracing::info!("reading the upload from the bucket (presigned URL)");
-                    path
-                }
-                Ok(Some(path)) => path,
-                Ok(None) => self.layout.source_file(&video),
+            let fetched = match media.fetch_source(&video).await {
+                Ok(Some(fetched)) => fetched,
+                Ok(None) => Fetched::File(self.layout.source_file(&video)),
                 Err(e) => return Err(e.into()),
+            };
+            let source = match &fetched {
+                Fetched::File(path) => Source::File(path),
+                Fetched::Presigned(url) => {
+                    tracing::info!("reading the upload from the bucket (presigned URL)");
+                    Source::Url(url)
+                }
             };
             media
                 .pull_dir(&format!("subtitles/{video}"), |_| true)
                 .await?;
             let pipeline_job = PipelineJob {
                 video: &video,
-                source: &source,
+                source,
                 profile: job.profile,
                 encoder: job.encoder,
             };

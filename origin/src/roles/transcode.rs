@@ -9,6 +9,7 @@ use shared::media::VideoId;
 use super::{media_store, pipeline, StartupError};
 use crate::config::MediaSettings;
 use crate::transcode::encoder::EncoderPreference;
+use crate::transcode::input::Source;
 use crate::transcode::pipeline::{Events, Job, Profile, Published};
 use crate::transcode::progress::Stage;
 
@@ -24,7 +25,7 @@ pub async fn run(
     let pipeline = pipeline(media, &store).await;
     let job = Job {
         video: id,
-        source: file,
+        source: Source::File(file),
         profile,
         encoder,
     };

@@ -130,11 +130,9 @@ async fn pulling_brings_the_bucket_copy_back_and_removing_leaves_nothing() {
         [2u8; 16]
     );
     assert!(b.path().join("hls/v2/360p/segment_000.ts").is_file());
-    let source = other
-        .fetch_source(&video)
-        .await
-        .expect("fetch")
-        .expect("some");
+    let Some(Fetched::File(source)) = other.fetch_source(&video).await.expect("fetch") else {
+        panic!("the upload is downloaded");
+    };
     assert_eq!(std::fs::read(&source).expect("source"), [5u8; 300]);
     assert!(other.has_source(&video).await.expect("has"));
 
@@ -224,7 +222,7 @@ async fn the_data_directory_is_its_own_store() {
     assert!(media.is_published(&video).await.expect("published"));
     assert_eq!(
         media.fetch_source(&video).await.expect("fetch"),
-        Some(dir.path().join("sources/v4"))
+        Some(Fetched::File(dir.path().join("sources/v4")))
     );
     media.remove_video(&video).await.expect("remove");
     assert!(!media.is_published(&video).await.expect("published"));

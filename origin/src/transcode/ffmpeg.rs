@@ -13,7 +13,7 @@ pub use stills::{poster_args, storyboard_args, tile_args, Storyboard};
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::input::source_input;
+use super::input::{source_input, Source};
 use super::ladder::Rung;
 use super::probe::SourceInfo;
 use super::tracks::audio_rendition;
@@ -104,7 +104,7 @@ pub const MASTER: &str = "master.m3u8";
 pub const VARIANT: &str = "index.m3u8";
 
 /// Arguments for the one-pass ladder encode of `input` into `out_dir/<rung>/`.
-pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<OsString> {
+pub fn ladder_args(plan: &EncodePlan<'_>, input: Source<'_>, out_dir: &Path) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(QUIET_WITH_PROGRESS);
     let full_gpu = matches!(plan.encoder, Encoder::Nvenc { full_gpu: true, .. });
@@ -295,7 +295,7 @@ pub fn ladder_args(plan: &EncodePlan<'_>, input: &Path, out_dir: &Path) -> Vec<O
 pub fn passthrough_args(
     source: &SourceInfo,
     segment_secs: u32,
-    input: &Path,
+    input: Source<'_>,
     out_dir: &Path,
     rung_name: &str,
     separate_audio: bool,

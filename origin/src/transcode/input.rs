@@ -8,7 +8,7 @@
 //! real containers are opened, and `-protocol_whitelist` keeps them to the one way the source
 //! is meant to be read.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 /// Demuxers a source may be opened with (ffmpeg matches each name against the demuxer's list
@@ -24,32 +24,57 @@ pub const CONTAINERS_FOR_HUMANS: &str =
 /// Protocols a local source may be read through.
 pub const LOCAL_PROTOCOLS: &str = "file";
 
-/// The options that restrict how the next `-i` is opened, followed by `-i <path>`. A source
-/// read from the media bucket through a presigned URL (`https://` or `http://`) is admitted
-/// through exactly that scheme and what carries it; the container allow-list still keeps it
-/// from naming any other input.
-pub fn source_input(path: &Path) -> [OsString; 6] {
+/// Where a job's upload is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// A file on this machine.
+    File(&'a Path),
+    /// A presigned URL of the media bucket (`https://` or `http://`); its query is a
+    /// credential, so it is never logged whole ([`redact_queries`]).
+    Url(&'a str),
+}
+
+impl Source<'_> {
+    /// The protocols ffmpeg may use to read it: exactly its own.
+    fn protocols(self) -> &'static str {
+        match self {
+            Source::File(_) => LOCAL_PROTOCOLS,
+            Source::Url(url) if url.starts_with("https://") => "https,tls,tcp",
+            // Any other scheme than http is refused by ffmpeg with this list.
+            Source::Url(_) => "http,tcp",
+        }
+    }
+
+    fn as_os_str(&self) -> &OsStr {
+        match self {
+            Source::File(path) => path.as_os_str(),
+            Source::Url(url) => OsStr::new(url),
+        }
+    }
+}
+
+/// A file by its path, a URL without its query.
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => path.display().fmt(f),
+            Source::Url(url) => f.write_str(&redact_queries(url)),
+        }
+    }
+}
+
+/// The options that restrict how the next `-i` is opened, followed by `-i <source>`. A source
+/// read from the media bucket through a presigned URL is admitted through exactly its scheme
+/// and what carries it; the container allow-list still keeps it from naming any other input.
+pub fn source_input(source: Source<'_>) -> [OsString; 6] {
     [
         "-format_whitelist".into(),
         CONTAINERS.into(),
         "-protocol_whitelist".into(),
-        protocols(path).into(),
+        source.protocols().into(),
         "-i".into(),
-        path.into(),
+        source.as_os_str().into(),
     ]
-}
-
-fn protocols(path: &Path) -> &'static str {
-    match path.to_str() {
-        Some(p) if p.starts_with("https://") => "https,tls,tcp",
-        Some(p) if p.starts_with("http://") => "http,tcp",
-        _ => LOCAL_PROTOCOLS,
-    }
-}
-
-/// Whether `source` is a URL (a presigned bucket URL) rather than a local file.
-pub fn is_url(source: &Path) -> bool {
-    protocols(source) != LOCAL_PROTOCOLS
 }
 
 /// The demuxer ffmpeg detected for a file it then refused because of [`CONTAINERS`], read from
@@ -111,16 +136,25 @@ mod tests {
 
     #[test]
     fn a_presigned_source_is_read_through_its_scheme_only() {
-        let https = source_input(Path::new("https://bucket.example/v?X-Amz-Signature=1"));
+        let https = source_input(Source::Url("https://bucket.example/v?X-Amz-Signature=1"));
         assert_eq!(https[3], "https,tls,tcp");
-        let http = source_input(Path::new("http://127.0.0.1:8333/media/v?X-Amz-Signature=1"));
+        assert_eq!(https[5], "https://bucket.example/v?X-Amz-Signature=1");
+        let http = source_input(Source::Url(
+            "http://127.0.0.1:8333/media/v?X-Amz-Signature=1",
+        ));
         assert_eq!(http[3], "http,tcp");
-        assert!(is_url(Path::new("http://x/y")) && !is_url(Path::new("/data/http:/x")));
+        let odd = source_input(Source::Url("file:///etc/passwd"));
+        assert_eq!(odd[3], "http,tcp", "ffmpeg refuses any other scheme");
+        // A file is a file, whatever its name looks like.
+        let file = source_input(Source::File(Path::new("http://x/y")));
+        assert_eq!(file[3], "file");
+        let shown = Source::Url("https://b.example/v?X-Amz-Signature=secret").to_string();
+        assert_eq!(shown, "https://b.example/v?<redacted>");
     }
 
     #[test]
     fn every_source_read_is_restricted() {
-        let args = source_input(Path::new("/data/sources/v.mp4"));
+        let args = source_input(Source::File(Path::new("/data/sources/v.mp4")));
         let line: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())

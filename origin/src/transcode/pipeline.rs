@@ -16,6 +16,7 @@ use crate::storage::MediaStore;
 
 use super::encoder::{EncoderPreference, EncoderSelector};
 use super::ffmpeg::{self, EncodePlan, Storyboard};
+use super::input::Source;
 use super::ladder::{self, Rung};
 use super::probe::{self, ProbeError, SourceInfo};
 use super::progress::Stage;
@@ -69,8 +70,8 @@ impl Pipeline {
 
     /// Probes a source through the allow-lists and checks it against the limits (uploads and
     /// imports are checked before a job exists; a job checks again before it encodes).
-    pub async fn probe(&self, path: &Path) -> Result<SourceInfo, ProbeError> {
-        let info = probe::probe(&self.settings.ffprobe, path).await?;
+    pub async fn probe(&self, source: Source<'_>) -> Result<SourceInfo, ProbeError> {
+        let info = probe::probe(&self.settings.ffprobe, source).await?;
         self.settings.limits.check(&info)?;
         Ok(info)
     }
@@ -83,6 +84,7 @@ impl Pipeline {
         out_dir: &Path,
         pref: EncoderPreference,
     ) -> Result<Vec<std::ffi::OsString>, PipelineError> {
+        let source = Source::File(source);
         let info = probe::probe(&self.settings.ffprobe, source).await?;
         let outputs = self.outputs(&info, false);
         let rungs = outputs.video.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::input;
+use super::input::{self, Source};
 use super::tracks::{self, AudioTrack, SubtitleTrack};
 
 /// What the pipeline knows about a source.
@@ -77,10 +77,10 @@ pub enum ProbeError {
 /// A hostile file must not keep a probe (and the upload waiting on it) busy for long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs ffprobe on the source `path`, through the allow-lists.
-pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError> {
+/// Runs ffprobe on `source`, through the allow-lists.
+pub async fn probe(ffprobe: &Path, source: Source<'_>) -> Result<SourceInfo, ProbeError> {
     // A presigned bucket URL was probed as a file when it was uploaded.
-    if !super::input::is_url(path) {
+    if let Source::File(path) = source {
         let len = tokio::fs::metadata(path)
             .await
             .map_err(|_| ProbeError::Unreadable("the file cannot be read".into()))?
@@ -92,7 +92,7 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError
     let json = ffprobe_json(
         ffprobe,
         &["-show_format", "-show_streams"],
-        Opened::Source(path),
+        Opened::Source(source),
     )
     .await?;
     parse(&json)
@@ -102,7 +102,7 @@ pub async fn probe(ffprobe: &Path, path: &Path) -> Result<SourceInfo, ProbeError
 #[derive(Clone, Copy)]
 enum Opened<'a> {
     /// User media: only through [`input::source_input`]'s allow-lists.
-    Source(&'a Path),
+    Source(Source<'a>),
     /// A file the pipeline wrote itself (segments, storyboard sheets).
     Own(&'a Path),
 }
@@ -117,7 +117,7 @@ async fn ffprobe_json(
     let mut command = tokio::process::Command::new(ffprobe);
     command.args(["-v", "error", "-of", "json"]).args(args);
     match opened {
-        Opened::Source(path) => command.args(input::source_input(path)),
+        Opened::Source(source) => command.args(input::source_input(source)),
         Opened::Own(path) => command.arg(path),
     };
     let run = super::child::output(&mut command);

@@ -140,7 +140,7 @@ impl TestEnv {
     ) -> Result<Published, PipelineError> {
         tokio::time::timeout(JOB_LIMIT, self.pipeline.run(job, events, cancel))
             .await
-            .unwrap_or_else(|_| panic!("job on {} took over {JOB_LIMIT:?}", job.source.display()))
+            .unwrap_or_else(|_| panic!("job on {} took over {JOB_LIMIT:?}", job.source))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use super::{source_input, Args, QUIET_WITH_PROGRESS};
+use super::{source_input, Args, Source, QUIET_WITH_PROGRESS};
 
 /// Scrubbing thumbnails: one `tile_width`-wide frame every `interval` seconds, written as
 /// single JPEGs to `pattern` (e.g. `frames/sb_%04d.jpg`) and tiled into sheets afterwards by
@@ -26,7 +26,7 @@ impl Storyboard<'_> {
 }
 
 /// A still frame at `at` seconds, scaled to `width` wide (`-2`: even height, aspect kept).
-pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsString> {
+pub fn poster_args(input: Source<'_>, at: f64, width: u32, out: &Path) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(QUIET_WITH_PROGRESS);
     a.push("-ss");
@@ -40,7 +40,7 @@ pub fn poster_args(input: &Path, at: f64, width: u32, out: &Path) -> Vec<OsStrin
 }
 
 /// Storyboard sprites alone (for the copy fast path, which decodes nothing otherwise).
-pub fn storyboard_args(input: &Path, sb: &Storyboard<'_>) -> Vec<OsString> {
+pub fn storyboard_args(input: Source<'_>, sb: &Storyboard<'_>) -> Vec<OsString> {
     let mut a = Args::default();
     a.push_all(QUIET_WITH_PROGRESS);
     a.push_all(source_input(input));

@@ -4,6 +4,10 @@ use super::*;
 use crate::transcode::ladder::{default_ladder, select};
 use crate::transcode::tracks::AudioTrack;
 
+fn input() -> Source<'static> {
+    Source::File(Path::new("/in.mp4"))
+}
+
 fn source(audio: bool) -> SourceInfo {
     SourceInfo {
         duration: 60.0,
@@ -50,11 +54,7 @@ fn x264_ladder_golden() {
         resume: None,
         separate_audio: false,
     };
-    let got = line(&ladder_args(
-        &plan,
-        Path::new("/in.mp4"),
-        Path::new("/tmp/j"),
-    ));
+    let got = line(&ladder_args(&plan, input(), Path::new("/tmp/j")));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -filter_complex [0:v]split=2[s0][s1];[s0]scale=1920:1080,format=yuv420p[v0];[s1]scale=1280:720,format=yuv420p[v1] \
         -map [v0] -map 0:a:0 -map [v1] -map 0:a:0 \
@@ -94,11 +94,7 @@ fn nvenc_full_gpu_golden_without_audio() {
         resume: None,
         separate_audio: false,
     };
-    let got = line(&ladder_args(
-        &plan,
-        Path::new("/in.mp4"),
-        Path::new("/tmp/j"),
-    ));
+    let got = line(&ladder_args(&plan, input(), Path::new("/tmp/j")));
     let want = "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 \
         -hwaccel cuda -hwaccel_output_format cuda -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 \
         -filter_complex [0:v]split=3[s0][s1][s2];[s2]hwdownload,format=nv12,fps=1/2,scale=160:-2[sb];[s0]scale_cuda=1280:720[v0];[s1]scale_cuda=852:480[v1] \
@@ -132,7 +128,7 @@ fn nvenc_rotated_scales_on_cpu() {
         resume: None,
         separate_audio: false,
     };
-    let got = line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new("/t")));
+    let got = line(&ladder_args(&plan, input(), Path::new("/t")));
     assert!(!got.contains("-hwaccel"), "{got}");
     assert!(
         got.contains("[s0]scale=1080:1920,format=yuv420p[v0]"),
@@ -148,7 +144,7 @@ fn passthrough_golden() {
     let got = line(&passthrough_args(
         &src,
         6,
-        Path::new("/in.mp4"),
+        input(),
         Path::new("/t"),
         "source",
         false,
@@ -165,12 +161,7 @@ fn passthrough_golden() {
 
 #[test]
 fn thumbnails_golden() {
-    let got = line(&poster_args(
-        Path::new("/in.mp4"),
-        1.0,
-        640,
-        Path::new("/t/poster.jpg"),
-    ));
+    let got = line(&poster_args(input(), 1.0, 640, Path::new("/t/poster.jpg")));
     assert_eq!(got, "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -ss 1.000 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 -frames:v 1 -vf scale=640:-2 -q:v 3 /t/poster.jpg");
     let sb = Storyboard {
         interval: 2.0,
@@ -179,7 +170,7 @@ fn thumbnails_golden() {
         rows: 10,
         pattern: Path::new("/t/sb_%02d.jpg"),
     };
-    let got = line(&storyboard_args(Path::new("/in.mp4"), &sb));
+    let got = line(&storyboard_args(input(), &sb));
     assert_eq!(
         got,
         "-hide_banner -nostdin -y -loglevel error -nostats -progress pipe:1 -format_whitelist mov,matroska,avi,mpegts,flv,mpeg,asf,ogg -protocol_whitelist file -i /in.mp4 -vf fps=1/2,scale=160:-2 -q:v 5 -fps_mode passthrough /t/sb_%02d.jpg"
@@ -208,7 +199,7 @@ fn resumed_x264(audio: bool, rungs: usize, audio_from: Vec<f64>, out: &str) -> S
         resume: Some(&resume),
         separate_audio: false,
     };
-    line(&ladder_args(&plan, Path::new("/in.mp4"), Path::new(out)))
+    line(&ladder_args(&plan, input(), Path::new(out)))
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::storage::checkpoint::Checkpoint;
 use crate::storage::tree::Phase;
 use crate::transcode::ffmpeg::{self, EncodePlan, Encoder, Storyboard};
 use crate::transcode::growing::Growing;
-use crate::transcode::input;
+use crate::transcode::input::Source;
 use crate::transcode::probe::SourceInfo;
 use crate::transcode::publish::WorkDir;
 use crate::transcode::renditions::Outputs;
@@ -57,9 +57,9 @@ impl Pipeline {
         let seg = s.segment_secs;
         // Identifies the source an earlier attempt encoded; a presigned URL is the same
         // object for every attempt of the video.
-        let source_bytes = match input::is_url(job.source) {
-            true => 0,
-            false => std::fs::metadata(job.source)?.len(),
+        let source_bytes = match job.source {
+            Source::Url(_) => 0,
+            Source::File(path) => std::fs::metadata(path)?.len(),
         };
         let manifest = EncodeManifest::new(&outputs.all(), seg, source_bytes);
         manifest.write(work.path())?;

@@ -2,13 +2,14 @@
 //! events it emits while it runs and the published result.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
 use shared::media::VideoId;
 
 use crate::transcode::encoder::EncoderPreference;
+use crate::transcode::input::Source;
 use crate::transcode::ladder::{self, RungSpec};
 use crate::transcode::limits::MediaLimits;
 use crate::transcode::probe::SourceInfo;
@@ -129,7 +130,7 @@ pub struct PublishedRung {
 #[derive(Debug, Clone)]
 pub struct Job<'a> {
     pub video: &'a VideoId,
-    pub source: &'a Path,
+    pub source: Source<'a>,
     pub profile: Profile,
     pub encoder: EncoderPreference,
 }

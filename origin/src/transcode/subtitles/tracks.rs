@@ -12,7 +12,7 @@ use shared::media::{Layout, VideoId};
 use super::{parse_any_size, write_rendition, Cue, SubtitleError};
 use crate::transcode::child;
 use crate::transcode::ffmpeg::VARIANT;
-use crate::transcode::input;
+use crate::transcode::input::{self, Source};
 use crate::transcode::playlist::Media;
 use crate::transcode::tracks::{subtitle_rendition, SubtitleTrack};
 
@@ -151,7 +151,7 @@ pub type Renditions = Vec<(SubtitleRendition, Vec<Cue>)>;
 /// reason; it does not fail the job.
 pub async fn collect(
     ffmpeg: &Path,
-    source: &Path,
+    source: Source<'_>,
     tracks: &[SubtitleTrack],
     layout: &Layout,
     video: &VideoId,
@@ -233,7 +233,7 @@ const EMBEDDED_MAX_BYTES: usize = 8 << 20;
 
 /// A text track of the source as cues, through ffmpeg's WebVTT muxer (same allow-lists as
 /// every other read of the source).
-async fn extract(ffmpeg: &Path, source: &Path, index: usize) -> Result<Vec<Cue>, String> {
+async fn extract(ffmpeg: &Path, source: Source<'_>, index: usize) -> Result<Vec<Cue>, String> {
     let mut command = tokio::process::Command::new(ffmpeg);
     command
         .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
@@ -293,7 +293,7 @@ mod tests {
         };
         let (renditions, skipped) = collect(
             Path::new("/nonexistent/ffmpeg"),
-            Path::new("/nonexistent/source"),
+            Source::File(Path::new("/nonexistent/source")),
             &[pgs, dvb],
             &layout,
             &video,
