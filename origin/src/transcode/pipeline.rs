@@ -154,6 +154,7 @@ impl Pipeline {
             &s.ffmpeg,
             job.source,
             &info.subtitles,
+            &work.path().join("subtitles"),
             &self.layout,
             job.video,
         )

@@ -10,6 +10,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+pub mod extract;
 pub mod tracks;
 
 use super::ffmpeg::{TS_ORIGIN, VARIANT};

@@ -4,15 +4,13 @@
 //! skipped: they cannot become WebVTT.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shared::media::{Layout, VideoId};
 
-use super::{parse_any_size, write_rendition, Cue, SubtitleError};
-use crate::transcode::child;
+use super::{extract, parse_any_size, write_rendition, Cue, SubtitleError};
 use crate::transcode::ffmpeg::VARIANT;
-use crate::transcode::input::{self, Source};
+use crate::transcode::input::Source;
 use crate::transcode::playlist::Media;
 use crate::transcode::tracks::{subtitle_rendition, SubtitleTrack};
 
@@ -153,9 +151,18 @@ pub async fn collect(
     ffmpeg: &Path,
     source: Source<'_>,
     tracks: &[SubtitleTrack],
+    scratch: &Path,
     layout: &Layout,
     video: &VideoId,
 ) -> (Renditions, Vec<SkippedTrack>) {
+    let text: Vec<usize> = tracks
+        .iter()
+        .filter(|t| t.is_text())
+        .map(|t| t.index)
+        .collect();
+    let mut extracted = extract::text_tracks(ffmpeg, source, &text, scratch)
+        .await
+        .into_iter();
     let mut renditions: Renditions = Vec::new();
     let mut skipped = Vec::new();
     let mut skip = |t: &SubtitleTrack, reason: String| {
@@ -178,8 +185,8 @@ pub async fn collect(
             );
             continue;
         }
-        match extract(ffmpeg, source, track.index).await {
-            Ok(cues) => {
+        match extracted.next() {
+            Some(Ok(cues)) => {
                 let embedded = renditions
                     .iter()
                     .filter(|(r, _)| r.source == "embedded")
@@ -194,7 +201,8 @@ pub async fn collect(
                     cues,
                 ));
             }
-            Err(why) => skip(track, why),
+            Some(Err(why)) => skip(track, why),
+            None => skip(track, "the track was not read".into()),
         }
     }
     renditions.extend(uploaded(layout, video));
@@ -228,48 +236,6 @@ pub fn write_all(
     Ok(())
 }
 
-/// The largest embedded track taken, as WebVTT: films' tracks are well under 1 MiB.
-const EMBEDDED_MAX_BYTES: usize = 8 << 20;
-
-/// A text track of the source as cues, through ffmpeg's WebVTT muxer (same allow-lists as
-/// every other read of the source).
-async fn extract(ffmpeg: &Path, source: Source<'_>, index: usize) -> Result<Vec<Cue>, String> {
-    let mut command = tokio::process::Command::new(ffmpeg);
-    command
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-        .args(input::source_input(source))
-        .args([
-            "-map",
-            &format!("0:s:{index}"),
-            "-c:s",
-            "webvtt",
-            // ffmpeg stops writing here: a hostile file's track cannot fill memory.
-            "-fs",
-            &EMBEDDED_MAX_BYTES.to_string(),
-            "-f",
-            "webvtt",
-            "-",
-        ]);
-    let out = tokio::time::timeout(Duration::from_secs(300), child::output(&mut command))
-        .await
-        .map_err(|_| "reading the track took too long".to_owned())?
-        .map_err(|e| format!("could not run ffmpeg: {e}"))?;
-    if !out.status.success() {
-        return Err("the track could not be read".into());
-    }
-    if out.stdout.len() >= EMBEDDED_MAX_BYTES {
-        return Err(format!(
-            "the track is larger than {} MiB as WebVTT",
-            EMBEDDED_MAX_BYTES >> 20
-        ));
-    }
-    match parse_any_size(&out.stdout) {
-        Ok(cues) => Ok(cues),
-        Err(SubtitleError::Empty) => Ok(Vec::new()),
-        Err(e) => Err(format!("the track could not be converted: {e}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +261,7 @@ mod tests {
             Path::new("/nonexistent/ffmpeg"),
             Source::File(Path::new("/nonexistent/source")),
             &[pgs, dvb],
+            Path::new("/nonexistent/scratch"),
             &layout,
             &video,
         )
