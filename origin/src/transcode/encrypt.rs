@@ -70,21 +70,20 @@ pub struct Rates {
 }
 
 /// One rung of a work directory, encrypted in place: a fresh key written to `key_file`, every
-/// segment of `playlist_path` encrypted under it (segment `i` with IV `first_sequence + i`),
-/// and the playlist replaced by its final published form with the rung's key placeholder
-/// ([`playlist::variant`]).
+/// segment of `playlist_path` encrypted under it (segment `i` with IV `i`, its media sequence
+/// number in the published playlist, which starts at 0), and the playlist replaced by that
+/// final form with the rung's key placeholder ([`playlist::variant`]).
 pub async fn encrypt_rung(
     rung: &str,
     playlist_path: &Path,
     segments: &[Segment],
-    first_sequence: u64,
     key_file: &Path,
     segment_secs: u32,
 ) -> std::io::Result<Rates> {
     let key = ContentKey::generate();
     std::fs::write(key_file, key.0)?;
     let dir = playlist_path.parent().unwrap_or(Path::new("."));
-    let files: Vec<(PathBuf, u64)> = (first_sequence..)
+    let files: Vec<(PathBuf, u64)> = (0..)
         .zip(segments)
         .map(|(sequence, seg)| (dir.join(&seg.uri), sequence))
         .collect();

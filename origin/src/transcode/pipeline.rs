@@ -355,7 +355,6 @@ impl Pipeline {
                     &out.name,
                     &dir.join(ffmpeg::VARIANT),
                     &check.segments,
-                    check.media_sequence,
                     &work.keys().join(format!("{}.key", out.name)),
                     s.segment_secs,
                 )

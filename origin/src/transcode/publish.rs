@@ -64,7 +64,6 @@ impl Drop for WorkDir {
 pub struct RungCheck {
     pub name: String,
     pub segments: Vec<playlist::Segment>,
-    pub media_sequence: u64,
 }
 
 /// A work directory that is not fit to publish.
@@ -82,6 +81,10 @@ pub enum VerifyError {
         covered: f64,
         duration: f64,
     },
+    /// Published playlists number their segments from 0 and each segment's IV is its number
+    /// (RFC 8216 §5.2), so a playlist that starts elsewhere cannot be published as it is.
+    #[error("rung {rung}: the playlist starts at media sequence {sequence}, not 0")]
+    MediaSequence { rung: String, sequence: u64 },
     #[error("rung {rung}: {count} segments where about {expected} were expected")]
     SegmentCount {
         rung: String,
@@ -106,6 +109,13 @@ pub fn verify(
             let dir = hls.join(&rung.name);
             let text = std::fs::read_to_string(dir.join(VARIANT))
                 .map_err(|_| VerifyError::NoPlaylist(rung.name.clone()))?;
+            let sequence = playlist::media_sequence(&text);
+            if sequence != 0 {
+                return Err(VerifyError::MediaSequence {
+                    rung: rung.name.clone(),
+                    sequence,
+                });
+            }
             let segments = playlist::segments(&text);
             if segments.is_empty() {
                 return Err(VerifyError::NoSegments(rung.name.clone()));
@@ -145,7 +155,6 @@ pub fn verify(
             }
             Ok(RungCheck {
                 name: rung.name.clone(),
-                media_sequence: playlist::media_sequence(&text),
                 segments,
             })
         })
@@ -211,9 +220,19 @@ mod tests {
     use crate::transcode::ladder::{default_ladder, select};
 
     fn write_rung(hls: &Path, name: &str, durations: &[f64], empty: Option<usize>) {
+        write_rung_from(hls, name, 0, durations, empty);
+    }
+
+    fn write_rung_from(
+        hls: &Path,
+        name: &str,
+        sequence: u64,
+        durations: &[f64],
+        empty: Option<usize>,
+    ) {
         let dir = hls.join(name);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let mut text = String::from("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n");
+        let mut text = format!("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n");
         for (i, d) in durations.iter().enumerate() {
             let seg = format!("segment_{i:03}.ts");
             text.push_str(&format!("#EXTINF:{d},\n{seg}\n"));
@@ -260,6 +279,20 @@ mod tests {
             .exists());
         unpublish(&layout, &video).expect("unpublish");
         assert!(!layout.video_dir(&video).exists() && !layout.keys_dir(&video).exists());
+        std::fs::remove_dir_all(base).ok();
+    }
+
+    #[test]
+    fn a_playlist_that_does_not_start_at_sequence_0_fails_verification() {
+        let base = std::env::temp_dir().join(format!("origin-sequence-{}", std::process::id()));
+        let rungs = select(&default_ladder(), 320, 240);
+        write_rung_from(&base, "240p", 3, &[6.0, 6.0], None);
+        assert!(matches!(
+            verify(&base, &rungs, 12.0, 6, true),
+            Err(VerifyError::MediaSequence { sequence: 3, .. })
+        ));
+        write_rung_from(&base, "240p", 0, &[6.0, 6.0], None);
+        assert!(verify(&base, &rungs, 12.0, 6, true).is_ok());
         std::fs::remove_dir_all(base).ok();
     }
 
