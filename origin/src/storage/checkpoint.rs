@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use shared::media::VideoId;
 
 use super::{Bucket, MediaStore, StorageError};
+use crate::transcode::growing::write_atomically;
 use crate::transcode::resume::{segment_name, MANIFEST};
 
 /// One attempt's checkpoint.
@@ -59,8 +60,14 @@ impl MediaStore {
 
     /// Brings every attempt of `video` saved in the bucket by another machine back as a local
     /// work directory (its manifest and complete segments), for the local resume to consider.
-    /// Attempts whose manifest was withdrawn (they went on to publish) are skipped.
-    pub async fn restore_attempts(&self, video: &VideoId) -> Result<usize, StorageError> {
+    /// An attempt is downloaded only if its manifest is still there (a withdrawn one went on
+    /// to publish) and `resumable` accepts it: one this encode cannot continue costs one
+    /// small read, not its segments.
+    pub async fn restore_attempts(
+        &self,
+        video: &VideoId,
+        resumable: impl Fn(&[u8]) -> bool,
+    ) -> Result<usize, StorageError> {
         let Some(bucket) = self.remote() else {
             return Ok(0);
         };
@@ -72,7 +79,12 @@ impl MediaStore {
                 continue;
             }
             let dir = format!("{base}/{attempt}");
-            let manifest = local.join(MANIFEST);
+            let Some(manifest) = bucket.get(&format!("{dir}/{MANIFEST}")).await? else {
+                continue;
+            };
+            if !resumable(&manifest) {
+                continue;
+            }
             // Segments first, the manifest last: a half-restored directory is never a candidate.
             for (name, _) in bucket.list(&format!("{dir}/hls")).await? {
                 let Some(tail) = name.strip_prefix(&format!("{dir}/")) else {
@@ -80,12 +92,9 @@ impl MediaStore {
                 };
                 bucket.download(&name, &local.join(tail)).await?;
             }
-            if bucket
-                .download(&format!("{dir}/{MANIFEST}"), &manifest)
-                .await?
-            {
-                restored += 1;
-            }
+            std::fs::create_dir_all(&local)?;
+            write_atomically(&local.join(MANIFEST), &manifest)?;
+            restored += 1;
         }
         Ok(restored)
     }

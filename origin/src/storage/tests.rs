@@ -178,7 +178,15 @@ async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
         "the least complete rung bounds a resume"
     );
 
-    assert_eq!(other.restore_attempts(&video).await.expect("restore"), 1);
+    // An attempt this encode cannot continue is not downloaded at all.
+    let refused = other.restore_attempts(&video, |m| m != b"{}").await;
+    assert_eq!(refused.expect("restore"), 0);
+    assert!(
+        !b.path().join("tmp/v3-0a1b2c").exists(),
+        "nothing downloaded"
+    );
+    let accepted = other.restore_attempts(&video, |m| m == b"{}").await;
+    assert_eq!(accepted.expect("restore"), 1);
     let restored = b.path().join("tmp/v3-0a1b2c");
     assert!(restored.join("hls/360p/segment_001.ts").is_file());
     assert!(restored.join(crate::transcode::resume::MANIFEST).is_file());
@@ -192,7 +200,12 @@ async fn checkpoints_cross_machines_and_large_files_go_in_parts() {
         bucket.objects().clone(),
         SourceAccess::Download,
     );
-    assert_eq!(third.restore_attempts(&video).await.expect("restore"), 0);
+    let withdrawn = third.restore_attempts(&video, |_| true).await;
+    assert_eq!(withdrawn.expect("restore"), 0);
+    assert!(
+        !c.path().join("tmp/v3-0a1b2c").exists(),
+        "nothing downloaded"
+    );
     media.drop_attempts(&video).await.expect("drop");
     assert!(names(&bucket, "private/work").await.is_empty());
 

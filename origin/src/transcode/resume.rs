@@ -66,6 +66,15 @@ impl EncodeManifest {
         }
     }
 
+    /// Whether `bytes` is a manifest equal to this one: an attempt that encoded the same
+    /// outputs of the same source the same way, which this one can continue.
+    pub fn accepts(&self, bytes: &[u8]) -> bool {
+        serde_json::from_slice::<EncodeManifest>(bytes)
+            .ok()
+            .as_ref()
+            == Some(self)
+    }
+
     /// Records this manifest in `work_dir`.
     pub fn write(&self, work_dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec(self).map_err(std::io::Error::other)?;
@@ -92,11 +101,7 @@ pub fn find(
         let Ok(bytes) = std::fs::read(dir.join(MANIFEST)) else {
             continue;
         };
-        if serde_json::from_slice::<EncodeManifest>(&bytes)
-            .ok()
-            .as_ref()
-            != Some(manifest)
-        {
+        if !manifest.accepts(&bytes) {
             continue;
         }
         let complete = manifest

@@ -68,7 +68,11 @@ impl Pipeline {
         // other machines saved come back as local work directories first.
         let earlier = match separate {
             false => {
-                if let Err(error) = self.media.restore_attempts(job.video).await {
+                let restored = self
+                    .media
+                    .restore_attempts(job.video, |other| manifest.accepts(other))
+                    .await;
+                if let Err(error) = restored {
                     tracing::warn!(%error, "cannot restore earlier attempts from the bucket");
                 }
                 resume::find(&self.layout, job.video, &manifest, work.path())
