@@ -73,13 +73,26 @@ pub enum StorageError {
 /// to 7 days).
 pub const SOURCE_URL_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Where an upload can be read, once fetched ([`MediaStore::fetch_source`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an upload can be read, once fetched ([`MediaStore::fetch_source`]). `Debug` shows a
+/// URL without its query.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// A file on this machine.
     File(PathBuf),
     /// A presigned URL of the bucket's object; its query is a credential.
     Presigned(String),
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetched::File(path) => f.debug_tuple("File").field(path).finish(),
+            Fetched::Presigned(url) => f
+                .debug_tuple("Presigned")
+                .field(&crate::transcode::input::redact_queries(url))
+                .finish(),
+        }
+    }
 }
 
 /// Size and modification time of a local file as it was pushed.

@@ -154,7 +154,11 @@ async function traceResponse(r) {
   if (url.endsWith('.m3u8')) {
     const body = await r.text().catch(() => '');
     // Signed URLs are long and say nothing here: keep the tags and the segment names.
-    line += `\n    ${body.split('\n').map((l) => l.replace(/^https?:.*\/([^/?]+)\?.*$/, '$1')).join('\n    ')}`;
+    // Credentials (playback tokens, link signatures) stay out of the output.
+    const shown = body.split('\n')
+      .map((l) => l.replace(/^https?:.*\/([^/?]+)\?.*$/, '$1'))
+      .map((l) => l.replace(/([?&](pt|md5|expires|X-Amz-[\w-]+)=)[^&"\s]*/g, '$1…'));
+    line += `\n    ${shown.join('\n    ')}`;
   }
   trace.push(line);
 }

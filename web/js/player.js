@@ -236,7 +236,8 @@ export class Player {
       return;
     }
     const at = v.currentTime || this.resumeAt;
-    const playing = !v.paused && !this.userPaused;
+    // A late start still pending counts as playing: it is about to.
+    const playing = this.playTimer != null || (!v.paused && !this.userPaused);
     this.reopening = true;
     this.freshMasterUrl()
       .catch(() => this.masterUrl())
@@ -419,28 +420,35 @@ export class Player {
     v.crossOrigin = 'anonymous';
     let lastRefreshAt = -Infinity;
     let lateStarts = 0;
-    this.nativeError = () => {
+    const onError = () => {
       const err = v.error;
       const at = this.lastTime || this.resumeAt || 0;
       this.diag.error.textContent = `MediaError ${err ? err.code : '?'}${err && err.message ? `: ${err.message}` : ''}`;
       this.root.dataset.lastError = `media-error:${err ? err.code : '?'}`;
       const progressed = at - lastRefreshAt >= 1;
       if (progressed) lateStarts = 0;
+      // Still this engine's, once a fresh master arrives (not torn down or left meanwhile).
+      const attached = () => !this.destroyed && this.nativeError === onError;
       // A native engine plays a growing playlist as a live stream. Chromium's loads its last
       // segments and, once playback starts, asks the playlist for newer ones; it gives up when
       // none has been published in between (short segments, an encoder just starting). Open it
-      // again and start a little later each time, so that the encoder gets ahead.
-      if (!progressed && this.root.dataset.growing === 'true' && lateStarts < LATE_STARTS) {
+      // again and start a little later each time, so that the encoder gets ahead. Chromium
+      // reports a refused link the same way, so on a video still encoding that has not played
+      // yet, such an error is shown after these attempts (about 15 s); a network error that
+      // says so (Safari) is not retried this way.
+      const network = err && err.code === MediaError.MEDIA_ERR_NETWORK;
+      if (!progressed && !network && this.root.dataset.growing === 'true' && lateStarts < LATE_STARTS) {
         lateStarts += 1;
         this.root.dataset.lateStarts = String(lateStarts);
         this.reopening = true;
         this.freshMasterUrl()
           .catch(() => this.masterUrl())
-          .then((url) => this.openNative(at, !this.userPaused, url, lateStarts * 1000));
+          .then((url) => attached() && this.openNative(at, !this.userPaused, url, lateStarts * 1000));
         return;
       }
       // An expired link looks like any network error to the page. Renew the master once per
-      // stretch of progress: an error right after a renewal (a refused link) is shown instead.
+      // stretch of progress (the first error included): a second error before the video has
+      // played on (a refused link) is shown instead, once any late starts above are spent.
       if (this.stats.nativeRefreshes < 10 && progressed) {
         lastRefreshAt = at;
         this.stats.nativeRefreshes += 1;
@@ -450,7 +458,7 @@ export class Player {
         this.root.dataset.resumedFrom = String(Math.round(at * 100) / 100);
         this.freshMasterUrl()
           .catch(() => this.masterUrl())
-          .then((url) => this.openNative(at, !this.userPaused, url));
+          .then((url) => attached() && this.openNative(at, !this.userPaused, url));
         return;
       }
       this.teardown();
@@ -458,6 +466,7 @@ export class Player {
       this.setState('error', `Playback failed (native HLS, MediaError ${err ? err.code : '?'}${err && err.message ? `: ${err.message}` : ''}).`, { retry: () => this.restart() });
       this.retryButton.textContent = 'Try again';
     };
+    this.nativeError = onError;
     v.addEventListener('error', this.nativeError);
     this.quality.replaceChildren(h('option', { value: '-1' }, 'Auto (browser)'));
     this.quality.disabled = true;
@@ -471,12 +480,18 @@ export class Player {
     // A previous opening that never got its metadata must not restore its (older) position.
     if (this.onNativeMetadata) v.removeEventListener('loadedmetadata', this.onNativeMetadata);
     clearTimeout(this.playTimer);
+    this.playTimer = null;
     this.onNativeMetadata = () => {
       this.onNativeMetadata = null;
       if (at > 0) v.currentTime = at;
       if (this.root.dataset.state === 'loading') this.setState('ready');
       this.reopening = false;
-      if (play && playAfter > 0) this.playTimer = setTimeout(() => this.autoplay(), playAfter);
+      if (play && playAfter > 0) {
+        this.playTimer = setTimeout(() => {
+          this.playTimer = null;
+          this.autoplay();
+        }, playAfter);
+      }
       else if (play) this.autoplay();
       else this.syncPlay();
     };
@@ -496,6 +511,7 @@ export class Player {
 
   teardown() {
     clearTimeout(this.playTimer);
+    this.playTimer = null;
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;

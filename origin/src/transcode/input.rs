@@ -24,8 +24,9 @@ pub const CONTAINERS_FOR_HUMANS: &str =
 /// Protocols a local source may be read through.
 pub const LOCAL_PROTOCOLS: &str = "file";
 
-/// Where a job's upload is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a job's upload is read from. Shown (`Display` and `Debug` alike), a URL loses its
+/// query.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Source<'a> {
     /// A file on this machine.
     File(&'a Path),
@@ -59,6 +60,15 @@ impl std::fmt::Display for Source<'_> {
         match self {
             Source::File(path) => path.display().fmt(f),
             Source::Url(url) => f.write_str(&redact_queries(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => f.debug_tuple("File").field(path).finish(),
+            Source::Url(url) => f.debug_tuple("Url").field(&redact_queries(url)).finish(),
         }
     }
 }
@@ -148,8 +158,9 @@ mod tests {
         // A file is a file, whatever its name looks like.
         let file = source_input(Source::File(Path::new("http://x/y")));
         assert_eq!(file[3], "file");
-        let shown = Source::Url("https://b.example/v?X-Amz-Signature=secret").to_string();
-        assert_eq!(shown, "https://b.example/v?<redacted>");
+        let url = Source::Url("https://b.example/v?X-Amz-Signature=secret");
+        assert_eq!(url.to_string(), "https://b.example/v?<redacted>");
+        assert!(!format!("{url:?}").contains("secret"), "{url:?}");
     }
 
     #[test]

@@ -23,6 +23,15 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 /// What became of one track: its cues, or why it was left out.
 pub type Extracted = Result<Vec<Cue>, String>;
 
+/// Why a run of ffmpeg gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Failure {
+    #[error("reading the track took too long")]
+    TimedOut,
+    #[error("{0}")]
+    Other(String),
+}
+
 /// The source's subtitle streams `indexes` (`0:s:<index>`), in that order. `scratch` is a
 /// directory of the job's own for the one-pass files (created, then removed).
 pub async fn text_tracks(
@@ -34,6 +43,10 @@ pub async fn text_tracks(
     if indexes.len() > 1 {
         match together(ffmpeg, source, indexes, scratch).await {
             Ok(all) => return all,
+            // Reading them one by one would take as long each.
+            Err(Failure::TimedOut) => {
+                return vec![Err(Failure::TimedOut.to_string()); indexes.len()];
+            }
             Err(why) => {
                 tracing::info!(%why, "the subtitle tracks are read one by one");
             }
@@ -52,8 +65,9 @@ async fn together(
     source: Source<'_>,
     indexes: &[usize],
     scratch: &Path,
-) -> Result<Vec<Extracted>, String> {
-    std::fs::create_dir_all(scratch).map_err(|e| format!("scratch directory: {e}"))?;
+) -> Result<Vec<Extracted>, Failure> {
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| Failure::Other(format!("scratch directory: {e}")))?;
     let files: Vec<PathBuf> = (0..indexes.len())
         .map(|n| scratch.join(format!("{n}.vtt")))
         .collect();
@@ -97,7 +111,7 @@ async fn alone(ffmpeg: &Path, source: Source<'_>, index: usize) -> Extracted {
         .args(input::source_input(source))
         .args(output_args(index))
         .arg("-");
-    let webvtt = run(&mut command).await?;
+    let webvtt = run(&mut command).await.map_err(|e| e.to_string())?;
     cues(&webvtt)
 }
 
@@ -117,13 +131,13 @@ fn output_args(index: usize) -> [String; 8] {
 }
 
 /// Runs ffmpeg to its end within [`TIMEOUT`]; its standard output.
-async fn run(command: &mut tokio::process::Command) -> Result<Vec<u8>, String> {
+async fn run(command: &mut tokio::process::Command) -> Result<Vec<u8>, Failure> {
     let out = tokio::time::timeout(TIMEOUT, child::output(command))
         .await
-        .map_err(|_| "reading the track took too long".to_owned())?
-        .map_err(|e| format!("could not run ffmpeg: {e}"))?;
+        .map_err(|_| Failure::TimedOut)?
+        .map_err(|e| Failure::Other(format!("could not run ffmpeg: {e}")))?;
     if !out.status.success() {
-        return Err("the track could not be read".into());
+        return Err(Failure::Other("the track could not be read".into()));
     }
     Ok(out.stdout)
 }
