@@ -45,6 +45,7 @@ use shared::objects::Objects;
 pub use bucket::Bucket;
 
 use crate::config::storage::SourceAccess;
+use crate::transcode::input::Source;
 
 /// Why a media-store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,7 @@ pub enum StorageError {
 pub const SOURCE_URL_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Where an upload can be read, once fetched ([`MediaStore::fetch_source`]). `Debug` shows a
-/// URL without its query.
+/// URL without its query, as [`Source`] does.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// A file on this machine.
@@ -83,15 +84,19 @@ pub enum Fetched {
     Presigned(String),
 }
 
+impl Fetched {
+    /// What ffmpeg reads.
+    pub fn source(&self) -> Source<'_> {
+        match self {
+            Fetched::File(path) => Source::File(path),
+            Fetched::Presigned(url) => Source::Url(url),
+        }
+    }
+}
+
 impl std::fmt::Debug for Fetched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fetched::File(path) => f.debug_tuple("File").field(path).finish(),
-            Fetched::Presigned(url) => f
-                .debug_tuple("Presigned")
-                .field(&crate::transcode::input::redact_queries(url))
-                .finish(),
-        }
+        self.source().fmt(f)
     }
 }
 

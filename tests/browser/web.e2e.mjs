@@ -526,6 +526,12 @@ const watchdog = setTimeout(async () => {
   process.exit(1);
 }, DEADLINE_MS);
 
+/** The native tab's fetches and media log, the last `n` lines of each. */
+function printTrace(print, n) {
+  print(`native tab fetches (last ${n}):\n  ${trace.slice(-n).join('\n  ')}`);
+  print(`native tab media log (last ${n}):\n  ${mediaLog.slice(-n).join('\n  ')}`);
+}
+
 function countBy(list) {
   return list.reduce((acc, e) => ({ ...acc, [`${e.tab}:${e.status}`]: (acc[`${e.tab}:${e.status}`] || 0) + 1 }), {});
 }
@@ -534,18 +540,14 @@ try {
   await main();
   clearTimeout(watchdog);
   log(`done; edge responses seen: ${JSON.stringify(countBy(edge))}`);
-  if (process.env.WEB_E2E_TRACE) {
-    console.log(`native tab fetches:\n  ${trace.join('\n  ')}`);
-    console.log(`native tab media log:\n  ${mediaLog.join('\n  ')}`);
-  }
+  if (process.env.WEB_E2E_TRACE) printTrace(console.log, Infinity);
   console.log(`${passed} passed, 0 failed`);
 } catch (e) {
   clearTimeout(watchdog);
   console.error(`[${elapsed()}] FAILED: ${e instanceof CheckFailed ? e.message : e.stack}`);
   console.error(`edge responses seen: ${JSON.stringify(countBy(edge))}`);
   console.error(`page console (last 40 lines):\n  ${consoleLines.slice(-40).join('\n  ')}`);
-  console.error(`native tab fetches (last 60):\n  ${trace.slice(-60).join('\n  ')}`);
-  console.error(`native tab media log (last 60):\n  ${mediaLog.slice(-60).join('\n  ')}`);
+  printTrace(console.error, 60);
   console.log(`${passed} passed, 1 failed`);
   process.exitCode = 1;
 }

@@ -238,14 +238,22 @@ export class Player {
     const at = v.currentTime || this.resumeAt;
     // A late start still pending counts as playing: it is about to.
     const playing = this.playTimer != null || (!v.paused && !this.userPaused);
+    this.reopenNative(at, playing).then((opened) => {
+      if (opened) this.root.dataset.playlists = 'finished';
+    });
+  }
+
+  /**
+   * Opens a fresh master (the one at hand if none can be had) in the native engine at `at`,
+   * unless `still()` says the engine was left meanwhile. `play`: start it (`null`: as the
+   * viewer wants once the master is here), `playAfter` ms after loading. Whether it opened.
+   */
+  async reopenNative(at, play, playAfter = 0, still = () => !this.destroyed) {
     this.reopening = true;
-    this.freshMasterUrl()
-      .catch(() => this.masterUrl())
-      .then((url) => {
-        if (this.destroyed) return;
-        this.openNative(at, playing, url);
-        this.root.dataset.playlists = 'finished';
-      });
+    const url = await this.freshMasterUrl().catch(() => this.masterUrl());
+    if (!still()) return false;
+    this.openNative(at, play ?? !this.userPaused, url, playAfter);
+    return true;
   }
 
   stopFollowing() {
@@ -440,10 +448,7 @@ export class Player {
       if (!progressed && !network && this.root.dataset.growing === 'true' && lateStarts < LATE_STARTS) {
         lateStarts += 1;
         this.root.dataset.lateStarts = String(lateStarts);
-        this.reopening = true;
-        this.freshMasterUrl()
-          .catch(() => this.masterUrl())
-          .then((url) => attached() && this.openNative(at, !this.userPaused, url, lateStarts * 1000));
+        this.reopenNative(at, null, lateStarts * 1000, attached);
         return;
       }
       // An expired link looks like any network error to the page. Renew the master once per
@@ -454,11 +459,8 @@ export class Player {
         this.stats.nativeRefreshes += 1;
         this.root.dataset.refreshes = String(this.stats.nativeRefreshes);
         this.diag.expired.textContent = `${this.stats.nativeRefreshes} (native: re-opened the master)`;
-        this.reopening = true;
         this.root.dataset.resumedFrom = String(Math.round(at * 100) / 100);
-        this.freshMasterUrl()
-          .catch(() => this.masterUrl())
-          .then((url) => attached() && this.openNative(at, !this.userPaused, url));
+        this.reopenNative(at, null, 0, attached);
         return;
       }
       this.teardown();

@@ -219,13 +219,10 @@ impl<S: JobStore> WorkerPool<S> {
                 Ok(None) => Fetched::File(self.layout.source_file(&video)),
                 Err(e) => return Err(e.into()),
             };
-            let source = match &fetched {
-                Fetched::File(path) => Source::File(path),
-                Fetched::Presigned(url) => {
-                    tracing::info!("reading the upload from the bucket (presigned URL)");
-                    Source::Url(url)
-                }
-            };
+            let source = fetched.source();
+            if let Source::Url(_) = source {
+                tracing::info!("reading the upload from the bucket (presigned URL)");
+            }
             media
                 .pull_dir(&format!("subtitles/{video}"), |_| true)
                 .await?;

@@ -446,74 +446,47 @@ async fn etags_that_are_not_md5s_fail_puts_unless_configured() {
         .expect("checked by size");
 }
 
+/// `rel` of a finished video at `version`, as `media` reads it.
+async fn finished(media: &MediaStore, rel: &str, version: recent::Version) -> Option<Vec<u8>> {
+    let read = media.read_finished(rel, version).await.expect("read");
+    read.map(|b| b.to_vec())
+}
+
 #[tokio::test]
 async fn a_finished_videos_playlists_are_read_from_the_bucket_once_per_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (media, bucket) = store(dir.path());
-    let put = |text: &'static str| {
-        bucket.put_bytes("hls/v1/master.m3u8", Bytes::from_static(text.as_bytes()))
-    };
+    let master = "hls/v1/master.m3u8";
+    let put = |text: &'static str| bucket.put_bytes(master, Bytes::from_static(text.as_bytes()));
+    let (one, two) = (b"#EXTM3U\n# one\n".to_vec(), b"#EXTM3U\n# two\n".to_vec());
     put("#EXTM3U\n# one\n").await.expect("put");
-    let read = |version| media.read_finished("hls/v1/master.m3u8", version);
-    assert_eq!(
-        read((1, 10)).await.expect("read").as_deref(),
-        Some(&b"#EXTM3U\n# one\n"[..])
-    );
+    assert_eq!(finished(&media, master, (1, 10)).await, Some(one.clone()));
     // Replaced behind the job's back: the same version still answers from memory...
     put("#EXTM3U\n# two\n").await.expect("put");
-    assert_eq!(
-        read((1, 10)).await.expect("read").as_deref(),
-        Some(&b"#EXTM3U\n# one\n"[..])
-    );
+    assert_eq!(finished(&media, master, (1, 10)).await, Some(one));
     // ...and a job that changed reads it again.
-    assert_eq!(
-        read((1, 11)).await.expect("read").as_deref(),
-        Some(&b"#EXTM3U\n# two\n"[..])
-    );
-    assert_eq!(
-        read((2, 11)).await.expect("read").as_deref(),
-        Some(&b"#EXTM3U\n# two\n"[..])
-    );
+    assert_eq!(finished(&media, master, (1, 11)).await, Some(two.clone()));
+    assert_eq!(finished(&media, master, (2, 11)).await, Some(two));
     // Keys live under private/, and a missing object is not remembered.
-    assert_eq!(
-        media
-            .read_finished("keys/v1/360p.key", (1, 10))
-            .await
-            .expect("read"),
-        None
-    );
+    let key = "keys/v1/360p.key";
+    assert_eq!(finished(&media, key, (1, 10)).await, None);
     bucket
         .put_bytes("private/keys/v1/360p.key", Bytes::from_static(&[7; 16]))
         .await
         .expect("put");
-    assert_eq!(
-        media
-            .read_finished("keys/v1/360p.key", (1, 10))
-            .await
-            .expect("read")
-            .as_deref(),
-        Some(&[7u8; 16][..])
-    );
+    assert_eq!(finished(&media, key, (1, 10)).await, Some(vec![7; 16]));
 
     // The data directory is read as it is.
     let local_dir = tempfile::tempdir().expect("tempdir");
     let local = MediaStore::local(Layout::new(local_dir.path()));
-    write(local_dir.path(), "hls/v1/master.m3u8", b"one");
+    write(local_dir.path(), master, b"one");
     assert_eq!(
-        local
-            .read_finished("hls/v1/master.m3u8", (1, 10))
-            .await
-            .expect("read")
-            .as_deref(),
-        Some(&b"one"[..])
+        finished(&local, master, (1, 10)).await,
+        Some(b"one".to_vec())
     );
-    write(local_dir.path(), "hls/v1/master.m3u8", b"two");
+    write(local_dir.path(), master, b"two");
     assert_eq!(
-        local
-            .read_finished("hls/v1/master.m3u8", (1, 10))
-            .await
-            .expect("read")
-            .as_deref(),
-        Some(&b"two"[..])
+        finished(&local, master, (1, 10)).await,
+        Some(b"two".to_vec())
     );
 }

@@ -82,22 +82,21 @@ struct FileBody {
 }
 
 impl EdgeBody {
-    pub fn empty(metrics: Arc<Metrics>, stream: Option<StreamGuard>) -> Self {
+    fn new(kind: Kind, metrics: Arc<Metrics>, stream: Option<StreamGuard>) -> Self {
         Self {
+            kind,
             rest: Bytes::new(),
-            kind: Kind::Empty,
             metrics,
             _stream: stream,
         }
     }
 
+    pub fn empty(metrics: Arc<Metrics>, stream: Option<StreamGuard>) -> Self {
+        Self::new(Kind::Empty, metrics, stream)
+    }
+
     pub fn bytes(data: Bytes, path: SendPath, metrics: Arc<Metrics>, stream: StreamGuard) -> Self {
-        Self {
-            rest: Bytes::new(),
-            kind: Kind::Bytes(Some(data), path),
-            metrics,
-            _stream: Some(stream),
-        }
+        Self::new(Kind::Bytes(Some(data), path), metrics, Some(stream))
     }
 
     /// A body pulled from the upstream, `len` bytes announced, let out within `budget`.
@@ -108,19 +107,15 @@ impl EdgeBody {
         metrics: Arc<Metrics>,
         stream: StreamGuard,
     ) -> Self {
-        Self {
-            rest: Bytes::new(),
-            kind: Kind::Stream(StreamBody {
-                body,
-                remaining: len,
-                received: None,
-                budget,
-                held: None,
-                waiting: None,
-            }),
-            metrics,
-            _stream: Some(stream),
-        }
+        let kind = Kind::Stream(StreamBody {
+            body,
+            remaining: len,
+            received: None,
+            budget,
+            held: None,
+            waiting: None,
+        });
+        Self::new(kind, metrics, Some(stream))
     }
 
     /// `len` bytes of `file` from `offset`, read within `budget`.
@@ -132,18 +127,14 @@ impl EdgeBody {
         metrics: Arc<Metrics>,
         stream: StreamGuard,
     ) -> Self {
-        Self {
-            rest: Bytes::new(),
-            kind: Kind::File(FileBody {
-                file,
-                offset,
-                remaining: len,
-                budget,
-                pending: None,
-            }),
-            metrics,
-            _stream: Some(stream),
-        }
+        let kind = Kind::File(FileBody {
+            file,
+            offset,
+            remaining: len,
+            budget,
+            pending: None,
+        });
+        Self::new(kind, metrics, Some(stream))
     }
 }
 

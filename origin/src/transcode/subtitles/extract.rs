@@ -15,6 +15,8 @@ use super::{parse_any_size, Cue, SubtitleError};
 use crate::transcode::child;
 use crate::transcode::input::{self, Source};
 
+/// How every ffmpeg here starts: quiet but for errors, never reading standard input.
+const QUIET: [&str; 4] = ["-hide_banner", "-nostdin", "-loglevel", "error"];
 /// The largest track taken, as WebVTT: films' tracks are well under 1 MiB.
 const MAX_BYTES: usize = 8 << 20;
 /// However long the source, reading its subtitles ends.
@@ -91,10 +93,8 @@ async fn together(
 
 /// One reading of the source, with an output per track: `files[n]` gets `indexes[n]`.
 fn together_args(source: Source<'_>, indexes: &[usize], files: &[PathBuf]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
+    // `-y`: a file left by an earlier attempt's pass is overwritten.
+    let mut args: Vec<OsString> = QUIET.iter().chain(&["-y"]).map(OsString::from).collect();
     args.extend(input::source_input(source));
     for (&index, file) in indexes.iter().zip(files) {
         args.extend(output_args(index).map(OsString::from));
@@ -107,7 +107,7 @@ fn together_args(source: Source<'_>, indexes: &[usize], files: &[PathBuf]) -> Ve
 async fn alone(ffmpeg: &Path, source: Source<'_>, index: usize) -> Extracted {
     let mut command = tokio::process::Command::new(ffmpeg);
     command
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(QUIET)
         .args(input::source_input(source))
         .args(output_args(index))
         .arg("-");
