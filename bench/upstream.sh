@@ -68,7 +68,7 @@ weed server -dir="$WORK/weed/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="${P[0]}" -master.port.grpc="${P[1]}" -volume.port="${P[2]}" -volume.port.grpc="${P[3]}" \
     -filer.port="${P[4]}" -filer.port.grpc="${P[5]}" -s3 -s3.port="${P[6]}" -s3.port.grpc="${P[7]}" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$WORK/weed/s3.json" -volume.preStopSeconds=0 \
-    -master.volumeSizeLimitMB=64 -filer.localSocket="$WORK/weed/filer.sock" \
+    -master.volumeSizeLimitMB=64 -volume.minFreeSpace=256MiB -filer.localSocket="$WORK/weed/filer.sock" \
     -s3.localSocket="$WORK/weed/s3.sock" >"$WORK/weed/log" 2>&1 &
 WEED_PID=$!
 STARTED_PIDS+=("$WEED_PID")

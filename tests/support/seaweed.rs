@@ -23,6 +23,8 @@ use crate::process::{self, LineLog, Signal};
 
 /// How long SeaweedFS may take until its S3 gateway answers and a volume server is registered.
 const START_TIMEOUT: Duration = Duration::from_secs(40);
+/// Free disk space below which the volume server turns read-only.
+const MIN_FREE_SPACE: &str = "256MiB";
 /// Fresh port sets tried: a port free when picked may be taken before weed binds it.
 const START_ATTEMPTS: usize = 3;
 
@@ -413,6 +415,10 @@ fn spawn(dir: &Path, ports: Ports) -> Result<(Child, LineLog), String> {
         .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
         .arg(format!("-s3.config={}", dir.join("s3.json").display()))
         .args(["-volume.preStopSeconds=0", "-master.volumeSizeLimitMB=64"])
+        // The default keeps 1% of the disk free and otherwise turns every volume read-only,
+        // so on a big, nearly full disk (a CI machine after a clean build) no write could be
+        // placed. These tests store a few MiB.
+        .arg(format!("-volume.minFreeSpace={MIN_FREE_SPACE}"))
         .arg(format!(
             "-filer.localSocket={}",
             dir.join("filer.sock").display()
@@ -449,7 +455,8 @@ fn spawn(dir: &Path, ports: Ports) -> Result<(Child, LineLog), String> {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "SeaweedFS not ready within {START_TIMEOUT:?}:\n{}",
+                "SeaweedFS not ready within {START_TIMEOUT:?} (its volume server takes no \
+                 writes with less than {MIN_FREE_SPACE} free on the disk):\n{}",
                 stderr.tail(30)
             ));
         }
