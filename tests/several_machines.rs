@@ -600,11 +600,25 @@ fn every_track_reaches_players_from_the_bucket() {
     let master_path = master_url
         .trim_start_matches(&c.origin.base_url())
         .to_owned();
-    assert!(c
-        .origin
-        .get(&master_path)
-        .text()
-        .contains("LANGUAGE=\"deu\""));
+    // The master was read before: what is kept of it in memory must not hide the change.
+    let revised = c.origin.get(&master_path).text();
+    let added_uri = revised
+        .lines()
+        .find(|l| l.contains("LANGUAGE=\"deu\""))
+        .and_then(|l| l.split("URI=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("the master does not name the new subtitle:\n{revised}"));
+    let hls_dir = master_path
+        .split('?')
+        .next()
+        .and_then(|p| p.rsplit_once('/'))
+        .map(|(dir, _)| dir.to_owned())
+        .expect("the master's directory");
+    let added_playlist = format!("{hls_dir}/{added_uri}");
+    for _ in 0..2 {
+        let got = c.origin.get(&added_playlist);
+        assert_eq!(got.status, 200, "{added_playlist}: {}", got.text());
+    }
     let in_bucket = |c: &Cluster| {
         c.list(&format!("hls/{id}/{sub}"))
             .iter()
@@ -616,6 +630,13 @@ fn every_track_reaches_players_from_the_bucket() {
         .delete_as(&alice, &format!("/api/videos/{id}/subtitles/{sub}"));
     assert_eq!(deleted.status, 204, "{}", deleted.text());
     assert!(!c.origin.get(&master_path).text().contains("Deutsch"));
+    let gone = c.origin.get(&added_playlist);
+    assert_eq!(
+        gone.status,
+        404,
+        "a deleted subtitle's playlist is still served: {}",
+        gone.text()
+    );
     assert!(
         !in_bucket(&c),
         "the deleted subtitle is still in the bucket"

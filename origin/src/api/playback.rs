@@ -20,7 +20,6 @@ use super::AppState;
 use crate::jobs::model::{unix_now, Job, JobState};
 use crate::jobs::store::JobStore;
 use crate::playback::{bucketed_expiry, sign_master, sign_variant, VariantSigning};
-use crate::transcode::subtitles::tracks;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 
@@ -123,9 +122,8 @@ pub async fn master(
             (job, credential)
         }
     };
-    // Not kept in memory: uploading or deleting a subtitle file rewrites the master.
     let rel = format!("hls/{}/master.m3u8", job.video);
-    let text = read_playlist(&state, &job, &rel, Keep::No).await?;
+    let text = read_playlist(&state, &job, &rel).await?;
     let started = Instant::now();
     let body = sign_master(&text, &credential);
     state
@@ -177,12 +175,7 @@ pub async fn variant(
     let job = authorize(&state, &id, q.pt.as_deref()).await?;
     let pt = q.pt.unwrap_or_default();
     let rel = format!("hls/{}/{rung}/index.m3u8", job.video);
-    let keep = if tracks::is_uploaded(&rung) {
-        Keep::No
-    } else {
-        Keep::Finished
-    };
-    let text = read_playlist(&state, &job, &rel, keep).await?;
+    let text = read_playlist(&state, &job, &rel).await?;
     let s = &state.settings.playback;
     let key_uri = format!("key?pt={pt}");
     let started = Instant::now();
@@ -214,7 +207,7 @@ pub async fn key(
     valid_rung(&rung)?;
     let job = authorize(&state, &id, q.pt.as_deref()).await?;
     let rel = format!("keys/{}/{rung}.key", job.video);
-    let key = match read_stored(&state, &job, &rel, Keep::Finished).await? {
+    let key = match read_stored(&state, &job, &rel).await? {
         Some(k) if k.len() == 16 => k,
         Some(_) => return Err(ApiError::internal("stored key is not 16 bytes")),
         None => return Err(ApiError::NotFound),
@@ -230,42 +223,22 @@ pub async fn key(
 }
 
 /// A stored playlist (`rel` under the data directory or in the bucket).
-async fn read_playlist(
-    state: &AppState,
-    job: &Job,
-    rel: &str,
-    keep: Keep,
-) -> Result<String, ApiError> {
-    let bytes = read_stored(state, job, rel, keep)
+async fn read_playlist(state: &AppState, job: &Job, rel: &str) -> Result<String, ApiError> {
+    let bytes = read_stored(state, job, rel)
         .await?
         .ok_or(ApiError::NotFound)?;
     String::from_utf8(bytes.into())
         .map_err(|_| ApiError::internal("a stored playlist is not UTF-8"))
 }
 
-/// Whether a stored object may come from memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    /// Always read: it may change while the job stays as it is.
-    No,
-    /// Once the video is finished, only a new attempt changes it.
-    Finished,
-}
-
-/// A playlist or key of `job`. With [`Keep::Finished`], a finished video's may come from
-/// memory for as long as the job stays as it is ([`MediaStore::read_finished`]); a growing
-/// video's changes as it grows.
+/// A playlist or key of `job`. A finished video's may come from memory for as long as the job
+/// stays as it is ([`MediaStore::read_finished`]; a subtitle file added or removed revises
+/// it); a growing video's changes as it grows.
 ///
 /// [`MediaStore::read_finished`]: crate::storage::MediaStore::read_finished
-async fn read_stored(
-    state: &AppState,
-    job: &Job,
-    rel: &str,
-    keep: Keep,
-) -> Result<Option<Bytes>, ApiError> {
-    let read = if keep == Keep::Finished && job.state == JobState::Ready {
-        let version = (job.attempts, job.updated_at);
-        state.media.read_finished(rel, version).await?
+async fn read_stored(state: &AppState, job: &Job, rel: &str) -> Result<Option<Bytes>, ApiError> {
+    let read = if job.state == JobState::Ready {
+        state.media.read_finished(rel, job.version()).await?
     } else {
         state.media.read(rel).await?
     };

@@ -15,6 +15,7 @@ use super::auth::User;
 use super::error::ApiError;
 use super::AppState;
 use crate::jobs::model::Job;
+use crate::jobs::store::JobStore;
 use crate::transcode::ffmpeg::MASTER;
 use crate::transcode::growing::write_atomically;
 use crate::transcode::subtitles::tracks::{self, SubtitleRendition};
@@ -125,6 +126,12 @@ async fn publish_now(
         .media
         .push_video(video, crate::storage::tree::Phase::Growing)
         .await?;
+    // Before a removed rendition's files go: until then, copies of the old master kept in
+    // memory (`storage::recent`) still name it.
+    if let Err(error) = state.store.revise(video).await {
+        // The change is made and stays; only those copies live on until they expire.
+        tracing::warn!(%video, %error, "could not revise the job after a subtitle change");
+    }
     if let Some(id) = removed {
         state.media.remove_dir(&format!("hls/{video}/{id}")).await?;
     }

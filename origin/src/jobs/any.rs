@@ -111,6 +111,9 @@ impl JobStore for AnyStore {
     ) -> Result<(), StoreError> {
         each!(self, s => s.fail(video, worker, error, failure, now).await)
     }
+    async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
+        each!(self, s => s.revise(video).await)
+    }
     async fn requeue(&self, video: &VideoId, now: i64) -> Result<(), StoreError> {
         each!(self, s => s.requeue(video, now).await)
     }

@@ -318,6 +318,15 @@ impl JobStore for EmbeddedStore {
             job.checkpoints.clear();
             job.playable = false;
             job.updated_at = now;
+            job.revision += 1;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
+        self.update(video, |job| {
+            job.revision += 1;
             Ok(())
         })
         .await

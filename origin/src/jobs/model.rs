@@ -44,6 +44,9 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
+/// A job's attempts, last update (unix seconds) and revision.
+pub type Version = (u32, i64, u64);
+
 /// Everything known about one video's processing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -71,6 +74,10 @@ pub struct Job {
     pub result: Option<Published>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Counts the changes made to its published playlists outside an encode (a subtitle file
+    /// added or removed) and requeues: copies kept in memory know from it they are stale.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Job {
@@ -101,7 +108,14 @@ impl Job {
             result: None,
             created_at: now,
             updated_at: now,
+            revision: 0,
         }
+    }
+
+    /// What a copy of its published files is valid for: another attempt, any update of the
+    /// job, or a revision changes it.
+    pub fn version(&self) -> Version {
+        (self.attempts, self.updated_at, self.revision)
     }
 
     /// Whether a worker may claim it at `now`: queued and due, or processing under an

@@ -112,7 +112,10 @@ pub trait JobStore: Send + Sync + 'static {
         failure: Failure,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Queues a failed (or ready) job again from scratch.
+    /// Counts a change to a published video's playlists made outside an encode
+    /// ([`Job::revision`]).
+    fn revise(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Queues a failed (or ready) job again from scratch (a revision too).
     fn requeue(
         &self,
         video: &VideoId,
@@ -332,15 +335,40 @@ pub mod contract {
             "a failure takes the growing publish back"
         );
 
-        // Retry from scratch, delete.
+        // A revision changes the job's version and nothing else.
+        let before = store.get(&id("a")).await.expect("get").expect("exists");
+        store.revise(&id("a")).await.expect("revise");
+        let after = store.get(&id("a")).await.expect("get").expect("exists");
+        assert_eq!(after.revision, before.revision + 1);
+        assert_ne!(after.version(), before.version());
+        assert_eq!(
+            Job {
+                revision: before.revision,
+                ..after
+            },
+            before,
+            "a revision changes nothing else"
+        );
+
+        // Retry from scratch (a revision too), delete.
+        let failed = store.get(&id("b")).await.expect("get").expect("exists");
         store.requeue(&id("b"), t0 + 200).await.expect("requeue");
         let b = store.get(&id("b")).await.expect("get").expect("exists");
         assert_eq!((b.state, b.attempts, b.error), (JobState::Queued, 0, None));
+        assert_eq!(b.revision, failed.revision + 1);
         store.delete(&id("bob1")).await.expect("delete");
         assert!(store.get(&id("bob1")).await.expect("get").is_none());
         assert!(matches!(
             store.requeue(&id("bob1"), t0).await,
             Err(StoreError::NotFound(_))
         ));
+        assert!(
+            matches!(
+                store.revise(&id("bob1")).await,
+                Err(StoreError::NotFound(_))
+            ),
+            "revising a job that is gone does not create one"
+        );
+        assert!(store.get(&id("bob1")).await.expect("get").is_none());
     }
 }

@@ -1,13 +1,13 @@
-//! Finished videos' variant playlists and keys, kept in memory for a while so that playback
+//! Finished videos' playlists and keys, kept in memory for a while so that playback
 //! does not read the bucket on every request: each viewer's player asks for a variant per
 //! rendition and its key, so a video many watch asks for the same few small objects over and
 //! over, and each bucket read costs a round trip (and, on S3, money).
 //!
-//! An entry answers only for the version of the job that read it (its attempts and its last
-//! update, [`Version`]): a video published again, or changed in any way, misses and is read
-//! afresh, on every API machine alike since they share the job store. What changes while the
-//! job does not (the master, uploaded subtitles' playlists) is not kept: the caller decides.
-//! Entries also expire after [`TTL`], and together weigh at most [`MAX_BYTES`].
+//! An entry answers only for the version of the job that read it ([`Version`]: its attempts,
+//! last update and revision): a video published again, or changed in any way (a subtitle file
+//! added or removed revises it), misses and is read afresh, on every API machine alike since
+//! they share the job store. Entries also expire after [`TTL`], and together weigh at most
+//! [`MAX_BYTES`].
 
 use std::time::Duration;
 
@@ -23,8 +23,7 @@ const MAX_BODY: usize = 1 << 20;
 /// What an entry weighs beyond its name and body.
 const OVERHEAD: usize = 64;
 
-/// The job's attempts and last update (unix seconds) when the object was read.
-pub type Version = (u32, i64);
+pub use crate::jobs::model::Version;
 
 /// Recently read objects of finished videos, by object name.
 #[derive(Debug, Clone)]
@@ -71,18 +70,27 @@ mod tests {
     #[test]
     fn an_entry_answers_for_its_version_only() {
         let recent = Recent::default();
-        recent.put("hls/v/master.m3u8", (1, 100), Bytes::from_static(b"m"));
+        recent.put("hls/v/master.m3u8", (1, 100, 0), Bytes::from_static(b"m"));
         assert_eq!(
-            recent.get("hls/v/master.m3u8", (1, 100)).as_deref(),
+            recent.get("hls/v/master.m3u8", (1, 100, 0)).as_deref(),
             Some(&b"m"[..])
         );
-        assert_eq!(recent.get("hls/v/master.m3u8", (2, 100)), None);
-        assert_eq!(recent.get("hls/v/master.m3u8", (1, 101)), None);
-        assert_eq!(recent.get("hls/w/master.m3u8", (1, 100)), None);
-        recent.put("hls/v/master.m3u8", (2, 105), Bytes::from_static(b"again"));
-        assert_eq!(recent.get("hls/v/master.m3u8", (1, 100)), None);
+        assert_eq!(recent.get("hls/v/master.m3u8", (2, 100, 0)), None);
+        assert_eq!(recent.get("hls/v/master.m3u8", (1, 101, 0)), None);
         assert_eq!(
-            recent.get("hls/v/master.m3u8", (2, 105)).as_deref(),
+            recent.get("hls/v/master.m3u8", (1, 100, 1)),
+            None,
+            "a revision is another version"
+        );
+        assert_eq!(recent.get("hls/w/master.m3u8", (1, 100, 0)), None);
+        recent.put(
+            "hls/v/master.m3u8",
+            (2, 105, 0),
+            Bytes::from_static(b"again"),
+        );
+        assert_eq!(recent.get("hls/v/master.m3u8", (1, 100, 0)), None);
+        assert_eq!(
+            recent.get("hls/v/master.m3u8", (2, 105, 0)).as_deref(),
             Some(&b"again"[..])
         );
     }
@@ -90,10 +98,10 @@ mod tests {
     #[test]
     fn an_entry_expires() {
         let recent = Recent::new(Duration::from_millis(50), MAX_BYTES);
-        recent.put("k", (1, 1), Bytes::from_static(b"key"));
-        assert!(recent.get("k", (1, 1)).is_some());
+        recent.put("k", (1, 1, 0), Bytes::from_static(b"key"));
+        assert!(recent.get("k", (1, 1, 0)).is_some());
         std::thread::sleep(Duration::from_millis(120));
-        assert_eq!(recent.get("k", (1, 1)), None);
+        assert_eq!(recent.get("k", (1, 1, 0)), None);
     }
 
     #[test]
@@ -101,7 +109,7 @@ mod tests {
         let recent = Recent::new(TTL, 1 << 20);
         let body = Bytes::from(vec![b'#'; 64 << 10]);
         for i in 0..100 {
-            recent.put(&format!("hls/{i}/index.m3u8"), (1, 1), body.clone());
+            recent.put(&format!("hls/{i}/index.m3u8"), (1, 1, 0), body.clone());
         }
         recent.cache.run_pending_tasks();
         assert!(
@@ -109,7 +117,7 @@ mod tests {
             "{}",
             recent.cache.weighted_size()
         );
-        recent.put("huge", (1, 1), Bytes::from(vec![0; MAX_BODY + 1]));
-        assert_eq!(recent.get("huge", (1, 1)), None, "too large to keep");
+        recent.put("huge", (1, 1, 0), Bytes::from(vec![0; MAX_BODY + 1]));
+        assert_eq!(recent.get("huge", (1, 1, 0)), None, "too large to keep");
     }
 }

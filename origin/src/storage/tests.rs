@@ -460,33 +460,49 @@ async fn a_finished_videos_playlists_are_read_from_the_bucket_once_per_version()
     let put = |text: &'static str| bucket.put_bytes(master, Bytes::from_static(text.as_bytes()));
     let (one, two) = (b"#EXTM3U\n# one\n".to_vec(), b"#EXTM3U\n# two\n".to_vec());
     put("#EXTM3U\n# one\n").await.expect("put");
-    assert_eq!(finished(&media, master, (1, 10)).await, Some(one.clone()));
+    assert_eq!(
+        finished(&media, master, (1, 10, 0)).await,
+        Some(one.clone())
+    );
     // Replaced behind the job's back: the same version still answers from memory...
     put("#EXTM3U\n# two\n").await.expect("put");
-    assert_eq!(finished(&media, master, (1, 10)).await, Some(one));
+    assert_eq!(finished(&media, master, (1, 10, 0)).await, Some(one));
     // ...and a job that changed reads it again.
-    assert_eq!(finished(&media, master, (1, 11)).await, Some(two.clone()));
-    assert_eq!(finished(&media, master, (2, 11)).await, Some(two));
+    assert_eq!(
+        finished(&media, master, (1, 11, 0)).await,
+        Some(two.clone())
+    );
+    assert_eq!(
+        finished(&media, master, (2, 11, 0)).await,
+        Some(two.clone())
+    );
+    // A revision (a subtitle file added or removed) is a change too.
+    put("#EXTM3U\n# three\n").await.expect("put");
+    assert_eq!(finished(&media, master, (2, 11, 0)).await, Some(two));
+    assert_eq!(
+        finished(&media, master, (2, 11, 1)).await,
+        Some(b"#EXTM3U\n# three\n".to_vec())
+    );
     // Keys live under private/, and a missing object is not remembered.
     let key = "keys/v1/360p.key";
-    assert_eq!(finished(&media, key, (1, 10)).await, None);
+    assert_eq!(finished(&media, key, (1, 10, 0)).await, None);
     bucket
         .put_bytes("private/keys/v1/360p.key", Bytes::from_static(&[7; 16]))
         .await
         .expect("put");
-    assert_eq!(finished(&media, key, (1, 10)).await, Some(vec![7; 16]));
+    assert_eq!(finished(&media, key, (1, 10, 0)).await, Some(vec![7; 16]));
 
     // The data directory is read as it is.
     let local_dir = tempfile::tempdir().expect("tempdir");
     let local = MediaStore::local(Layout::new(local_dir.path()));
     write(local_dir.path(), master, b"one");
     assert_eq!(
-        finished(&local, master, (1, 10)).await,
+        finished(&local, master, (1, 10, 0)).await,
         Some(b"one".to_vec())
     );
     write(local_dir.path(), master, b"two");
     assert_eq!(
-        finished(&local, master, (1, 10)).await,
+        finished(&local, master, (1, 10, 0)).await,
         Some(b"two".to_vec())
     );
 }

@@ -198,6 +198,17 @@ impl JobStore for RedisStore {
         }
     }
 
+    async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
+        let found: i64 = self
+            .eval(&self.scripts.revise, &[job_key(video)], &[])
+            .await?;
+        if found == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(video.clone()))
+        }
+    }
+
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
         let _: i64 = self
             .eval(

@@ -15,6 +15,7 @@ pub(super) struct Scripts {
     pub(super) complete: Script,
     pub(super) fail: Script,
     pub(super) requeue: Script,
+    pub(super) revise: Script,
     pub(super) delete: Script,
 }
 
@@ -31,6 +32,7 @@ pub(super) fn scripts() -> &'static Scripts {
         complete: Script::new(&format!("{PRELUDE}{COMPLETE}")),
         fail: Script::new(&format!("{PRELUDE}{FAIL}")),
         requeue: Script::new(&format!("{PRELUDE}{REQUEUE}")),
+        revise: Script::new(&format!("{PRELUDE}{REVISE}")),
         delete: Script::new(&format!("{PRELUDE}{DELETE}")),
     })
 }
@@ -233,7 +235,15 @@ set_state(KEYS[1], ARGV[1], old, '"queued"')
 redis.call('HSET', KEYS[1], 'stage', ARGV[3], 'progress', ARGV[4], 'error', 'null',
   'attempts', '0', 'not_before', '0', 'lease', 'null', 'checkpoints', '[]', 'playable', 'false',
   'updated_at', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
 refile(ARGV[1])
+return 1
+"#;
+
+/// KEYS: job. Returns 0 when there is no such job (HINCRBY alone would create one).
+const REVISE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
 return 1
 "#;
 

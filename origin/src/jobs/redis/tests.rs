@@ -112,6 +112,7 @@ async fn every_field_round_trips_exactly() {
         result: Some(published(12.345678901234567)),
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
+        revision: 3,
     };
     store.create(job.clone()).await.expect("create");
     assert_eq!(

@@ -48,11 +48,6 @@ pub struct SkippedTrack {
 /// the rest of a finished video stays as its encode published it.
 pub const UPLOADED_PREFIX: &str = "subs_u";
 
-/// Whether rendition `id` is an uploaded subtitle file's.
-pub fn is_uploaded(id: &str) -> bool {
-    id.starts_with(UPLOADED_PREFIX)
-}
-
 /// An uploaded subtitle file's description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
