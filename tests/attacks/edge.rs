@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`slow_heads`]: request heads trickled byte by byte, alone and as a 2,000-connection
 //!   slowloris.
-//! - [`lingering`]: a refused request whose body is still arriving.
+//! - [`lingering`]: a refused request whose body is still arriving, and a body that must never
+//!   be read as the next request (smuggling).
 //! - [`tls_limits`]: silent TLS connections and HTTP/2 streams that never read.
 //! - [`h2`]: a minimal raw HTTP/2 client for the above.
 //! - [`headers`]: Cache-Control within the link's lifetime, `Vary: Origin`, relative redirects.

@@ -154,14 +154,18 @@ impl Connection {
                     sendfile: S::SENDFILE,
                 };
                 let reply = self.edge.handle(&req).await;
+                // The edge reads no body: whatever the answer (a TRACE's 405 comes before the
+                // body is looked at), the bytes after this head are not a request, and reading
+                // them as one would let a proxy's client smuggle requests. nginx discards them.
                 let keep_alive = match version {
                     Version::Http10 => h.connection_keep_alive,
                     _ => !h.connection_close,
                 } && !reply.close
+                    && !h.has_body
                     && !self.shutdown.is_fired();
                 (reply, keep_alive, h.has_body.then_some(h.content_length))
             };
-            let ending = match reply.close {
+            let ending = match reply.close || body.is_some() {
                 true => self.after_refusal(head_end, body),
                 false => Ending::Close,
             };
