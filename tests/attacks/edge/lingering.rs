@@ -1,6 +1,6 @@
 //! Requests with bodies, which the edge never reads. One refused while its body is still
-//! arriving: the refusal must reach a
-//! client that writes its whole body before reading, not a reset (nginx's lingering close).
+//! arriving: the refusal must reach a client that writes its whole body before reading, not a
+//! reset (nginx's lingering close). And a body must never be read as the next request.
 
 use std::io::Write;
 use std::net::TcpStream;
