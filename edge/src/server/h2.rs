@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::reply::{Body, Reply, Value};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
-use activity::{Activity, StreamGuard, Tracked, Verdict};
+use activity::{Activity, StreamGuard, Verdict};
 use body::{EdgeBody, CONNECTION_BUDGET};
 use inline::{Serving, Streams};
 
@@ -47,7 +47,7 @@ where
     let (idle, send) = (s.idle_timeout, s.send_timeout);
     let activity = Activity::new();
     let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
-    let io = TokioIo::new(Tracked::new(io, activity.clone()));
+    let io = TokioIo::new(io);
     // Streams run in this connection's task first ([`inline`]), inside its span; those that
     // wait continue in tasks of their own, in the same span.
     let service = {
@@ -92,9 +92,9 @@ where
     }
 }
 
-/// Resolves when the connection has had no stream for the idle timeout, or has streams open
-/// and sent nothing for the send timeout: the deadlines hyper does not enforce. Runs during a
-/// drain too, so a client that stops reading cannot hold the shutdown until its grace ends.
+/// Resolves when the connection has had no stream for the idle timeout, or has a stream that
+/// could send nothing for the send timeout: the deadlines hyper does not enforce. Runs during
+/// a drain too, so a client that stops reading cannot hold the shutdown until its grace ends.
 async fn watchdog(activity: &Activity, idle: Duration, send: Duration) -> Verdict {
     let check = tokio::time::sleep_until(activity.next_check(idle, send));
     let mut check = std::pin::pin!(check);

@@ -1,11 +1,13 @@
-//! A minimal HTTP/2 client for attacks: the connection preface, SETTINGS, and GET requests as
-//! HEADERS frames with HPACK literals (no Huffman, no table), written and never read.
+//! A minimal HTTP/2 client for attacks: the connection preface, SETTINGS, PINGs, and GET
+//! requests as HEADERS frames with HPACK literals (no Huffman, no table), written and never
+//! read.
 
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const HEADERS: u8 = 0x1;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 
@@ -24,6 +26,11 @@ pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
     out.extend_from_slice(payload);
     out
+}
+
+/// A PING frame (not an acknowledgement) carrying `data`.
+pub fn ping(data: [u8; 8]) -> Vec<u8> {
+    frame(PING, 0, 0, &data)
 }
 
 /// A SETTINGS frame with these values.

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use e2e::content::{pseudo_random_bytes, world_readable_tempdir};
+use e2e::content::{pseudo_random_bytes, world_readable_tempdir, SEGMENT};
 use e2e::edge::signed_target;
 use e2e::tls::{self, CertFiles, TestCa, TlsStream};
 use e2e::{ContentTree, Edge, EdgeOptions, Request};
@@ -224,6 +224,56 @@ fn http2_streams_that_never_read_do_not_grow_memory() {
         .expect("a viewer during the attack");
     assert_eq!(response.status, 200);
     drop(attackers);
+}
+
+/// A stream whose window the client keeps shut can be sent nothing: it is dropped at the send
+/// timeout, however busy the client keeps the connection otherwise (a PING every 250 ms, each
+/// answered). Before, any write (a PING's acknowledgement) counted as progress, so one such
+/// connection held its stream, and a connection slot, forever.
+#[test]
+fn an_http2_stream_without_a_window_is_dropped_at_the_send_timeout_despite_pings() {
+    const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+    let tree = ContentTree::new();
+    let server = TlsEdge::start(
+        &tree,
+        "[server]\nidle_timeout_secs = 60\nsend_timeout_secs = 2\n",
+    );
+    let authority = server.addr().to_string();
+    let mut stream = server.connect(b"h2");
+    let mut bytes = h2::PREFACE.to_vec();
+    bytes.extend(h2::settings(&[
+        (h2::INITIAL_WINDOW_SIZE, 0),
+        (h2::ENABLE_PUSH, 0),
+    ]));
+    bytes.extend(h2::get(1, &authority, &signed_target(SEGMENT)));
+    stream.write_all(&bytes).expect("write the stream");
+    stream.flush().expect("flush");
+    let started = Instant::now();
+    let mut closed = None;
+    let mut n = 0u64;
+    while closed.is_none() && started.elapsed() < 5 * SEND_TIMEOUT {
+        n += 1;
+        let pinged = stream
+            .write_all(&h2::ping(n.to_be_bytes()))
+            .and_then(|()| stream.flush());
+        closed = match pinged {
+            Err(_) => Some(started.elapsed()),
+            Ok(()) => {
+                closed_after(&mut stream, Duration::from_millis(250)).map(|_| started.elapsed())
+            }
+        };
+    }
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "the connection was still open after {:?} of PINGs\n{}",
+            5 * SEND_TIMEOUT,
+            server.edge.diagnostics()
+        )
+    });
+    assert!(
+        closed >= SEND_TIMEOUT - Duration::from_millis(100),
+        "closed after {closed:?}, before the send timeout"
+    );
 }
 
 /// Plain HTTP sent to the TLS port, and a ClientHello naming an IP address as SNI (wrk does),

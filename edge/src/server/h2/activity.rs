@@ -1,31 +1,31 @@
-//! What an HTTP/2 connection has been doing, for the deadlines hyper does not enforce: how
-//! many streams are open, when one last opened or closed, and when bytes last left.
+//! What an HTTP/2 connection has been doing, for the deadlines hyper does not enforce: which
+//! streams are open, when each was last given room to send, and when one last opened or closed.
 //!
 //! - idle: no stream open for `idle_timeout` (PINGs and SETTINGS do not count, or a client
 //!   could hold a connection forever with control frames);
-//! - stalled: streams open but nothing written for `send_timeout` (a client that stopped
-//!   reading, or left every window shut).
+//! - stalled: a stream open that could send nothing for `send_timeout` (a client that stopped
+//!   reading, or left its window shut). Measured per stream, like nginx's `send_timeout`, and
+//!   only by the stream itself: the connection's other writes (PING acknowledgements, other
+//!   streams) say nothing of whether this one can move.
+//!
+//! A stream is given room to send when hyper polls its body: it does so only once the stream's
+//! window and the connection's send buffer have space ([`StreamGuard::may_send`]).
 
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The state of one connection, shared by its streams, its IO and its watchdog.
+/// The state of one connection, shared by its streams and its watchdog.
 #[derive(Debug)]
 pub struct Activity {
     base: Instant,
-    streams: AtomicUsize,
+    /// Each open stream's last room to send, in milliseconds since `base`.
+    open: Mutex<Vec<Arc<AtomicU64>>>,
     /// Milliseconds since `base` of the last stream opened or closed.
     last_stream: AtomicU64,
-    /// Milliseconds since `base` of the last write that moved bytes.
-    last_write: AtomicU64,
     /// Fired when the connection turns idle or busy, so the watchdog re-arms at once.
     changed: Notify,
 }
@@ -37,7 +37,7 @@ pub enum Verdict {
     Busy,
     /// No stream for the idle timeout: close politely.
     Idle,
-    /// Streams open and nothing sent for the send timeout: drop it.
+    /// A stream could send nothing for the send timeout: drop the connection.
     Stalled,
 }
 
@@ -45,9 +45,8 @@ impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             base: Instant::now(),
-            streams: AtomicUsize::new(0),
+            open: Mutex::new(Vec::new()),
             last_stream: AtomicU64::new(0),
-            last_write: AtomicU64::new(0),
             changed: Notify::new(),
         })
     }
@@ -56,13 +55,30 @@ impl Activity {
         u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Counts a stream as open until the guard (kept in its response body) is dropped.
+    fn open(&self) -> MutexGuard<'_, Vec<Arc<AtomicU64>>> {
+        // The list stays consistent whatever panicked while holding it: each step is one push
+        // or one removal.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a stream as open until the guard (kept in its response body) is dropped; its
+    /// send timeout runs from now.
     pub fn open_stream(self: &Arc<Self>) -> StreamGuard {
-        if self.streams.fetch_add(1, Ordering::AcqRel) == 0 {
+        let now = self.now_ms();
+        let sent = Arc::new(AtomicU64::new(now));
+        let first = {
+            let mut open = self.open();
+            open.push(sent.clone());
+            open.len() == 1
+        };
+        self.last_stream.store(now, Ordering::Release);
+        if first {
             self.changed.notify_one();
         }
-        self.last_stream.store(self.now_ms(), Ordering::Release);
-        StreamGuard(self.clone())
+        StreamGuard {
+            activity: self.clone(),
+            sent,
+        }
     }
 
     /// Resolves when the connection turns idle or busy.
@@ -86,95 +102,54 @@ impl Activity {
         self.base + Duration::from_millis(self.deadline(idle, send).1)
     }
 
-    /// Open streams, and the millisecond their deadline falls on.
+    /// Open streams, and the millisecond their deadline falls on: the idle timeout after the
+    /// last stream closed, or the send timeout after the stream that has waited longest.
     fn deadline(&self, idle: Duration, send: Duration) -> (usize, u64) {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let streams = self.streams.load(Ordering::Acquire);
-        let last_stream = self.last_stream.load(Ordering::Acquire);
-        if streams == 0 {
-            return (0, last_stream.saturating_add(ms(idle)));
+        let open = self.open();
+        match open.iter().map(|s| s.load(Ordering::Acquire)).min() {
+            None => (
+                0,
+                self.last_stream
+                    .load(Ordering::Acquire)
+                    .saturating_add(ms(idle)),
+            ),
+            Some(oldest) => (open.len(), oldest.saturating_add(ms(send))),
         }
-        let last = last_stream.max(self.last_write.load(Ordering::Acquire));
-        (streams, last.saturating_add(ms(send)))
     }
 }
 
 /// An open stream; dropping it closes the stream for [`Activity`].
 #[derive(Debug)]
-pub struct StreamGuard(Arc<Activity>);
+pub struct StreamGuard {
+    activity: Arc<Activity>,
+    sent: Arc<AtomicU64>,
+}
+
+impl StreamGuard {
+    /// The stream has room to send (its body is being asked for data): its send timeout starts
+    /// over.
+    pub fn may_send(&self) {
+        self.sent.store(self.activity.now_ms(), Ordering::Release);
+    }
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let activity = &self.activity;
+        let last = {
+            let mut open = activity.open();
+            if let Some(i) = open.iter().position(|s| Arc::ptr_eq(s, &self.sent)) {
+                open.swap_remove(i);
+            }
+            open.is_empty()
+        };
         activity
             .last_stream
             .store(activity.now_ms(), Ordering::Release);
-        if activity.streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if last {
             activity.changed.notify_one();
         }
-    }
-}
-
-/// The connection's IO, noting every write that moves bytes.
-pub struct Tracked<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T> Tracked<T> {
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
-    }
-
-    fn wrote(&self, result: &Poll<io::Result<usize>>) {
-        if matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
-            let now = self.activity.now_ms();
-            self.activity.last_write.store(now, Ordering::Release);
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.wrote(&result);
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(&result);
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -186,7 +161,7 @@ mod tests {
     const SEND: Duration = Duration::from_secs(10);
 
     #[tokio::test(start_paused = true)]
-    async fn idle_without_streams_stalled_without_writes() {
+    async fn idle_without_streams_stalled_without_room_to_send() {
         let activity = Activity::new();
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Busy);
         assert_eq!(activity.next_check(IDLE, SEND), activity.base + IDLE);
@@ -203,5 +178,40 @@ mod tests {
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Busy, "just closed");
         tokio::time::advance(IDLE).await;
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Idle);
+    }
+
+    /// One stream that can never send stalls the connection, however much the others move
+    /// and however many open after it.
+    #[tokio::test(start_paused = true)]
+    async fn each_stream_has_its_own_send_timeout() {
+        let activity = Activity::new();
+        let _shut = activity.open_stream();
+        let moving = activity.open_stream();
+        for _ in 0..9 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            moving.may_send();
+            drop(activity.open_stream());
+        }
+        assert_eq!(activity.verdict(IDLE, SEND), Verdict::Busy);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        moving.may_send();
+        assert_eq!(activity.verdict(IDLE, SEND), Verdict::Stalled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn room_to_send_starts_the_send_timeout_over() {
+        let activity = Activity::new();
+        let stream = activity.open_stream();
+        tokio::time::advance(SEND - Duration::from_secs(1)).await;
+        stream.may_send();
+        assert_eq!(
+            activity.next_check(IDLE, SEND),
+            Instant::now() + SEND,
+            "the deadline moved with the stream"
+        );
+        tokio::time::advance(SEND - Duration::from_secs(1)).await;
+        assert_eq!(activity.verdict(IDLE, SEND), Verdict::Busy);
+        drop(stream);
+        assert_eq!(activity.next_check(IDLE, SEND), Instant::now() + IDLE);
     }
 }

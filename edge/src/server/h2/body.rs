@@ -47,7 +47,8 @@ pub struct EdgeBody {
     /// What is left of the last chunk, given out a frame at a time.
     rest: Bytes,
     metrics: Arc<Metrics>,
-    _stream: Option<StreamGuard>,
+    /// Counted open until dropped; told each time hyper asks for data (room to send).
+    stream: Option<StreamGuard>,
 }
 
 enum Kind {
@@ -87,7 +88,7 @@ impl EdgeBody {
             kind,
             rest: Bytes::new(),
             metrics,
-            _stream: stream,
+            stream,
         }
     }
 
@@ -147,6 +148,9 @@ impl http_body::Body for EdgeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
+        if let Some(stream) = &this.stream {
+            stream.may_send();
+        }
         if !this.rest.is_empty() {
             return Poll::Ready(Some(Ok(Frame::data(frame(&mut this.rest)))));
         }
