@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod auth;
+mod body_deadline;
 pub mod error;
 pub mod events;
 pub mod media;
@@ -140,6 +141,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(error::no_route)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.uploads.body_timeout(),
+            body_deadline::body_deadline,
+        ))
         // Last, so it sees every answer: the body limit's 413 and axum's rejections too.
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)

@@ -1,5 +1,5 @@
 //! Attacks on the origin: hostile media, oversized sources, upload abuse, leaky errors, slow and
-//! silent connections, orphaned encoders, weak or shared secrets and tokens in URLs.
+//! silent connections and bodies, orphaned encoders, weak or shared secrets and tokens in URLs.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -565,6 +565,68 @@ fn slow_and_silent_connections_are_closed() {
     drop(held);
     let r = capped.request_within(Request::get("/healthz"), Duration::from_secs(5));
     assert_eq!(r.status, 200);
+}
+
+/// A request body that goes silent is answered 408 at `uploads.body_timeout_secs`, and its
+/// connection closed: a subtitle file (read whole before its handler runs) and a multipart
+/// upload stalled between its fields. Before, both held their connection (and the upload its
+/// slot) for as long as the client liked: the listener's deadlines end with the head.
+#[test]
+fn request_bodies_that_go_silent_are_answered_408() {
+    let (_dir, origin) = start(
+        "e2e-attack-silent-body-",
+        "[uploads]\nbody_timeout_secs = 1\n",
+    );
+    let bearer = format!("Bearer {}", token("alice"));
+    let boundary = "silent-boundary";
+    let cases = [
+        (
+            "a subtitle file",
+            format!(
+                "POST /api/videos/0123456789abcdef/subtitles HTTP/1.1\r\nHost: o\r\n\
+                 Authorization: {bearer}\r\nContent-Type: text/vtt\r\n\
+                 Content-Length: 1000\r\n\r\nWEBVTT\n\n"
+            ),
+        ),
+        (
+            "a multipart upload between its fields",
+            format!(
+                "POST /api/videos HTTP/1.1\r\nHost: o\r\nAuthorization: {bearer}\r\n\
+                 Content-Type: multipart/form-data; boundary={boundary}\r\n\
+                 Content-Length: 100000\r\n\r\n--{boundary}\r\n\
+                 Content-Disposition: form-data; name=\"title\"\r\n\r\nA title\r\n"
+            ),
+        ),
+    ];
+    for (what, wire) in cases {
+        let mut stream = TcpStream::connect(origin.api_addr).expect("connect");
+        stream.write_all(wire.as_bytes()).expect("write");
+        let started = Instant::now();
+        let bytes = e2e::http::read_to_close(&mut stream, started + Duration::from_secs(10))
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{what}: neither answered nor closed: {err}\n{}",
+                    origin.diagnostics()
+                )
+            });
+        let response = e2e::http::parse_response(&bytes, false).expect("a parsable answer");
+        assert_eq!(response.status, 408, "{what}: {}", response.text());
+        assert!(
+            response.text().contains("sent nothing"),
+            "{what}: {}",
+            response.text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: answered after {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        video_count(&origin, &token("alice")),
+        0,
+        "nothing was queued"
+    );
 }
 
 /// Whether the peer closed `stream` (EOF or reset) within `timeout`.

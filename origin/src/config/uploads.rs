@@ -17,7 +17,9 @@ pub struct UploadLimits {
     /// Longest title, bytes (query `title=` or the multipart field); longer is refused with
     /// 400, without reading the rest. Default 256.
     pub max_title_bytes: usize,
-    /// Seconds an upload may send nothing before it is abandoned (and removed). Default 60.
+    /// Seconds a request body (an upload, a subtitle file, between multipart fields) may send
+    /// nothing before the request is answered 408 and abandoned (an upload's partial file
+    /// removed). Default 60.
     pub body_timeout_secs: u64,
 }
 
