@@ -72,6 +72,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(_) => ApiError::NotFound,
             StoreError::Exists(v) => ApiError::Conflict(format!("video {v} already exists")),
+            StoreError::Changed(v) => {
+                ApiError::Conflict(format!("video {v} changed meanwhile; look again"))
+            }
             StoreError::Unavailable(why) => {
                 ApiError::Unavailable(format!("job store unavailable: {why}"))
             }

@@ -186,7 +186,10 @@ pub async fn retry(
             "the source file is gone; upload again".into(),
         ));
     }
-    state.store.requeue(&job.video, unix_now()).await?;
+    state
+        .store
+        .requeue(&job.video, JobState::Failed, unix_now())
+        .await?;
     let job = state.owned_job(&user, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(VideoView::of(&job))))
 }

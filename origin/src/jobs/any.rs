@@ -114,8 +114,8 @@ impl JobStore for AnyStore {
     async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
         each!(self, s => s.revise(video).await)
     }
-    async fn requeue(&self, video: &VideoId, now: i64) -> Result<(), StoreError> {
-        each!(self, s => s.requeue(video, now).await)
+    async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
+        each!(self, s => s.requeue(video, from, now).await)
     }
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
         each!(self, s => s.delete(video).await)

@@ -306,8 +306,12 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn requeue(&self, video: &VideoId, now: i64) -> Result<(), StoreError> {
+    async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
+        let id = video.clone();
         self.update(video, move |job| {
+            if job.state != from {
+                return Err(StoreError::Changed(id));
+            }
             job.state = JobState::Queued;
             job.stage = Stage::Queued;
             job.progress = 0.0;

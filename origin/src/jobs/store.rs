@@ -23,6 +23,10 @@ pub enum StoreError {
     Exists(VideoId),
     #[error("the lease on job {0} is no longer held by this worker")]
     LeaseLost(VideoId),
+    /// The job is no longer in the state the change was asked for: another request got there
+    /// first.
+    #[error("job {0} changed meanwhile")]
+    Changed(VideoId),
     /// The backend is unreachable (answered 503 by the API).
     #[error("job store unavailable: {0}")]
     Unavailable(String),
@@ -115,10 +119,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// Counts a change to a published video's playlists made outside an encode
     /// ([`Job::revision`]).
     fn revise(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Queues a failed (or ready) job again from scratch (a revision too).
+    /// Queues the job again from scratch (a revision too) if it is still `from` (a failed job
+    /// retried, a registered one played), or answers `Changed`: two requests that both saw it
+    /// so must not reset a job a worker has claimed in between.
     fn requeue(
         &self,
         video: &VideoId,
+        from: JobState,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets the job.
@@ -352,14 +359,40 @@ pub mod contract {
 
         // Retry from scratch (a revision too), delete.
         let failed = store.get(&id("b")).await.expect("get").expect("exists");
-        store.requeue(&id("b"), t0 + 200).await.expect("requeue");
+        assert!(matches!(
+            store
+                .requeue(&id("b"), JobState::Registered, t0 + 200)
+                .await,
+            Err(StoreError::Changed(_))
+        ));
+        assert_eq!(
+            store.get(&id("b")).await.expect("get").as_ref(),
+            Some(&failed),
+            "a requeue from another state changes nothing"
+        );
+        store
+            .requeue(&id("b"), JobState::Failed, t0 + 200)
+            .await
+            .expect("requeue");
         let b = store.get(&id("b")).await.expect("get").expect("exists");
         assert_eq!((b.state, b.attempts, b.error), (JobState::Queued, 0, None));
         assert_eq!(b.revision, failed.revision + 1);
+        // A retry that saw a job failed, once a worker has it, leaves it be.
+        let processing = store.get(&id("c")).await.expect("get").expect("exists");
+        assert_eq!(processing.state, JobState::Processing);
+        assert!(matches!(
+            store.requeue(&id("c"), JobState::Failed, t0 + 202).await,
+            Err(StoreError::Changed(_))
+        ));
+        assert_eq!(
+            store.get(&id("c")).await.expect("get"),
+            Some(processing),
+            "the worker's job was not reset"
+        );
         store.delete(&id("bob1")).await.expect("delete");
         assert!(store.get(&id("bob1")).await.expect("get").is_none());
         assert!(matches!(
-            store.requeue(&id("bob1"), t0).await,
+            store.requeue(&id("bob1"), JobState::Failed, t0).await,
             Err(StoreError::NotFound(_))
         ));
         assert!(

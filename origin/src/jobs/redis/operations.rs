@@ -181,20 +181,21 @@ impl JobStore for RedisStore {
             .await
     }
 
-    async fn requeue(&self, video: &VideoId, now: i64) -> Result<(), StoreError> {
+    async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
         let args = [
             video.to_string(),
             now.to_string(),
             json(&Stage::Queued)?,
             json(&0.0f64)?,
+            json(&from)?,
         ];
-        let found: i64 = self
+        let outcome: i64 = self
             .eval(&self.scripts.requeue, &[job_key(video)], &args)
             .await?;
-        if found == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(video.clone()))
+        match outcome {
+            1 => Ok(()),
+            2 => Err(StoreError::Changed(video.clone())),
+            _ => Err(StoreError::NotFound(video.clone())),
         }
     }
 

@@ -227,10 +227,12 @@ refile(ARGV[1])
 return 1
 "#;
 
-/// KEYS: job. ARGV: video, now, stage JSON (queued), JSON of 0.
+/// KEYS: job. ARGV: video, now, stage JSON (queued), JSON of 0, the state it must still be in
+/// (JSON). Returns 0 without a job, 2 when it has moved on, 1 once queued.
 const REQUEUE: &str = r#"
 local old = redis.call('HGET', KEYS[1], 'state')
 if not old then return 0 end
+if old ~= ARGV[5] then return 2 end
 set_state(KEYS[1], ARGV[1], old, '"queued"')
 redis.call('HSET', KEYS[1], 'stage', ARGV[3], 'progress', ARGV[4], 'error', 'null',
   'attempts', '0', 'not_before', '0', 'lease', 'null', 'checkpoints', '[]', 'playable', 'false',

@@ -215,6 +215,7 @@ async fn behaves_like_the_embedded_store() {
         Stage::Publish,
     ];
     let rungs = ["360p", "720p", "1080p"];
+    let states = [JobState::Failed, JobState::Registered, JobState::Queued];
     let mut rng = Lcg(0x5eed);
     let mut now: i64 = 1_000;
     let mut claims = 0;
@@ -235,7 +236,7 @@ async fn behaves_like_the_embedded_store() {
             Some(h) if rng.below(4) != 0 => h,
             _ => (*rng.pick(&workers)).to_owned(),
         };
-        let op = rng.below(14);
+        let op = rng.below(15);
         // Arguments are evaluated once per store: no `rng` calls inside.
         macro_rules! both {
             ($call:ident($($arg:expr),*)) => {{
@@ -289,7 +290,8 @@ async fn behaves_like_the_embedded_store() {
                 both!(fail(&v, w.as_str(), "boom", failure.clone(), now));
             }
             10 => {
-                both!(requeue(&v, now));
+                let from = *rng.pick(&states);
+                both!(requeue(&v, from, now));
             }
             11 if rng.below(3) == 0 => {
                 both!(delete(&v));
@@ -298,6 +300,9 @@ async fn behaves_like_the_embedded_store() {
                 let owner = *rng.pick(&owners);
                 let (offset, limit) = (rng.below(4) as usize, rng.below(6) as usize);
                 both!(list(owner, offset, limit));
+            }
+            13 => {
+                both!(revise(&v));
             }
             _ => {
                 both!(get(&v));
@@ -414,7 +419,8 @@ async fn an_outage_is_unavailable_quickly_and_heals() {
                 .await,
             store.counts().await.map(drop),
             store.list("alice", 0, 10).await.map(drop),
-            store.requeue(&id("kept"), 10).await,
+            store.requeue(&id("kept"), JobState::Failed, 10).await,
+            store.revise(&id("kept")).await,
         ];
         for r in &results {
             assert!(
