@@ -261,6 +261,68 @@ async fn cancelling_kills_ffmpeg_and_publishes_nothing() {
     assert_tmp_empty(&env.layout);
 }
 
+/// A Matroska file whose header declares 1 s of its 60: the limits are checked against the
+/// 1 s, so the encode must stop soon after it, not run to 60 s, and the job fails for good
+/// with nothing published.
+#[tokio::test]
+async fn a_source_longer_than_it_declares_is_stopped_soon_after() {
+    let env = TestEnv::all_at_once();
+    let liar = env.scratch().join("liar.mkv");
+    let made = std::process::Command::new(support::FFMPEG)
+        .args(["-hide_banner", "-v", "error", "-f", "lavfi"])
+        .args(["-i", "testsrc2=s=1280x720:r=25:d=60", "-c:v", "libx264"])
+        .args([
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "matroska",
+            "-y",
+        ])
+        .arg(&liar)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // Segment Info's Duration (ID 0x4489, an 8-byte float, in milliseconds): 1 s.
+    let mut bytes = std::fs::read(&liar).expect("read");
+    let at = bytes
+        .windows(3)
+        .position(|w| w == [0x44, 0x89, 0x88])
+        .expect("a Duration element");
+    bytes[at + 3..at + 11].copy_from_slice(&1000.0f64.to_be_bytes());
+    std::fs::write(&liar, &bytes).expect("write");
+
+    let id = VideoId::random();
+    let (_cancel_tx, mut cancel) = shared::shutdown::channel();
+    let result = env
+        .run(
+            &job(&id, &liar, Profile::Ladder),
+            &Recorder::default(),
+            &mut cancel,
+        )
+        .await;
+    match &result {
+        Err(e @ PipelineError::Overrun { declared, reached }) => {
+            assert!((declared - 1.0).abs() < 0.1, "declared {declared}");
+            assert!(*reached < 30.0, "stopped only at {reached} s");
+            println!("declared {declared} s, stopped at {reached} s");
+            assert!(!e.retryable());
+            assert!(e.public_message().contains("longer than"), "{e}");
+        }
+        other => panic!("expected an overrun, got {other:?}"),
+    }
+    assert!(
+        !env.layout.video_dir(&id).exists(),
+        "something was published"
+    );
+    assert_tmp_empty(&env.layout);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running jobs
 

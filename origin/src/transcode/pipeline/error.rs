@@ -21,6 +21,10 @@ pub enum PipelineError {
     },
     #[error("ffmpeg made no progress for {after:?} (at {at:?} s) and was killed")]
     Stalled { after: Duration, at: Option<f64> },
+    /// The source ran on past the duration it declares, the one the limits were checked
+    /// against; the encode was stopped there. Retrying cannot help.
+    #[error("the source declares {declared:.1} s but the encode reached {reached:.1} s")]
+    Overrun { declared: f64, reached: f64 },
     #[error("cancelled")]
     Cancelled,
     #[error("output failed verification: {0}")]
@@ -48,6 +52,10 @@ impl PipelineError {
                 after,
                 at: shift(at),
             },
+            PipelineError::Overrun { declared, reached } => PipelineError::Overrun {
+                declared: declared + offset,
+                reached: reached + offset,
+            },
             other => other,
         }
     }
@@ -68,6 +76,9 @@ impl PipelineError {
                     at(t)
                 )
             }
+            PipelineError::Overrun { declared, .. } => format!(
+                "the video runs longer than the {declared:.0} s it declares, and was stopped"
+            ),
             PipelineError::Cancelled => "cancelled".into(),
             PipelineError::Verify(e) => format!("the encoded output is incomplete: {e}"),
             PipelineError::Io(_) | PipelineError::Growing(_) => {
@@ -82,9 +93,19 @@ impl PipelineError {
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
-            PipelineError::Invalid(_) | PipelineError::Cancelled | PipelineError::Verify(_)
+            PipelineError::Invalid(_)
+                | PipelineError::Cancelled
+                | PipelineError::Verify(_)
+                | PipelineError::Overrun { .. }
         )
     }
+}
+
+/// Whether an encode at `reached` seconds has gone past a source that declares `declared`
+/// seconds: by more than containers' usual disagreement between their header and their
+/// streams' ends.
+pub fn overran(declared: f64, reached: f64) -> bool {
+    declared > 0.0 && reached > declared * 1.05 + 2.0
 }
 
 /// Whether ffmpeg's error output says the source itself could not be read.
@@ -98,4 +119,18 @@ fn decode_failure(stderr: &str) -> bool {
     ]
     .iter()
     .any(|needle| stderr.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overran;
+
+    #[test]
+    fn an_overrun_allows_for_containers_that_disagree_a_little() {
+        assert!(!overran(0.0, 100.0), "no declared duration, no check");
+        assert!(!overran(10.0, 12.4));
+        assert!(overran(10.0, 12.6));
+        assert!(!overran(3600.0, 3600.0 * 1.05 + 1.0));
+        assert!(overran(1.0, 3.1));
+    }
 }

@@ -5,6 +5,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+use super::error::overran;
 use super::{Cancel, Events, Pipeline, PipelineError};
 use crate::transcode::child;
 use crate::transcode::progress::{self, Stage};
@@ -30,7 +31,9 @@ impl Pipeline {
     }
 
     /// Runs ffmpeg, turning `-progress` output into job progress over `duration` (0: none),
-    /// killing it when it stalls or the job is cancelled.
+    /// killing it when it stalls, when the job is cancelled, or when it runs well past
+    /// `duration`: the limits were checked against the duration the source declares, and a
+    /// file whose header lies must not buy more encoding than they allow.
     pub(super) async fn run_ffmpeg(
         &self,
         args: Vec<std::ffi::OsString>,
@@ -83,6 +86,13 @@ impl Pipeline {
                 }
                 Ok(Ok(Some(line))) => {
                     if let Some(t) = progress::out_time_secs(&line) {
+                        if overran(duration, t) {
+                            let _ = child.kill().await;
+                            return Err(PipelineError::Overrun {
+                                declared: duration,
+                                reached: t,
+                            });
+                        }
                         out_time = Some(t);
                         reached = Some(t);
                     } else if line.trim_start().starts_with("progress=") {
