@@ -201,6 +201,68 @@ fn three_languages_and_two_subtitles_round_trip_to_real_players() {
     assert!(!origin.get(&manifest).text().contains("Italiano"));
     assert!(!data.join("hls").join(&id).join(&sub).exists());
 
+    // Several at once: each gets its own number and its place in the master; then all go.
+    const LANGUAGES: [&str; 6] = ["nld", "swe", "pol", "fin", "dan", "ces"];
+    let (origin, id, alice) = (&origin, id.as_str(), alice.as_str());
+    let added: Vec<String> = std::thread::scope(|scope| {
+        let adds: Vec<_> = LANGUAGES
+            .iter()
+            .map(|lang| {
+                scope.spawn(move || {
+                    origin.request(
+                        Request::get(format!("/api/videos/{id}/subtitles?lang={lang}"))
+                            .method("POST")
+                            .header("Authorization", format!("Bearer {alice}"))
+                            .header("Content-Type", "text/vtt")
+                            .sized_body(b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHej\n"),
+                    )
+                })
+            })
+            .collect();
+        adds.into_iter()
+            .map(|add| {
+                let added = add.join().expect("an add thread");
+                assert_eq!(added.status, 201, "{}", added.text());
+                json(&added)["id"].as_str().expect("id").to_owned()
+            })
+            .collect()
+    });
+    let distinct: std::collections::HashSet<&String> = added.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        LANGUAGES.len(),
+        "numbers taken twice: {added:?}"
+    );
+    let subtitled = |master: &str, lang: &str| {
+        master
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+            .any(|l| l.contains(&format!("LANGUAGE=\"{lang}\"")))
+    };
+    let master = origin.get(&manifest).text();
+    for lang in LANGUAGES {
+        assert!(
+            subtitled(&master, lang),
+            "{lang} is missing from the master:\n{master}"
+        );
+    }
+    std::thread::scope(|scope| {
+        for sub in &added {
+            scope.spawn(move || {
+                let path = format!("/api/videos/{id}/subtitles/{sub}");
+                let deleted = origin.delete_as(&alice, &path);
+                assert_eq!(deleted.status, 204, "{}", deleted.text());
+            });
+        }
+    });
+    let master = origin.get(&manifest).text();
+    for lang in LANGUAGES {
+        assert!(
+            !subtitled(&master, lang),
+            "{lang} is still in the master:\n{master}"
+        );
+    }
+
     // hls.js in Chromium: switch the audio track, show the English cue at its time.
     let output = process::run_bounded(
         Command::new("node")

@@ -33,6 +33,11 @@ pub struct NewSubtitle {
 /// Uploaded subtitle files one video may have.
 const MAX_FILES: usize = 32;
 
+/// Subtitle changes in this process, one at a time: each numbers its file after those there
+/// are, and reads, edits and writes back the master, so two at once could take one number or
+/// lose one's edit. They are rare and short; one lock for every video is enough.
+static EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `POST /api/videos/{id}/subtitles`: 201 with the new rendition.
 pub async fn add(
     State(state): State<AppState>,
@@ -51,6 +56,7 @@ pub async fn add(
     let fallback = format!("Subtitles ({language})");
     let name = track_names::display_name(q.name.as_deref(), &language, fallback);
     let dir = format!("subtitles/{}", job.video);
+    let _one_at_a_time = EDITS.lock().await;
     // Numbered after every file the store holds, wherever it was uploaded.
     state.media.pull_dir(&dir, |_| true).await?;
     if tracks::sidecars(&state.layout, &job.video).len() >= MAX_FILES {
@@ -92,6 +98,7 @@ pub async fn delete(
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;
     let dir = format!("subtitles/{}", job.video);
+    let _one_at_a_time = EDITS.lock().await;
     state.media.pull_dir(&dir, |_| true).await?;
     if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
         return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));

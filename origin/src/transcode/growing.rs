@@ -377,10 +377,13 @@ fn playlist_complete(layout: &Layout, video: &VideoId, rung: &Rung) -> bool {
 }
 
 /// Writes `bytes` to a temporary name beside `path`, then renames it: readers see the old file
-/// or the whole new one, never a part.
+/// or the whole new one, never a part. The temporary name is this write's own, so two writers
+/// of one path never write into each other's file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".part");
+    tmp.push(format!(".{}-{n}.part", std::process::id()));
     let tmp = PathBuf::from(tmp);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
