@@ -203,16 +203,17 @@ fn three_languages_and_two_subtitles_round_trip_to_real_players() {
 
     // Several at once: each gets its own number and its place in the master; then all go.
     const LANGUAGES: [&str; 6] = ["nld", "swe", "pol", "fin", "dan", "ces"];
-    let (origin, id, alice) = (&origin, id.as_str(), alice.as_str());
+    // Borrowed, for the threads.
+    let (api, video, owner) = (&origin, id.as_str(), alice.as_str());
     let added: Vec<String> = std::thread::scope(|scope| {
         let adds: Vec<_> = LANGUAGES
             .iter()
             .map(|lang| {
                 scope.spawn(move || {
-                    origin.request(
-                        Request::get(format!("/api/videos/{id}/subtitles?lang={lang}"))
+                    api.request(
+                        Request::get(format!("/api/videos/{video}/subtitles?lang={lang}"))
                             .method("POST")
-                            .header("Authorization", format!("Bearer {alice}"))
+                            .header("Authorization", format!("Bearer {owner}"))
                             .header("Content-Type", "text/vtt")
                             .sized_body(b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHej\n"),
                     )
@@ -249,8 +250,8 @@ fn three_languages_and_two_subtitles_round_trip_to_real_players() {
     std::thread::scope(|scope| {
         for sub in &added {
             scope.spawn(move || {
-                let path = format!("/api/videos/{id}/subtitles/{sub}");
-                let deleted = origin.delete_as(&alice, &path);
+                let path = format!("/api/videos/{video}/subtitles/{sub}");
+                let deleted = api.delete_as(owner, &path);
                 assert_eq!(deleted.status, 204, "{}", deleted.text());
             });
         }
