@@ -787,18 +787,24 @@ fn weak_secrets_and_public_dev_mode_are_refused_at_start() {
 }
 
 /// Item 13: with public-key user tokens, playback credentials need their own secret, and one
-/// derived from the edge's secret does not open a key.
+/// derived from the edge's secret does not open a key. Such tokens must also name this origin
+/// (issuer and audience): the provider's key signs tokens for other applications too.
 #[test]
 fn the_edge_secret_does_not_open_keys() {
     let (_dir, data) = data_dir("e2e-attack-es256-");
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let pem = data.join("idp.pub.pem");
     fs::write(&pem, key.public_key_pem()).expect("pem");
-    let config = format!(
+    let auth = format!(
         "[auth]\nalgorithm = \"ES256\"\npublic_key_file = \"{}\"\n",
         pem.display()
     );
     let config_path = data.join("es256.toml");
+    fs::write(&config_path, &auth).expect("config");
+    let mut c = serve_command(&data, Some(&config_path), &[]);
+    c.env("PLAYBACK_SECRET", "a-dedicated-playback-secret-0123");
+    refused(c, "auth.issuer and auth.audience must be set");
+    let config = format!("{auth}issuer = \"https://idp.example\"\naudience = \"hls-origin\"\n");
     fs::write(&config_path, &config).expect("config");
     let c = serve_command(&data, Some(&config_path), &[]);
     refused(c, "PLAYBACK_SECRET must be set");

@@ -29,9 +29,11 @@ pub struct AuthConfig {
     pub public_key_file: PathBuf,
     /// Lifetime of tokens minted by `origin token`, seconds. Default 3600.
     pub token_ttl_secs: u64,
-    /// Required `iss` claim; empty: not checked. Default empty.
+    /// Required `iss` claim; empty: not checked (only with HS256: RS256/ES256 require it).
+    /// Default empty.
     pub issuer: String,
-    /// Required `aud` claim; empty: not checked. Default empty.
+    /// Required `aud` claim; empty: not checked (only with HS256: RS256/ES256 require it).
+    /// Default empty.
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`, seconds. Default 5.
     pub leeway_secs: u64,
@@ -159,6 +161,16 @@ impl AuthConfig {
         if self.leeway_secs > 300 {
             errors.push("auth.leeway_secs must be at most 300".into());
         }
+        if self.algorithm != JwtAlgorithm::HS256
+            && (self.issuer.is_empty() || self.audience.is_empty())
+        {
+            errors.push(
+                "auth.issuer and auth.audience must be set with RS256/ES256: an identity \
+                 provider signs tokens for other applications too, and only these claims say \
+                 a token is meant for this origin"
+                    .into(),
+            );
+        }
         let nonempty = |v: &str| (!v.is_empty()).then(|| v.to_owned());
         if errors.len() > before {
             return None;
@@ -232,6 +244,8 @@ mod tests {
         let mut c = AuthConfig {
             algorithm: JwtAlgorithm::ES256,
             public_key_file: pem,
+            issuer: "https://idp.example".into(),
+            audience: "hls-origin".into(),
             ..AuthConfig::default()
         };
         let mut errors = Vec::new();
@@ -252,5 +266,18 @@ mod tests {
             .expect("valid");
         assert_eq!(s.playback_key, b"a-dedicated-playback-secret");
         assert!(!format!("{s:?}").contains("dedicated"), "{s:?}");
+        // A provider's key signs other applications' tokens too: they must name this origin.
+        for (issuer, audience) in [("", "hls-origin"), ("https://idp.example", "")] {
+            c.issuer = issuer.into();
+            c.audience = audience.into();
+            let mut errors = Vec::new();
+            assert!(c
+                .validate(&["edge-signing-secret-0123"], &mut errors)
+                .is_none());
+            assert!(
+                errors[0].contains("auth.issuer and auth.audience"),
+                "{errors:?}"
+            );
+        }
     }
 }
