@@ -56,8 +56,9 @@ pub struct ServerConfig {
     /// Seconds a keep-alive connection may sit idle between requests (HTTP/2: without an open
     /// stream; also the PING interval). Default 60.
     pub idle_timeout_secs: u64,
-    /// Seconds a single write may wait for the client to read (HTTP/2: open streams with
-    /// nothing sent; also the PING timeout). Default 60.
+    /// Seconds a single write may wait for the client to read (HTTP/2: a stream whose answer
+    /// could send nothing for this long, because its window or the connection stayed shut;
+    /// also the PING timeout). Default 60.
     pub send_timeout_secs: u64,
     /// Largest request head in bytes (request line and headers). Default 8192.
     pub max_header_bytes: usize,

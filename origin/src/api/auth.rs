@@ -278,6 +278,10 @@ mod tests {
 
     const EDGE_SECRET: &str = "edge-signing-secret-01";
 
+    /// The identity provider's tokens, for public-key configurations.
+    const ISSUER: &str = "https://idp.example";
+    const AUDIENCE: &str = "hls-origin";
+
     fn config(algorithm: JwtAlgorithm, public_key: Option<&std::path::Path>) -> OriginConfig {
         let mut c = OriginConfig::default();
         c.server.listen = "127.0.0.1:0".into();
@@ -286,6 +290,8 @@ mod tests {
         if let Some(p) = public_key {
             c.auth.public_key_file = p.to_owned();
             c.auth.playback_secret = "dedicated-playback-secret".into();
+            c.auth.issuer = ISSUER.into();
+            c.auth.audience = AUDIENCE.into();
         }
         c.playback.edge_base_url = "http://edge".into();
         c.playback.signing_secrets = vec![EDGE_SECRET.into()];
@@ -347,14 +353,16 @@ mod tests {
         std::fs::write(&public, key.public_key_pem()).expect("write");
         let auth = Auth::new(&settings(JwtAlgorithm::ES256, Some(&public))).expect("auth");
         let exp = crate::jobs::model::unix_now() + 60;
-        let claims = Claims {
-            sub: "carol".into(),
-            exp,
-            role: None,
-        };
+        let claims =
+            serde_json::json!({"sub": "carol", "exp": exp, "iss": ISSUER, "aud": AUDIENCE});
         let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("pem");
         let token = encode(&Header::new(Algorithm::ES256), &claims, &signing).expect("sign");
         assert_eq!(auth.verify(&token).expect("valid").id, "carol");
+        // The same provider's token for another application.
+        let elsewhere =
+            serde_json::json!({"sub": "carol", "exp": exp, "iss": ISSUER, "aud": "wiki"});
+        let elsewhere = encode(&Header::new(Algorithm::ES256), &elsewhere, &signing).expect("sign");
+        assert!(auth.verify(&elsewhere).is_err(), "another audience's token");
         // HS256 "signed" with the public key as the HMAC secret: the classic confusion attack.
         let confused = encode(
             &Header::new(Algorithm::HS256),

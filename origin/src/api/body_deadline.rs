@@ -43,12 +43,13 @@ pub async fn body_deadline(State(idle): State<Duration>, req: Request, next: Nex
     refused
 }
 
-/// A body that fails once its next piece has been awaited for `idle` (from the request's start,
-/// then from the last piece).
+/// A body that fails once its next piece has been awaited for `idle`, from the first read (a
+/// handler that reads late does not spend the client's time; with `Expect: 100-continue` the
+/// client sends nothing before it) and then from the last piece.
 struct Deadline {
     inner: Body,
     idle: Duration,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     timed_out: Arc<AtomicBool>,
 }
 
@@ -57,7 +58,7 @@ impl Deadline {
         Self {
             inner,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            sleep: None,
             timed_out,
         }
     }
@@ -72,13 +73,16 @@ impl http_body::Body for Deadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
+        let idle = this.idle;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(piece) => {
-                let next = Instant::now() + this.idle;
-                this.sleep.as_mut().reset(next);
+                sleep.as_mut().reset(Instant::now() + idle);
                 Poll::Ready(piece)
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+            Poll::Pending => match sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     this.timed_out.store(true, Ordering::Release);
                     Poll::Ready(Some(Err(axum::Error::new(std::io::Error::new(
@@ -127,6 +131,20 @@ mod tests {
         assert!(read.is_err(), "a stalled body was read whole");
         assert!(flag.load(Ordering::Acquire));
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_starts_at_the_first_read() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let body = Body::new(Deadline::new(
+            stalled(b"a piece"),
+            Duration::from_secs(5),
+            flag,
+        ));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let started = Instant::now();
+        assert!(to_bytes(body, usize::MAX).await.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(5), "not at once");
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,6 +57,8 @@ pub async fn add(
     let name = track_names::display_name(q.name.as_deref(), &language, fallback);
     let dir = format!("subtitles/{}", job.video);
     let _one_at_a_time = EDITS.lock().await;
+    // As it is now: its encode may have published while this waited.
+    let job = state.owned_job(&user, &id).await?;
     // Numbered after every file the store holds, wherever it was uploaded.
     state.media.pull_dir(&dir, |_| true).await?;
     if tracks::sidecars(&state.layout, &job.video).len() >= MAX_FILES {
@@ -99,6 +101,7 @@ pub async fn delete(
         })?;
     let dir = format!("subtitles/{}", job.video);
     let _one_at_a_time = EDITS.lock().await;
+    let job = state.owned_job(&user, &id).await?;
     state.media.pull_dir(&dir, |_| true).await?;
     if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
         return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));

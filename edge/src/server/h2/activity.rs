@@ -9,7 +9,9 @@
 //!   streams) say nothing of whether this one can move.
 //!
 //! A stream is given room to send when hyper polls its body: it does so only once the stream's
-//! window and the connection's send buffer have space ([`StreamGuard::may_send`]).
+//! window and the connection's send buffer have space ([`StreamGuard::may_send`]). Until its
+//! answer exists, a stream waits on the edge (a fill, the upstream), not on the client, and its
+//! send timeout has not started: the upstream's own timeouts bound that wait.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// A stream's last room to send while it has no answer yet.
+const ANSWERING: u64 = u64::MAX;
 
 /// The state of one connection, shared by its streams and its watchdog.
 #[derive(Debug)]
@@ -62,10 +67,10 @@ impl Activity {
     }
 
     /// Counts a stream as open until the guard (kept in its response body) is dropped; its
-    /// send timeout runs from now.
+    /// send timeout starts with its answer ([`StreamGuard::may_send`]).
     pub fn open_stream(self: &Arc<Self>) -> StreamGuard {
         let now = self.now_ms();
-        let sent = Arc::new(AtomicU64::new(now));
+        let sent = Arc::new(AtomicU64::new(ANSWERING));
         let first = {
             let mut open = self.open();
             open.push(sent.clone());
@@ -103,7 +108,8 @@ impl Activity {
     }
 
     /// Open streams, and the millisecond their deadline falls on: the idle timeout after the
-    /// last stream closed, or the send timeout after the stream that has waited longest.
+    /// last stream closed, or the send timeout after the stream that has waited longest. While
+    /// every open stream is still being answered, a send timeout from now: looked at again then.
     fn deadline(&self, idle: Duration, send: Duration) -> (usize, u64) {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let open = self.open();
@@ -114,6 +120,7 @@ impl Activity {
                     .load(Ordering::Acquire)
                     .saturating_add(ms(idle)),
             ),
+            Some(ANSWERING) => (open.len(), self.now_ms().saturating_add(ms(send))),
             Some(oldest) => (open.len(), oldest.saturating_add(ms(send))),
         }
     }
@@ -127,8 +134,8 @@ pub struct StreamGuard {
 }
 
 impl StreamGuard {
-    /// The stream has room to send (its body is being asked for data): its send timeout starts
-    /// over.
+    /// The stream has its answer, or room to send (its body is being asked for data): its send
+    /// timeout starts over.
     pub fn may_send(&self) {
         self.sent.store(self.activity.now_ms(), Ordering::Release);
     }
@@ -169,6 +176,7 @@ mod tests {
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Idle);
 
         let stream = activity.open_stream();
+        stream.may_send();
         tokio::time::advance(SEND - Duration::from_secs(1)).await;
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Busy, "streams open");
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -185,7 +193,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_stream_has_its_own_send_timeout() {
         let activity = Activity::new();
-        let _shut = activity.open_stream();
+        let shut = activity.open_stream();
+        shut.may_send();
         let moving = activity.open_stream();
         for _ in 0..9 {
             tokio::time::advance(Duration::from_secs(1)).await;
@@ -198,10 +207,29 @@ mod tests {
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Stalled);
     }
 
+    /// A stream the edge is still answering (a fill, a slow upstream) waits on the edge, not on
+    /// the client: its send timeout starts with its answer.
+    #[tokio::test(start_paused = true)]
+    async fn the_send_timeout_starts_with_the_answer() {
+        let activity = Activity::new();
+        let stream = activity.open_stream();
+        tokio::time::advance(SEND * 3).await;
+        assert_eq!(
+            activity.verdict(IDLE, SEND),
+            Verdict::Busy,
+            "still answering"
+        );
+        assert_eq!(activity.next_check(IDLE, SEND), Instant::now() + SEND);
+        stream.may_send();
+        tokio::time::advance(SEND).await;
+        assert_eq!(activity.verdict(IDLE, SEND), Verdict::Stalled);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn room_to_send_starts_the_send_timeout_over() {
         let activity = Activity::new();
         let stream = activity.open_stream();
+        stream.may_send();
         tokio::time::advance(SEND - Duration::from_secs(1)).await;
         stream.may_send();
         assert_eq!(

@@ -84,6 +84,10 @@ struct FileBody {
 
 impl EdgeBody {
     fn new(kind: Kind, metrics: Arc<Metrics>, stream: Option<StreamGuard>) -> Self {
+        if let Some(stream) = &stream {
+            // The answer exists: from now on, a stream that cannot send is the client's doing.
+            stream.may_send();
+        }
         Self {
             kind,
             rest: Bytes::new(),

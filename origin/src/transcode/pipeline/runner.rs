@@ -25,7 +25,8 @@ impl Pipeline {
             offset,
             duration,
         };
-        self.run_ffmpeg(args, (duration - offset).max(0.001), &progress, cancel)
+        let rest = (duration - offset).max(0.001);
+        self.run_reaching(args, rest, Reach { duration, offset }, &progress, cancel)
             .await
             .map_err(|e| e.later_by(offset))
     }
@@ -38,6 +39,24 @@ impl Pipeline {
         &self,
         args: Vec<std::ffi::OsString>,
         duration: f64,
+        events: &dyn Events,
+        cancel: &mut Cancel,
+    ) -> Result<(), PipelineError> {
+        let reach = Reach {
+            duration,
+            offset: 0.0,
+        };
+        self.run_reaching(args, duration, reach, events, cancel)
+            .await
+    }
+
+    /// [`Self::run_ffmpeg`] with its progress over `duration`, and its output time checked
+    /// against the whole source as `reach` places it.
+    async fn run_reaching(
+        &self,
+        args: Vec<std::ffi::OsString>,
+        duration: f64,
+        reach: Reach,
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<(), PipelineError> {
@@ -86,10 +105,11 @@ impl Pipeline {
                 }
                 Ok(Ok(Some(line))) => {
                     if let Some(t) = progress::out_time_secs(&line) {
-                        if overran(duration, t) {
+                        if reach.overran(t) {
                             let _ = child.kill().await;
+                            // In this run's time: `later_by` puts a resumed run's in the source's.
                             return Err(PipelineError::Overrun {
-                                declared: duration,
+                                declared: reach.duration - reach.offset,
                                 reached: t,
                             });
                         }
@@ -124,6 +144,22 @@ impl Pipeline {
             ),
             at: reached,
         })
+    }
+}
+
+/// Where a run's output time falls in the source: a resumed run's clock starts at `offset`.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    /// The whole source's declared duration (0: not checked).
+    duration: f64,
+    offset: f64,
+}
+
+impl Reach {
+    /// Whether output time `t` of this run is past the source's declared end: judged on the
+    /// whole source, so a resumed run gets the same allowance a fresh one would.
+    fn overran(self, t: f64) -> bool {
+        overran(self.duration, self.offset + t)
     }
 }
 
@@ -162,4 +198,39 @@ impl Events for NoEvents {
     fn stage(&self, _: Stage) {}
     fn progress(&self, _: f64) {}
     fn thumbnail_ready(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reach;
+
+    #[test]
+    fn a_resumed_run_is_judged_on_the_whole_source() {
+        let fresh = Reach {
+            duration: 3600.0,
+            offset: 0.0,
+        };
+        let resumed = Reach {
+            duration: 3600.0,
+            offset: 3000.0,
+        };
+        // 4% longer than declared: within the allowance, fresh or resumed.
+        assert!(!fresh.overran(3744.0));
+        assert!(!resumed.overran(744.0));
+        assert!(resumed.overran(800.0));
+        // Resumed past the declared end (within the allowance): still only the allowance.
+        let late = Reach {
+            duration: 3600.0,
+            offset: 3650.0,
+        };
+        assert!(!late.overran(10.0));
+        assert!(
+            !Reach {
+                duration: 0.0,
+                offset: 0.0
+            }
+            .overran(1e9),
+            "not checked"
+        );
+    }
 }
