@@ -38,8 +38,8 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use crate::config::ServeSettings;
-use crate::jobs::model::Job;
-use crate::jobs::store::JobStore;
+use crate::jobs::model::{unix_now, Job, JobState};
+use crate::jobs::store::{JobStore, StoreError};
 use crate::jobs::worker::{JobEvent, WorkerPool};
 use crate::migration::Migration;
 use crate::transcode::pipeline::Pipeline;
@@ -82,6 +82,16 @@ impl AppState {
         match self.store.get(&video).await? {
             Some(job) if job.owner == user.id || user.admin => Ok(job),
             _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// Queues `job` again if it is still `from` (a failed video retried, a registered one
+    /// played). A request that raced another one and lost finds it queued already, which is
+    /// all it asked: not an error.
+    pub async fn requeue(&self, job: &Job, from: JobState) -> Result<(), ApiError> {
+        match self.store.requeue(&job.video, from, unix_now()).await {
+            Ok(()) | Err(StoreError::Changed(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -18,7 +18,7 @@ use super::auth::User;
 use super::error::ApiError;
 use super::AppState;
 use crate::jobs::model::{unix_now, Job, JobState};
-use crate::jobs::store::{JobStore, StoreError};
+use crate::jobs::store::JobStore;
 use crate::playback::{bucketed_expiry, sign_master, sign_variant, VariantSigning};
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -65,16 +65,8 @@ pub async fn stream_info(
                 .into_response());
         }
         JobState::Registered => {
-            // On-demand generation (seed 004): the first request queues it; one that raced it
-            // finds it queued already, which is all it asked.
-            match state
-                .store
-                .requeue(&job.video, JobState::Registered, unix_now())
-                .await
-            {
-                Ok(()) | Err(StoreError::Changed(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            // On-demand generation (seed 004): the first request queues it.
+            state.requeue(&job, JobState::Registered).await?;
             serde_json::json!({ "ready": false, "status": "queued", "progress": 0.0, "retry_after": 5 })
         }
         JobState::Ready | JobState::Queued | JobState::Processing => serde_json::json!({

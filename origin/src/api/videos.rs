@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::User;
 use super::error::ApiError;
 use super::AppState;
-use crate::jobs::model::{unix_now, Job, JobState};
-use crate::jobs::store::{JobStore, StoreError};
+use crate::jobs::model::{Job, JobState};
+use crate::jobs::store::JobStore;
 use crate::transcode::subtitles::tracks::SubtitleRendition;
 
 /// A video as the API shows it.
@@ -186,15 +186,7 @@ pub async fn retry(
             "the source file is gone; upload again".into(),
         ));
     }
-    match state
-        .store
-        .requeue(&job.video, JobState::Failed, unix_now())
-        .await
-    {
-        // Another retry got there first: what this one asked for is done all the same.
-        Ok(()) | Err(StoreError::Changed(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
+    state.requeue(&job, JobState::Failed).await?;
     let job = state.owned_job(&user, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(VideoView::of(&job))))
 }
