@@ -568,9 +568,10 @@ fn slow_and_silent_connections_are_closed() {
 }
 
 /// A request body that goes silent is answered 408 at `uploads.body_timeout_secs`, and its
-/// connection closed: a subtitle file (read whole before its handler runs) and a multipart
-/// upload stalled between its fields. Before, both held their connection (and the upload its
-/// slot) for as long as the client liked: the listener's deadlines end with the head.
+/// connection closed: a subtitle file (read whole before its handler runs), a raw upload and a
+/// multipart upload stalled between its fields. Before, the subtitle file and the multipart
+/// upload held their connection (and the upload its slot) for as long as the client liked: the
+/// listener's deadlines end with the head.
 #[test]
 fn request_bodies_that_go_silent_are_answered_408() {
     let (_dir, origin) = start(
@@ -586,6 +587,13 @@ fn request_bodies_that_go_silent_are_answered_408() {
                 "POST /api/videos/0123456789abcdef/subtitles HTTP/1.1\r\nHost: o\r\n\
                  Authorization: {bearer}\r\nContent-Type: text/vtt\r\n\
                  Content-Length: 1000\r\n\r\nWEBVTT\n\n"
+            ),
+        ),
+        (
+            "a raw upload",
+            format!(
+                "POST /api/videos HTTP/1.1\r\nHost: o\r\nAuthorization: {bearer}\r\n\
+                 Content-Type: video/mp4\r\nContent-Length: 100000\r\n\r\n\x00\x00\x00\x18"
             ),
         ),
         (

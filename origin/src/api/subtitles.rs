@@ -46,6 +46,8 @@ pub async fn add(
     Query(q): Query<NewSubtitle>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubtitleRendition>), ApiError> {
+    let _one_at_a_time = EDITS.lock().await;
+    // Read under the lock: an encode that published while this waited is seen.
     let job = state.owned_job(&user, &id).await?;
     if body.len() > subs::MAX_BYTES {
         return Err(ApiError::TooLarge(subs::MAX_BYTES as u64));
@@ -56,9 +58,6 @@ pub async fn add(
     let fallback = format!("Subtitles ({language})");
     let name = track_names::display_name(q.name.as_deref(), &language, fallback);
     let dir = format!("subtitles/{}", job.video);
-    let _one_at_a_time = EDITS.lock().await;
-    // As it is now: its encode may have published while this waited.
-    let job = state.owned_job(&user, &id).await?;
     // Numbered after every file the store holds, wherever it was uploaded.
     state.media.pull_dir(&dir, |_| true).await?;
     if tracks::sidecars(&state.layout, &job.video).len() >= MAX_FILES {
@@ -90,6 +89,7 @@ pub async fn delete(
     user: User,
     Path((id, sub)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let _one_at_a_time = EDITS.lock().await;
     let job = state.owned_job(&user, &id).await?;
     let n: u32 = sub
         .strip_prefix(tracks::UPLOADED_PREFIX)
@@ -100,8 +100,6 @@ pub async fn delete(
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;
     let dir = format!("subtitles/{}", job.video);
-    let _one_at_a_time = EDITS.lock().await;
-    let job = state.owned_job(&user, &id).await?;
     state.media.pull_dir(&dir, |_| true).await?;
     if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
         return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));

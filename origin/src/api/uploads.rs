@@ -239,9 +239,9 @@ async fn read_title(
 /// How often (bytes) the free-space floor is checked again while an upload streams in.
 const ROOM_CHECK_EVERY: u64 = 64 << 20;
 
-/// Writes a body stream to the sink's file, refusing more than `max_bytes`, a stream that
-/// sends nothing for `body_timeout`, and a disk falling below its floor. The file is flushed
-/// to disk before it is probed.
+/// Writes a body stream to the sink's file, refusing more than `max_bytes` and a disk falling
+/// below its floor. The file is flushed to disk before it is probed. A body that goes silent
+/// fails here like anywhere else (`api::body_deadline`), and the request is answered 408.
 async fn write_stream<S>(mut stream: S, sink: &Sink<'_>) -> Result<u64, ApiError>
 where
     S: futures_util::Stream<Item = Result<Bytes, String>> + Unpin,
@@ -249,18 +249,7 @@ where
     let mut file = tokio::fs::File::create(sink.path).await?;
     let mut total: u64 = 0;
     let mut next_check = ROOM_CHECK_EVERY;
-    let idle = sink.limits.body_timeout();
-    loop {
-        let chunk = match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(_) => {
-                return Err(ApiError::Timeout(format!(
-                    "the upload sent nothing for {} s",
-                    idle.as_secs()
-                )))
-            }
-        };
+    while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
         total += chunk.len() as u64;
         if total > sink.max_bytes {

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The longest silence a request body may be allowed: an hour.
+const MAX_BODY_TIMEOUT_SECS: u64 = 3600;
+
 /// `[uploads]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,7 +22,7 @@ pub struct UploadLimits {
     pub max_title_bytes: usize,
     /// Seconds a request body (an upload, a subtitle file, between multipart fields) may send
     /// nothing before the request is answered 408 and abandoned (an upload's partial file
-    /// removed). Default 60.
+    /// removed), 1-3600. Default 60.
     pub body_timeout_secs: u64,
 }
 
@@ -44,13 +47,42 @@ impl UploadLimits {
         if self.max_title_bytes == 0 || self.max_title_bytes > 4096 {
             out.push("uploads.max_title_bytes must be 1-4096".into());
         }
-        if self.body_timeout_secs == 0 {
-            out.push("uploads.body_timeout_secs must be at least 1".into());
+        if !(1..=MAX_BODY_TIMEOUT_SECS).contains(&self.body_timeout_secs) {
+            out.push(format!(
+                "uploads.body_timeout_secs must be 1-{MAX_BODY_TIMEOUT_SECS}"
+            ));
         }
         out
     }
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_secs(self.body_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UploadLimits;
+
+    #[test]
+    fn the_body_timeout_is_bounded_both_ways() {
+        for (secs, ok) in [
+            (0, false),
+            (1, true),
+            (3600, true),
+            (3601, false),
+            (u64::MAX, false),
+        ] {
+            let limits = UploadLimits {
+                body_timeout_secs: secs,
+                ..UploadLimits::default()
+            };
+            assert_eq!(
+                limits.problems().is_empty(),
+                ok,
+                "{secs}: {:?}",
+                limits.problems()
+            );
+        }
     }
 }

@@ -22,6 +22,8 @@ use tokio::time::Instant;
 
 /// A stream's last room to send while it has no answer yet.
 const ANSWERING: u64 = u64::MAX;
+/// How far off the watchdog looks when a deadline lies beyond what a clock can hold.
+const NEVER: Duration = Duration::from_secs(365 * 86_400);
 
 /// The state of one connection, shared by its streams and its watchdog.
 #[derive(Debug)]
@@ -104,7 +106,11 @@ impl Activity {
 
     /// When the verdict may next change, unless a stream opens or the last one closes.
     pub fn next_check(&self, idle: Duration, send: Duration) -> Instant {
-        self.base + Duration::from_millis(self.deadline(idle, send).1)
+        let at = Duration::from_millis(self.deadline(idle, send).1);
+        // A deadline no clock can hold (a timeout of centuries) is as good as never.
+        self.base
+            .checked_add(at)
+            .unwrap_or_else(|| Instant::now() + NEVER)
     }
 
     /// Open streams, and the millisecond their deadline falls on: the idle timeout after the
@@ -241,5 +247,18 @@ mod tests {
         assert_eq!(activity.verdict(IDLE, SEND), Verdict::Busy);
         drop(stream);
         assert_eq!(activity.next_check(IDLE, SEND), Instant::now() + IDLE);
+    }
+
+    /// Timeouts are validated only as at least 1 s: one of centuries must not overflow.
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_timeout_is_never_reached_and_never_overflows() {
+        let huge = Duration::from_secs(u64::MAX / 1000);
+        let activity = Activity::new();
+        assert!(activity.next_check(huge, huge) > Instant::now() + SEND);
+        let stream = activity.open_stream();
+        assert!(activity.next_check(huge, huge) > Instant::now() + SEND);
+        stream.may_send();
+        assert_eq!(activity.verdict(huge, huge), Verdict::Busy);
+        assert!(activity.next_check(huge, huge) > Instant::now() + SEND);
     }
 }

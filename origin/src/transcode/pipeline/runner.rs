@@ -20,13 +20,7 @@ impl Pipeline {
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<(), PipelineError> {
-        let progress = Offset {
-            inner: events,
-            offset,
-            duration,
-        };
-        let rest = (duration - offset).max(0.001);
-        self.run_reaching(args, rest, Reach { duration, offset }, &progress, cancel)
+        self.run_span(args, Span { duration, offset }, events, cancel)
             .await
             .map_err(|e| e.later_by(offset))
     }
@@ -42,21 +36,19 @@ impl Pipeline {
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<(), PipelineError> {
-        let reach = Reach {
+        let span = Span {
             duration,
             offset: 0.0,
         };
-        self.run_reaching(args, duration, reach, events, cancel)
-            .await
+        self.run_span(args, span, events, cancel).await
     }
 
-    /// [`Self::run_ffmpeg`] with its progress over `duration`, and its output time checked
-    /// against the whole source as `reach` places it.
-    async fn run_reaching(
+    /// Runs ffmpeg over `span` of the source: progress and the overrun check are both in the
+    /// source's time.
+    async fn run_span(
         &self,
         args: Vec<std::ffi::OsString>,
-        duration: f64,
-        reach: Reach,
+        span: Span,
         events: &dyn Events,
         cancel: &mut Cancel,
     ) -> Result<(), PipelineError> {
@@ -105,19 +97,19 @@ impl Pipeline {
                 }
                 Ok(Ok(Some(line))) => {
                     if let Some(t) = progress::out_time_secs(&line) {
-                        if reach.overran(t) {
+                        if span.overran(t) {
                             let _ = child.kill().await;
                             // In this run's time: `later_by` puts a resumed run's in the source's.
                             return Err(PipelineError::Overrun {
-                                declared: reach.duration - reach.offset,
+                                declared: span.duration - span.offset,
                                 reached: t,
                             });
                         }
                         out_time = Some(t);
                         reached = Some(t);
                     } else if line.trim_start().starts_with("progress=") {
-                        if let (Some(t), true) = (out_time.take(), duration > 0.0) {
-                            events.progress(Stage::Encode.overall(t / duration));
+                        if let Some(fraction) = out_time.take().and_then(|t| span.fraction(t)) {
+                            events.progress(Stage::Encode.overall(fraction));
                         }
                     }
                 }
@@ -149,45 +141,22 @@ impl Pipeline {
 
 /// Where a run's output time falls in the source: a resumed run's clock starts at `offset`.
 #[derive(Debug, Clone, Copy)]
-struct Reach {
-    /// The whole source's declared duration (0: not checked).
+struct Span {
+    /// The whole source's declared duration (0: no progress, not checked).
     duration: f64,
     offset: f64,
 }
 
-impl Reach {
+impl Span {
+    /// How far into the whole source output time `t` of this run is, as a fraction.
+    fn fraction(self, t: f64) -> Option<f64> {
+        (self.duration > 0.0).then(|| (self.offset + t) / self.duration)
+    }
+
     /// Whether output time `t` of this run is past the source's declared end: judged on the
     /// whole source, so a resumed run gets the same allowance a fresh one would.
     fn overran(self, t: f64) -> bool {
         overran(self.duration, self.offset + t)
-    }
-}
-
-/// Maps a resumed run's progress (over the rest of the video) onto the whole video.
-struct Offset<'a> {
-    inner: &'a dyn Events,
-    offset: f64,
-    duration: f64,
-}
-
-impl Events for Offset<'_> {
-    fn stage(&self, stage: Stage) {
-        self.inner.stage(stage);
-    }
-    fn progress(&self, percent: f64) {
-        // `percent` is Encode.overall(t / rest); recover t and rescale.
-        let (a, b) = Stage::Encode.span();
-        let fraction = ((percent - a) / (b - a)).clamp(0.0, 1.0);
-        let rest = (self.duration - self.offset).max(0.0);
-        let whole = if self.duration > 0.0 {
-            (self.offset + fraction * rest) / self.duration
-        } else {
-            fraction
-        };
-        self.inner.progress(Stage::Encode.overall(whole));
-    }
-    fn thumbnail_ready(&self) {
-        self.inner.thumbnail_ready();
     }
 }
 
@@ -202,15 +171,15 @@ impl Events for NoEvents {
 
 #[cfg(test)]
 mod tests {
-    use super::Reach;
+    use super::Span;
 
     #[test]
     fn a_resumed_run_is_judged_on_the_whole_source() {
-        let fresh = Reach {
+        let fresh = Span {
             duration: 3600.0,
             offset: 0.0,
         };
-        let resumed = Reach {
+        let resumed = Span {
             duration: 3600.0,
             offset: 3000.0,
         };
@@ -219,18 +188,36 @@ mod tests {
         assert!(!resumed.overran(744.0));
         assert!(resumed.overran(800.0));
         // Resumed past the declared end (within the allowance): still only the allowance.
-        let late = Reach {
+        let late = Span {
             duration: 3600.0,
             offset: 3650.0,
         };
         assert!(!late.overran(10.0));
         assert!(
-            !Reach {
+            !Span {
                 duration: 0.0,
                 offset: 0.0
             }
             .overran(1e9),
             "not checked"
+        );
+    }
+
+    #[test]
+    fn a_resumed_runs_progress_is_over_the_whole_source() {
+        let resumed = Span {
+            duration: 100.0,
+            offset: 60.0,
+        };
+        assert_eq!(resumed.fraction(20.0), Some(0.8));
+        let unknown = Span {
+            duration: 0.0,
+            offset: 0.0,
+        };
+        assert_eq!(
+            unknown.fraction(5.0),
+            None,
+            "no progress without a duration"
         );
     }
 }
