@@ -17,7 +17,9 @@
 //! 3. Existing files are imported from a bucket prefix; a playlist named `.mp4` is refused.
 //! 4. Every audio track and subtitle track of an upload becomes a rendition in the bucket that
 //!    ffmpeg decodes in full through the edge; a subtitle file added on the API machine joins
-//!    the bucket and the master, and leaves both when deleted.
+//!    the bucket and the master, and leaves both when deleted; uploaded again, it gets a new
+//!    number, so the edge never serves the deleted file's cues; files added and deleted at
+//!    once on two API machines each keep their own number and place in the master.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,6 +93,18 @@ impl Cluster {
             transcode,
             _dirs: vec![edge_dir, api_dir],
         }
+    }
+
+    /// Another API machine (`origin serve`) on a data directory of its own.
+    fn api(&mut self, prefix: &str) -> Origin {
+        let (dir, data) = data_dir(prefix);
+        let edge = format!("http://{}", self.edge.public_addr);
+        let mut options = OriginOptions::new(&data, &edge).config(&self.transcode);
+        for (name, value) in storage_env(&self.weed, &self.redis) {
+            options = options.env(&name, &value);
+        }
+        self._dirs.push(dir);
+        Origin::start(options)
     }
 
     /// A worker on a data directory of its own, with `env` on top of the cluster's.
@@ -588,12 +602,12 @@ fn every_track_reaches_players_from_the_bucket() {
 
     // A subtitle file added on the API machine goes into the bucket and the master; deleted,
     // it leaves both.
-    let added = c.origin.request(
-        Request::get(format!("/api/videos/{id}/subtitles?lang=deu&name=Deutsch"))
-            .method("POST")
-            .header("Authorization", format!("Bearer {alice}"))
-            .header("Content-Type", "text/vtt")
-            .sized_body(b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHallo\n"),
+    let cue = |text: &str| format!("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n{text}\n");
+    let added = c.origin.add_subtitle(
+        &alice,
+        &id,
+        "lang=deu&name=Deutsch",
+        cue("Hallo").as_bytes(),
     );
     assert_eq!(added.status, 201, "{}", added.text());
     let sub = json(&added)["id"].as_str().expect("id").to_owned();
@@ -619,6 +633,9 @@ fn every_track_reaches_players_from_the_bucket() {
         let got = c.origin.get(&added_playlist);
         assert_eq!(got.status, 200, "{added_playlist}: {}", got.text());
     }
+    // Pulled by the edge, which keeps it on its disk.
+    let served = subtitle_through_edge(&c, &master_path, "deu");
+    assert!(served.contains("Hallo"), "{served}");
     let in_bucket = |c: &Cluster| {
         c.list(&format!("hls/{id}/{sub}"))
             .iter()
@@ -641,4 +658,119 @@ fn every_track_reaches_players_from_the_bucket() {
         !in_bucket(&c),
         "the deleted subtitle is still in the bucket"
     );
+
+    // Uploaded again, corrected, it gets a new number: the edge (and browsers, for a day) may
+    // still hold the deleted file's segments under the old one.
+    let again = c.origin.add_subtitle(
+        &alice,
+        &id,
+        "lang=deu&name=Deutsch",
+        cue("Servus").as_bytes(),
+    );
+    assert_eq!(again.status, 201, "{}", again.text());
+    let renumbered = json(&again)["id"].as_str().expect("id").to_owned();
+    assert_ne!(renumbered, sub, "a deleted file's number was given again");
+    let served = subtitle_through_edge(&c, &master_path, "deu");
+    assert!(
+        served.contains("Servus") && !served.contains("Hallo"),
+        "the edge serves the deleted file's cues: {served}"
+    );
+
+    // Two API machines change the video's subtitles at once: each file gets its own number and
+    // its place in the master, then all leave it.
+    let second = c.api("machines-api2-");
+    let apis = [&c.origin, &second];
+    const LANGUAGES: [&str; 6] = ["nld", "swe", "pol", "fin", "dan", "ces"];
+    let (video, owner, file) = (id.as_str(), alice.as_str(), cue("Hej"));
+    let numbers: Vec<String> = std::thread::scope(|scope| {
+        let adds: Vec<_> = LANGUAGES
+            .iter()
+            .enumerate()
+            .map(|(n, lang)| {
+                let (api, file) = (apis[n % 2], file.as_bytes());
+                scope.spawn(move || api.add_subtitle(owner, video, &format!("lang={lang}"), file))
+            })
+            .collect();
+        adds.into_iter()
+            .map(|add| {
+                let added = add.join().expect("an add thread");
+                assert_eq!(added.status, 201, "{}", added.text());
+                json(&added)["id"].as_str().expect("id").to_owned()
+            })
+            .collect()
+    });
+    let distinct: std::collections::HashSet<&String> = numbers.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        numbers.len(),
+        "numbers taken twice: {numbers:?}"
+    );
+    let subtitled = |master: &str, lang: &str| {
+        master
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+            .any(|l| l.contains(&format!("LANGUAGE=\"{lang}\"")))
+    };
+    for api in apis {
+        let master = api.get(&master_path).text();
+        for lang in LANGUAGES {
+            assert!(subtitled(&master, lang), "{lang} is missing:\n{master}");
+        }
+    }
+    std::thread::scope(|scope| {
+        for (n, number) in numbers.iter().enumerate() {
+            let api = apis[n % 2];
+            scope.spawn(move || {
+                let deleted =
+                    api.delete_as(owner, &format!("/api/videos/{video}/subtitles/{number}"));
+                assert_eq!(deleted.status, 204, "{}", deleted.text());
+            });
+        }
+    });
+    for api in apis {
+        let master = api.get(&master_path).text();
+        for lang in LANGUAGES {
+            assert!(
+                !subtitled(&master, lang),
+                "{lang} is still there:\n{master}"
+            );
+        }
+    }
+}
+
+/// The cues of the `lang` subtitle rendition as the edge serves them, found through the master
+/// at `master_path` on the origin.
+fn subtitle_through_edge(c: &Cluster, master_path: &str, lang: &str) -> String {
+    let master = c.origin.get(master_path).text();
+    let uri = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+        .find(|l| l.contains(&format!("LANGUAGE=\"{lang}\"")))
+        .and_then(|l| l.split("URI=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no {lang} subtitles in:\n{master}"));
+    let dir = master_path
+        .split('?')
+        .next()
+        .and_then(|p| p.rsplit_once('/'))
+        .map(|(dir, _)| dir)
+        .expect("the master's directory");
+    let playlist = c.origin.get(&format!("{dir}/{uri}")).text();
+    let host = c.edge.public_addr.to_string();
+    let segments: Vec<&str> = playlist.lines().filter(|l| l.contains(&host)).collect();
+    assert!(
+        !segments.is_empty(),
+        "no segment on the edge in:\n{playlist}"
+    );
+    segments
+        .iter()
+        .map(|url| {
+            let out = process::run_bounded(
+                std::process::Command::new("curl").args(["-sf", url]),
+                Duration::from_secs(20),
+            );
+            assert!(out.status.success(), "curl {url}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect()
 }

@@ -9,9 +9,12 @@
 //! - validation: ids and rung names that are not names (`..`, encoded slashes, too long) ->
 //!   404 without touching the disk, an oversized title -> 400 (query or multipart);
 //! - error shapes: every refusal above is `{"error": "<message>"}` as JSON, and no message
-//!   names a path on the server.
+//!   names a path on the server;
+//! - subtitle changes wait for another machine's change to the same video, and answer 409 if
+//!   it never ends.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -402,4 +405,64 @@ async fn unknown_routes_and_methods_answer_json_too() {
         StatusCode::BAD_REQUEST,
         "an unknown upload profile",
     );
+}
+
+/// A subtitle change waits while another machine changes the same video's files (its lease in
+/// the job store), goes ahead once that one is done, and answers 409 if it never is.
+#[tokio::test(start_paused = true)]
+async fn subtitle_changes_take_turns_across_machines() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    let store = api.state.store.clone();
+    let other = "another-api-machine";
+    assert!(store
+        .lock_edits(&video, other, 120, unix_now())
+        .await
+        .expect("lock"));
+    let add = || {
+        let vtt = "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nBonjour\n";
+        let uri = format!("/api/videos/{video}/subtitles?lang=fra");
+        request(Method::POST, &uri, Some(&alice), Body::from(vtt))
+    };
+    let refused = api.call(add()).await;
+    let message = api.error(&refused, StatusCode::CONFLICT, "a change that never ends");
+    assert!(message.contains("under way"), "{message}");
+    let kept = api.state.layout.subtitles_dir(&video);
+    assert!(
+        e2e::files::files_under(&kept).is_empty(),
+        "a refused change kept a file"
+    );
+
+    let (store_, video_) = (store.clone(), video.clone());
+    let done = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        store_.unlock_edits(&video_, other).await.expect("unlock");
+    });
+    let added = api.call(add()).await;
+    assert_eq!(
+        added.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    assert!(
+        done.is_finished(),
+        "it went ahead before the other change ended"
+    );
+    // Given back as the answer leaves, by a task of its own.
+    let mut editor = None;
+    for _ in 0..100 {
+        editor = store
+            .get(&video)
+            .await
+            .expect("get")
+            .expect("the job")
+            .editor;
+        if editor.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(editor, None, "the lease is not given back");
 }

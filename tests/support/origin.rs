@@ -248,6 +248,17 @@ impl Origin {
         )
     }
 
+    /// `POST /api/videos/{video}/subtitles?{query}` with a subtitle file.
+    pub fn add_subtitle(&self, token: &str, video: &str, query: &str, file: &[u8]) -> RawResponse {
+        self.request(
+            Request::get(format!("/api/videos/{video}/subtitles?{query}"))
+                .method("POST")
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", "text/vtt")
+                .sized_body(file),
+        )
+    }
+
     /// `POST /api/videos` with `body` as the raw request body.
     pub fn upload(&self, token: &str, body: &[u8], content_type: &str) -> RawResponse {
         self.request_within(

@@ -5,16 +5,22 @@
 //! at once (its segments, then its master naming it); one still being processed gets it when
 //! its encode publishes (`transcode::subtitles`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
+use shared::media::VideoId;
 
 use super::auth::User;
 use super::error::ApiError;
 use super::AppState;
-use crate::jobs::model::Job;
+use super::Store;
+use crate::jobs::model::{unix_now, Job};
 use crate::jobs::store::JobStore;
 use crate::transcode::ffmpeg::MASTER;
 use crate::transcode::growing::write_atomically;
@@ -33,10 +39,84 @@ pub struct NewSubtitle {
 /// Uploaded subtitle files one video may have.
 const MAX_FILES: usize = 32;
 
-/// Subtitle changes in this process, one at a time: each numbers its file after those there
-/// are, and reads, edits and writes back the master, so two at once could take one number or
-/// lose one's edit. They are rare and short; one lock for every video is enough.
-static EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How long one subtitle change may hold its video's edit lease: far longer than one takes (a
+/// few small files to and from the bucket, each under its own timeouts), and how long a
+/// machine that died holding it delays the video's next change.
+const EDIT_LEASE_SECS: i64 = 120;
+
+/// How long a change waits for another one on the same video before answering 409.
+const EDIT_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a waiting change asks again.
+const EDIT_POLL: Duration = Duration::from_millis(50);
+
+/// A video's edit lease ([`JobStore::lock_edits`]), held for one subtitle change. Each change
+/// numbers its file after those there are, and reads, edits and writes back the master, so two
+/// at once (on any API machines) could take one number or lose one's edit. Given back when
+/// dropped, whichever way the change ends.
+struct EditLease {
+    store: Arc<Store>,
+    video: VideoId,
+    holder: String,
+}
+
+impl EditLease {
+    /// Waits for the lease on `job`'s video, then reads the job again: an encode may have
+    /// published, or another change finished, while this waited.
+    async fn take(state: &AppState, job: Job) -> Result<(Self, Job), ApiError> {
+        static CHANGES: AtomicU64 = AtomicU64::new(0);
+        let holder = format!(
+            "{}-edit-{}",
+            crate::roles::worker_name(),
+            CHANGES.fetch_add(1, Ordering::Relaxed)
+        );
+        let video = job.video;
+        let deadline = tokio::time::Instant::now() + EDIT_WAIT;
+        loop {
+            let now = unix_now();
+            if state
+                .store
+                .lock_edits(&video, &holder, EDIT_LEASE_SECS, now)
+                .await?
+            {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Conflict(
+                    "another change to this video's subtitles is still under way; try again later"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(EDIT_POLL).await;
+        }
+        let lease = Self {
+            store: state.store.clone(),
+            video,
+            holder,
+        };
+        let job = state
+            .store
+            .get(&lease.video)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        Ok((lease, job))
+    }
+}
+
+impl Drop for EditLease {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // shutting down: the lease runs out by itself
+        };
+        let store = self.store.clone();
+        let (video, holder) = (self.video.clone(), std::mem::take(&mut self.holder));
+        runtime.spawn(async move {
+            if let Err(error) = store.unlock_edits(&video, &holder).await {
+                tracing::warn!(%video, %error, "subtitle edit lease not given back; it runs out");
+            }
+        });
+    }
+}
 
 /// `POST /api/videos/{id}/subtitles`: 201 with the new rendition.
 pub async fn add(
@@ -46,8 +126,6 @@ pub async fn add(
     Query(q): Query<NewSubtitle>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SubtitleRendition>), ApiError> {
-    let _one_at_a_time = EDITS.lock().await;
-    // Read under the lock: an encode that published while this waited is seen.
     let job = state.owned_job(&user, &id).await?;
     if body.len() > subs::MAX_BYTES {
         return Err(ApiError::TooLarge(subs::MAX_BYTES as u64));
@@ -57,6 +135,7 @@ pub async fn add(
     let language = track_names::language(q.lang.as_deref());
     let fallback = format!("Subtitles ({language})");
     let name = track_names::display_name(q.name.as_deref(), &language, fallback);
+    let (_lease, job) = EditLease::take(&state, job).await?;
     let dir = format!("subtitles/{}", job.video);
     // Numbered after every file the store holds, wherever it was uploaded.
     state.media.pull_dir(&dir, |_| true).await?;
@@ -89,7 +168,6 @@ pub async fn delete(
     user: User,
     Path((id, sub)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let _one_at_a_time = EDITS.lock().await;
     let job = state.owned_job(&user, &id).await?;
     let n: u32 = sub
         .strip_prefix(tracks::UPLOADED_PREFIX)
@@ -99,11 +177,17 @@ pub async fn delete(
         .ok_or_else(|| {
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;
+    let (_lease, job) = EditLease::take(&state, job).await?;
     let dir = format!("subtitles/{}", job.video);
     state.media.pull_dir(&dir, |_| true).await?;
     if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
         return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));
     }
+    // The tombstone first: a file is never missing both.
+    state
+        .media
+        .push_files(&[format!("{dir}/{}", tracks::tombstone(n))])
+        .await?;
     state
         .media
         .remove_files(&[format!("{dir}/u{n}.json"), format!("{dir}/u{n}.vtt")])

@@ -114,6 +114,20 @@ impl JobStore for AnyStore {
     async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
         each!(self, s => s.revise(video).await)
     }
+
+    async fn lock_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.lock_edits(video, holder, lease_secs, now).await)
+    }
+
+    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
+        each!(self, s => s.unlock_edits(video, holder).await)
+    }
     async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
         each!(self, s => s.requeue(video, from, now).await)
     }

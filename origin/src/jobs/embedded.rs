@@ -84,11 +84,11 @@ impl EmbeddedStore {
     }
 
     /// Loads, changes and stores one job in a transaction; `change` may refuse.
-    async fn update(
+    async fn update<R: Send + 'static>(
         &self,
         video: &VideoId,
-        change: impl FnOnce(&mut Job) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<(), StoreError> {
+        change: impl FnOnce(&mut Job) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let key = video.to_string();
         let id = video.clone();
         self.write(move |t| {
@@ -96,10 +96,10 @@ impl EmbeddedStore {
                 Some(v) => decode(v.value())?,
                 None => return Err(StoreError::NotFound(id)),
             };
-            change(&mut job)?;
+            let out = change(&mut job)?;
             let bytes = encode(&job)?;
             t.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
-            Ok(())
+            Ok(out)
         })
         .await
     }
@@ -334,6 +334,48 @@ impl JobStore for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn lock_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let holder = holder.to_owned();
+        self.update(video, move |job| {
+            if job
+                .editor
+                .as_ref()
+                .is_some_and(|e| e.worker != holder && e.expires_at >= now)
+            {
+                return Ok(false);
+            }
+            job.editor = Some(Lease {
+                worker: holder,
+                expires_at: now + lease_secs,
+            });
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
+        let holder = holder.to_owned();
+        let given_back = self
+            .update(video, move |job| {
+                if job.editor.as_ref().is_some_and(|e| e.worker == holder) {
+                    job.editor = None;
+                }
+                Ok(())
+            })
+            .await;
+        match given_back {
+            // Deleted meanwhile: nothing is held.
+            Err(StoreError::NotFound(_)) => Ok(()),
+            other => other,
+        }
     }
 
     async fn counts(&self) -> Result<Vec<(JobState, usize)>, StoreError> {

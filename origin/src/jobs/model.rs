@@ -36,7 +36,7 @@ impl JobState {
     }
 }
 
-/// A worker's claim on a job.
+/// A worker's claim on a job (or an API request's on its subtitle files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub worker: String,
@@ -78,6 +78,12 @@ pub struct Job {
     /// added or removed) and requeues: copies kept in memory know from it they are stale.
     #[serde(default)]
     pub revision: u64,
+    /// Who is changing its uploaded subtitle files right now (an API request on some machine),
+    /// so that such changes run one at a time across machines ([`JobStore::lock_edits`]).
+    ///
+    /// [`JobStore::lock_edits`]: super::store::JobStore::lock_edits
+    #[serde(default)]
+    pub editor: Option<Lease>,
 }
 
 impl Job {
@@ -109,6 +115,7 @@ impl Job {
             created_at: now,
             updated_at: now,
             revision: 0,
+            editor: None,
         }
     }
 

@@ -128,6 +128,23 @@ pub trait JobStore: Send + Sync + 'static {
         from: JobState,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes the lease on changing `video`'s uploaded subtitle files for `holder` until
+    /// `now + lease_secs`, unless someone else holds a live one ([`Job::editor`]); answers
+    /// whether `holder` has it. Such a change numbers a file and rewrites the master, so two at
+    /// once on different machines could take one number or lose an edit.
+    fn lock_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives the lease back, if `holder` still has it (a job deleted meanwhile holds nothing).
+    fn unlock_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets the job.
     fn delete(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many jobs are in each state (metrics; `queued` is the queue depth).
@@ -356,6 +373,68 @@ pub mod contract {
             before,
             "a revision changes nothing else"
         );
+
+        // Subtitle changes, one holder at a time, and not part of the job's version.
+        let before = store.get(&id("a")).await.expect("get").expect("exists");
+        assert!(store
+            .lock_edits(&id("a"), "api1", 60, t0 + 150)
+            .await
+            .expect("lock"));
+        assert!(!store
+            .lock_edits(&id("a"), "api2", 60, t0 + 150)
+            .await
+            .expect("lock"));
+        assert!(
+            store
+                .lock_edits(&id("a"), "api1", 60, t0 + 151)
+                .await
+                .expect("renew"),
+            "the holder renews"
+        );
+        store.unlock_edits(&id("a"), "api2").await.expect("unlock");
+        assert!(
+            !store
+                .lock_edits(&id("a"), "api2", 60, t0 + 152)
+                .await
+                .expect("lock"),
+            "only the holder gives it back"
+        );
+        let locked = store.get(&id("a")).await.expect("get").expect("exists");
+        assert_eq!(
+            locked
+                .editor
+                .as_ref()
+                .map(|l| (l.worker.as_str(), l.expires_at)),
+            Some(("api1", t0 + 211))
+        );
+        assert_eq!(locked.version(), before.version());
+        assert!(
+            store
+                .lock_edits(&id("a"), "api2", 60, t0 + 212)
+                .await
+                .expect("lock"),
+            "a holder that died loses it when its lease runs out"
+        );
+        store.unlock_edits(&id("a"), "api2").await.expect("unlock");
+        assert!(store
+            .lock_edits(&id("a"), "api1", 60, t0 + 213)
+            .await
+            .expect("lock"));
+        store.unlock_edits(&id("a"), "api1").await.expect("unlock");
+        assert_eq!(
+            store.get(&id("a")).await.expect("get").as_ref(),
+            Some(&before),
+            "given back, nothing of it is left"
+        );
+        assert!(matches!(
+            store.lock_edits(&id("nobody"), "api1", 60, t0).await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .unlock_edits(&id("nobody"), "api1")
+            .await
+            .expect("nothing to give back");
+        assert!(store.get(&id("nobody")).await.expect("get").is_none());
 
         // Retry from scratch (a revision too), delete.
         let failed = store.get(&id("b")).await.expect("get").expect("exists");

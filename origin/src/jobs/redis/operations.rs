@@ -210,6 +210,39 @@ impl JobStore for RedisStore {
         }
     }
 
+    async fn lock_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let lease = Lease {
+            worker: holder.to_owned(),
+            expires_at: now + lease_secs,
+        };
+        let args = [holder.to_owned(), now.to_string(), json(&lease)?];
+        let outcome: i64 = self
+            .eval(&self.scripts.lock_edits, &[job_key(video)], &args)
+            .await?;
+        match outcome {
+            1 => Ok(true),
+            2 => Ok(false),
+            _ => Err(StoreError::NotFound(video.clone())),
+        }
+    }
+
+    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .eval(
+                &self.scripts.unlock_edits,
+                &[job_key(video)],
+                &[holder.to_owned()],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
         let _: i64 = self
             .eval(

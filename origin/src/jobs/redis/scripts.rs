@@ -16,6 +16,8 @@ pub(super) struct Scripts {
     pub(super) fail: Script,
     pub(super) requeue: Script,
     pub(super) revise: Script,
+    pub(super) lock_edits: Script,
+    pub(super) unlock_edits: Script,
     pub(super) delete: Script,
 }
 
@@ -33,6 +35,8 @@ pub(super) fn scripts() -> &'static Scripts {
         fail: Script::new(&format!("{PRELUDE}{FAIL}")),
         requeue: Script::new(&format!("{PRELUDE}{REQUEUE}")),
         revise: Script::new(&format!("{PRELUDE}{REVISE}")),
+        lock_edits: Script::new(&format!("{PRELUDE}{LOCK_EDITS}")),
+        unlock_edits: Script::new(&format!("{PRELUDE}{UNLOCK_EDITS}")),
         delete: Script::new(&format!("{PRELUDE}{DELETE}")),
     })
 }
@@ -246,6 +250,28 @@ return 1
 const REVISE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'revision', 1)
+return 1
+"#;
+
+/// KEYS: job. ARGV: holder, now, the new editor lease (JSON). Returns 0 without a job, 2 while
+/// someone else holds a live lease, 1 once `holder` has it.
+const LOCK_EDITS: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local held = redis.call('HGET', KEYS[1], 'editor')
+if held and held ~= 'null' then
+  local e = cjson.decode(held)
+  if e.worker ~= ARGV[1] and e.expires_at >= tonumber(ARGV[2]) then return 2 end
+end
+redis.call('HSET', KEYS[1], 'editor', ARGV[3])
+return 1
+"#;
+
+/// KEYS: job. ARGV: holder. Clears the editor lease if `holder` has it.
+const UNLOCK_EDITS: &str = r#"
+local held = redis.call('HGET', KEYS[1], 'editor')
+if held and held ~= 'null' and cjson.decode(held).worker == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'editor', 'null')
+end
 return 1
 "#;
 

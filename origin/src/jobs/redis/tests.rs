@@ -113,6 +113,10 @@ async fn every_field_round_trips_exactly() {
         created_at: 1_700_000_000,
         updated_at: 1_700_000_001,
         revision: 3,
+        editor: Some(Lease {
+            worker: "api-host-\"2\"-edit-9".into(),
+            expires_at: 1_700_000_120,
+        }),
     };
     store.create(job.clone()).await.expect("create");
     assert_eq!(
@@ -236,7 +240,7 @@ async fn behaves_like_the_embedded_store() {
             Some(h) if rng.below(4) != 0 => h,
             _ => (*rng.pick(&workers)).to_owned(),
         };
-        let op = rng.below(15);
+        let op = rng.below(17);
         // Arguments are evaluated once per store: no `rng` calls inside.
         macro_rules! both {
             ($call:ident($($arg:expr),*)) => {{
@@ -303,6 +307,13 @@ async fn behaves_like_the_embedded_store() {
             }
             13 => {
                 both!(revise(&v));
+            }
+            14 => {
+                let lease = 5 + rng.below(20) as i64;
+                both!(lock_edits(&v, w.as_str(), lease, now));
+            }
+            15 => {
+                both!(unlock_edits(&v, w.as_str()));
             }
             _ => {
                 both!(get(&v));

@@ -101,9 +101,11 @@ pub fn add_sidecar(
 ) -> std::io::Result<Sidecar> {
     let dir = layout.subtitles_dir(video);
     std::fs::create_dir_all(&dir)?;
-    // Numbered after the last one; an add racing this one takes the next free number (the cue
-    // file is created exclusively), never the same.
-    let mut id = sidecars(layout, video).last().map_or(1, |s| s.id + 1);
+    // Numbered after every number this video has used, deleted files' included: caches (the
+    // edge's disk, browsers for a day) may still hold a deleted rendition's segments under its
+    // name. An add racing this one takes the next free number (the cue file is created
+    // exclusively), never the same.
+    let mut id = highest_number(&dir).map_or(1, |n| n.saturating_add(1));
     let mut file = loop {
         let created = std::fs::OpenOptions::new()
             .write(true)
@@ -126,10 +128,31 @@ pub fn add_sidecar(
     Ok(sidecar)
 }
 
-/// Forgets an uploaded file; whether it existed.
+/// The highest number among `dir`'s files (`u<N>.vtt`, `u<N>.json`, `u<N>.gone`).
+fn highest_number(dir: &Path) -> Option<u32> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let (stem, _) = name.to_str()?.split_once('.')?;
+            stem.strip_prefix('u')?.parse::<u32>().ok()
+        })
+        .max()
+}
+
+/// The marker a deleted file leaves so its number is never given again ([`add_sidecar`]).
+pub fn tombstone(id: u32) -> String {
+    format!("u{id}.gone")
+}
+
+/// Forgets an uploaded file, leaving its [`tombstone`]; whether it existed.
 pub fn remove_sidecar(layout: &Layout, video: &VideoId, id: u32) -> std::io::Result<bool> {
     let dir = layout.subtitles_dir(video);
     let existed = dir.join(format!("u{id}.json")).is_file();
+    if existed {
+        std::fs::write(dir.join(tombstone(id)), b"")?;
+    }
     for ext in ["json", "vtt"] {
         crate::storage::remove_file(&dir.join(format!("u{id}.{ext}")))?;
     }
@@ -281,5 +304,23 @@ mod tests {
         assert!(remove_sidecar(&layout, &video, 1).expect("remove"));
         assert!(!remove_sidecar(&layout, &video, 1).expect("again"));
         assert_eq!(sidecars(&layout, &video), [b]);
+    }
+
+    #[test]
+    fn a_deleted_files_number_is_never_given_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = Layout::new(dir.path());
+        let video: VideoId = "v".parse().expect("id");
+        let cues = super::super::parse(b"WEBVTT\n\n00:01.000 --> 00:02.000\nHi\n").expect("cues");
+        let a = add_sidecar(&layout, &video, &cues, "ita", "Italiano").expect("add");
+        let b = add_sidecar(&layout, &video, &cues, "nld", "Nederlands").expect("add");
+        assert!(remove_sidecar(&layout, &video, b.id).expect("remove"));
+        let c = add_sidecar(&layout, &video, &cues, "nld", "Nederlands").expect("add");
+        assert_eq!(c.id, 3, "the deleted number {} came back", b.id);
+        assert!(remove_sidecar(&layout, &video, a.id).expect("remove"));
+        assert!(remove_sidecar(&layout, &video, c.id).expect("remove"));
+        assert!(sidecars(&layout, &video).is_empty());
+        let d = add_sidecar(&layout, &video, &cues, "ita", "Italiano").expect("add");
+        assert_eq!(d.id, 4);
     }
 }
