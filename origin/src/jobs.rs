@@ -8,6 +8,8 @@
 //!   directory), [`redis`] the shared one for many machines, [`any`] whichever is configured.
 //! - [`worker`]: the in-process worker pool: claim, heartbeat, run, complete or fail.
 //! - [`relay`]: progress events across processes through Redis.
+//! - [`subtitle_files`]: subtitle files uploaded for a watchable video: changes take turns
+//!   across machines, and the master names exactly the files there are.
 
 pub mod any;
 pub mod embedded;
@@ -15,4 +17,5 @@ pub mod model;
 pub mod redis;
 pub mod relay;
 pub mod store;
+pub mod subtitle_files;
 pub mod worker;

@@ -1,5 +1,6 @@
-//! The worker pool with the embedded store and real ffmpeg: a queued job becomes ready, and a
-//! job abandoned by a dead worker is taken over once its lease expires and finishes.
+//! The worker pool with the embedded store and real ffmpeg: a queued job becomes ready, a job
+//! abandoned by a dead worker is taken over once its lease expires and finishes, and subtitle
+//! files added while a job publishes all reach its final master.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ fn pool(
     layout: &Layout,
     store: Arc<EmbeddedStore>,
     lease_secs: i64,
+    publish_while_encoding: bool,
 ) -> Arc<WorkerPool<EmbeddedStore>> {
     let settings = Settings {
         ffmpeg: "ffmpeg".into(),
@@ -28,7 +30,7 @@ fn pool(
         poster_width: 320,
         storyboard_tiles: 10,
         limits: Default::default(),
-        publish_while_encoding: true,
+        publish_while_encoding,
         source_rung: origin::transcode::ladder::SourceRung::Auto { margin: 0.1 },
         audio_layout: Default::default(),
     };
@@ -104,7 +106,7 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
         .expect("job");
     assert_eq!(dead.video, first);
 
-    let pool = pool(&layout, store.clone(), 5);
+    let pool = pool(&layout, store.clone(), 5, true);
     let mut events = pool.subscribe();
     let (stop_tx, stop) = shared::shutdown::channel();
     let mut workers = pool.start(stop);
@@ -129,5 +131,70 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
         std::fs::read_dir(layout.tmp_root()).expect("tmp").count(),
         0,
         "no work directory left"
+    );
+}
+
+/// Subtitle files added all through an encode, the way the API adds them (under the edit
+/// lease, the master left to the encode while the video cannot be watched), are all named in
+/// the final master: also those that came after the encode read the files and before it was
+/// recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subtitle_files_added_while_it_publishes_all_reach_the_final_master() {
+    use origin::jobs::subtitle_files::EditLease;
+    use origin::transcode::subtitles::{self, tracks};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path());
+    layout.ensure().expect("layout");
+    let store = Arc::new(EmbeddedStore::open(&layout.store_dir()).expect("store"));
+    let video: VideoId = "subtitled".parse().expect("id");
+    generate_clip(&layout.source_file(&video), 2, 320, 240);
+    let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
+    store.create(job).await.expect("create");
+    // Not watchable before it is ready, so no add touches the master: the encode must.
+    let pool = pool(&layout, store.clone(), 5, false);
+    let mut events = pool.subscribe();
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+
+    let adder = {
+        let (store, layout, video) = (store.clone(), layout.clone(), video.clone());
+        tokio::spawn(async move {
+            let cues =
+                subtitles::parse(b"WEBVTT\n\n00:00:00.500 --> 00:00:01.000\nHi\n").expect("cues");
+            // Bounded: the encode of a 2 s clip takes a few seconds.
+            for n in 0..400 {
+                let lease = EditLease::take(&store, &video)
+                    .await
+                    .expect("store")
+                    .expect("the lease within its wait");
+                let job = store.get(&video).await.expect("get").expect("job");
+                if job.state == JobState::Ready {
+                    return n;
+                }
+                tracks::add_sidecar(&layout, &video, &cues, "eng", &format!("n{n}")).expect("add");
+                drop(lease);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("the job was not ready after 400 files");
+        })
+    };
+    wait_ready(&mut events, &video).await;
+    let added = adder.await.expect("the adder");
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
+
+    let master =
+        std::fs::read_to_string(layout.video_dir(&video).join("master.m3u8")).expect("master");
+    let missing: Vec<String> = tracks::sidecars(&layout, &video)
+        .iter()
+        .map(|s| s.rendition().media().uri)
+        .filter(|uri| !master.contains(&format!("URI=\"{uri}\"")))
+        .collect();
+    assert!(added > 3, "only {added} files were added");
+    assert!(
+        missing.is_empty(),
+        "{} of {added} files are not in the master: {missing:?}\n{master}",
+        missing.len()
     );
 }

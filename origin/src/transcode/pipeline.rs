@@ -68,6 +68,11 @@ impl Pipeline {
         &self.media
     }
 
+    /// The length of the segments it writes.
+    pub fn segment_secs(&self) -> u32 {
+        self.settings.segment_secs
+    }
+
     /// Probes a source through the allow-lists and checks it against the limits (uploads and
     /// imports are checked before a job exists; a job checks again before it encodes).
     pub async fn probe(&self, source: Source<'_>) -> Result<SourceInfo, ProbeError> {
