@@ -84,11 +84,11 @@ impl EmbeddedStore {
     }
 
     /// Loads, changes and stores one job in a transaction; `change` may refuse.
-    async fn update<R: Send + 'static>(
+    async fn update(
         &self,
         video: &VideoId,
-        change: impl FnOnce(&mut Job) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, StoreError> {
+        change: impl FnOnce(&mut Job) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
         let key = video.to_string();
         let id = video.clone();
         self.write(move |t| {
@@ -96,12 +96,48 @@ impl EmbeddedStore {
                 Some(v) => decode(v.value())?,
                 None => return Err(StoreError::NotFound(id)),
             };
-            let out = change(&mut job)?;
+            change(&mut job)?;
             let bytes = encode(&job)?;
             t.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
-            Ok(out)
+            Ok(())
         })
         .await
+    }
+
+    /// Like [`Self::update`] where `change` says whether it changed anything: when it did not,
+    /// nothing is written (nor flushed). The edit lease is asked for every few hundred ms.
+    async fn update_if(
+        &self,
+        video: &VideoId,
+        change: impl FnOnce(&mut Job) -> bool + Send + 'static,
+    ) -> Result<bool, StoreError> {
+        let (db, key, id) = (self.db.clone(), video.to_string(), video.clone());
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(backend)?;
+            let changed = {
+                let mut table = tx.open_table(JOBS).map_err(backend)?;
+                let mut job = match table.get(key.as_str()).map_err(backend)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StoreError::NotFound(id)),
+                };
+                let changed = change(&mut job);
+                if changed {
+                    let bytes = encode(&job)?;
+                    table
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
+                }
+                changed
+            };
+            if changed {
+                tx.commit().map_err(backend)?;
+            } else {
+                tx.abort().map_err(backend)?;
+            }
+            Ok(changed)
+        })
+        .await
+        .map_err(backend)?
     }
 
     /// Like [`Self::update`], but only while `worker` holds the lease.
@@ -344,19 +380,16 @@ impl JobStore for EmbeddedStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let holder = holder.to_owned();
-        self.update(video, move |job| {
-            if job
-                .editor
-                .as_ref()
-                .is_some_and(|e| e.worker != holder && e.expires_at >= now)
-            {
-                return Ok(false);
+        self.update_if(video, move |job| {
+            let taken =
+                (job.editor.as_ref()).is_some_and(|e| e.worker != holder && e.expires_at >= now);
+            if !taken {
+                job.editor = Some(Lease {
+                    worker: holder,
+                    expires_at: now + lease_secs,
+                });
             }
-            job.editor = Some(Lease {
-                worker: holder,
-                expires_at: now + lease_secs,
-            });
-            Ok(true)
+            !taken
         })
         .await
     }
@@ -364,17 +397,18 @@ impl JobStore for EmbeddedStore {
     async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
         let holder = holder.to_owned();
         let given_back = self
-            .update(video, move |job| {
-                if job.editor.as_ref().is_some_and(|e| e.worker == holder) {
+            .update_if(video, move |job| {
+                let held = job.editor.as_ref().is_some_and(|e| e.worker == holder);
+                if held {
                     job.editor = None;
                 }
-                Ok(())
+                held
             })
             .await;
         match given_back {
             // Deleted meanwhile: nothing is held.
             Err(StoreError::NotFound(_)) => Ok(()),
-            other => other,
+            other => other.map(|_| ()),
         }
     }
 

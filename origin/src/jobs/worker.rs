@@ -16,7 +16,7 @@ use report::Sink;
 
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
-use super::subtitle_files::{sync_master, EditLease};
+use super::subtitle_files::after_publish;
 use crate::metrics::Metrics;
 use crate::storage::Fetched;
 use crate::transcode::input::Source;
@@ -333,42 +333,24 @@ impl<S: JobStore> WorkerPool<S> {
         }
     }
 
-    /// A deleted video's files go, whatever a cancelled attempt published before it stopped
-    /// (the delete may have removed them while the attempt was still writing).
-    /// A subtitle file added or deleted while the encode published (after it read the files,
-    /// before the job was ready, so the API saw no master to change or changed one the encode
-    /// then replaced) is missing from the final master, or still in it: one more sync, under
-    /// the edit lease, brings it in line. Best effort: the next change syncs too.
+    /// A subtitle file added or deleted after the encode's last push and before the job was
+    /// recorded (the API saw a video it could not change yet) is brought into the master now.
+    /// Best effort: the next change syncs too.
     async fn sync_subtitle_files(&self, video: &VideoId) {
-        let media = self.pipeline.media();
-        let synced = async {
-            let _lease = match EditLease::take(&self.store, video).await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => return Err("another change holds the edit lease".to_owned()),
-                Err(StoreError::NotFound(_)) => return Ok(false), // deleted meanwhile
-                Err(e) => return Err(e.to_string()),
-            };
-            media
-                .pull_dir(&format!("subtitles/{video}"), |_| true)
-                .await
-                .map_err(|e| e.to_string())?;
-            let job = match self.store.get(video).await {
-                Ok(Some(job)) => job,
-                Ok(None) => return Ok(false), // deleted meanwhile
-                Err(e) => return Err(e.to_string()),
-            };
-            let segment_secs = self.pipeline.segment_secs();
-            sync_master(media, &self.layout, &*self.store, &job, segment_secs)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match synced.await {
-            Ok(true) => tracing::info!("subtitle files changed while publishing: master updated"),
+        let (media, segment_secs) = (self.pipeline.media(), self.pipeline.segment_secs());
+        match after_publish(&self.store, media, &self.layout, video, segment_secs).await {
+            Ok(true) => {
+                tracing::info!("subtitle files changed while publishing: master updated");
+                // Deleted meanwhile: what the sync sent must not outlive it.
+                self.unpublish_if_deleted(video).await;
+            }
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "subtitle files not checked after publishing"),
         }
     }
 
+    /// A deleted video's files go, whatever a cancelled attempt published before it stopped
+    /// (the delete may have removed them while the attempt was still writing).
     async fn unpublish_if_deleted(&self, video: &VideoId) {
         if let Ok(None) = self.store.get(video).await {
             if let Err(error) = self.pipeline.media().remove_video(video).await {

@@ -33,7 +33,9 @@ mod thumbs;
 
 pub use error::PipelineError;
 use model::published_audio;
-pub use model::{Cancel, Events, Job, Profile, Published, PublishedAudio, PublishedRung, Settings};
+pub use model::{
+    Cancel, Events, Held, Job, Profile, Published, PublishedAudio, PublishedRung, Settings,
+};
 
 /// Runs jobs.
 #[derive(Clone)]
@@ -230,7 +232,9 @@ impl Pipeline {
             !passthrough,
         )?;
         // Files uploaded (or deleted) while it encoded are published as they are now: with a
-        // bucket they reach this machine only here.
+        // bucket they reach this machine only here. No change comes between this read and the
+        // last push, which removes from the bucket what this machine does not have.
+        let _edits = events.hold_subtitle_edits().await;
         self.media
             .pull_dir(&format!("subtitles/{}", job.video), |_| true)
             .await?;
