@@ -311,21 +311,22 @@ fn marker_name(video: &VideoId) -> String {
     format!("private/published/{video}.json")
 }
 
-/// The bucket directories of a video's published files.
-/// A video's directories relative to the data directory (`hls/`, `keys/`, `thumbs/`,
-/// `subtitles/`).
-fn local_dirs(video: &VideoId) -> [String; 4] {
+/// The directories an encode publishes, relative to the data directory (`hls/`, `keys/`,
+/// `thumbs/`). A video's uploaded subtitle files (`subtitles/`) are the API's: an encode reads
+/// them but never pushes them nor sweeps them, so a file another machine adds or deletes
+/// meanwhile stays as it was made.
+fn published_dirs(video: &VideoId) -> [String; 3] {
     [
         format!("hls/{video}"),
         format!("keys/{video}"),
         format!("thumbs/{video}"),
-        format!("subtitles/{video}"),
     ]
 }
 
-/// The same directories as object prefixes.
+/// Every directory of a video, its subtitle files too, as object prefixes.
 fn video_dirs(video: &VideoId) -> [String; 4] {
-    local_dirs(video).map(|d| object_name(&d))
+    let [hls, keys, thumbs] = published_dirs(video);
+    [hls, keys, thumbs, format!("subtitles/{video}")].map(|d| object_name(&d))
 }
 
 /// Removes `dir` and what it holds; already gone is fine.

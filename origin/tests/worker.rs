@@ -1,6 +1,7 @@
 //! The worker pool with the embedded store and real ffmpeg: a queued job becomes ready, a job
 //! abandoned by a dead worker is taken over once its lease expires and finishes, and subtitle
-//! files added while a job publishes all reach its final master.
+//! files added and deleted while a job encodes and publishes (on this machine, or on another
+//! through a bucket while the video grows) are all kept or gone, and named in its master or not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use e2e::SeaweedFs;
 use origin::jobs::embedded::EmbeddedStore;
 use origin::jobs::model::{unix_now, Job, JobState};
 use origin::jobs::store::JobStore;
-use origin::jobs::subtitle_files::EditLease;
+use origin::jobs::subtitle_files::{sync_master, Base, EditLease};
 use origin::jobs::worker::{JobEvent, WorkerPool, WorkerSettings};
 use origin::storage::MediaStore;
 use origin::transcode::encoder::EncoderSelector;
@@ -143,42 +144,70 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
     );
 }
 
-/// Adds subtitle files to `video` the way the API does (under the edit lease, through
-/// `media`: the bucket's copy pulled first, the files pushed after), leaving the master to the
-/// encode while the video cannot be watched, until the job is ready. The numbers it added.
-async fn add_until_ready(store: Arc<EmbeddedStore>, media: MediaStore, video: VideoId) -> Vec<u32> {
+/// Changes `video`'s subtitle files the way the API does, through `media` (the bucket's copy
+/// pulled first, the files pushed after) under the edit lease, syncing the master once the
+/// video can be watched, until the job is ready: mostly adds, every fourth a delete of the
+/// oldest file it added. The numbers it added and those it deleted.
+async fn change_until_ready(
+    store: Arc<EmbeddedStore>,
+    media: MediaStore,
+    video: VideoId,
+) -> (Vec<u32>, Vec<u32>) {
     let cues = subtitles::parse(b"WEBVTT\n\n00:00:00.500 --> 00:00:01.000\nHi\n").expect("cues");
     let (layout, dir) = (media.layout().clone(), format!("subtitles/{video}"));
-    let mut added = Vec::new();
-    // Bounded: the encode of a 2 s clip takes a few seconds.
-    for n in 0..400 {
+    let (mut added, mut deleted) = (Vec::new(), Vec::new());
+    // Bounded by time: an encode of a 2 s clip takes a few seconds even on a busy machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    for n in 0.. {
+        assert!(tokio::time::Instant::now() < deadline, "not ready in time");
         let lease = EditLease::take(&store, &video)
             .await
             .expect("store")
             .expect("the lease within its wait");
         let job = store.get(&video).await.expect("get").expect("job");
         if job.state == JobState::Ready {
-            return added;
+            return (added, deleted);
         }
         media.pull_dir(&dir, |_| true).await.expect("pull");
-        let file =
-            tracks::add_sidecar(&layout, &video, &cues, "eng", &format!("n{n}")).expect("add");
-        let sent = [
-            format!("{dir}/u{}.vtt", file.id),
-            format!("{dir}/u{}.json", file.id),
-        ];
-        media.push_files(&sent).await.expect("push");
-        added.push(file.id);
+        let oldest = added.iter().find(|id| !deleted.contains(*id)).copied();
+        match oldest.filter(|_| n % 4 == 3) {
+            Some(id) => {
+                assert!(tracks::remove_sidecar(&layout, &video, id).expect("remove"));
+                let gone = format!("{dir}/{}", tracks::tombstone(id));
+                media.push_files(&[gone]).await.expect("push");
+                let files = [format!("{dir}/u{id}.json"), format!("{dir}/u{id}.vtt")];
+                media.remove_files(&files).await.expect("remove");
+                deleted.push(id);
+            }
+            None => {
+                let file = tracks::add_sidecar(&layout, &video, &cues, "eng", &format!("n{n}"))
+                    .expect("add");
+                let sent = [
+                    format!("{dir}/u{}.vtt", file.id),
+                    format!("{dir}/u{}.json", file.id),
+                ];
+                media.push_files(&sent).await.expect("push");
+                added.push(file.id);
+            }
+        }
+        if job.is_playable() {
+            sync_master(&media, &layout, &*store, &job, Base::Bucket, 1)
+                .await
+                .expect("sync");
+        }
         drop(lease);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("the job was not ready after 400 files");
+    unreachable!("the loop returns or fails at its deadline")
 }
 
-/// Subtitle files added all through an encode by an API on another machine (`bucket`) or on
-/// this one are all kept and named in the final master: also those that came after the encode
-/// read the files and before the job was recorded.
-async fn subtitle_files_race_the_publish(bucket: Option<shared::objects::Objects>) {
+/// Subtitle files changed all through an encode by an API on another machine (`bucket`) or on
+/// this one are all kept (and the deleted ones gone), and the final master names exactly
+/// them: also those changed after the encode read the files and before the job was recorded.
+async fn subtitle_files_race_the_publish(
+    bucket: Option<shared::objects::Objects>,
+    publish_while_encoding: bool,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (worker_layout, api_layout, check_layout) = (
         Layout::new(dir.path().join("worker")),
@@ -197,71 +226,67 @@ async fn subtitle_files_race_the_publish(bucket: Option<shared::objects::Objects
     generate_clip(&worker_layout.source_file(&video), 2, 320, 240);
     let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
     store.create(job).await.expect("create");
-    // Not watchable before it is ready, so no add touches the master: the encode must.
+    let worker_media = Some(media(&worker_layout));
     let pool = pool(
         &worker_layout,
         store.clone(),
         5,
-        false,
-        Some(media(&worker_layout)),
+        publish_while_encoding,
+        worker_media,
     );
     let mut events = pool.subscribe();
     let (stop_tx, stop) = shared::shutdown::channel();
     let mut workers = pool.start(stop);
-    let adder = tokio::spawn(add_until_ready(
-        store.clone(),
-        media(&api_layout),
-        video.clone(),
-    ));
+    let changes = change_until_ready(store.clone(), media(&api_layout), video.clone());
+    let changes = tokio::spawn(changes);
     wait_ready(&mut events, &video).await;
-    let added = adder.await.expect("the adder");
+    let (added, deleted) = changes.await.expect("the changes");
     stop_tx.fire();
     while workers.join_next().await.is_some() {}
 
     // What players and the next change find: the bucket's copy, or the data directory.
     let check = media(&check_layout);
     let layout = check.layout().clone();
-    check
-        .pull_dir(&format!("hls/{video}"), |name| name.ends_with(".m3u8"))
-        .await
-        .expect("pull");
-    check
-        .pull_dir(&format!("subtitles/{video}"), |_| true)
-        .await
-        .expect("pull");
+    let hls = format!("hls/{video}");
+    (check.pull_dir(&hls, |name| name.ends_with(".m3u8")).await).expect("pull");
+    let subs = format!("subtitles/{video}");
+    check.pull_dir(&subs, |_| true).await.expect("pull");
     let master =
         std::fs::read_to_string(layout.video_dir(&video).join("master.m3u8")).expect("master");
     let kept: Vec<u32> = tracks::sidecars(&layout, &video)
         .iter()
         .map(|s| s.id)
         .collect();
-    let lost: Vec<&u32> = added.iter().filter(|id| !kept.contains(id)).collect();
-    let unnamed: Vec<&u32> = added
+    let named = |id: &u32| master.contains(&format!("URI=\"subs_u{id}/index.m3u8\""));
+    let live: Vec<u32> = added
         .iter()
-        .filter(|id| !master.contains(&format!("URI=\"subs_u{id}/index.m3u8\"")))
+        .copied()
+        .filter(|id| !deleted.contains(id))
         .collect();
-    assert!(added.len() > 3, "only {} files were added", added.len());
     assert!(
-        lost.is_empty(),
-        "{} of {} files are gone: {lost:?}",
-        lost.len(),
-        added.len()
+        added.len() > 3 && !deleted.is_empty(),
+        "{added:?} {deleted:?}"
     );
+    assert_eq!(
+        kept, live,
+        "the files kept are not those added and not deleted"
+    );
+    let unnamed: Vec<&u32> = live.iter().filter(|id| !named(id)).collect();
+    let stale: Vec<&u32> = deleted.iter().filter(|id| named(id)).collect();
     assert!(
-        unnamed.is_empty(),
-        "{} of {} files are not in the master: {unnamed:?}\n{master}",
-        unnamed.len(),
+        unnamed.is_empty() && stale.is_empty(),
+        "of {} files, {unnamed:?} are not in the master and {stale:?} deleted are\n{master}",
         added.len()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subtitle_files_added_while_it_publishes_all_reach_the_final_master() {
-    subtitle_files_race_the_publish(None).await;
+async fn subtitle_files_changed_while_it_publishes_are_all_in_the_final_master() {
+    subtitle_files_race_the_publish(None, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subtitle_files_added_on_another_machine_while_it_publishes_stay_in_the_bucket() {
+async fn subtitle_files_changed_on_another_machine_while_it_grows_stay_in_the_bucket() {
     let weed = tokio::task::spawn_blocking(|| {
         let weed = SeaweedFs::start();
         weed.create_bucket("media");
@@ -269,5 +294,5 @@ async fn subtitle_files_added_on_another_machine_while_it_publishes_stay_in_the_
     })
     .await
     .expect("SeaweedFS");
-    subtitle_files_race_the_publish(Some(weed.objects("media", "prod", ADMIN))).await;
+    subtitle_files_race_the_publish(Some(weed.objects("media", "prod", ADMIN)), true).await;
 }

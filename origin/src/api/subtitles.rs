@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::{AppState, Store};
 use crate::jobs::model::Job;
 use crate::jobs::store::JobStore;
-use crate::jobs::subtitle_files::{sync_master, EditLease};
+use crate::jobs::subtitle_files::{sync_master, Base, EditLease};
 use crate::transcode::subtitles as subs;
 use crate::transcode::subtitles::tracks::{self, SubtitleRendition};
 use crate::transcode::tracks as track_names;
@@ -136,13 +136,7 @@ pub async fn delete(
 /// Brings a watchable video's master in line with its files.
 async fn sync(state: &AppState, job: &Job) -> Result<(), ApiError> {
     let segment_secs = state.settings.worker.media.transcode.segment_secs;
-    sync_master(
-        &state.media,
-        &state.layout,
-        &*state.store,
-        job,
-        segment_secs,
-    )
-    .await?;
+    let (media, layout, base) = (&state.media, &state.layout, Base::Bucket);
+    sync_master(media, layout, &*state.store, job, base, segment_secs).await?;
     Ok(())
 }

@@ -125,6 +125,15 @@ impl JobStore for AnyStore {
         each!(self, s => s.lock_edits(video, holder, lease_secs, now).await)
     }
 
+    async fn renew_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.renew_edits(video, holder, lease_secs, now).await)
+    }
     async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
         each!(self, s => s.unlock_edits(video, holder).await)
     }

@@ -394,6 +394,24 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
+    async fn renew_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let holder = holder.to_owned();
+        self.update_if(video, move |job| match &mut job.editor {
+            Some(lease) if lease.worker == holder => {
+                lease.expires_at = now + lease_secs;
+                true
+            }
+            _ => false,
+        })
+        .await
+    }
+
     async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
         let holder = holder.to_owned();
         let given_back = self

@@ -139,6 +139,16 @@ pub trait JobStore: Send + Sync + 'static {
         lease_secs: i64,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Extends the lease to `now + lease_secs` only if `holder` still has it; answers whether
+    /// it did. Unlike [`Self::lock_edits`], a renewal that lands after the lease was given back
+    /// takes nothing.
+    fn renew_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Gives the lease back, if `holder` still has it (a job deleted meanwhile holds nothing).
     fn unlock_edits(
         &self,
@@ -415,7 +425,22 @@ pub mod contract {
                 .expect("lock"),
             "a holder that died loses it when its lease runs out"
         );
+        assert!(store
+            .renew_edits(&id("a"), "api2", 60, t0 + 212)
+            .await
+            .expect("renew"));
+        assert!(!store
+            .renew_edits(&id("a"), "api1", 60, t0 + 212)
+            .await
+            .expect("renew"));
         store.unlock_edits(&id("a"), "api2").await.expect("unlock");
+        assert!(
+            !store
+                .renew_edits(&id("a"), "api2", 60, t0 + 213)
+                .await
+                .expect("renew"),
+            "a renewal after the lease was given back takes nothing"
+        );
         assert!(store
             .lock_edits(&id("a"), "api1", 60, t0 + 213)
             .await

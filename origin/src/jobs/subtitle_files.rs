@@ -2,11 +2,11 @@
 //! take turns across machines ([`EditLease`]), and a watchable video's master names exactly the
 //! files there are ([`sync_master`]).
 //!
-//! Three parties change them: the API (a file added or deleted: it syncs a watchable video at
-//! once), an encode's final publish (it reads the files, publishes renditions and a master for
-//! them, and makes the bucket match its copy: it holds the lease from the read to its last
-//! push), and the worker once the job is recorded ([`after_publish`]: a file that came between
-//! that push and the record, when the API still saw a video it could not change).
+//! The files are the API's: an encode reads them once, for its final publish, and never
+//! pushes them (`storage::published_dirs`). The API syncs a watchable video after each change;
+//! the worker syncs once more after its job is recorded ([`after_publish`]), for a change made
+//! after that read, and to put back the master an API change may have edited from the growing
+//! one while the last push went out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,9 @@ const LEASE_SECS: i64 = 60;
 
 /// How long a change waits for another one on the same video.
 const WAIT: Duration = Duration::from_secs(30);
+
+/// When a lease is given back a second time (longer than a store call may take).
+const REASK_UNLOCK: Duration = Duration::from_secs(15);
 
 /// The first and the longest pause between two asks for the lease.
 const POLL: (Duration, Duration) = (Duration::from_millis(25), Duration::from_millis(400));
@@ -88,7 +91,7 @@ async fn renew<S: JobStore>(store: Arc<S>, video: VideoId, holder: String) {
     loop {
         tokio::time::sleep(every).await;
         match store
-            .lock_edits(&video, &holder, LEASE_SECS, unix_now())
+            .renew_edits(&video, &holder, LEASE_SECS, unix_now())
             .await
         {
             Ok(true) => {}
@@ -115,25 +118,42 @@ impl<S: JobStore> Drop for EditLease<S> {
             if let Err(error) = store.unlock_edits(&video, &holder).await {
                 tracing::warn!(%video, %error, "subtitle edit lease not given back; it runs out");
             }
+            // An ask still in flight when its request was dropped may land after that: give
+            // back once more when any call has ended (holder names are never reused).
+            tokio::time::sleep(REASK_UNLOCK).await;
+            let _ = store.unlock_edits(&video, &holder).await;
         });
     }
+}
+
+/// Which copy of the master a sync starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// The bucket's, pulled first: a change on an API machine.
+    Bucket,
+    /// This machine's, just published by its encode, and sent whatever the bucket holds.
+    Published,
 }
 
 /// Makes `job`'s published master name exactly its uploaded files (the subtitle directory,
 /// pulled by the caller under the [`EditLease`]): a file's rendition is written and sent
 /// before the master names it, and a deleted file's goes after the master stops naming it.
-/// Only what changed is sent. Answers whether anything changed.
+/// Only what changed is sent (and the master from [`Base::Published`]). Answers whether the
+/// files it names changed.
 pub async fn sync_master<S: JobStore>(
     media: &MediaStore,
     layout: &Layout,
     store: &S,
     job: &Job,
+    base: Base,
     segment_secs: u32,
 ) -> Result<bool, StorageError> {
     let video = &job.video;
-    media
-        .pull_dir(&format!("hls/{video}"), |name| name.ends_with(".m3u8"))
-        .await?;
+    if base == Base::Bucket {
+        media
+            .pull_dir(&format!("hls/{video}"), |name| name.ends_with(".m3u8"))
+            .await?;
+    }
     let dir = layout.video_dir(video);
     let master_path = dir.join(MASTER);
     let master = std::fs::read_to_string(&master_path)?;
@@ -178,7 +198,8 @@ pub async fn sync_master<S: JobStore>(
         sent.extend(rendition_files(&dir, video, &rendition.id, ".m3u8"));
         named.push(rendition.media());
     }
-    if removed.is_empty() && sent.is_empty() {
+    let changed = !removed.is_empty() || !sent.is_empty();
+    if !changed && base == Base::Bucket {
         return Ok(false);
     }
     named.retain(|m| !uploaded(&m.uri) || kept(&m.uri));
@@ -197,7 +218,7 @@ pub async fn sync_master<S: JobStore>(
     for id in removed {
         media.remove_dir(&format!("hls/{video}/{id}")).await?;
     }
-    Ok(true)
+    Ok(changed)
 }
 
 /// The files of rendition `id` ending in `ext`, relative to the data directory.
@@ -217,8 +238,8 @@ fn rendition_files(dir: &std::path::Path, video: &VideoId, id: &str, ext: &str) 
 }
 
 /// Once a job is recorded ready: under the lease, brings its master in line with the files
-/// there are now. Answers whether anything changed; a video with no uploaded file, now or in
-/// its master, costs one listing of the bucket.
+/// there are now, from the master its encode published. Answers whether the files it names
+/// changed; a video that never had an uploaded file costs one listing of the bucket.
 pub async fn after_publish<S: JobStore>(
     store: &Arc<S>,
     media: &MediaStore,
@@ -226,30 +247,32 @@ pub async fn after_publish<S: JobStore>(
     video: &VideoId,
     segment_secs: u32,
 ) -> Result<bool, String> {
+    let pull = || async {
+        (media
+            .pull_dir(&format!("subtitles/{video}"), |_| true)
+            .await)
+            .map_err(|e| e.to_string())
+    };
+    pull().await?;
+    let any = std::fs::read_dir(layout.subtitles_dir(video))
+        .is_ok_and(|mut entries| entries.next().is_some());
+    if !any {
+        return Ok(false);
+    }
     let _lease = match EditLease::take(store, video).await {
         Ok(Some(lease)) => lease,
         Ok(None) => return Err("another change holds the edit lease".into()),
         Err(StoreError::NotFound(_)) => return Ok(false), // deleted meanwhile
         Err(e) => return Err(e.to_string()),
     };
-    media
-        .pull_dir(&format!("subtitles/{video}"), |_| true)
-        .await
-        .map_err(|e| e.to_string())?;
-    let published = std::fs::read_to_string(layout.video_dir(video).join(MASTER))
-        .map(|m| playlist::subtitle_media(&m))
-        .unwrap_or_default();
-    if tracks::sidecars(layout, video).is_empty()
-        && !published.iter().any(|m| m.uri.starts_with(UPLOADED_PREFIX))
-    {
-        return Ok(false);
-    }
+    pull().await?;
     let job = match store.get(video).await {
         Ok(Some(job)) => job,
         Ok(None) => return Ok(false),
         Err(e) => return Err(e.to_string()),
     };
-    sync_master(media, layout, &**store, &job, segment_secs)
+    let base = Base::Published;
+    sync_master(media, layout, &**store, &job, base, segment_secs)
         .await
         .map_err(|e| e.to_string())
 }
@@ -306,9 +329,8 @@ mod tests {
         std::fs::remove_file(subs.join(format!("u{}.vtt", unreadable.id))).expect("cues gone");
 
         let local = MediaStore::local(layout.clone());
-        assert!(sync_master(&local, &layout, &store, &job, 2)
-            .await
-            .expect("sync"));
+        let sync = || sync_master(&local, &layout, &store, &job, Base::Bucket, 2);
+        assert!(sync().await.expect("sync"));
         let synced = std::fs::read_to_string(video_dir.join(MASTER)).expect("master");
         assert_eq!(
             subtitle_media(&synced),
@@ -324,11 +346,6 @@ mod tests {
             store.get(&video).await.expect("get").expect("job").revision,
             1
         );
-        assert!(
-            !sync_master(&local, &layout, &store, &job, 2)
-                .await
-                .expect("sync"),
-            "in line: nothing to do"
-        );
+        assert!(!sync().await.expect("sync"), "in line: nothing to do");
     }
 }

@@ -333,9 +333,10 @@ impl<S: JobStore> WorkerPool<S> {
         }
     }
 
-    /// A subtitle file added or deleted after the encode's last push and before the job was
-    /// recorded (the API saw a video it could not change yet) is brought into the master now.
-    /// Best effort: the next change syncs too.
+    /// A subtitle file added or deleted after the encode read them (the API saw a video it
+    /// could not change yet, or changed a growing master the encode then replaced) is brought
+    /// into the master now, before the video is announced ready. Best effort: the next change
+    /// syncs too.
     async fn sync_subtitle_files(&self, video: &VideoId) {
         let (media, segment_secs) = (self.pipeline.media(), self.pipeline.segment_secs());
         match after_publish(&self.store, media, &self.layout, video, segment_secs).await {

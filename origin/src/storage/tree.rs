@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use shared::media::VideoId;
 
-use super::{
-    local_dirs, marker_name, object_name, video_dirs, MediaStore, Remote, Stamp, StorageError,
-};
+use super::{marker_name, object_name, published_dirs, MediaStore, Remote, Stamp, StorageError};
 
 /// Objects sent at once.
 const PARALLEL_PUTS: usize = 4;
@@ -29,15 +27,15 @@ pub enum Phase {
 }
 
 impl MediaStore {
-    /// Pushes `video`'s published files (`hls/`, `keys/`, `thumbs/`, `subtitles/`) to the bucket;
-    /// nothing to do on the data directory.
+    /// Pushes `video`'s published files (`hls/`, `keys/`, `thumbs/`) to the bucket; nothing to do
+    /// on the data directory.
     pub async fn push_video(&self, video: &VideoId, phase: Phase) -> Result<(), StorageError> {
         let Some(remote) = &self.remote else {
             return Ok(());
         };
         let root = self.layout.root();
         let mut files = Vec::new();
-        for dir in local_dirs(video) {
+        for dir in published_dirs(video) {
             walk(root, &root.join(&dir), &mut files)?;
         }
         // Publishing order: media, then rung playlists, then the master.
@@ -66,7 +64,7 @@ impl MediaStore {
         if phase == Phase::Final {
             let wanted: std::collections::HashSet<String> =
                 files.iter().map(|(rel, _)| object_name(rel)).collect();
-            for dir in video_dirs(video) {
+            for dir in published_dirs(video).map(|d| object_name(&d)) {
                 for (name, _) in remote.bucket.list(&dir).await? {
                     if !wanted.contains(&name) {
                         remote.bucket.delete(&name).await?;

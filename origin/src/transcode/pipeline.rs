@@ -33,9 +33,7 @@ mod thumbs;
 
 pub use error::PipelineError;
 use model::published_audio;
-pub use model::{
-    Cancel, Events, Held, Job, Profile, Published, PublishedAudio, PublishedRung, Settings,
-};
+pub use model::{Cancel, Events, Job, Profile, Published, PublishedAudio, PublishedRung, Settings};
 
 /// Runs jobs.
 #[derive(Clone)]
@@ -232,9 +230,8 @@ impl Pipeline {
             !passthrough,
         )?;
         // Files uploaded (or deleted) while it encoded are published as they are now: with a
-        // bucket they reach this machine only here. No change comes between this read and the
-        // last push, which removes from the bucket what this machine does not have.
-        let _edits = events.hold_subtitle_edits().await;
+        // bucket they reach this machine only here. One changed after this read is brought in
+        // once the job is recorded (`jobs::subtitle_files::after_publish`).
         self.media
             .pull_dir(&format!("subtitles/{}", job.video), |_| true)
             .await?;

@@ -232,6 +232,28 @@ impl JobStore for RedisStore {
         }
     }
 
+    async fn renew_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let lease = Lease {
+            worker: holder.to_owned(),
+            expires_at: now + lease_secs,
+        };
+        let args = [holder.to_owned(), json(&lease)?];
+        let renewed: i64 = self
+            .eval(&self.scripts.renew_edits, &[job_key(video)], &args)
+            .await?;
+        match renewed {
+            1 => Ok(true),
+            2 => Ok(false),
+            _ => Err(StoreError::NotFound(video.clone())),
+        }
+    }
+
     async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
         let _: i64 = self
             .eval(

@@ -17,6 +17,7 @@ pub(super) struct Scripts {
     pub(super) requeue: Script,
     pub(super) revise: Script,
     pub(super) lock_edits: Script,
+    pub(super) renew_edits: Script,
     pub(super) unlock_edits: Script,
     pub(super) delete: Script,
 }
@@ -36,6 +37,7 @@ pub(super) fn scripts() -> &'static Scripts {
         requeue: Script::new(&format!("{PRELUDE}{REQUEUE}")),
         revise: Script::new(&format!("{PRELUDE}{REVISE}")),
         lock_edits: Script::new(&format!("{PRELUDE}{LOCK_EDITS}")),
+        renew_edits: Script::new(&format!("{PRELUDE}{RENEW_EDITS}")),
         unlock_edits: Script::new(&format!("{PRELUDE}{UNLOCK_EDITS}")),
         delete: Script::new(&format!("{PRELUDE}{DELETE}")),
     })
@@ -263,6 +265,16 @@ if held and held ~= 'null' then
   if e.worker ~= ARGV[1] and e.expires_at >= tonumber(ARGV[2]) then return 2 end
 end
 redis.call('HSET', KEYS[1], 'editor', ARGV[3])
+return 1
+"#;
+
+/// KEYS: job. ARGV: holder, the renewed editor lease (JSON). Returns 0 without a job, 2 unless
+/// `holder` has the lease, 1 once it is renewed.
+const RENEW_EDITS: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local held = redis.call('HGET', KEYS[1], 'editor')
+if not held or held == 'null' or cjson.decode(held).worker ~= ARGV[1] then return 2 end
+redis.call('HSET', KEYS[1], 'editor', ARGV[2])
 return 1
 "#;
 

@@ -240,7 +240,7 @@ async fn behaves_like_the_embedded_store() {
             Some(h) if rng.below(4) != 0 => h,
             _ => (*rng.pick(&workers)).to_owned(),
         };
-        let op = rng.below(17);
+        let op = rng.below(18);
         // Arguments are evaluated once per store: no `rng` calls inside.
         macro_rules! both {
             ($call:ident($($arg:expr),*)) => {{
@@ -314,6 +314,10 @@ async fn behaves_like_the_embedded_store() {
             }
             15 => {
                 both!(unlock_edits(&v, w.as_str()));
+            }
+            16 => {
+                let lease = 5 + rng.below(20) as i64;
+                both!(renew_edits(&v, w.as_str(), lease, now));
             }
             _ => {
                 both!(get(&v));

@@ -11,8 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{JobEvent, WorkerPool};
 use crate::jobs::model::unix_now;
 use crate::jobs::store::JobStore;
-use crate::jobs::subtitle_files::EditLease;
-use crate::transcode::pipeline::{Events, Held};
+use crate::transcode::pipeline::Events;
 use crate::transcode::progress::{Stage, Throttle};
 
 impl<S: JobStore> WorkerPool<S> {
@@ -64,22 +63,6 @@ impl<S: JobStore> WorkerPool<S> {
                         tracing::warn!(%error, "withdrawal not recorded");
                     }
                     let _ = done.send(());
-                    continue;
-                }
-                Update::HoldSubtitleEdits(held) => {
-                    let lease: Held = match EditLease::take(&self.store, video).await {
-                        Ok(Some(lease)) => Box::new(lease),
-                        // The worker syncs the master again once the job is recorded.
-                        Ok(None) => {
-                            tracing::warn!("publishing while a subtitle change holds the lease");
-                            Box::new(())
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "publishing without the subtitle edit lease");
-                            Box::new(())
-                        }
-                    };
-                    let _ = held.send(lease);
                     continue;
                 }
                 Update::Resumed(segments) => {
@@ -148,8 +131,6 @@ pub(super) enum Update {
     Playable,
     /// Answered once the store no longer says the video is playable.
     Withdrawing(oneshot::Sender<()>),
-    /// Answered with the video's subtitle edit lease (or nothing, after its wait).
-    HoldSubtitleEdits(oneshot::Sender<Held>),
 }
 
 /// Forwards pipeline callbacks to the recorder task.
@@ -180,11 +161,5 @@ impl Events for Sink {
                 tracing::warn!("the store did not record the withdrawal in time; withdrawing");
             }
         })
-    }
-    fn hold_subtitle_edits(&self) -> Pin<Box<dyn Future<Output = Held> + Send + '_>> {
-        let (held, lease) = oneshot::channel();
-        let _ = self.0.send(Update::HoldSubtitleEdits(held));
-        // The lease's own wait bounds this; a recorder that is gone answers at once.
-        Box::pin(async move { lease.await.unwrap_or_else(|_| Box::new(())) })
     }
 }

@@ -69,13 +69,16 @@ impl Sidecar {
 
 /// The uploaded subtitle files of `video`, in upload order.
 pub fn sidecars(layout: &Layout, video: &VideoId) -> Vec<Sidecar> {
-    let Ok(entries) = std::fs::read_dir(layout.subtitles_dir(video)) else {
+    let dir = layout.subtitles_dir(video);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
     let mut found: Vec<Sidecar> = entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        // A copy sent back after its delete (by an older push) is still deleted.
+        .filter(|s: &Sidecar| !dir.join(tombstone(s.id)).exists())
         .collect();
     found.sort_by_key(|s| s.id);
     found
