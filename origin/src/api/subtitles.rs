@@ -1,10 +1,11 @@
 //! Subtitle files uploaded for a video: `POST /api/videos/{id}/subtitles?lang=..&name=..`
 //! (WebVTT or SRT, size-limited, validated) and `DELETE /api/videos/{id}/subtitles/{sub}`.
 //!
-//! A file is kept in the subtitle store; a video that can be watched gets the rendition at
-//! once (`jobs::subtitle_files`: its segments, then its master naming it); one still being
-//! processed gets it when its encode publishes (`transcode::subtitles`). Changes to one
-//! video's files take turns across machines.
+//! A file is kept in the subtitle store; a finished video gets the rendition at once
+//! (`jobs::subtitle_files`: its segments, then its master naming it). One still being encoded,
+//! even if it can be watched already, gets it when its encode publishes: a change made while
+//! that goes on is left to it (`subtitle_files::after_publish`). Changes to one video's files
+//! take turns across machines.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use super::auth::User;
 use super::error::ApiError;
 use super::{AppState, Store};
-use crate::jobs::model::Job;
+use crate::jobs::model::{Job, JobState};
 use crate::jobs::store::JobStore;
 use crate::jobs::subtitle_files::{sync_master, Base, EditLease};
 use crate::transcode::subtitles as subs;
@@ -88,7 +89,7 @@ pub async fn add(
         ])
         .await?;
     let rendition = sidecar.rendition();
-    if job.is_playable() {
+    if job.state == JobState::Ready {
         sync(&state, &job).await?;
     }
     tracing::info!(video = %job.video, subtitle = %rendition.id, "subtitle file added");
@@ -126,14 +127,14 @@ pub async fn delete(
         .media
         .remove_files(&[format!("{dir}/u{n}.json"), format!("{dir}/u{n}.vtt")])
         .await?;
-    if job.is_playable() {
+    if job.state == JobState::Ready {
         sync(&state, &job).await?;
     }
     tracing::info!(video = %job.video, subtitle = %sub, "subtitle file removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Brings a watchable video's master in line with its files.
+/// Brings a finished video's master in line with its files.
 async fn sync(state: &AppState, job: &Job) -> Result<(), ApiError> {
     let segment_secs = state.settings.worker.media.transcode.segment_secs;
     let (media, layout, base) = (&state.media, &state.layout, Base::Bucket);

@@ -1,12 +1,12 @@
 //! Subtitle files uploaded for a video (`POST /api/videos/{id}/subtitles`): changes to them
-//! take turns across machines ([`EditLease`]), and a watchable video's master names exactly the
+//! take turns across machines ([`EditLease`]), and a finished video's master names exactly the
 //! files there are ([`sync_master`]).
 //!
-//! The files are the API's: an encode reads them once, for its final publish, and never
-//! pushes them (`storage::published_dirs`). The API syncs a watchable video after each change;
-//! the worker syncs once more after its job is recorded ([`after_publish`]), for a change made
-//! after that read, and to put back the master an API change may have edited from the growing
-//! one while the last push went out.
+//! The files are the API's. An encode pulls them (under the lease, so that a change on a
+//! machine sharing its working copy is not undone) when it starts and for its final publish,
+//! and never sends or sweeps them (`storage::published_dirs`). The API syncs a finished video
+//! after each change; a change made while the video encodes waits for the encode, which syncs
+//! once more after its job is recorded and before it announces it ([`after_publish`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -239,7 +239,7 @@ fn rendition_files(dir: &std::path::Path, video: &VideoId, id: &str, ext: &str) 
 
 /// Once a job is recorded ready: under the lease, brings its master in line with the files
 /// there are now, from the master its encode published. Answers whether the files it names
-/// changed; a video that never had an uploaded file costs one listing of the bucket.
+/// changed.
 pub async fn after_publish<S: JobStore>(
     store: &Arc<S>,
     media: &MediaStore,
@@ -247,25 +247,24 @@ pub async fn after_publish<S: JobStore>(
     video: &VideoId,
     segment_secs: u32,
 ) -> Result<bool, String> {
-    let pull = || async {
-        (media
-            .pull_dir(&format!("subtitles/{video}"), |_| true)
-            .await)
-            .map_err(|e| e.to_string())
-    };
-    pull().await?;
-    let any = std::fs::read_dir(layout.subtitles_dir(video))
-        .is_ok_and(|mut entries| entries.next().is_some());
-    if !any {
-        return Ok(false);
-    }
     let _lease = match EditLease::take(store, video).await {
         Ok(Some(lease)) => lease,
         Ok(None) => return Err("another change holds the edit lease".into()),
         Err(StoreError::NotFound(_)) => return Ok(false), // deleted meanwhile
         Err(e) => return Err(e.to_string()),
     };
-    pull().await?;
+    (media
+        .pull_dir(&format!("subtitles/{video}"), |_| true)
+        .await)
+        .map_err(|e| e.to_string())?;
+    let published = std::fs::read_to_string(layout.video_dir(video).join(MASTER))
+        .map(|m| playlist::subtitle_media(&m))
+        .unwrap_or_default();
+    if tracks::sidecars(layout, video).is_empty()
+        && !published.iter().any(|m| m.uri.starts_with(UPLOADED_PREFIX))
+    {
+        return Ok(false); // none, and none published
+    }
     let job = match store.get(video).await {
         Ok(Some(job)) => job,
         Ok(None) => return Ok(false),

@@ -224,9 +224,13 @@ impl<S: JobStore> WorkerPool<S> {
             if let Source::Url(_) = source {
                 tracing::info!("reading the upload from the bucket (presigned URL)");
             }
-            media
-                .pull_dir(&format!("subtitles/{video}"), |_| true)
-                .await?;
+            {
+                // As the final publish does (`report::hold_edits`): a pull under the lease.
+                let _edits = report::hold_edits(&self.store, &video).await;
+                media
+                    .pull_dir(&format!("subtitles/{video}"), |_| true)
+                    .await?;
+            }
             let pipeline_job = PipelineJob {
                 video: &video,
                 source,
@@ -340,14 +344,12 @@ impl<S: JobStore> WorkerPool<S> {
     async fn sync_subtitle_files(&self, video: &VideoId) {
         let (media, segment_secs) = (self.pipeline.media(), self.pipeline.segment_secs());
         match after_publish(&self.store, media, &self.layout, video, segment_secs).await {
-            Ok(true) => {
-                tracing::info!("subtitle files changed while publishing: master updated");
-                // Deleted meanwhile: what the sync sent must not outlive it.
-                self.unpublish_if_deleted(video).await;
-            }
+            Ok(true) => tracing::info!("subtitle files changed while publishing: master updated"),
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "subtitle files not checked after publishing"),
         }
+        // Deleted meanwhile: what the sync sent must not outlive it.
+        self.unpublish_if_deleted(video).await;
     }
 
     /// A deleted video's files go, whatever a cancelled attempt published before it stopped

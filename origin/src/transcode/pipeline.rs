@@ -33,7 +33,9 @@ mod thumbs;
 
 pub use error::PipelineError;
 use model::published_audio;
-pub use model::{Cancel, Events, Job, Profile, Published, PublishedAudio, PublishedRung, Settings};
+pub use model::{
+    Cancel, Events, Held, Job, Profile, Published, PublishedAudio, PublishedRung, Settings,
+};
 
 /// Runs jobs.
 #[derive(Clone)]
@@ -232,14 +234,20 @@ impl Pipeline {
         // Files uploaded (or deleted) while it encoded are published as they are now: with a
         // bucket they reach this machine only here. One changed after this read is brought in
         // once the job is recorded (`jobs::subtitle_files::after_publish`).
-        self.media
-            .pull_dir(&format!("subtitles/{}", job.video), |_| true)
-            .await?;
+        let uploaded = {
+            // A pull makes this copy match the bucket: not while a change on this machine (an
+            // API sharing it) has written its file but not sent it yet.
+            let _edits = events.hold_subtitle_edits().await;
+            self.media
+                .pull_dir(&format!("subtitles/{}", job.video), |_| true)
+                .await?;
+            subtitles::tracks::uploaded(&self.layout, job.video)
+        };
         let mut subtitles: subtitles::tracks::Renditions = subtitles
             .into_iter()
             .filter(|(r, _)| r.source == "embedded")
             .collect();
-        subtitles.extend(subtitles::tracks::uploaded(&self.layout, job.video));
+        subtitles.extend(uploaded);
         let rates = match growing {
             Some(mut growing) => {
                 subtitles::tracks::write_all(
