@@ -8,8 +8,9 @@
 //!   directory), [`redis`] the shared one for many machines, [`any`] whichever is configured.
 //! - [`worker`]: the in-process worker pool: claim, heartbeat, run, complete or fail.
 //! - [`relay`]: progress events across processes through Redis.
-//! - [`subtitle_files`]: subtitle files uploaded for a watchable video: changes take turns
-//!   across machines, and the master names exactly the files there are.
+//! - [`subtitle_files`]: subtitle files uploaded for a video: changes (and an encode's reads)
+//!   take turns across machines, and a finished video's master names exactly the files there
+//!   are.
 
 pub mod any;
 pub mod embedded;

@@ -273,6 +273,14 @@ async fn subtitle_files_race_the_publish(
         .filter(|id| !hls.join(format!("subs_u{id}/index.m3u8")).is_file())
         .collect();
     assert!(missing.is_empty(), "renditions missing: {missing:?}");
+    // A file deleted after a growing encode wrote its rendition at its start: gone too.
+    let left: Vec<&u32> = (deleted.iter())
+        .filter(|id| hls.join(format!("subs_u{id}/index.m3u8")).exists())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "deleted renditions still published: {left:?}"
+    );
     let stale: Vec<&u32> = deleted.iter().filter(|id| named(id)).collect();
     assert!(
         unnamed.is_empty() && stale.is_empty(),

@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::auth::User;
 use super::error::ApiError;
@@ -70,29 +71,17 @@ pub async fn add(
     let language = track_names::language(q.lang.as_deref());
     let fallback = format!("Subtitles ({language})");
     let name = track_names::display_name(q.name.as_deref(), &language, fallback);
-    let (_lease, job) = take_lease(&state, job).await?;
-    let dir = format!("subtitles/{}", job.video);
-    // Numbered after every file the store holds, wherever it was uploaded.
-    state.media.pull_dir(&dir, |_| true).await?;
-    if tracks::sidecars(&state.layout, &job.video).len() >= MAX_FILES {
-        return Err(ApiError::Conflict(format!(
-            "a video has at most {MAX_FILES} subtitle files; delete one first"
-        )));
-    }
-    let sidecar = tracks::add_sidecar(&state.layout, &job.video, &cues, &language, &name)?;
-    // The cues first, the description (which lists it) last.
-    state
-        .media
-        .push_files(&[
-            format!("{dir}/u{}.vtt", sidecar.id),
-            format!("{dir}/u{}.json", sidecar.id),
-        ])
-        .await?;
-    let rendition = sidecar.rendition();
-    if job.state == JobState::Ready {
-        sync(&state, &job).await?;
-    }
-    tracing::info!(video = %job.video, subtitle = %rendition.id, "subtitle file added");
+    let added = apply(
+        &state,
+        job,
+        Change::Add {
+            cues,
+            language,
+            name,
+        },
+    )
+    .await?;
+    let rendition = added.ok_or_else(|| ApiError::internal("an add made no file"))?;
     Ok((StatusCode::CREATED, Json(rendition)))
 }
 
@@ -112,26 +101,84 @@ pub async fn delete(
         .ok_or_else(|| {
             ApiError::NotFoundWhat("no such uploaded subtitle (only uploaded files can be deleted)")
         })?;
-    let (_lease, job) = take_lease(&state, job).await?;
-    let dir = format!("subtitles/{}", job.video);
-    state.media.pull_dir(&dir, |_| true).await?;
-    if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
-        return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));
-    }
-    // The tombstone reaches the bucket before the file leaves it: the number is never free.
-    state
-        .media
-        .push_files(&[format!("{dir}/{}", tracks::tombstone(n))])
-        .await?;
-    state
-        .media
-        .remove_files(&[format!("{dir}/u{n}.json"), format!("{dir}/u{n}.vtt")])
-        .await?;
-    if job.state == JobState::Ready {
-        sync(&state, &job).await?;
-    }
-    tracing::info!(video = %job.video, subtitle = %sub, "subtitle file removed");
+    apply(&state, job, Change::Delete(n)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a request changes.
+enum Change {
+    Add {
+        cues: Vec<subs::Cue>,
+        language: String,
+        name: String,
+    },
+    Delete(u32),
+}
+
+/// Makes `change` under the video's lease, in a task of its own: a client that leaves while
+/// it is made does not leave a file stored and the master not naming it. The new rendition,
+/// for an add.
+async fn apply(
+    state: &AppState,
+    job: Job,
+    change: Change,
+) -> Result<Option<SubtitleRendition>, ApiError> {
+    let state = state.clone();
+    let made = async move { make(&state, job, change).await };
+    tokio::spawn(made.instrument(tracing::Span::current()))
+        .await
+        .map_err(ApiError::internal)?
+}
+
+async fn make(
+    state: &AppState,
+    job: Job,
+    change: Change,
+) -> Result<Option<SubtitleRendition>, ApiError> {
+    let (_lease, job) = take_lease(state, job).await?;
+    let dir = format!("subtitles/{}", job.video);
+    // Numbered after every file the store holds, wherever it was uploaded.
+    state.media.pull_dir(&dir, |_| true).await?;
+    let added = match change {
+        Change::Add {
+            cues,
+            language,
+            name,
+        } => {
+            if tracks::sidecars(&state.layout, &job.video).len() >= MAX_FILES {
+                return Err(ApiError::Conflict(format!(
+                    "a video has at most {MAX_FILES} subtitle files; delete one first"
+                )));
+            }
+            let file = tracks::add_sidecar(&state.layout, &job.video, &cues, &language, &name)?;
+            // The cues first, the description (which lists it) last.
+            let sent = [
+                format!("{dir}/u{}.vtt", file.id),
+                format!("{dir}/u{}.json", file.id),
+            ];
+            state.media.push_files(&sent).await?;
+            let rendition = file.rendition();
+            tracing::info!(video = %job.video, subtitle = %rendition.id, "subtitle file added");
+            Some(rendition)
+        }
+        Change::Delete(n) => {
+            if !tracks::remove_sidecar(&state.layout, &job.video, n)? {
+                return Err(ApiError::NotFoundWhat("no such uploaded subtitle"));
+            }
+            // The tombstone reaches the bucket before the file leaves it: the number is never
+            // free.
+            let gone = format!("{dir}/{}", tracks::tombstone(n));
+            state.media.push_files(&[gone]).await?;
+            let files = [format!("{dir}/u{n}.json"), format!("{dir}/u{n}.vtt")];
+            state.media.remove_files(&files).await?;
+            tracing::info!(video = %job.video, subtitle = n, "subtitle file removed");
+            None
+        }
+    };
+    if job.state == JobState::Ready {
+        sync(state, &job).await?;
+    }
+    Ok(added)
 }
 
 /// Brings a finished video's master in line with its files.

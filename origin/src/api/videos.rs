@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::jobs::model::{Job, JobState};
 use crate::jobs::store::JobStore;
+use crate::jobs::subtitle_files::EditLease;
 use crate::transcode::subtitles::tracks::SubtitleRendition;
 
 /// A video as the API shows it.
@@ -150,6 +151,9 @@ pub async fn delete(
         pool.cancel_and_wait(&video, std::time::Duration::from_secs(10))
             .await;
     }
+    // No subtitle change (an API's, a worker's last sync) sends a file between the removal and
+    // the record's end; one waiting meanwhile then finds the video gone.
+    let _edits = EditLease::take(&state.store, &video).await.ok().flatten();
     // Files first, record last: if removing a file fails, the video is still listed and the
     // delete can be retried instead of leaving orphans nobody can reach.
     // With a bucket, every object of the video (listed and deleted in batches); a partial

@@ -78,9 +78,9 @@ pub struct Job {
     /// added or removed) and requeues: copies kept in memory know from it they are stale.
     #[serde(default)]
     pub revision: u64,
-    /// Who is changing its uploaded subtitle files right now (an API request, or a worker
-    /// bringing the master in line once its job is recorded), so that such changes run one at
-    /// a time across machines ([`JobStore::lock_edits`]).
+    /// Who holds its uploaded subtitle files right now (an API request changing them, an
+    /// encode reading them, a worker bringing the master in line once its job is recorded, a
+    /// delete), so that these run one at a time across machines ([`JobStore::lock_edits`]).
     ///
     /// [`JobStore::lock_edits`]: super::store::JobStore::lock_edits
     #[serde(default)]

@@ -37,10 +37,12 @@ const REASK_UNLOCK: Duration = Duration::from_secs(15);
 /// The first and the longest pause between two asks for the lease.
 const POLL: (Duration, Duration) = (Duration::from_millis(25), Duration::from_millis(400));
 
-/// A video's edit lease ([`JobStore::lock_edits`]), held for one change of its subtitle files.
-/// A change numbers its file after those there are, and reads, edits and writes back the
-/// master, so two at once (on any machines) could take one number or lose one's edit. Renewed
-/// while held; given back when dropped, whichever way the change ends.
+/// A video's edit lease ([`JobStore::lock_edits`]), held for one change of its subtitle files
+/// (or one read of them by an encode, or a delete). A change numbers its file after those
+/// there are, and reads, edits and writes back the master, so two at once (on any machines)
+/// could take one number or lose one's edit; a read pulls the bucket's copy over the working
+/// copy a change on the same machine is writing. Renewed while held; given back when dropped,
+/// whichever way the change ends.
 pub struct EditLease<S: JobStore> {
     store: Arc<S>,
     video: VideoId,
@@ -166,11 +168,18 @@ pub async fn sync_master<S: JobStore>(
         .collect();
     let uploaded = |uri: &str| uri.starts_with(UPLOADED_PREFIX);
     let kept = |uri: &str| files.iter().any(|r| uri == r.media().uri);
-    let removed: Vec<String> = named
+    let mut removed: Vec<String> = named
         .iter()
         .filter(|m| uploaded(&m.uri) && !kept(&m.uri))
         .filter_map(|m| m.uri.split('/').next().map(str::to_owned))
         .collect();
+    // And a rendition the master does not name: a growing encode wrote it at its start for a
+    // file deleted since.
+    for id in rendition_dirs(&dir) {
+        if !files.iter().any(|r| r.id == id) && !removed.contains(&id) {
+            removed.push(id);
+        }
+    }
     let duration = job
         .result
         .as_ref()
@@ -182,7 +191,7 @@ pub async fn sync_master<S: JobStore>(
         .filter(|r| !named.iter().any(|m| m.uri == r.media().uri))
         .filter_map(|r| Some((r, r.id.strip_prefix(UPLOADED_PREFIX)?.parse().ok()?)))
         .collect();
-    let mut sent: Vec<String> = Vec::new();
+    let (mut segments, mut playlists) = (Vec::new(), Vec::new());
     for (rendition, id) in added {
         let cues = match tracks::sidecar_cues(layout, video, id) {
             Ok(cues) => cues,
@@ -193,12 +202,11 @@ pub async fn sync_master<S: JobStore>(
             }
         };
         write_rendition(&dir.join(&rendition.id), &cues, duration, segment_secs)?;
-        // The segments, then their playlist.
-        sent.extend(rendition_files(&dir, video, &rendition.id, ".vtt"));
-        sent.extend(rendition_files(&dir, video, &rendition.id, ".m3u8"));
+        segments.extend(rendition_files(&dir, video, &rendition.id, ".vtt"));
+        playlists.extend(rendition_files(&dir, video, &rendition.id, ".m3u8"));
         named.push(rendition.media());
     }
-    let changed = !removed.is_empty() || !sent.is_empty();
+    let changed = !removed.is_empty() || !playlists.is_empty();
     if !changed && base == Base::Bucket {
         return Ok(false);
     }
@@ -207,8 +215,10 @@ pub async fn sync_master<S: JobStore>(
         &master_path,
         playlist::with_subtitles(&master, &named).as_bytes(),
     )?;
-    sent.push(format!("hls/{video}/{MASTER}"));
-    media.push_files(&sent).await?;
+    // The segments (a long video's file has a thousand), then their playlists, then the master.
+    media.push_files_together(&segments).await?;
+    playlists.push(format!("hls/{video}/{MASTER}"));
+    media.push_files(&playlists).await?;
     // Before a removed rendition's files go: until then, copies of the old master kept in
     // memory (`storage::recent`) still name it.
     if let Err(error) = store.revise(video).await {
@@ -219,6 +229,18 @@ pub async fn sync_master<S: JobStore>(
         media.remove_dir(&format!("hls/{video}/{id}")).await?;
     }
     Ok(changed)
+}
+
+/// The uploaded files' rendition directories in a video's directory `dir`.
+fn rendition_dirs(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|name| name.starts_with(UPLOADED_PREFIX))
+        .collect()
 }
 
 /// The files of rendition `id` ending in `ext`, relative to the data directory.
@@ -262,6 +284,7 @@ pub async fn after_publish<S: JobStore>(
         .unwrap_or_default();
     if tracks::sidecars(layout, video).is_empty()
         && !published.iter().any(|m| m.uri.starts_with(UPLOADED_PREFIX))
+        && rendition_dirs(&layout.video_dir(video)).is_empty()
     {
         return Ok(false); // none, and none published
     }

@@ -337,16 +337,25 @@ impl<S: JobStore> WorkerPool<S> {
         }
     }
 
-    /// A subtitle file added or deleted after the encode read them (the API saw a video it
-    /// could not change yet, or changed a growing master the encode then replaced) is brought
-    /// into the master now, before the video is announced ready. Best effort: the next change
-    /// syncs too.
+    /// A subtitle file added or deleted after the encode read them (the API leaves a video
+    /// still encoding to it) is brought into the master now, before the video is announced
+    /// ready. Three tries; then the next change syncs.
     async fn sync_subtitle_files(&self, video: &VideoId) {
         let (media, segment_secs) = (self.pipeline.media(), self.pipeline.segment_secs());
-        match after_publish(&self.store, media, &self.layout, video, segment_secs).await {
-            Ok(true) => tracing::info!("subtitle files changed while publishing: master updated"),
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "subtitle files not checked after publishing"),
+        for attempt in 1..=3 {
+            match after_publish(&self.store, media, &self.layout, video, segment_secs).await {
+                Ok(true) => {
+                    tracing::info!("subtitle files changed while publishing: in the master")
+                }
+                Ok(false) => {}
+                Err(error) if attempt < 3 => {
+                    tracing::info!(%error, "subtitle files not checked after publishing; again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+                Err(error) => tracing::warn!(%error, "subtitle files not checked after publishing"),
+            }
+            break;
         }
         // Deleted meanwhile: what the sync sent must not outlive it.
         self.unpublish_if_deleted(video).await;

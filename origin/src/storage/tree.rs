@@ -176,6 +176,26 @@ impl MediaStore {
         Ok(())
     }
 
+    /// Sends `rels` like [`Self::push_files`], several at once: files none of which names
+    /// another (a rendition's segments).
+    pub async fn push_files_together(&self, rels: &[String]) -> Result<(), StorageError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let root = self.layout.root();
+        let owned: Vec<(String, PathBuf)> =
+            rels.iter().map(|r| (r.clone(), root.join(r))).collect();
+        stream::iter(owned)
+            .map(|(rel, path)| {
+                let remote = remote.clone();
+                async move { remote.push_file(&rel, &path).await }
+            })
+            .buffer_unordered(PARALLEL_PUTS)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
     /// Removes the directory `rel` (relative to the data directory) here and in the bucket.
     pub async fn remove_dir(&self, rel: &str) -> Result<(), StorageError> {
         super::remove_dir(&self.layout.root().join(rel))?;
