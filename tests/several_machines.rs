@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use e2e::clips::{multitrack_clip, Tracks};
 use e2e::content::world_readable_tempdir;
 use e2e::origin::{
-    data_dir, ffmpeg_audio_seconds, generate_clip, json, mint_token, play_with_ffmpeg, JWT_SECRET,
+    add_subtitles_at_once, data_dir, delete_subtitles_at_once, ffmpeg_audio_seconds, generate_clip,
+    json, mint_token, names_subtitles, play_with_ffmpeg, JWT_SECRET,
 };
 use e2e::process::{self, Signal};
 use e2e::seaweed::{self, ADMIN, READER};
@@ -682,56 +683,22 @@ fn every_track_reaches_players_from_the_bucket() {
     let apis = [&c.origin, &second];
     const LANGUAGES: [&str; 6] = ["nld", "swe", "pol", "fin", "dan", "ces"];
     let (video, owner, file) = (id.as_str(), alice.as_str(), cue("Hej"));
-    let numbers: Vec<String> = std::thread::scope(|scope| {
-        let adds: Vec<_> = LANGUAGES
-            .iter()
-            .enumerate()
-            .map(|(n, lang)| {
-                let (api, file) = (apis[n % 2], file.as_bytes());
-                scope.spawn(move || api.add_subtitle(owner, video, &format!("lang={lang}"), file))
-            })
-            .collect();
-        adds.into_iter()
-            .map(|add| {
-                let added = add.join().expect("an add thread");
-                assert_eq!(added.status, 201, "{}", added.text());
-                json(&added)["id"].as_str().expect("id").to_owned()
-            })
-            .collect()
-    });
-    let distinct: std::collections::HashSet<&String> = numbers.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        numbers.len(),
-        "numbers taken twice: {numbers:?}"
-    );
-    let subtitled = |master: &str, lang: &str| {
-        master
-            .lines()
-            .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
-            .any(|l| l.contains(&format!("LANGUAGE=\"{lang}\"")))
-    };
-    for api in apis {
-        let master = api.get(&master_path).text();
-        for lang in LANGUAGES {
-            assert!(subtitled(&master, lang), "{lang} is missing:\n{master}");
-        }
-    }
-    std::thread::scope(|scope| {
-        for (n, number) in numbers.iter().enumerate() {
-            let api = apis[n % 2];
-            scope.spawn(move || {
-                let deleted =
-                    api.delete_as(owner, &format!("/api/videos/{video}/subtitles/{number}"));
-                assert_eq!(deleted.status, 204, "{}", deleted.text());
-            });
-        }
-    });
+    let numbers = add_subtitles_at_once(&apis, owner, video, &LANGUAGES, file.as_bytes());
     for api in apis {
         let master = api.get(&master_path).text();
         for lang in LANGUAGES {
             assert!(
-                !subtitled(&master, lang),
+                names_subtitles(&master, lang),
+                "{lang} is missing:\n{master}"
+            );
+        }
+    }
+    delete_subtitles_at_once(&apis, owner, video, &numbers);
+    for api in apis {
+        let master = api.get(&master_path).text();
+        for lang in LANGUAGES {
+            assert!(
+                !names_subtitles(&master, lang),
                 "{lang} is still there:\n{master}"
             );
         }

@@ -10,7 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::clips::{multitrack_clip, Tracks};
-use e2e::origin::{data_dir, ffmpeg_audio_seconds, json, mint_token, JWT_SECRET};
+use e2e::origin::{
+    add_subtitles_at_once, data_dir, delete_subtitles_at_once, ffmpeg_audio_seconds, json,
+    mint_token, names_subtitles, JWT_SECRET,
+};
 use e2e::port::free_port;
 use e2e::process::{self, run_bounded};
 use e2e::{Edge, EdgeOptions, Origin, OriginOptions};
@@ -195,62 +198,24 @@ fn three_languages_and_two_subtitles_round_trip_to_real_players() {
 
     // Several at once: each gets its own number and its place in the master; then all go.
     const LANGUAGES: [&str; 6] = ["nld", "swe", "pol", "fin", "dan", "ces"];
-    // Borrowed, for the threads.
-    let (api, video, owner) = (&origin, id.as_str(), alice.as_str());
-    let added: Vec<String> = std::thread::scope(|scope| {
-        let adds: Vec<_> = LANGUAGES
-            .iter()
-            .map(|lang| {
-                scope.spawn(move || {
-                    let file = b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHej\n";
-                    api.add_subtitle(owner, video, &format!("lang={lang}"), file)
-                })
-            })
-            .collect();
-        adds.into_iter()
-            .map(|add| {
-                let added = add.join().expect("an add thread");
-                assert_eq!(added.status, 201, "{}", added.text());
-                json(&added)["id"].as_str().expect("id").to_owned()
-            })
-            .collect()
-    });
-    let distinct: std::collections::HashSet<&String> = added.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        LANGUAGES.len(),
-        "numbers taken twice: {added:?}"
-    );
+    let file = b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHej\n";
+    let added = add_subtitles_at_once(&[&origin], &alice, &id, &LANGUAGES, file);
     assert!(
         !added.contains(&sub),
         "the deleted {sub}'s number was given again: caches may still hold its segments"
     );
-    let subtitled = |master: &str, lang: &str| {
-        master
-            .lines()
-            .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
-            .any(|l| l.contains(&format!("LANGUAGE=\"{lang}\"")))
-    };
     let master = origin.get(&manifest).text();
     for lang in LANGUAGES {
         assert!(
-            subtitled(&master, lang),
+            names_subtitles(&master, lang),
             "{lang} is missing from the master:\n{master}"
         );
     }
-    std::thread::scope(|scope| {
-        for sub in &added {
-            scope.spawn(move || {
-                let path = format!("/api/videos/{video}/subtitles/{sub}");
-                let deleted = api.delete_as(owner, &path);
-                assert_eq!(deleted.status, 204, "{}", deleted.text());
-            });
-        }
-    });
+    delete_subtitles_at_once(&[&origin], &alice, &id, &added);
     let master = origin.get(&manifest).text();
     for lang in LANGUAGES {
         assert!(
-            !subtitled(&master, lang),
+            !names_subtitles(&master, lang),
             "{lang} is still in the master:\n{master}"
         );
     }

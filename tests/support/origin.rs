@@ -690,6 +690,63 @@ fn head_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// Adds one subtitle file (`file`) per language of `languages`, all at once, the `n`th through
+/// `apis[n % apis.len()]`; each must answer 201, and no two take one number. The numbers
+/// (`subs_uN`), in `languages`' order.
+pub fn add_subtitles_at_once(
+    apis: &[&Origin],
+    token: &str,
+    video: &str,
+    languages: &[&str],
+    file: &[u8],
+) -> Vec<String> {
+    let numbers: Vec<String> = std::thread::scope(|scope| {
+        let adds: Vec<_> = (languages.iter().enumerate())
+            .map(|(n, lang)| {
+                let api = apis[n % apis.len()];
+                scope.spawn(move || api.add_subtitle(token, video, &format!("lang={lang}"), file))
+            })
+            .collect();
+        adds.into_iter()
+            .map(|add| {
+                let added = add.join().expect("an add thread");
+                assert_eq!(added.status, 201, "{}", added.text());
+                json(&added)["id"].as_str().expect("id").to_owned()
+            })
+            .collect()
+    });
+    let distinct: std::collections::HashSet<&String> = numbers.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        numbers.len(),
+        "numbers taken twice: {numbers:?}"
+    );
+    numbers
+}
+
+/// Deletes the uploaded subtitle files `numbers` all at once, the `n`th through
+/// `apis[n % apis.len()]`; each must answer 204.
+pub fn delete_subtitles_at_once(apis: &[&Origin], token: &str, video: &str, numbers: &[String]) {
+    std::thread::scope(|scope| {
+        for (n, number) in numbers.iter().enumerate() {
+            let api = apis[n % apis.len()];
+            scope.spawn(move || {
+                let deleted =
+                    api.delete_as(token, &format!("/api/videos/{video}/subtitles/{number}"));
+                assert_eq!(deleted.status, 204, "{}", deleted.text());
+            });
+        }
+    });
+}
+
+/// Whether `master` names a subtitle rendition in `language`.
+pub fn names_subtitles(master: &str, language: &str) -> bool {
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES"))
+        .any(|l| l.contains(&format!("LANGUAGE=\"{language}\"")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,19 +217,9 @@ impl JobStore for RedisStore {
         lease_secs: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let lease = Lease {
-            worker: holder.to_owned(),
-            expires_at: now + lease_secs,
-        };
-        let args = [holder.to_owned(), now.to_string(), json(&lease)?];
-        let outcome: i64 = self
-            .eval(&self.scripts.lock_edits, &[job_key(video)], &args)
-            .await?;
-        match outcome {
-            1 => Ok(true),
-            2 => Ok(false),
-            _ => Err(StoreError::NotFound(video.clone())),
-        }
+        let script = &self.scripts.lock_edits;
+        self.eval_edit_lease(script, video, holder, lease_secs, now)
+            .await
     }
 
     async fn renew_edits(
@@ -239,19 +229,9 @@ impl JobStore for RedisStore {
         lease_secs: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let lease = Lease {
-            worker: holder.to_owned(),
-            expires_at: now + lease_secs,
-        };
-        let args = [holder.to_owned(), json(&lease)?];
-        let renewed: i64 = self
-            .eval(&self.scripts.renew_edits, &[job_key(video)], &args)
-            .await?;
-        match renewed {
-            1 => Ok(true),
-            2 => Ok(false),
-            _ => Err(StoreError::NotFound(video.clone())),
-        }
+        let script = &self.scripts.renew_edits;
+        self.eval_edit_lease(script, video, holder, lease_secs, now)
+            .await
     }
 
     async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {

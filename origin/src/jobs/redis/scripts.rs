@@ -268,13 +268,13 @@ redis.call('HSET', KEYS[1], 'editor', ARGV[3])
 return 1
 "#;
 
-/// KEYS: job. ARGV: holder, the renewed editor lease (JSON). Returns 0 without a job, 2 unless
-/// `holder` has the lease, 1 once it is renewed.
+/// KEYS: job. ARGV: holder, now (unused, as `LOCK_EDITS`), the renewed editor lease (JSON).
+/// Returns 0 without a job, 2 unless `holder` has the lease, 1 once it is renewed.
 const RENEW_EDITS: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local held = redis.call('HGET', KEYS[1], 'editor')
 if not held or held == 'null' or cjson.decode(held).worker ~= ARGV[1] then return 2 end
-redis.call('HSET', KEYS[1], 'editor', ARGV[2])
+redis.call('HSET', KEYS[1], 'editor', ARGV[3])
 return 1
 "#;
 

@@ -1,0 +1,300 @@
+//! The [`JobStore`] contract on the embedded store: each operation one transaction over the
+//! jobs table (see the parent module).
+
+use redb::ReadableTable;
+use shared::media::VideoId;
+
+use super::{backend, decode, encode, EmbeddedStore, JOBS};
+use crate::jobs::model::{Job, JobState, Lease};
+use crate::jobs::store::{Failure, JobStore, StoreError};
+use crate::transcode::pipeline::Published;
+use crate::transcode::progress::Stage;
+
+impl JobStore for EmbeddedStore {
+    async fn create(&self, job: Job) -> Result<(), StoreError> {
+        self.write(move |t| {
+            let key = job.video.to_string();
+            if t.get(key.as_str()).map_err(backend)?.is_some() {
+                return Err(StoreError::Exists(job.video.clone()));
+            }
+            let bytes = encode(&job)?;
+            t.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get(&self, video: &VideoId) -> Result<Option<Job>, StoreError> {
+        let db = self.db.clone();
+        let key = video.to_string();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(JOBS).map_err(backend)?;
+            let found = table.get(key.as_str()).map_err(backend)?;
+            found.map(|v| decode(v.value())).transpose()
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    async fn list(&self, owner: &str, offset: usize, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .all()
+            .await?
+            .into_iter()
+            .filter(|j| j.owner == owner)
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.video.cmp(&b.video))
+        });
+        Ok(jobs.into_iter().skip(offset).take(limit).collect())
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        let worker = worker.to_owned();
+        self.write(move |t| {
+            let mut best: Option<Job> = None;
+            for row in t.iter().map_err(backend)? {
+                let (_, v) = row.map_err(backend)?;
+                let job = decode(v.value())?;
+                if job.claimable(now) && best.as_ref().is_none_or(|b| job.created_at < b.created_at) {
+                    best = Some(job);
+                }
+            }
+            let Some(mut job) = best else {
+                return Ok(None);
+            };
+            if job.state == JobState::Processing {
+                tracing::warn!(video = %job.video, previous = ?job.lease, "lease expired, taking the job over");
+            }
+            job.state = JobState::Processing;
+            job.lease = Some(Lease { worker, expires_at: now + lease_secs });
+            job.attempts += 1;
+            job.updated_at = now;
+            let bytes = encode(&job)?;
+            t.insert(job.video.as_str(), bytes.as_slice()).map_err(backend)?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let w = worker.to_owned();
+        self.update_leased(video, worker, now, move |job| {
+            job.lease = Some(Lease {
+                worker: w,
+                expires_at: now + lease_secs,
+            });
+        })
+        .await
+    }
+
+    async fn progress(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        stage: Stage,
+        percent: f64,
+        thumbnail_ready: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.update_leased(video, worker, now, move |job| {
+            job.stage = stage;
+            job.progress = percent.max(job.progress).min(100.0);
+            job.thumbnail_ready |= thumbnail_ready;
+        })
+        .await
+    }
+
+    async fn checkpoint(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        rung: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let rung = rung.to_owned();
+        self.update_leased(video, worker, now, move |job| {
+            if !job.checkpoints.contains(&rung) {
+                job.checkpoints.push(rung);
+            }
+        })
+        .await
+    }
+
+    async fn playable(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        playable: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.update_leased(video, worker, now, move |job| job.playable = playable)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        result: Published,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.update_leased(video, worker, now, move |job| {
+            job.state = JobState::Ready;
+            job.stage = Stage::Done;
+            job.progress = 100.0;
+            job.error = None;
+            job.lease = None;
+            job.result = Some(result);
+        })
+        .await
+    }
+
+    async fn fail(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        error: &str,
+        failure: Failure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.update_leased(video, worker, now, move |job| {
+            job.error = Some(error);
+            job.lease = None;
+            // A failed attempt's growing publish was removed.
+            job.playable = false;
+            match failure {
+                Failure::RetryAt(at) => {
+                    job.state = JobState::Queued;
+                    job.stage = Stage::Queued;
+                    job.not_before = at;
+                }
+                Failure::Final => job.state = JobState::Failed,
+            }
+        })
+        .await
+    }
+
+    async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
+        let id = video.clone();
+        self.update(video, move |job| {
+            if job.state != from {
+                return Err(StoreError::Changed(id));
+            }
+            job.state = JobState::Queued;
+            job.stage = Stage::Queued;
+            job.progress = 0.0;
+            job.error = None;
+            job.attempts = 0;
+            job.not_before = 0;
+            job.lease = None;
+            job.checkpoints.clear();
+            job.playable = false;
+            job.updated_at = now;
+            job.revision += 1;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
+        self.update(video, |job| {
+            job.revision += 1;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lock_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let holder = holder.to_owned();
+        self.update_if(video, move |job| {
+            let taken =
+                (job.editor.as_ref()).is_some_and(|e| e.worker != holder && e.expires_at >= now);
+            if !taken {
+                job.editor = Some(Lease {
+                    worker: holder,
+                    expires_at: now + lease_secs,
+                });
+            }
+            !taken
+        })
+        .await
+    }
+
+    async fn renew_edits(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let holder = holder.to_owned();
+        self.update_if(video, move |job| match &mut job.editor {
+            Some(lease) if lease.worker == holder => {
+                lease.expires_at = now + lease_secs;
+                true
+            }
+            _ => false,
+        })
+        .await
+    }
+
+    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
+        let holder = holder.to_owned();
+        let given_back = self
+            .update_if(video, move |job| {
+                let held = job.editor.as_ref().is_some_and(|e| e.worker == holder);
+                if held {
+                    job.editor = None;
+                }
+                held
+            })
+            .await;
+        match given_back {
+            // Deleted meanwhile: nothing is held.
+            Err(StoreError::NotFound(_)) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn counts(&self) -> Result<Vec<(JobState, usize)>, StoreError> {
+        let mut counts: Vec<(JobState, usize)> = Vec::new();
+        for job in self.all().await? {
+            match counts.iter_mut().find(|(s, _)| *s == job.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((job.state, 1)),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
+        let key = video.to_string();
+        self.write(move |t| {
+            t.remove(key.as_str()).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
