@@ -325,5 +325,9 @@ mod tests {
         assert!(sidecars(&layout, &video).is_empty());
         let d = add_sidecar(&layout, &video, &cues, "ita", "Italiano").expect("add");
         assert_eq!(d.id, 4);
+        // A copy of a deleted file sent back (an older push) is still deleted.
+        let dir = layout.subtitles_dir(&video);
+        std::fs::write(dir.join("u1.json"), serde_json::to_vec(&a).expect("json")).expect("back");
+        assert_eq!(sidecars(&layout, &video), [d]);
     }
 }
