@@ -22,7 +22,7 @@ use axum::Router;
 use origin::api::auth::mint_hs256;
 use origin::api::AppState;
 use origin::config::OriginConfig;
-use origin::jobs::model::{unix_now, Job};
+use origin::jobs::model::{unix_now, Job, LeaseStep};
 use origin::jobs::store::JobStore;
 use origin::transcode::pipeline::Profile;
 use shared::media::VideoId;
@@ -417,7 +417,7 @@ async fn subtitle_changes_take_turns_across_machines() {
     let store = api.state.store.clone();
     let other = "another-api-machine";
     assert!(store
-        .lock_edits(&video, other, 120, unix_now())
+        .edit_lease(&video, other, LeaseStep::Take(120), unix_now())
         .await
         .expect("lock"));
     let add = || {
@@ -437,7 +437,10 @@ async fn subtitle_changes_take_turns_across_machines() {
     let (store_, video_) = (store.clone(), video.clone());
     let done = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        store_.unlock_edits(&video_, other).await.expect("unlock");
+        store_
+            .edit_lease(&video_, other, LeaseStep::GiveBack, unix_now())
+            .await
+            .expect("unlock");
     });
     let added = api.call(add()).await;
     assert_eq!(
@@ -460,4 +463,26 @@ async fn subtitle_changes_take_turns_across_machines() {
         held = editor().await;
     }
     assert_eq!(held, None, "the lease is not given back");
+}
+
+/// A video's uploaded subtitle files never reuse a deleted one's number, so the numbers have an
+/// end: once taken, an add is refused with 409 and says why, and nothing is kept.
+#[tokio::test]
+async fn a_videos_subtitle_numbers_have_an_end() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    let dir = api.state.layout.subtitles_dir(&video);
+    std::fs::create_dir_all(&dir).expect("dir");
+    // What a thousand adds and deletes leave behind.
+    let last = origin::transcode::subtitles::tracks::MAX_NUMBER;
+    std::fs::write(dir.join(format!("u{last}.gone")), b"").expect("tombstone");
+    let vtt = "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nBonjour\n";
+    let uri = format!("/api/videos/{video}/subtitles?lang=fra");
+    let refused = api
+        .call(request(Method::POST, &uri, Some(&alice), Body::from(vtt)))
+        .await;
+    let message = api.error(&refused, StatusCode::CONFLICT, "numbers used up");
+    assert!(message.contains("over its life"), "{message}");
+    assert_eq!(e2e::files::files_under(&dir).len(), 1, "nothing kept");
 }

@@ -165,9 +165,10 @@ impl Connection {
                     && !self.shutdown.is_fired();
                 (reply, keep_alive, h.has_body.then_some(h.content_length))
             };
-            let ending = match reply.close || body.is_some() {
-                true => self.after_refusal(head_end, body),
-                false => Ending::Close,
+            let ending = if reply.close || body.is_some() {
+                self.after_refusal(head_end, body)
+            } else {
+                Ending::Close
             };
             self.start = head_end;
             if self.start == self.buf.len() {
@@ -181,8 +182,9 @@ impl Connection {
         }
     }
 
-    /// How to close after refusing the request whose head ends at `head_end`: linger while a
-    /// body (`body`: announced, with its length when known) or bytes already received follow.
+    /// How to close after refusing the request whose head ends at `head_end`, or answering one
+    /// with a body (never read): linger while the body (`body`: announced, with its length when
+    /// known) or bytes already received follow.
     fn after_refusal(&self, head_end: usize, body: Option<Option<u64>>) -> Ending {
         let waiting = self.buf.len().saturating_sub(head_end) as u64;
         match body {

@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::{AppState, Store};
 use crate::jobs::model::{Job, JobState};
 use crate::jobs::store::JobStore;
-use crate::jobs::subtitle_files::{sync_master, Base, EditLease};
+use crate::jobs::subtitle_files::{sync_master, EditLease};
 use crate::transcode::subtitles as subs;
 use crate::transcode::subtitles::tracks::{self, SubtitleRendition};
 use crate::transcode::tracks as track_names;
@@ -150,6 +150,13 @@ async fn make(
                     "a video has at most {MAX_FILES} subtitle files; delete one first"
                 )));
             }
+            if tracks::numbers_taken(&state.layout, &job.video) >= tracks::MAX_NUMBER {
+                return Err(ApiError::Conflict(format!(
+                    "a video takes at most {} subtitle files over its life, deleted ones \
+                     included; upload the video again for more",
+                    tracks::MAX_NUMBER
+                )));
+            }
             let file = tracks::add_sidecar(&state.layout, &job.video, &cues, &language, &name)?;
             // The cues first, the description (which lists it) last.
             let sent = [
@@ -184,7 +191,13 @@ async fn make(
 /// Brings a finished video's master in line with its files.
 async fn sync(state: &AppState, job: &Job) -> Result<(), ApiError> {
     let segment_secs = state.settings.worker.media.transcode.segment_secs;
-    let (media, layout, base) = (&state.media, &state.layout, Base::Bucket);
-    sync_master(media, layout, &*state.store, job, base, segment_secs).await?;
+    sync_master(
+        &state.media,
+        &state.layout,
+        &*state.store,
+        job,
+        segment_secs,
+    )
+    .await?;
     Ok(())
 }

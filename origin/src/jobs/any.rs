@@ -4,7 +4,7 @@
 use shared::media::VideoId;
 
 use super::embedded::EmbeddedStore;
-use super::model::{Job, JobState};
+use super::model::{Job, JobState, LeaseStep};
 use super::redis::RedisStore;
 use super::store::{Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
@@ -115,27 +115,14 @@ impl JobStore for AnyStore {
         each!(self, s => s.revise(video).await)
     }
 
-    async fn lock_edits(
+    async fn edit_lease(
         &self,
         video: &VideoId,
         holder: &str,
-        lease_secs: i64,
+        step: LeaseStep,
         now: i64,
     ) -> Result<bool, StoreError> {
-        each!(self, s => s.lock_edits(video, holder, lease_secs, now).await)
-    }
-
-    async fn renew_edits(
-        &self,
-        video: &VideoId,
-        holder: &str,
-        lease_secs: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        each!(self, s => s.renew_edits(video, holder, lease_secs, now).await)
-    }
-    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
-        each!(self, s => s.unlock_edits(video, holder).await)
+        each!(self, s => s.edit_lease(video, holder, step, now).await)
     }
     async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
         each!(self, s => s.requeue(video, from, now).await)

@@ -44,6 +44,19 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
+/// What to do with a job's subtitle edit lease ([`Job::editor`]) for one holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStep {
+    /// Take it for this many seconds, unless someone else holds a live one (its holder takes
+    /// it again).
+    Take(i64),
+    /// Extend it by this many seconds from now, only if the holder still has it: a renewal
+    /// that lands after the lease was given back takes nothing.
+    Renew(i64),
+    /// Give it back, if the holder still has it.
+    GiveBack,
+}
+
 /// A job's attempts, last update (unix seconds) and revision.
 pub type Version = (u32, i64, u64);
 
@@ -80,9 +93,9 @@ pub struct Job {
     pub revision: u64,
     /// Who holds its uploaded subtitle files right now (an API request changing them, an
     /// encode reading them, a worker bringing the master in line once its job is recorded, a
-    /// delete), so that these run one at a time across machines ([`JobStore::lock_edits`]).
+    /// delete), so that these run one at a time across machines ([`JobStore::edit_lease`]).
     ///
-    /// [`JobStore::lock_edits`]: super::store::JobStore::lock_edits
+    /// [`JobStore::edit_lease`]: super::store::JobStore::edit_lease
     #[serde(default)]
     pub editor: Option<Lease>,
 }
@@ -124,6 +137,30 @@ impl Job {
     /// job, or a revision changes it.
     pub fn version(&self) -> Version {
         (self.attempts, self.updated_at, self.revision)
+    }
+
+    /// Applies `step` to its edit lease for `holder` at `now`: whether it took, renewed or gave
+    /// it back. The stores write the record only then; Redis applies the same rules in a
+    /// script (`EDIT_LEASE`).
+    pub fn edit_lease(&mut self, holder: &str, step: LeaseStep, now: i64) -> bool {
+        let mine = self.editor.as_ref().is_some_and(|e| e.worker == holder);
+        let free = self
+            .editor
+            .as_ref()
+            .is_none_or(|e| mine || e.expires_at < now);
+        let until = |secs: i64| {
+            Some(Lease {
+                worker: holder.to_owned(),
+                expires_at: now + secs,
+            })
+        };
+        match step {
+            LeaseStep::Take(secs) if free => self.editor = until(secs),
+            LeaseStep::Renew(secs) if mine => self.editor = until(secs),
+            LeaseStep::GiveBack if mine => self.editor = None,
+            _ => return false,
+        }
+        true
     }
 
     /// Whether a worker may claim it at `now`: queued and due, or processing under an

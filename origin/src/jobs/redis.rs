@@ -260,28 +260,6 @@ impl RedisStore {
         .await
     }
 
-    /// Runs `LOCK_EDITS` or `RENEW_EDITS` for `holder`'s edit lease on `video` until
-    /// `now + lease_secs`: whether `holder` has it.
-    async fn eval_edit_lease(
-        &self,
-        script: &'static Script,
-        video: &VideoId,
-        holder: &str,
-        lease_secs: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let lease = super::model::Lease {
-            worker: holder.to_owned(),
-            expires_at: now + lease_secs,
-        };
-        let args = [holder.to_owned(), now.to_string(), json(&lease)?];
-        match self.eval::<i64>(script, &[job_key(video)], &args).await? {
-            1 => Ok(true),
-            2 => Ok(false),
-            _ => Err(StoreError::NotFound(video.clone())),
-        }
-    }
-
     /// Runs a script that checks `worker`'s lease on `video` first.
     async fn eval_leased(
         &self,

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use shared::media::VideoId;
 
-use super::model::{Job, JobState};
+use super::model::{Job, JobState, LeaseStep};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -128,37 +128,30 @@ pub trait JobStore: Send + Sync + 'static {
         from: JobState,
         now: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Takes the lease on changing `video`'s uploaded subtitle files for `holder` until
-    /// `now + lease_secs`, unless someone else holds a live one ([`Job::editor`]); answers
-    /// whether `holder` has it. Such a change numbers a file and rewrites the master, so two at
-    /// once on different machines could take one number or lose an edit.
-    fn lock_edits(
+    /// Applies `step` to the lease on `video`'s uploaded subtitle files for `holder`
+    /// ([`Job::editor`], [`Job::edit_lease`]): whether it took, renewed or gave it back. A
+    /// change numbers a file and rewrites the master, so two at once on different machines
+    /// could take one number or lose an edit. A job that is gone holds nothing to give back.
+    fn edit_lease(
         &self,
         video: &VideoId,
         holder: &str,
-        lease_secs: i64,
+        step: LeaseStep,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Extends the lease to `now + lease_secs` only if `holder` still has it; answers whether
-    /// it did. Unlike [`Self::lock_edits`], a renewal that lands after the lease was given back
-    /// takes nothing.
-    fn renew_edits(
-        &self,
-        video: &VideoId,
-        holder: &str,
-        lease_secs: i64,
-        now: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Gives the lease back, if `holder` still has it (a job deleted meanwhile holds nothing).
-    fn unlock_edits(
-        &self,
-        video: &VideoId,
-        holder: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets the job.
     fn delete(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many jobs are in each state (metrics; `queued` is the queue depth).
     fn counts(&self) -> impl Future<Output = Result<Vec<(JobState, usize)>, StoreError>> + Send;
+}
+
+/// What [`JobStore::edit_lease`] answers for a job that is gone: nothing to give back, and
+/// nothing to take or renew.
+pub fn lease_of_missing(video: &VideoId, step: LeaseStep) -> Result<bool, StoreError> {
+    match step {
+        LeaseStep::GiveBack => Ok(false),
+        LeaseStep::Take(_) | LeaseStep::Renew(_) => Err(StoreError::NotFound(video.clone())),
+    }
 }
 
 /// Backoff before retry `attempt` (1-based): 5 s, 20 s, 80 s, ... capped at 10 minutes.
@@ -387,24 +380,27 @@ pub mod contract {
         // Subtitle changes, one holder at a time, and not part of the job's version.
         let before = store.get(&id("a")).await.expect("get").expect("exists");
         assert!(store
-            .lock_edits(&id("a"), "api1", 60, t0 + 150)
+            .edit_lease(&id("a"), "api1", LeaseStep::Take(60), t0 + 150)
             .await
             .expect("lock"));
         assert!(!store
-            .lock_edits(&id("a"), "api2", 60, t0 + 150)
+            .edit_lease(&id("a"), "api2", LeaseStep::Take(60), t0 + 150)
             .await
             .expect("lock"));
         assert!(
             store
-                .lock_edits(&id("a"), "api1", 60, t0 + 151)
+                .edit_lease(&id("a"), "api1", LeaseStep::Take(60), t0 + 151)
                 .await
                 .expect("renew"),
             "the holder renews"
         );
-        store.unlock_edits(&id("a"), "api2").await.expect("unlock");
+        store
+            .edit_lease(&id("a"), "api2", LeaseStep::GiveBack, t0)
+            .await
+            .expect("unlock");
         assert!(
             !store
-                .lock_edits(&id("a"), "api2", 60, t0 + 152)
+                .edit_lease(&id("a"), "api2", LeaseStep::Take(60), t0 + 152)
                 .await
                 .expect("lock"),
             "only the holder gives it back"
@@ -420,43 +416,51 @@ pub mod contract {
         assert_eq!(locked.version(), before.version());
         assert!(
             store
-                .lock_edits(&id("a"), "api2", 60, t0 + 212)
+                .edit_lease(&id("a"), "api2", LeaseStep::Take(60), t0 + 212)
                 .await
                 .expect("lock"),
             "a holder that died loses it when its lease runs out"
         );
         assert!(store
-            .renew_edits(&id("a"), "api2", 60, t0 + 212)
+            .edit_lease(&id("a"), "api2", LeaseStep::Renew(60), t0 + 212)
             .await
             .expect("renew"));
         assert!(!store
-            .renew_edits(&id("a"), "api1", 60, t0 + 212)
+            .edit_lease(&id("a"), "api1", LeaseStep::Renew(60), t0 + 212)
             .await
             .expect("renew"));
-        store.unlock_edits(&id("a"), "api2").await.expect("unlock");
+        store
+            .edit_lease(&id("a"), "api2", LeaseStep::GiveBack, t0)
+            .await
+            .expect("unlock");
         assert!(
             !store
-                .renew_edits(&id("a"), "api2", 60, t0 + 213)
+                .edit_lease(&id("a"), "api2", LeaseStep::Renew(60), t0 + 213)
                 .await
                 .expect("renew"),
             "a renewal after the lease was given back takes nothing"
         );
         assert!(store
-            .lock_edits(&id("a"), "api1", 60, t0 + 213)
+            .edit_lease(&id("a"), "api1", LeaseStep::Take(60), t0 + 213)
             .await
             .expect("lock"));
-        store.unlock_edits(&id("a"), "api1").await.expect("unlock");
+        store
+            .edit_lease(&id("a"), "api1", LeaseStep::GiveBack, t0)
+            .await
+            .expect("unlock");
         assert_eq!(
             store.get(&id("a")).await.expect("get").as_ref(),
             Some(&before),
             "given back, nothing of it is left"
         );
         assert!(matches!(
-            store.lock_edits(&id("nobody"), "api1", 60, t0).await,
+            store
+                .edit_lease(&id("nobody"), "api1", LeaseStep::Take(60), t0)
+                .await,
             Err(StoreError::NotFound(_))
         ));
         store
-            .unlock_edits(&id("nobody"), "api1")
+            .edit_lease(&id("nobody"), "api1", LeaseStep::GiveBack, t0)
             .await
             .expect("nothing to give back");
         assert!(store.get(&id("nobody")).await.expect("get").is_none());

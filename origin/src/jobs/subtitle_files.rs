@@ -2,11 +2,11 @@
 //! take turns across machines ([`EditLease`]), and a finished video's master names exactly the
 //! files there are ([`sync_master`]).
 //!
-//! The files are the API's. An encode pulls them (under the lease, so that a change on a
-//! machine sharing its working copy is not undone) when it starts and for its final publish,
-//! and never sends or sweeps them (`storage::published_dirs`). The API syncs a finished video
-//! after each change; a change made while the video encodes waits for the encode, which syncs
-//! once more after its job is recorded and before it announces it ([`after_publish`]).
+//! The files are the API's. A worker pulls them when a job starts ([`pull_files`]), and its
+//! encode publishes them as it has them but never sends or sweeps them
+//! (`storage::published_dirs`). The API syncs a finished video after each change; a change
+//! made while the video encodes is left to the worker, which syncs once more after the job is
+//! recorded and before it announces it ([`after_publish`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::time::Duration;
 use shared::media::{Layout, VideoId};
 use tokio::task::JoinHandle;
 
-use super::model::{unix_now, Job};
+use super::model::{unix_now, Job, LeaseStep};
 use super::store::{JobStore, StoreError};
 use crate::storage::{MediaStore, StorageError};
 use crate::transcode::ffmpeg::MASTER;
@@ -69,7 +69,12 @@ impl<S: JobStore> EditLease<S> {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut pause = POLL.0;
         while !store
-            .lock_edits(video, &lease.holder, LEASE_SECS, unix_now())
+            .edit_lease(
+                video,
+                &lease.holder,
+                LeaseStep::Take(LEASE_SECS),
+                unix_now(),
+            )
             .await?
         {
             if tokio::time::Instant::now() + pause > deadline {
@@ -93,7 +98,7 @@ async fn renew<S: JobStore>(store: Arc<S>, video: VideoId, holder: String) {
     loop {
         tokio::time::sleep(every).await;
         match store
-            .renew_edits(&video, &holder, LEASE_SECS, unix_now())
+            .edit_lease(&video, &holder, LeaseStep::Renew(LEASE_SECS), unix_now())
             .await
         {
             Ok(true) => {}
@@ -117,45 +122,37 @@ impl<S: JobStore> Drop for EditLease<S> {
         let store = self.store.clone();
         let (video, holder) = (self.video.clone(), std::mem::take(&mut self.holder));
         runtime.spawn(async move {
-            if let Err(error) = store.unlock_edits(&video, &holder).await {
+            if let Err(error) = store
+                .edit_lease(&video, &holder, LeaseStep::GiveBack, unix_now())
+                .await
+            {
                 tracing::warn!(%video, %error, "subtitle edit lease not given back; it runs out");
             }
             // An ask still in flight when its request was dropped may land after that: give
             // back once more when any call has ended (holder names are never reused).
             tokio::time::sleep(REASK_UNLOCK).await;
-            let _ = store.unlock_edits(&video, &holder).await;
+            let _ = store
+                .edit_lease(&video, &holder, LeaseStep::GiveBack, unix_now())
+                .await;
         });
     }
 }
 
-/// Which copy of the master a sync starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Base {
-    /// The bucket's, pulled first: a change on an API machine.
-    Bucket,
-    /// This machine's, just published by its encode, and sent whatever the bucket holds.
-    Published,
-}
-
 /// Makes `job`'s published master name exactly its uploaded files (the subtitle directory,
-/// pulled by the caller under the [`EditLease`]): a file's rendition is written and sent
-/// before the master names it, and a deleted file's goes after the master stops naming it.
-/// Only what changed is sent (and the master from [`Base::Published`]). Answers whether the
-/// files it names changed.
+/// pulled by the caller under the [`EditLease`]), starting from the bucket's: a file's
+/// rendition is written and sent before the master names it, and a deleted file's goes after
+/// the master stops naming it. Only what changed is sent. Answers whether anything changed.
 pub async fn sync_master<S: JobStore>(
     media: &MediaStore,
     layout: &Layout,
     store: &S,
     job: &Job,
-    base: Base,
     segment_secs: u32,
 ) -> Result<bool, StorageError> {
     let video = &job.video;
-    if base == Base::Bucket {
-        media
-            .pull_dir(&format!("hls/{video}"), |name| name.ends_with(".m3u8"))
-            .await?;
-    }
+    media
+        .pull_dir(&format!("hls/{video}"), |name| name.ends_with(".m3u8"))
+        .await?;
     let dir = layout.video_dir(video);
     let master_path = dir.join(MASTER);
     let master = std::fs::read_to_string(&master_path)?;
@@ -206,8 +203,7 @@ pub async fn sync_master<S: JobStore>(
         playlists.extend(rendition_files(&dir, video, &rendition.id, ".m3u8"));
         named.push(rendition.media());
     }
-    let changed = !removed.is_empty() || !playlists.is_empty();
-    if !changed && base == Base::Bucket {
+    if removed.is_empty() && playlists.is_empty() {
         return Ok(false);
     }
     named.retain(|m| !uploaded(&m.uri) || kept(&m.uri));
@@ -228,7 +224,7 @@ pub async fn sync_master<S: JobStore>(
     for id in removed {
         media.remove_dir(&format!("hls/{video}/{id}")).await?;
     }
-    Ok(changed)
+    Ok(true)
 }
 
 /// The uploaded files' rendition directories in a video's directory `dir`.
@@ -259,9 +255,30 @@ fn rendition_files(dir: &std::path::Path, video: &VideoId, id: &str, ext: &str) 
         .collect()
 }
 
+/// Brings `video`'s uploaded files here as the bucket has them, under the lease: a pull makes
+/// this copy match the bucket, and must not undo a change on this machine (an API sharing the
+/// working copy) that has written its file but not sent it yet. Without the lease after its
+/// wait, the pull goes ahead: the sync after the job puts the master right.
+pub async fn pull_files<S: JobStore>(
+    store: &Arc<S>,
+    media: &MediaStore,
+    video: &VideoId,
+) -> Result<(), StorageError> {
+    let _lease = match EditLease::take(store, video).await {
+        Ok(lease) => lease,
+        Err(error) => {
+            tracing::warn!(%error, "pulling the subtitle files without their lease");
+            None
+        }
+    };
+    media
+        .pull_dir(&format!("subtitles/{video}"), |_| true)
+        .await
+}
+
 /// Once a job is recorded ready: under the lease, brings its master in line with the files
-/// there are now, from the master its encode published. Answers whether the files it names
-/// changed.
+/// there are now. Answers whether anything changed; a video that never had an uploaded file
+/// costs one listing of the bucket.
 pub async fn after_publish<S: JobStore>(
     store: &Arc<S>,
     media: &MediaStore,
@@ -279,22 +296,17 @@ pub async fn after_publish<S: JobStore>(
         .pull_dir(&format!("subtitles/{video}"), |_| true)
         .await)
         .map_err(|e| e.to_string())?;
-    let published = std::fs::read_to_string(layout.video_dir(video).join(MASTER))
-        .map(|m| playlist::subtitle_media(&m))
-        .unwrap_or_default();
-    if tracks::sidecars(layout, video).is_empty()
-        && !published.iter().any(|m| m.uri.starts_with(UPLOADED_PREFIX))
-        && rendition_dirs(&layout.video_dir(video)).is_empty()
-    {
-        return Ok(false); // none, and none published
+    let none = std::fs::read_dir(layout.subtitles_dir(video))
+        .map_or(true, |mut files| files.next().is_none());
+    if none {
+        return Ok(false); // not one file, not even a deleted one
     }
     let job = match store.get(video).await {
         Ok(Some(job)) => job,
         Ok(None) => return Ok(false),
         Err(e) => return Err(e.to_string()),
     };
-    let base = Base::Published;
-    sync_master(media, layout, &**store, &job, base, segment_secs)
+    sync_master(media, layout, &**store, &job, segment_secs)
         .await
         .map_err(|e| e.to_string())
 }
@@ -351,7 +363,7 @@ mod tests {
         std::fs::remove_file(subs.join(format!("u{}.vtt", unreadable.id))).expect("cues gone");
 
         let local = MediaStore::local(layout.clone());
-        let sync = || sync_master(&local, &layout, &store, &job, Base::Bucket, 2);
+        let sync = || sync_master(&local, &layout, &store, &job, 2);
         assert!(sync().await.expect("sync"));
         let synced = std::fs::read_to_string(video_dir.join(MASTER)).expect("master");
         assert_eq!(

@@ -16,7 +16,7 @@ use report::Sink;
 
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
-use super::subtitle_files::after_publish;
+use super::subtitle_files::{after_publish, pull_files};
 use crate::metrics::Metrics;
 use crate::storage::Fetched;
 use crate::transcode::input::Source;
@@ -224,13 +224,7 @@ impl<S: JobStore> WorkerPool<S> {
             if let Source::Url(_) = source {
                 tracing::info!("reading the upload from the bucket (presigned URL)");
             }
-            {
-                // As the final publish does (`report::hold_edits`): a pull under the lease.
-                let _edits = report::hold_edits(&self.store, &video).await;
-                media
-                    .pull_dir(&format!("subtitles/{video}"), |_| true)
-                    .await?;
-            }
+            pull_files(&self.store, media, &video).await?;
             let pipeline_job = PipelineJob {
                 video: &video,
                 source,
@@ -342,20 +336,21 @@ impl<S: JobStore> WorkerPool<S> {
     /// ready. Three tries; then the next change syncs.
     async fn sync_subtitle_files(&self, video: &VideoId) {
         let (media, segment_secs) = (self.pipeline.media(), self.pipeline.segment_secs());
-        for attempt in 1..=3 {
+        let mut tries = 1;
+        let synced = loop {
             match after_publish(&self.store, media, &self.layout, video, segment_secs).await {
-                Ok(true) => {
-                    tracing::info!("subtitle files changed while publishing: in the master")
-                }
-                Ok(false) => {}
-                Err(error) if attempt < 3 => {
+                Err(error) if tries < 3 => {
                     tracing::info!(%error, "subtitle files not checked after publishing; again");
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    continue;
+                    tries += 1;
                 }
-                Err(error) => tracing::warn!(%error, "subtitle files not checked after publishing"),
+                done => break done,
             }
-            break;
+        };
+        match synced {
+            Ok(true) => tracing::info!("subtitle files changed while publishing: in the master"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "subtitle files not checked after publishing"),
         }
         // Deleted meanwhile: what the sync sent must not outlive it.
         self.unpublish_if_deleted(video).await;

@@ -33,9 +33,7 @@ mod thumbs;
 
 pub use error::PipelineError;
 use model::published_audio;
-pub use model::{
-    Cancel, Events, Held, Job, Profile, Published, PublishedAudio, PublishedRung, Settings,
-};
+pub use model::{Cancel, Events, Job, Profile, Published, PublishedAudio, PublishedRung, Settings};
 
 /// Runs jobs.
 #[derive(Clone)]
@@ -231,23 +229,14 @@ impl Pipeline {
             s.segment_secs,
             !passthrough,
         )?;
-        // Files uploaded (or deleted) while it encoded are published as they are now: with a
-        // bucket they reach this machine only here. One changed after this read is brought in
-        // once the job is recorded (`jobs::subtitle_files::after_publish`).
-        let uploaded = {
-            // A pull makes this copy match the bucket: not while a change on this machine (an
-            // API sharing it) has written its file but not sent it yet.
-            let _edits = events.hold_subtitle_edits().await;
-            self.media
-                .pull_dir(&format!("subtitles/{}", job.video), |_| true)
-                .await?;
-            subtitles::tracks::uploaded(&self.layout, job.video)
-        };
+        // The uploaded files as this machine has them (with a bucket, as the job found them);
+        // one added or deleted since is brought in once the job is recorded
+        // (`jobs::subtitle_files::after_publish`).
         let mut subtitles: subtitles::tracks::Renditions = subtitles
             .into_iter()
             .filter(|(r, _)| r.source == "embedded")
             .collect();
-        subtitles.extend(uploaded);
+        subtitles.extend(subtitles::tracks::uploaded(&self.layout, job.video));
         let rates = match growing {
             Some(mut growing) => {
                 subtitles::tracks::write_all(

@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use shared::media::VideoId;
 
 use super::{backend, decode, encode, EmbeddedStore, JOBS};
-use crate::jobs::model::{Job, JobState, Lease};
-use crate::jobs::store::{Failure, JobStore, StoreError};
+use crate::jobs::model::{Job, JobState, Lease, LeaseStep};
+use crate::jobs::store::{lease_of_missing, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -220,61 +220,20 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn lock_edits(
+    async fn edit_lease(
         &self,
         video: &VideoId,
         holder: &str,
-        lease_secs: i64,
+        step: LeaseStep,
         now: i64,
     ) -> Result<bool, StoreError> {
         let holder = holder.to_owned();
-        self.update_if(video, move |job| {
-            let taken =
-                (job.editor.as_ref()).is_some_and(|e| e.worker != holder && e.expires_at >= now);
-            if !taken {
-                job.editor = Some(Lease {
-                    worker: holder,
-                    expires_at: now + lease_secs,
-                });
-            }
-            !taken
-        })
-        .await
-    }
-
-    async fn renew_edits(
-        &self,
-        video: &VideoId,
-        holder: &str,
-        lease_secs: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let holder = holder.to_owned();
-        self.update_if(video, move |job| match &mut job.editor {
-            Some(lease) if lease.worker == holder => {
-                lease.expires_at = now + lease_secs;
-                true
-            }
-            _ => false,
-        })
-        .await
-    }
-
-    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
-        let holder = holder.to_owned();
-        let given_back = self
-            .update_if(video, move |job| {
-                let held = job.editor.as_ref().is_some_and(|e| e.worker == holder);
-                if held {
-                    job.editor = None;
-                }
-                held
-            })
+        let done = self
+            .update_if(video, move |job| job.edit_lease(&holder, step, now))
             .await;
-        match given_back {
-            // Deleted meanwhile: nothing is held.
-            Err(StoreError::NotFound(_)) => Ok(()),
-            other => other.map(|_| ()),
+        match done {
+            Err(StoreError::NotFound(_)) => lease_of_missing(video, step),
+            other => other,
         }
     }
 

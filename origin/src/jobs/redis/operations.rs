@@ -4,8 +4,8 @@
 use shared::media::VideoId;
 
 use super::{backend, decode, encode, job_key, json, owner_key, state_key, RedisStore, STATES};
-use crate::jobs::model::{Job, JobState, Lease};
-use crate::jobs::store::{Failure, JobStore, StoreError};
+use crate::jobs::model::{Job, JobState, Lease, LeaseStep};
+use crate::jobs::store::{lease_of_missing, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -210,39 +210,33 @@ impl JobStore for RedisStore {
         }
     }
 
-    async fn lock_edits(
+    async fn edit_lease(
         &self,
         video: &VideoId,
         holder: &str,
-        lease_secs: i64,
+        step: LeaseStep,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let script = &self.scripts.lock_edits;
-        self.eval_edit_lease(script, video, holder, lease_secs, now)
-            .await
-    }
-
-    async fn renew_edits(
-        &self,
-        video: &VideoId,
-        holder: &str,
-        lease_secs: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let script = &self.scripts.renew_edits;
-        self.eval_edit_lease(script, video, holder, lease_secs, now)
-            .await
-    }
-
-    async fn unlock_edits(&self, video: &VideoId, holder: &str) -> Result<(), StoreError> {
-        let _: i64 = self
-            .eval(
-                &self.scripts.unlock_edits,
-                &[job_key(video)],
-                &[holder.to_owned()],
-            )
+        let lease = |secs: i64| {
+            json(&Lease {
+                worker: holder.to_owned(),
+                expires_at: now + secs,
+            })
+        };
+        let (name, editor) = match step {
+            LeaseStep::Take(secs) => ("take", lease(secs)?),
+            LeaseStep::Renew(secs) => ("renew", lease(secs)?),
+            LeaseStep::GiveBack => ("give", "null".to_owned()),
+        };
+        let args = [holder.to_owned(), now.to_string(), name.to_owned(), editor];
+        let done: i64 = self
+            .eval(&self.scripts.edit_lease, &[job_key(video)], &args)
             .await?;
-        Ok(())
+        match done {
+            1 => Ok(true),
+            2 => Ok(false),
+            _ => lease_of_missing(video, step),
+        }
     }
 
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {

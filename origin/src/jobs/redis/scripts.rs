@@ -16,9 +16,7 @@ pub(super) struct Scripts {
     pub(super) fail: Script,
     pub(super) requeue: Script,
     pub(super) revise: Script,
-    pub(super) lock_edits: Script,
-    pub(super) renew_edits: Script,
-    pub(super) unlock_edits: Script,
+    pub(super) edit_lease: Script,
     pub(super) delete: Script,
 }
 
@@ -36,9 +34,7 @@ pub(super) fn scripts() -> &'static Scripts {
         fail: Script::new(&format!("{PRELUDE}{FAIL}")),
         requeue: Script::new(&format!("{PRELUDE}{REQUEUE}")),
         revise: Script::new(&format!("{PRELUDE}{REVISE}")),
-        lock_edits: Script::new(&format!("{PRELUDE}{LOCK_EDITS}")),
-        renew_edits: Script::new(&format!("{PRELUDE}{RENEW_EDITS}")),
-        unlock_edits: Script::new(&format!("{PRELUDE}{UNLOCK_EDITS}")),
+        edit_lease: Script::new(&format!("{PRELUDE}{EDIT_LEASE}")),
         delete: Script::new(&format!("{PRELUDE}{DELETE}")),
     })
 }
@@ -255,35 +251,19 @@ redis.call('HINCRBY', KEYS[1], 'revision', 1)
 return 1
 "#;
 
-/// KEYS: job. ARGV: holder, now, the new editor lease (JSON). Returns 0 without a job, 2 while
-/// someone else holds a live lease, 1 once `holder` has it.
-const LOCK_EDITS: &str = r#"
+/// KEYS: job. ARGV: holder, now, the step (`take`, `renew` or `give`), the editor field it
+/// writes (the lease's JSON, or `null`). The rules of `Job::edit_lease`: returns 0 without a
+/// job, 2 when the step does nothing, 1 once it is done.
+const EDIT_LEASE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local held = redis.call('HGET', KEYS[1], 'editor')
-if held and held ~= 'null' then
-  local e = cjson.decode(held)
-  if e.worker ~= ARGV[1] and e.expires_at >= tonumber(ARGV[2]) then return 2 end
-end
-redis.call('HSET', KEYS[1], 'editor', ARGV[3])
-return 1
-"#;
-
-/// KEYS: job. ARGV: holder, now (unused, as `LOCK_EDITS`), the renewed editor lease (JSON).
-/// Returns 0 without a job, 2 unless `holder` has the lease, 1 once it is renewed.
-const RENEW_EDITS: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local held = redis.call('HGET', KEYS[1], 'editor')
-if not held or held == 'null' or cjson.decode(held).worker ~= ARGV[1] then return 2 end
-redis.call('HSET', KEYS[1], 'editor', ARGV[3])
-return 1
-"#;
-
-/// KEYS: job. ARGV: holder. Clears the editor lease if `holder` has it.
-const UNLOCK_EDITS: &str = r#"
-local held = redis.call('HGET', KEYS[1], 'editor')
-if held and held ~= 'null' and cjson.decode(held).worker == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'editor', 'null')
-end
+local e = nil
+if held and held ~= 'null' then e = cjson.decode(held) end
+local mine = e ~= nil and e.worker == ARGV[1]
+local allowed = mine
+if ARGV[3] == 'take' then allowed = e == nil or mine or e.expires_at < tonumber(ARGV[2]) end
+if not allowed then return 2 end
+redis.call('HSET', KEYS[1], 'editor', ARGV[4])
 return 1
 "#;
 

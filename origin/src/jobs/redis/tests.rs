@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 
 use super::*;
 use crate::jobs::embedded::EmbeddedStore;
-use crate::jobs::model::Lease;
+use crate::jobs::model::{Lease, LeaseStep};
 use crate::jobs::store::{Failure, JobStore};
 use crate::transcode::encoder::EncoderPreference;
 use crate::transcode::pipeline::{Profile, Published, PublishedRung};
@@ -240,7 +240,7 @@ async fn behaves_like_the_embedded_store() {
             Some(h) if rng.below(4) != 0 => h,
             _ => (*rng.pick(&workers)).to_owned(),
         };
-        let op = rng.below(18);
+        let op = rng.below(16);
         // Arguments are evaluated once per store: no `rng` calls inside.
         macro_rules! both {
             ($call:ident($($arg:expr),*)) => {{
@@ -309,15 +309,13 @@ async fn behaves_like_the_embedded_store() {
                 both!(revise(&v));
             }
             14 => {
-                let lease = 5 + rng.below(20) as i64;
-                both!(lock_edits(&v, w.as_str(), lease, now));
-            }
-            15 => {
-                both!(unlock_edits(&v, w.as_str()));
-            }
-            16 => {
-                let lease = 5 + rng.below(20) as i64;
-                both!(renew_edits(&v, w.as_str(), lease, now));
+                let secs = 5 + rng.below(20) as i64;
+                let step = *rng.pick(&[
+                    LeaseStep::Take(secs),
+                    LeaseStep::Renew(secs),
+                    LeaseStep::GiveBack,
+                ]);
+                both!(edit_lease(&v, w.as_str(), step, now));
             }
             _ => {
                 both!(get(&v));

@@ -4,7 +4,6 @@
 use shared::media::VideoId;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -12,8 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{JobEvent, WorkerPool};
 use crate::jobs::model::unix_now;
 use crate::jobs::store::JobStore;
-use crate::jobs::subtitle_files::EditLease;
-use crate::transcode::pipeline::{Events, Held};
+use crate::transcode::pipeline::Events;
 use crate::transcode::progress::{Stage, Throttle};
 
 impl<S: JobStore> WorkerPool<S> {
@@ -65,10 +63,6 @@ impl<S: JobStore> WorkerPool<S> {
                         tracing::warn!(%error, "withdrawal not recorded");
                     }
                     let _ = done.send(());
-                    continue;
-                }
-                Update::HoldSubtitleEdits(held) => {
-                    let _ = held.send(hold_edits(&self.store, video).await);
                     continue;
                 }
                 Update::Resumed(segments) => {
@@ -137,24 +131,6 @@ pub(super) enum Update {
     Playable,
     /// Answered once the store no longer says the video is playable.
     Withdrawing(oneshot::Sender<()>),
-    /// Answered with the video's subtitle edit lease (or nothing, after its wait).
-    HoldSubtitleEdits(oneshot::Sender<Held>),
-}
-
-/// The subtitle edit lease of `video`, or nothing if it cannot be had in its wait: the read
-/// goes ahead, and the sync after the job is recorded puts the master right.
-pub(super) async fn hold_edits<S: JobStore>(store: &Arc<S>, video: &VideoId) -> Held {
-    match EditLease::take(store, video).await {
-        Ok(Some(lease)) => Box::new(lease),
-        Ok(None) => {
-            tracing::warn!("reading the subtitle files while a change holds their lease");
-            Box::new(())
-        }
-        Err(error) => {
-            tracing::warn!(%error, "reading the subtitle files without their lease");
-            Box::new(())
-        }
-    }
 }
 
 /// Forwards pipeline callbacks to the recorder task.
@@ -185,11 +161,5 @@ impl Events for Sink {
                 tracing::warn!("the store did not record the withdrawal in time; withdrawing");
             }
         })
-    }
-    fn hold_subtitle_edits(&self) -> Pin<Box<dyn Future<Output = Held> + Send + '_>> {
-        let (held, lease) = oneshot::channel();
-        let _ = self.0.send(Update::HoldSubtitleEdits(held));
-        // The lease's own wait bounds this; a recorder that is gone answers at once.
-        Box::pin(async move { lease.await.unwrap_or_else(|_| Box::new(())) })
     }
 }

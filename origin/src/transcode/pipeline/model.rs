@@ -82,15 +82,7 @@ pub trait Events: Send + Sync {
     fn withdrawing(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::ready(()))
     }
-    /// The final publish is about to read the video's uploaded subtitle files: changes to them
-    /// wait until what this resolves to is dropped, right after the read.
-    fn hold_subtitle_edits(&self) -> Pin<Box<dyn Future<Output = Held> + Send + '_>> {
-        Box::pin(std::future::ready(Box::new(()) as Held))
-    }
 }
-
-/// Something that holds until it is dropped ([`Events::hold_subtitle_edits`]).
-pub type Held = Box<dyn Send + Sync>;
 
 /// Cancels a running job (delete, a lost lease): its ffmpeg is killed and nothing is published.
 pub type Cancel = shared::shutdown::Switch;

@@ -94,7 +94,18 @@ pub fn sidecar_cues(layout: &Layout, video: &VideoId, id: u32) -> Result<Vec<Cue
     parse_any_size(&bytes)
 }
 
-/// Keeps an uploaded file (already parsed) as WebVTT; returns its description.
+/// The most numbers one video's uploaded files take over its life. A deleted file keeps its
+/// number (its tombstone), so a client adding and deleting in a loop would otherwise grow the
+/// directory, and the listing every later change reads, without end.
+pub const MAX_NUMBER: u32 = 1024;
+
+/// How many numbers `video`'s uploaded files have taken, deleted ones included.
+pub fn numbers_taken(layout: &Layout, video: &VideoId) -> u32 {
+    highest_number(&layout.subtitles_dir(video)).unwrap_or(0)
+}
+
+/// Keeps an uploaded file (already parsed) as WebVTT; returns its description. Refused once
+/// [`MAX_NUMBER`] numbers are taken.
 pub fn add_sidecar(
     layout: &Layout,
     video: &VideoId,
@@ -110,12 +121,15 @@ pub fn add_sidecar(
     // exclusively), never the same.
     let mut id = highest_number(&dir).map_or(1, |n| n.saturating_add(1));
     let mut file = loop {
+        if id > MAX_NUMBER {
+            return Err(std::io::Error::other("every subtitle number is taken"));
+        }
         let created = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dir.join(format!("u{id}.vtt")));
         match created {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && id < u32::MAX => id += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => id += 1,
             other => break other?,
         }
     };
@@ -329,5 +343,10 @@ mod tests {
         let dir = layout.subtitles_dir(&video);
         std::fs::write(dir.join("u1.json"), serde_json::to_vec(&a).expect("json")).expect("back");
         assert_eq!(sidecars(&layout, &video), [d]);
+        // Numbers are not endless: the last one taken, the next add is refused.
+        std::fs::write(dir.join(tombstone(MAX_NUMBER)), b"").expect("tombstone");
+        assert_eq!(numbers_taken(&layout, &video), MAX_NUMBER);
+        assert!(add_sidecar(&layout, &video, &cues, "ita", "Italiano").is_err());
+        assert_eq!(sidecars(&layout, &video).len(), 1, "nothing kept");
     }
 }
