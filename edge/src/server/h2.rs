@@ -116,6 +116,13 @@ async fn respond(
     stream: StreamGuard,
     budget: Arc<Semaphore>,
 ) -> http::Response<EdgeBody> {
+    let reply = edge.handle(&request_head(&req, peer)).await;
+    into_response(reply, edge, stream, budget)
+}
+
+/// The edge's view of an HTTP/2 request. Built outside [`respond`]'s future, which would
+/// otherwise keep room for a second copy of the headers in every stream's state.
+fn request_head(req: &http::Request<Incoming>, peer: SocketAddr) -> RequestHead<'_> {
     let mut headers = Headers::default();
     for (name, value) in req.headers() {
         headers.add(name.as_str().as_bytes(), value.as_bytes());
@@ -129,16 +136,14 @@ async fn respond(
         headers.has_body = true;
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let head = RequestHead {
+    RequestHead {
         method: req.method().as_str().as_bytes(),
         target: target.as_bytes(),
         version: Version::H2,
         headers,
         peer: peer.ip(),
         sendfile: false,
-    };
-    let reply = edge.handle(&head).await;
-    into_response(reply, edge, stream, budget)
+    }
 }
 
 fn into_response(
