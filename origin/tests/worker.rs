@@ -10,7 +10,7 @@ use e2e::clips::generate_clip;
 use e2e::seaweed::ADMIN;
 use e2e::SeaweedFs;
 use origin::jobs::embedded::EmbeddedStore;
-use origin::jobs::model::{unix_now, Job, JobState};
+use origin::jobs::model::{unix_now, Job, JobState, LeaseStep};
 use origin::jobs::store::JobStore;
 use origin::jobs::subtitle_files::EditLease;
 use origin::jobs::worker::{JobEvent, WorkerPool, WorkerSettings};
@@ -142,6 +142,43 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
         0,
         "no work directory left"
     );
+}
+
+/// A job cancelled (its video deleted) before its encode starts, while it waits for the lease
+/// on its subtitle files (a change holds it), stops at once, not when the wait (30 s) ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_it_waits_to_start_stops_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path());
+    layout.ensure().expect("layout");
+    let store = Arc::new(EmbeddedStore::open(&layout.store_dir()).expect("store"));
+    let video: VideoId = "waiting".parse().expect("id");
+    let now = unix_now();
+    let job = Job::new(video.clone(), "alice", None, Profile::Ladder, now);
+    store.create(job).await.expect("create");
+    let step = LeaseStep::Take(600);
+    let held = store.edit_lease(&video, "a change", step, now).await;
+    assert!(held.expect("lease"), "the change holds the lease");
+
+    let pool = pool(&layout, store.clone(), 30, false, None);
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+    let claimed = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pool.cancel(&video) {
+        assert!(tokio::time::Instant::now() < claimed, "the job never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = std::time::Instant::now();
+    pool.cancel_and_wait(&video, Duration::from_secs(20)).await;
+    let took = cancelled.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the job ran {took:?} after its cancel"
+    );
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
+    let job = store.get(&video).await.expect("get").expect("exists");
+    assert_ne!(job.state, JobState::Ready);
 }
 
 /// Changes `video`'s subtitle files the way the API does, through `media` (the bucket's copy

@@ -18,9 +18,9 @@ use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
 use super::subtitle_files::{after_publish, pull_files};
 use crate::metrics::Metrics;
-use crate::storage::Fetched;
+use crate::storage::{Fetched, StorageError};
 use crate::transcode::input::Source;
-use crate::transcode::pipeline::{Job as PipelineJob, Pipeline};
+use crate::transcode::pipeline::{Job as PipelineJob, Pipeline, PipelineError};
 use crate::transcode::progress::Stage;
 use crate::webhooks::event::Event as WebhookEvent;
 use crate::webhooks::Webhooks;
@@ -215,16 +215,24 @@ impl<S: JobStore> WorkerPool<S> {
         let sink = Sink(updates_tx);
         let run = async {
             // With a bucket the upload (and any subtitle files) come to this machine first.
-            let fetched = match media.fetch_source(&video).await {
-                Ok(Some(fetched)) => fetched,
-                Ok(None) => Fetched::File(self.layout.source_file(&video)),
-                Err(e) => return Err(e.into()),
+            // The encode watches `cancel` itself; until it starts, a cancel (a delete) ends
+            // the download or the wait for the subtitle files' lease here, not minutes later.
+            let prepared = async {
+                let fetched = match media.fetch_source(&video).await? {
+                    Some(fetched) => fetched,
+                    None => Fetched::File(self.layout.source_file(&video)),
+                };
+                pull_files(&self.store, media, &video).await?;
+                Ok::<_, StorageError>(fetched)
+            };
+            let fetched = tokio::select! {
+                fetched = prepared => fetched?,
+                () = cancel.fired() => return Err(PipelineError::Cancelled),
             };
             let source = fetched.source();
             if let Source::Url(_) = source {
                 tracing::info!("reading the upload from the bucket (presigned URL)");
             }
-            pull_files(&self.store, media, &video).await?;
             let pipeline_job = PipelineJob {
                 video: &video,
                 source,
@@ -237,7 +245,7 @@ impl<S: JobStore> WorkerPool<S> {
             // A video counts as published only once the store says so (with a bucket: its
             // marker, written after every other object was confirmed).
             if result.is_ok() && !media.is_published(&video).await? {
-                return Err(crate::storage::StorageError::Mismatch {
+                return Err(StorageError::Mismatch {
                     name: video.to_string(),
                     what: "published, but the store does not show it".into(),
                 }
@@ -250,7 +258,7 @@ impl<S: JobStore> WorkerPool<S> {
             async {
                 tokio::select! {
                     r = run => r,
-                    () = heartbeat => Err(crate::transcode::pipeline::PipelineError::Cancelled),
+                    () = heartbeat => Err(PipelineError::Cancelled),
                 }
             },
             recorder
@@ -296,7 +304,7 @@ impl<S: JobStore> WorkerPool<S> {
                 tracing::info!("attempt abandoned after losing the lease");
                 self.unpublish_if_deleted(&video).await;
             }
-            Err(crate::transcode::pipeline::PipelineError::Cancelled) => {
+            Err(PipelineError::Cancelled) => {
                 tracing::info!("attempt cancelled");
                 self.unpublish_if_deleted(&video).await;
             }

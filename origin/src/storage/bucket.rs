@@ -3,7 +3,7 @@
 //! download is renamed into place only once its length matches; a prefix delete lists again
 //! and reports what is left.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
@@ -227,10 +227,8 @@ impl Bucket {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let mut part = path.as_os_str().to_owned();
-        part.push(".part");
-        let part = std::path::PathBuf::from(part);
-        let mut file = tokio::fs::File::create(&part).await?;
+        let mut part = Part::new(path);
+        let mut file = tokio::fs::File::create(&part.path).await?;
         let mut stream = got.into_stream();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -240,13 +238,13 @@ impl Bucket {
         }
         file.sync_all().await?;
         if written != expected {
-            let _ = tokio::fs::remove_file(&part).await;
             return Err(StorageError::Mismatch {
                 name: name.to_owned(),
                 what: format!("{written} bytes received of {expected}"),
             });
         }
-        tokio::fs::rename(&part, path).await?;
+        tokio::fs::rename(&part.path, path).await?;
+        part.renamed = true;
         Ok(true)
     }
 
@@ -318,6 +316,32 @@ impl Bucket {
                 left,
                 first: first.map(|e| e.to_string()).unwrap_or_default(),
             }),
+        }
+    }
+}
+
+/// A download's `<path>.part`, removed unless it became the file: a download that fails or
+/// is dropped (its job cancelled) leaves no partial copy for nobody to clean up.
+struct Part {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl Part {
+    fn new(path: &Path) -> Self {
+        let mut part = path.as_os_str().to_owned();
+        part.push(".part");
+        Self {
+            path: PathBuf::from(part),
+            renamed: false,
+        }
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

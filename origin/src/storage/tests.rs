@@ -243,14 +243,16 @@ async fn the_data_directory_is_its_own_store() {
 }
 
 /// An in-memory store that refuses deletes under `hls/` while `refuse_deletes` is set, fails
-/// every multipart upload at its second part, recording aborts, and with `kms_etags` answers
-/// puts with an ETag that looks like an MD5 but is not one (AWS SSE-KMS).
+/// every multipart upload at its second part, recording aborts, with `kms_etags` answers
+/// puts with an ETag that looks like an MD5 but is not one (AWS SSE-KMS), and while
+/// `break_reads` is set fails every read after its first chunk (a connection reset).
 #[derive(Debug, Default)]
 struct Faulty {
     inner: Arc<InMemory>,
     refuse_deletes: Arc<std::sync::atomic::AtomicBool>,
     aborted: Arc<std::sync::atomic::AtomicBool>,
     kms_etags: bool,
+    break_reads: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Display for Faulty {
@@ -267,9 +269,9 @@ fn refused() -> object_store::Error {
 }
 
 use shared::objects::object_store::{
-    self, path::Path as Key, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    UploadPart,
+    self, path::Path as Key, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, UploadPart,
 };
 
 #[async_trait::async_trait]
@@ -305,7 +307,15 @@ impl ObjectStore for Faulty {
         location: &Key,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let mut got = self.inner.get_opts(location, options).await?;
+        if self.break_reads.load(std::sync::atomic::Ordering::SeqCst) {
+            use futures_util::StreamExt;
+            let empty = GetResultPayload::Stream(futures_util::stream::empty().boxed());
+            let GetResultPayload::Stream(body) = std::mem::replace(&mut got.payload, empty);
+            let broken = futures_util::stream::once(async { Err(refused()) });
+            got.payload = GetResultPayload::Stream(body.take(1).chain(broken).boxed());
+        }
+        Ok(got)
     }
 
     fn delete_stream(
@@ -423,6 +433,42 @@ async fn a_failed_upload_leaves_nothing_and_a_failed_delete_says_what_is_left() 
     refuse.store(false, Ordering::SeqCst);
     media.remove_video(&video).await.expect("retried");
     assert!(names(&bucket, "hls").await.is_empty());
+}
+
+/// A download the store breaks off leaves neither the file nor its `.part` behind: a partial
+/// upload must not be encoded, nor left on the disk of a machine that will not come back to it.
+#[tokio::test]
+async fn a_download_broken_off_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let faulty = Arc::new(Faulty::default());
+    let break_reads = faulty.break_reads.clone();
+    let layout = Layout::new(dir.path());
+    layout.ensure().expect("layout");
+    let objects = Objects::new(faulty, "prod/", "faulty");
+    let media = MediaStore::bucket(layout.clone(), objects, SourceAccess::Download);
+    let video: VideoId = "v7".parse().expect("id");
+    write(dir.path(), "sources/v7", &[7u8; 4096]);
+    media.store_source(&video).await.expect("stored");
+    assert!(
+        !layout.source_file(&video).exists(),
+        "only the bucket has it"
+    );
+
+    break_reads.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        media.fetch_source(&video).await.is_err(),
+        "the read broke off"
+    );
+    let left: Vec<_> = std::fs::read_dir(layout.source_file(&video).parent().expect("dir"))
+        .expect("sources")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    break_reads.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(media.fetch_source(&video).await.expect("read").is_some());
+    let got = std::fs::read(layout.source_file(&video)).expect("downloaded");
+    assert_eq!(got, vec![7u8; 4096]);
 }
 
 /// A store whose ETags are not MD5s fails every verified put until it is configured so
