@@ -81,10 +81,7 @@ impl Upstream {
     ) -> Result<Self, source::SetupError> {
         let source = Source::new(&settings.source)?;
         let disk = DiskCache::open(root, settings.cache_max_bytes, metrics.clone())?;
-        let timeout = match &settings.source {
-            crate::config::upstream::SourceSettings::S3(s) => s.timeout,
-            crate::config::upstream::SourceSettings::Http { timeout, .. } => *timeout,
-        };
+        let timeout = settings.source.timeout();
         Ok(Self {
             inner: Arc::new(Inner {
                 source,

@@ -275,6 +275,30 @@ fn an_http_upstream_needs_a_base_url_and_no_bucket() {
     );
 }
 
+/// The per-stream send timeout cannot tell a slow upstream from a client that stopped
+/// reading: the upstream's timeout must run out first.
+#[test]
+fn the_send_timeout_outlasts_the_upstreams() {
+    let toml = "[server]\nsend_timeout_secs = 60\n\
+                [upstream]\nkind = \"http\"\nurl = \"http://x/\"\ntimeout_secs = 60\n";
+    let mut c = EdgeConfig::from_toml(toml).expect("parses");
+    c.content.root = "/".into();
+    c.signing.secrets = vec![STRONG.into()];
+    let err = problems(&c);
+    assert!(
+        err.len() == 1 && err[0].contains("send_timeout_secs (60)"),
+        "{err:#?}"
+    );
+    c.server.send_timeout_secs = 61;
+    assert!(c.validate().is_ok());
+    let mut c = valid();
+    c.server.send_timeout_secs = 5;
+    assert!(
+        c.validate().is_ok(),
+        "without an upstream nothing waits on one"
+    );
+}
+
 #[test]
 fn ktls_is_auto_unless_turned_off() {
     assert_eq!(EdgeConfig::default().tls.ktls, KtlsMode::Auto);

@@ -134,6 +134,14 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
+    /// How long the edge waits for an answer, and then for each chunk of its body.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Self::S3(s) => s.timeout,
+            Self::Http { timeout, .. } => *timeout,
+        }
+    }
+
     /// For logs: the bucket or the URL, never a credential.
     pub fn describe(&self) -> String {
         match self {

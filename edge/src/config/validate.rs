@@ -92,6 +92,19 @@ impl EdgeConfig {
             }
         }
         let upstream = self.upstream.validate(&mut errors);
+        if let Some(u) = &upstream {
+            // An HTTP/2 stream whose body waits for an upstream chunk cannot tell that wait
+            // from a client that stopped reading: the upstream must give up first.
+            let chunk = u.source.timeout().as_secs();
+            if s.send_timeout_secs <= chunk {
+                errors.push(format!(
+                    "server.send_timeout_secs ({}) must be greater than the upstream's \
+                     timeout_secs ({chunk}): an HTTP/2 stream waiting on a slow upstream \
+                     would be dropped as a client that stopped reading",
+                    s.send_timeout_secs
+                ));
+            }
+        }
         let (Some(link), true) = (link, errors.is_empty()) else {
             return Err(ConfigError(errors));
         };
