@@ -3,6 +3,10 @@
 # the origin (API + in-process workers + embedded job store, no Redis) and the edge in front
 # of its published tree. Prints a development token, an upload command, and a signed example
 # segment URL served by the edge. Ctrl-C stops both.
+#
+# Environment: DATA_DIR [var/data], EDGE_LISTEN [127.0.0.1:8080], ORIGIN_LISTEN [127.0.0.1:8000],
+# EDGE_ADMIN_LISTEN [127.0.0.1:9090], ORIGIN_ADMIN_LISTEN [127.0.0.1:9091], BIN_DIR [unset: build
+# release binaries and use them; set: use the edge and origin binaries there as they are].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,11 +14,16 @@ cd "$(dirname "$0")/.."
 ensure_rust
 ensure_packages curl:curl openssl:openssl ffmpeg:ffmpeg node:nodejs npm:npm
 npm ci --prefix web --no-audit --no-fund
-cargo build --release --bin edge --bin origin
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release --bin edge --bin origin
+fi
+bin=${BIN_DIR:-./target/release}
 
 data=${DATA_DIR:-$PWD/var/data}
 edge_listen=${EDGE_LISTEN:-127.0.0.1:8080}
 origin_listen=${ORIGIN_LISTEN:-127.0.0.1:8000}
+edge_admin=${EDGE_ADMIN_LISTEN:-127.0.0.1:9090}
+origin_admin=${ORIGIN_ADMIN_LISTEN:-127.0.0.1:9091}
 mkdir -p "$data/hls"
 
 # No built-in secrets: use the operator's, or make fresh ones for this run.
@@ -33,23 +42,23 @@ fi
 # The web page (served by the origin) fetches segments from the edge: allow it by CORS.
 printf '[http]\ncors_allowed_origins = ["http://%s", "http://localhost:%s"]\n' \
     "$origin_listen" "${origin_listen##*:}" >"$data/edge-web.toml"
-./target/release/edge --config "$data/edge-web.toml" --listen "$edge_listen" \
-    --admin-listen 127.0.0.1:9090 --root "$data/hls" &
+"$bin/edge" --config "$data/edge-web.toml" --listen "$edge_listen" \
+    --admin-listen "$edge_admin" --root "$data/hls" &
 edge_pid=$!
 # --dev: the page can mint development tokens (never in production).
-./target/release/origin --data "$data" serve --dev --listen "$origin_listen" \
-    --admin-listen 127.0.0.1:9091 --edge-base-url "http://$edge_listen" \
-    --edge-admin-url http://127.0.0.1:9090 &
+"$bin/origin" --data "$data" serve --dev --listen "$origin_listen" \
+    --admin-listen "$origin_admin" --edge-base-url "http://$edge_listen" \
+    --edge-admin-url "http://$edge_admin" &
 origin_pid=$!
 trap 'kill $edge_pid $origin_pid 2>/dev/null; wait' INT TERM EXIT
 
-token=$(./target/release/origin token --user dev --admin --ttl 12h)
-url=$(./target/release/edge sign --ttl 3600 "/hls/$video/720p/segment_000.ts")
+token=$("$bin/origin" token --user dev --admin --ttl 12h)
+url=$("$bin/edge" sign --ttl 3600 "/hls/$video/720p/segment_000.ts")
 cat <<MSG
 
 web app:     http://$origin_listen/   (sign in with the token below)
-origin API:  http://$origin_listen/api   (metrics http://127.0.0.1:9091/metrics)
-edge:        http://$edge_listen      (metrics http://127.0.0.1:9090/metrics)
+origin API:  http://$origin_listen/api   (metrics http://$origin_admin/metrics)
+edge:        http://$edge_listen      (metrics http://$edge_admin/metrics)
 data:        $data
 dev token (12 h, admin):
   $token
