@@ -24,6 +24,7 @@
 #   OUT [bench/results/latest, latest-tls with TLS=1]  PIN [1]  SERVER_CPUS / CLIENT_CPUS (lib.sh)
 #   QUIET_WAIT [60, seconds to wait for an idle machine]  SECRET [anchor-test-secret]
 #   EDGE_CONFIG [none: built-in defaults, 256 MiB cache]  EDGE_BIN  EDGE_LOG [info]  KEEP_WORK [0]
+#   NGINX_TLS_PROTOCOLS [TLSv1.2 TLSv1.3] (lib.sh: nginx 1.22 alone would leave TLS 1.3 out)
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh

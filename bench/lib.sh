@@ -203,13 +203,16 @@ setup_tls() {
 # start_nginx: the location block is the one of the compatibility spec
 # (docs/nginx-secure-link.md), only `alias` points at our tree and the secret is $SECRET.
 # With TLS=1 the listener is `ssl http2` (nginx 1.22's syntax, still accepted later) with
-# nginx's default protocols and ciphers.
+# nginx's default ciphers and NGINX_TLS_PROTOCOLS [TLSv1.2 TLSv1.3]: nginx 1.22's default leaves
+# TLS 1.3 out (it joined the default in 1.23.4, and Debian's own nginx.conf turns it on), so
+# without it clients would speak TLS 1.2 to nginx and TLS 1.3 to the edge.
 start_nginx() {
     [[ $SECRET =~ ^[A-Za-z0-9._-]+$ ]] || die "SECRET must match [A-Za-z0-9._-]+ (it is pasted into nginx.conf)"
     local port user_line="" dir=$WORK/nginx listen_extra=""
     port=$(free_port)
     if [[ $TLS == 1 ]]; then
         listen_extra=" ssl http2;
+        ssl_protocols ${NGINX_TLS_PROTOCOLS:-TLSv1.2 TLSv1.3};
         ssl_certificate $WORK/tls/cert.pem;
         ssl_certificate_key $WORK/tls/key.pem"
     fi
