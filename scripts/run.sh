@@ -11,10 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-ensure_rust
-ensure_packages curl:curl openssl:openssl ffmpeg:ffmpeg node:nodejs npm:npm
-npm ci --prefix web --no-audit --no-fund
+ensure_packages curl:curl openssl:openssl ffmpeg:ffmpeg
 if [ -z "${BIN_DIR:-}" ]; then
+    ensure_rust
+    # The origin's build embeds hls.js from web/node_modules.
+    ensure_web_vendor
     cargo build --release --bin edge --bin origin
 fi
 bin=${BIN_DIR:-./target/release}
@@ -42,15 +43,18 @@ fi
 # The web page (served by the origin) fetches segments from the edge: allow it by CORS.
 printf '[http]\ncors_allowed_origins = ["http://%s", "http://localhost:%s"]\n' \
     "$origin_listen" "${origin_listen##*:}" >"$data/edge-web.toml"
+# Whatever ends the script (Ctrl-C, an error) stops what it started; a service that has already
+# exited must not keep the other from being waited for.
+services=()
+trap 'kill "${services[@]}" 2>/dev/null || true; wait' INT TERM EXIT
 "$bin/edge" --config "$data/edge-web.toml" --listen "$edge_listen" \
     --admin-listen "$edge_admin" --root "$data/hls" &
-edge_pid=$!
+services+=($!)
 # --dev: the page can mint development tokens (never in production).
 "$bin/origin" --data "$data" serve --dev --listen "$origin_listen" \
     --admin-listen "$origin_admin" --edge-base-url "http://$edge_listen" \
     --edge-admin-url "http://$edge_admin" &
-origin_pid=$!
-trap 'kill $edge_pid $origin_pid 2>/dev/null; wait' INT TERM EXIT
+services+=($!)
 
 token=$("$bin/origin" token --user dev --admin --ttl 12h)
 url=$("$bin/edge" sign --ttl 3600 "/hls/$video/720p/segment_000.ts")

@@ -1,29 +1,41 @@
 //! The README's first command, `scripts/run.sh`, as a newcomer runs it, except that it uses the
-//! binaries this suite built (`BIN_DIR`, instead of a release build of its own) and ports
-//! chosen now: it installs what is missing (nothing, here), starts the origin and the edge, and
-//! prints a token and a signed URL that work as it says; Ctrl-C stops both services.
+//! binaries this suite built (`BIN_DIR`: no release build, no web vendoring) and ports chosen
+//! now: it starts the origin and the edge and prints a token and a signed URL that work as it
+//! says, and Ctrl-C stops both services. (Its packages, curl, openssl and ffmpeg, are installed
+//! by `scripts/test.sh` before any test runs.)
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e::edge::edge_binary;
+use e2e::origin::origin_binary;
 use e2e::port::free_port;
-use e2e::process::{binaries_dir, send_signal, stop, wait_exit, LineLog};
+use e2e::process::{send_signal, try_signal_group, wait_exit, LineLog};
 use e2e::{raw_request, wait_until, Request, Signal};
 
 /// npm ci and the example clip come first; generous for a cold CI machine.
 const STARTED: Duration = Duration::from_secs(300);
 
-/// The running script: Ctrl-C'd when a failed assertion ends the test early, so its trap
-/// stops the services rather than leaving them running.
+/// The running script, leading a process group of its own: when a failed assertion ends the
+/// test early, everything it started is stopped, even what a step in progress (ffmpeg) would
+/// have started after a Ctrl-C to the script alone.
 struct Script(Child);
 
 impl Drop for Script {
     fn drop(&mut self) {
-        stop(&mut self.0, Signal::Int, Duration::from_secs(20));
+        let group = self.0.id();
+        if try_signal_group(group, Signal::Int) && wait_exit(&mut self.0, GRACE).is_none() {
+            try_signal_group(group, Signal::Kill);
+        }
+        let _ = self.0.wait();
     }
 }
+
+/// How long the script and its services get to stop.
+const GRACE: Duration = Duration::from_secs(20);
 
 fn get(addr: SocketAddr, target: &str, token: Option<&str>) -> Option<u16> {
     let mut request = Request::get(target).host(addr.to_string());
@@ -52,10 +64,15 @@ fn the_quick_start_serves_what_it_prints_and_stops_on_ctrl_c() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the repository");
+    let origin_bin = origin_binary();
+    let bin_dir = edge_binary().parent().map(Path::to_path_buf);
+    let bin_dir = bin_dir.expect("the binaries' directory");
+    assert_eq!(origin_bin.parent(), Some(bin_dir.as_path()));
     let script = Command::new("bash")
         .arg(repo.join("scripts/run.sh"))
         .current_dir(repo)
-        .env("BIN_DIR", binaries_dir())
+        .process_group(0)
+        .env("BIN_DIR", &bin_dir)
         .env("DATA_DIR", data.path())
         .env("EDGE_LISTEN", edge.to_string())
         .env("ORIGIN_LISTEN", origin.to_string())
@@ -110,7 +127,7 @@ fn the_quick_start_serves_what_it_prints_and_stops_on_ctrl_c() {
 
     // Ctrl-C, as the script's own SIGINT: its trap stops both services, and it exits.
     send_signal(script.0.id(), Signal::Int);
-    let exited = wait_exit(&mut script.0, Duration::from_secs(40));
+    let exited = wait_exit(&mut script.0, GRACE);
     assert!(exited.is_some(), "run.sh stopped on Ctrl-C");
     for addr in [edge, origin] {
         assert_eq!(get(addr, "/", None), None, "{addr} no longer answers");

@@ -394,8 +394,10 @@ mod tests {
         fn future_size<T>(_: fn(&'static Edge, &'static RequestHead<'static>) -> T) -> usize {
             std::mem::size_of::<T>()
         }
+        // 2,464 bytes with the pull and the fill inline, 1,376 without (Rust 1.95, test
+        // profile); the bound leaves room for compiler changes and catches their return.
         let size = future_size(Edge::handle);
-        assert!(size <= 1536, "Edge::handle's future is {size} bytes");
+        assert!(size <= 2048, "Edge::handle's future is {size} bytes");
     }
 
     #[test]

@@ -321,6 +321,16 @@ pub fn try_signal(pid: u32, signal: Signal) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Sends `signal` to every process of the group `pgid` (a child spawned with
+/// `process_group(0)` leads its own); false if none was left.
+pub fn try_signal_group(pgid: u32, signal: Signal) -> bool {
+    Command::new("kill")
+        .args(["-s", signal.name(), "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A service binary started by [`launch`]: the process, its drained stderr, and the listeners
 /// it announced (`listener name -> address`).
 pub struct Launched {

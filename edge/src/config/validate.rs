@@ -92,9 +92,10 @@ impl EdgeConfig {
             }
         }
         let upstream = self.upstream.validate(&mut errors);
-        if let Some(u) = &upstream {
-            // An HTTP/2 stream whose body waits for an upstream chunk cannot tell that wait
-            // from a client that stopped reading: the upstream must give up first.
+        if let (Some(u), Some(_)) = (&upstream, &tls) {
+            // An HTTP/2 stream (offered over TLS only) whose body waits for an upstream chunk
+            // cannot tell that wait from a client that stopped reading: the upstream must give
+            // up first.
             let chunk = u.source.timeout().as_secs();
             if s.send_timeout_secs <= chunk {
                 errors.push(format!(

@@ -1,6 +1,7 @@
 //! The in-process worker pool: claim a job, keep its lease alive, run the pipeline, record the
 //! outcome. What a running job reports, and how often, is [`report`].
 
+mod prepare;
 mod report;
 
 use std::collections::HashMap;
@@ -12,13 +13,14 @@ use shared::media::{Layout, VideoId};
 use shared::shutdown::{self, Switch, Trigger};
 use tokio::sync::{broadcast, mpsc};
 
+use prepare::prepare;
 use report::Sink;
 
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
-use super::subtitle_files::{after_publish, pull_files};
+use super::subtitle_files::after_publish;
 use crate::metrics::Metrics;
-use crate::storage::{Fetched, StorageError};
+use crate::storage::StorageError;
 use crate::transcode::input::Source;
 use crate::transcode::pipeline::{Job as PipelineJob, Pipeline, PipelineError};
 use crate::transcode::progress::Stage;
@@ -214,21 +216,7 @@ impl<S: JobStore> WorkerPool<S> {
         let media = self.pipeline.media();
         let sink = Sink(updates_tx);
         let run = async {
-            // With a bucket the upload (and any subtitle files) come to this machine first.
-            // The encode watches `cancel` itself; until it starts, a cancel (a delete) ends
-            // the download or the wait for the subtitle files' lease here, not minutes later.
-            let prepared = async {
-                let fetched = match media.fetch_source(&video).await? {
-                    Some(fetched) => fetched,
-                    None => Fetched::File(self.layout.source_file(&video)),
-                };
-                pull_files(&self.store, media, &video).await?;
-                Ok::<_, StorageError>(fetched)
-            };
-            let fetched = tokio::select! {
-                fetched = prepared => fetched?,
-                () = cancel.fired() => return Err(PipelineError::Cancelled),
-            };
+            let fetched = prepare(&self.store, media, &self.layout, &video, &mut cancel).await?;
             let source = fetched.source();
             if let Source::Url(_) = source {
                 tracing::info!("reading the upload from the bucket (presigned URL)");

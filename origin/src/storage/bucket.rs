@@ -4,6 +4,7 @@
 //! and reports what is left.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
@@ -214,7 +215,7 @@ impl Bucket {
         }
     }
 
-    /// Downloads `name` to `path` (through `<path>.part`, renamed once the length matches).
+    /// Downloads `name` to `path` (through a `.part` file, renamed once the length matches).
     /// `Ok(false)` when there is no such object.
     pub async fn download(&self, name: &str, path: &Path) -> Result<bool, StorageError> {
         let key = self.key(name)?;
@@ -320,8 +321,10 @@ impl Bucket {
     }
 }
 
-/// A download's `<path>.part`, removed unless it became the file: a download that fails or
-/// is dropped (its job cancelled) leaves no partial copy for nobody to clean up.
+/// A download's `<path>.<process>-<n>.part`, removed unless it became the file: a download
+/// that fails or is dropped (its job cancelled) leaves no partial copy behind. Named per
+/// download: two pulls of one directory (an API change and a job's start on one machine, or
+/// two processes sharing the data directory) must neither write into nor remove each other's.
 struct Part {
     path: PathBuf,
     renamed: bool,
@@ -329,8 +332,10 @@ struct Part {
 
 impl Part {
     fn new(path: &Path) -> Self {
+        static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
+        let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
         let mut part = path.as_os_str().to_owned();
-        part.push(".part");
+        part.push(format!(".{}-{n}.part", std::process::id()));
         Self {
             path: PathBuf::from(part),
             renamed: false,
