@@ -59,6 +59,15 @@ fn pool(
     WorkerPool::new(store, pipeline, layout.clone(), worker)
 }
 
+/// A data directory (kept until the returned guard drops) with its embedded job store.
+fn one_machine() -> (tempfile::TempDir, Layout, Arc<EmbeddedStore>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new(dir.path());
+    layout.ensure().expect("layout");
+    let store = Arc::new(EmbeddedStore::open(&layout.store_dir()).expect("store"));
+    (dir, layout, store)
+}
+
 async fn wait_ready(events: &mut tokio::sync::broadcast::Receiver<JobEvent>, video: &VideoId) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -78,10 +87,7 @@ async fn wait_ready(events: &mut tokio::sync::broadcast::Receiver<JobEvent>, vid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(dir.path());
-    layout.ensure().expect("layout");
-    let store = Arc::new(EmbeddedStore::open(&layout.store_dir()).expect("store"));
+    let (_dir, layout, store) = one_machine();
 
     let first: VideoId = "first".parse().expect("id");
     let second: VideoId = "second".parse().expect("id");
@@ -148,10 +154,7 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
 /// on its subtitle files (a change holds it), stops at once, not when the wait (30 s) ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_while_it_waits_to_start_stops_at_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::new(dir.path());
-    layout.ensure().expect("layout");
-    let store = Arc::new(EmbeddedStore::open(&layout.store_dir()).expect("store"));
+    let (_dir, layout, store) = one_machine();
     let video: VideoId = "waiting".parse().expect("id");
     let now = unix_now();
     let job = Job::new(video.clone(), "alice", None, Profile::Ladder, now);
