@@ -136,9 +136,9 @@ async fn make(
     change: Change,
 ) -> Result<Option<SubtitleRendition>, ApiError> {
     let (_lease, job) = take_lease(state, job).await?;
-    let dir = format!("subtitles/{}", job.video);
     // Numbered after every file the store holds, wherever it was uploaded.
-    state.media.pull_dir(&dir, |_| true).await?;
+    state.media.pull_subtitles(&job.video).await?;
+    let dir = format!("subtitles/{}", job.video);
     let added = match change {
         Change::Add {
             cues,

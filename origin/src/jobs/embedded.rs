@@ -36,6 +36,22 @@ fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(job).map_err(backend)
 }
 
+/// The job of `video` in `t`.
+fn load(t: &redb::Table<&str, &[u8]>, video: &VideoId) -> Result<Job, StoreError> {
+    match t.get(video.as_str()).map_err(backend)? {
+        Some(v) => decode(v.value()),
+        None => Err(StoreError::NotFound(video.clone())),
+    }
+}
+
+/// Stores `job` in `t`, under its video.
+fn put(t: &mut redb::Table<&str, &[u8]>, job: &Job) -> Result<(), StoreError> {
+    let bytes = encode(job)?;
+    t.insert(job.video.as_str(), bytes.as_slice())
+        .map_err(backend)?;
+    Ok(())
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) `<dir>/jobs.redb`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -52,14 +68,26 @@ impl EmbeddedStore {
         &self,
         f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.write_if(move |t| f(t).map(|out| (out, true))).await
+    }
+
+    /// [`Self::write`] where `f` also says whether it changed anything: when it did not, the
+    /// transaction is dropped, and nothing is written nor flushed.
+    async fn write_if<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<(R, bool), StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let tx = db.begin_write().map_err(backend)?;
-            let out = {
+            let (out, changed) = {
                 let mut table = tx.open_table(JOBS).map_err(backend)?;
                 f(&mut table)?
             };
-            tx.commit().map_err(backend)?;
+            match changed {
+                true => tx.commit().map_err(backend)?,
+                false => tx.abort().map_err(backend)?,
+            }
             Ok(out)
         })
         .await
@@ -89,17 +117,11 @@ impl EmbeddedStore {
         video: &VideoId,
         change: impl FnOnce(&mut Job) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
-        let key = video.to_string();
         let id = video.clone();
         self.write(move |t| {
-            let mut job = match t.get(key.as_str()).map_err(backend)? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::NotFound(id)),
-            };
+            let mut job = load(t, &id)?;
             change(&mut job)?;
-            let bytes = encode(&job)?;
-            t.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
-            Ok(())
+            put(t, &job)
         })
         .await
     }
@@ -111,33 +133,16 @@ impl EmbeddedStore {
         video: &VideoId,
         change: impl FnOnce(&mut Job) -> bool + Send + 'static,
     ) -> Result<bool, StoreError> {
-        let (db, key, id) = (self.db.clone(), video.to_string(), video.clone());
-        tokio::task::spawn_blocking(move || {
-            let tx = db.begin_write().map_err(backend)?;
-            let changed = {
-                let mut table = tx.open_table(JOBS).map_err(backend)?;
-                let mut job = match table.get(key.as_str()).map_err(backend)? {
-                    Some(v) => decode(v.value())?,
-                    None => return Err(StoreError::NotFound(id)),
-                };
-                let changed = change(&mut job);
-                if changed {
-                    let bytes = encode(&job)?;
-                    table
-                        .insert(key.as_str(), bytes.as_slice())
-                        .map_err(backend)?;
-                }
-                changed
-            };
+        let id = video.clone();
+        self.write_if(move |t| {
+            let mut job = load(t, &id)?;
+            let changed = change(&mut job);
             if changed {
-                tx.commit().map_err(backend)?;
-            } else {
-                tx.abort().map_err(backend)?;
+                put(t, &job)?;
             }
-            Ok(changed)
+            Ok((changed, changed))
         })
         .await
-        .map_err(backend)?
     }
 
     /// Like [`Self::update`], but only while `worker` holds the lease.

@@ -379,30 +379,18 @@ pub mod contract {
 
         // Subtitle changes, one holder at a time, and not part of the job's version.
         let before = store.get(&id("a")).await.expect("get").expect("exists");
-        assert!(store
-            .edit_lease(&id("a"), "api1", LeaseStep::Take(60), t0 + 150)
-            .await
-            .expect("lock"));
-        assert!(!store
-            .edit_lease(&id("a"), "api2", LeaseStep::Take(60), t0 + 150)
-            .await
-            .expect("lock"));
+        let a = &id("a");
+        let lease = |holder, step, at| async move {
+            let done = store.edit_lease(a, holder, step, at).await;
+            done.expect("edit lease")
+        };
+        let (take, renew) = (LeaseStep::Take(60), LeaseStep::Renew(60));
+        assert!(lease("api1", take, t0 + 150).await);
+        assert!(!lease("api2", take, t0 + 150).await);
+        assert!(lease("api1", take, t0 + 151).await, "the holder renews");
+        lease("api2", LeaseStep::GiveBack, t0).await;
         assert!(
-            store
-                .edit_lease(&id("a"), "api1", LeaseStep::Take(60), t0 + 151)
-                .await
-                .expect("renew"),
-            "the holder renews"
-        );
-        store
-            .edit_lease(&id("a"), "api2", LeaseStep::GiveBack, t0)
-            .await
-            .expect("unlock");
-        assert!(
-            !store
-                .edit_lease(&id("a"), "api2", LeaseStep::Take(60), t0 + 152)
-                .await
-                .expect("lock"),
+            !lease("api2", take, t0 + 152).await,
             "only the holder gives it back"
         );
         let locked = store.get(&id("a")).await.expect("get").expect("exists");
@@ -415,39 +403,18 @@ pub mod contract {
         );
         assert_eq!(locked.version(), before.version());
         assert!(
-            store
-                .edit_lease(&id("a"), "api2", LeaseStep::Take(60), t0 + 212)
-                .await
-                .expect("lock"),
+            lease("api2", take, t0 + 212).await,
             "a holder that died loses it when its lease runs out"
         );
-        assert!(store
-            .edit_lease(&id("a"), "api2", LeaseStep::Renew(60), t0 + 212)
-            .await
-            .expect("renew"));
-        assert!(!store
-            .edit_lease(&id("a"), "api1", LeaseStep::Renew(60), t0 + 212)
-            .await
-            .expect("renew"));
-        store
-            .edit_lease(&id("a"), "api2", LeaseStep::GiveBack, t0)
-            .await
-            .expect("unlock");
+        assert!(lease("api2", renew, t0 + 212).await);
+        assert!(!lease("api1", renew, t0 + 212).await);
+        lease("api2", LeaseStep::GiveBack, t0).await;
         assert!(
-            !store
-                .edit_lease(&id("a"), "api2", LeaseStep::Renew(60), t0 + 213)
-                .await
-                .expect("renew"),
+            !lease("api2", renew, t0 + 213).await,
             "a renewal after the lease was given back takes nothing"
         );
-        assert!(store
-            .edit_lease(&id("a"), "api1", LeaseStep::Take(60), t0 + 213)
-            .await
-            .expect("lock"));
-        store
-            .edit_lease(&id("a"), "api1", LeaseStep::GiveBack, t0)
-            .await
-            .expect("unlock");
+        assert!(lease("api1", take, t0 + 213).await);
+        lease("api1", LeaseStep::GiveBack, t0).await;
         assert_eq!(
             store.get(&id("a")).await.expect("get").as_ref(),
             Some(&before),

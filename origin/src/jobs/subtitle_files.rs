@@ -37,7 +37,7 @@ const REASK_UNLOCK: Duration = Duration::from_secs(15);
 /// The first and the longest pause between two asks for the lease.
 const POLL: (Duration, Duration) = (Duration::from_millis(25), Duration::from_millis(400));
 
-/// A video's edit lease ([`JobStore::lock_edits`]), held for one change of its subtitle files
+/// A video's edit lease ([`JobStore::edit_lease`]), held for one change of its subtitle files
 /// (or one read of them by an encode, or a delete). A change numbers its file after those
 /// there are, and reads, edits and writes back the master, so two at once (on any machines)
 /// could take one number or lose one's edit; a read pulls the bucket's copy over the working
@@ -159,12 +159,12 @@ pub async fn sync_master<S: JobStore>(
     let mut named = playlist::subtitle_media(&master);
     // What is kept follows the descriptions: a file whose cues cannot be read now stays as
     // it was published.
-    let files: Vec<_> = tracks::sidecars(layout, video)
+    let files: Vec<(u32, SubtitleRendition)> = tracks::sidecars(layout, video)
         .iter()
-        .map(|s| s.rendition())
+        .map(|s| (s.id, s.rendition()))
         .collect();
     let uploaded = |uri: &str| uri.starts_with(UPLOADED_PREFIX);
-    let kept = |uri: &str| files.iter().any(|r| uri == r.media().uri);
+    let kept = |uri: &str| files.iter().any(|(_, r)| uri == r.media().uri);
     let mut removed: Vec<String> = named
         .iter()
         .filter(|m| uploaded(&m.uri) && !kept(&m.uri))
@@ -173,7 +173,7 @@ pub async fn sync_master<S: JobStore>(
     // And a rendition the master does not name: a growing encode wrote it at its start for a
     // file deleted since.
     for id in rendition_dirs(&dir) {
-        if !files.iter().any(|r| r.id == id) && !removed.contains(&id) {
+        if !files.iter().any(|(_, r)| r.id == id) && !removed.contains(&id) {
             removed.push(id);
         }
     }
@@ -183,14 +183,13 @@ pub async fn sync_master<S: JobStore>(
         .map(|r| r.duration)
         .or_else(|| playlist_duration(&dir))
         .unwrap_or(0.0);
-    let added: Vec<(&SubtitleRendition, u32)> = files
+    let added: Vec<&(u32, SubtitleRendition)> = files
         .iter()
-        .filter(|r| !named.iter().any(|m| m.uri == r.media().uri))
-        .filter_map(|r| Some((r, r.id.strip_prefix(UPLOADED_PREFIX)?.parse().ok()?)))
+        .filter(|(_, r)| !named.iter().any(|m| m.uri == r.media().uri))
         .collect();
     let (mut segments, mut playlists) = (Vec::new(), Vec::new());
-    for (rendition, id) in added {
-        let cues = match tracks::sidecar_cues(layout, video, id) {
+    for (number, rendition) in added {
+        let cues = match tracks::sidecar_cues(layout, video, *number) {
             Ok(cues) => cues,
             Err(error) => {
                 let subtitle = &rendition.id;
@@ -271,9 +270,7 @@ pub async fn pull_files<S: JobStore>(
             None
         }
     };
-    media
-        .pull_dir(&format!("subtitles/{video}"), |_| true)
-        .await
+    media.pull_subtitles(video).await
 }
 
 /// Once a job is recorded ready: under the lease, brings its master in line with the files
@@ -292,9 +289,9 @@ pub async fn after_publish<S: JobStore>(
         Err(StoreError::NotFound(_)) => return Ok(false), // deleted meanwhile
         Err(e) => return Err(e.to_string()),
     };
-    (media
-        .pull_dir(&format!("subtitles/{video}"), |_| true)
-        .await)
+    media
+        .pull_subtitles(video)
+        .await
         .map_err(|e| e.to_string())?;
     let none = std::fs::read_dir(layout.subtitles_dir(video))
         .map_or(true, |mut files| files.next().is_none());

@@ -8,6 +8,7 @@
 //! it names.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use shared::media::VideoId;
@@ -46,20 +47,8 @@ impl MediaStore {
             _ => 0,
         };
         for step in 0..=2 {
-            let batch: Vec<(String, PathBuf)> = files
-                .iter()
-                .filter(|(rel, _)| rank(rel) == step)
-                .cloned()
-                .collect();
-            let remote = remote.clone();
-            stream::iter(batch)
-                .map(move |(rel, path)| {
-                    let remote = remote.clone();
-                    async move { remote.push_file(&rel, &path).await }
-                })
-                .buffer_unordered(PARALLEL_PUTS)
-                .try_collect::<Vec<()>>()
-                .await?;
+            let batch = files.iter().filter(|(rel, _)| rank(rel) == step);
+            push_together(remote.clone(), batch.cloned().collect()).await?;
         }
         if phase == Phase::Final {
             let wanted: std::collections::HashSet<String> =
@@ -154,6 +143,11 @@ impl MediaStore {
         self.pull_dir(&format!("keys/{video}"), |_| true).await
     }
 
+    /// Pulls the subtitle files uploaded for `video` (`subtitles/<video>`), tombstones included.
+    pub async fn pull_subtitles(&self, video: &VideoId) -> Result<(), StorageError> {
+        self.pull_dir(&format!("subtitles/{video}"), |_| true).await
+    }
+
     /// Removes single files (paths relative to the data directory) here and in the bucket.
     pub async fn remove_files(&self, rels: &[String]) -> Result<(), StorageError> {
         for rel in rels {
@@ -183,17 +177,8 @@ impl MediaStore {
             return Ok(());
         };
         let root = self.layout.root();
-        let owned: Vec<(String, PathBuf)> =
-            rels.iter().map(|r| (r.clone(), root.join(r))).collect();
-        stream::iter(owned)
-            .map(|(rel, path)| {
-                let remote = remote.clone();
-                async move { remote.push_file(&rel, &path).await }
-            })
-            .buffer_unordered(PARALLEL_PUTS)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+        let files = rels.iter().map(|r| (r.clone(), root.join(r))).collect();
+        push_together(remote.clone(), files).await
     }
 
     /// Removes the directory `rel` (relative to the data directory) here and in the bucket.
@@ -230,6 +215,22 @@ impl Remote {
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), stamp);
     }
+}
+
+/// Sends `files` (relative name, local path) [`PARALLEL_PUTS`] at a time, in no set order.
+async fn push_together(
+    remote: Arc<Remote>,
+    files: Vec<(String, PathBuf)>,
+) -> Result<(), StorageError> {
+    stream::iter(files)
+        .map(move |(rel, path)| {
+            let remote = remote.clone();
+            async move { remote.push_file(&rel, &path).await }
+        })
+        .buffer_unordered(PARALLEL_PUTS)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 fn stamp(m: &std::fs::Metadata) -> Stamp {

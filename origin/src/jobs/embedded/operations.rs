@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 use shared::media::VideoId;
 
-use super::{backend, decode, encode, EmbeddedStore, JOBS};
+use super::{backend, decode, put, EmbeddedStore, JOBS};
 use crate::jobs::model::{Job, JobState, Lease, LeaseStep};
 use crate::jobs::store::{lease_of_missing, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
@@ -13,13 +13,10 @@ use crate::transcode::progress::Stage;
 impl JobStore for EmbeddedStore {
     async fn create(&self, job: Job) -> Result<(), StoreError> {
         self.write(move |t| {
-            let key = job.video.to_string();
-            if t.get(key.as_str()).map_err(backend)?.is_some() {
+            if t.get(job.video.as_str()).map_err(backend)?.is_some() {
                 return Err(StoreError::Exists(job.video.clone()));
             }
-            let bytes = encode(&job)?;
-            t.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
-            Ok(())
+            put(t, &job)
         })
         .await
     }
@@ -78,8 +75,7 @@ impl JobStore for EmbeddedStore {
             job.lease = Some(Lease { worker, expires_at: now + lease_secs });
             job.attempts += 1;
             job.updated_at = now;
-            let bytes = encode(&job)?;
-            t.insert(job.video.as_str(), bytes.as_slice()).map_err(backend)?;
+            put(t, &job)?;
             Ok(Some(job))
         })
         .await
