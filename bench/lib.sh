@@ -208,11 +208,14 @@ setup_tls() {
 # without it clients would speak TLS 1.2 to nginx and TLS 1.3 to the edge.
 start_nginx() {
     [[ $SECRET =~ ^[A-Za-z0-9._-]+$ ]] || die "SECRET must match [A-Za-z0-9._-]+ (it is pasted into nginx.conf)"
+    local protocols=${NGINX_TLS_PROTOCOLS:-TLSv1.2 TLSv1.3}
+    [[ $protocols =~ ^[A-Za-z0-9.\ ]+$ ]] ||
+        die "NGINX_TLS_PROTOCOLS must be protocol names such as \"TLSv1.2 TLSv1.3\" (it is pasted into nginx.conf)"
     local port user_line="" dir=$WORK/nginx listen_extra=""
     port=$(free_port)
     if [[ $TLS == 1 ]]; then
         listen_extra=" ssl http2;
-        ssl_protocols ${NGINX_TLS_PROTOCOLS:-TLSv1.2 TLSv1.3};
+        ssl_protocols $protocols;
         ssl_certificate $WORK/tls/cert.pem;
         ssl_certificate_key $WORK/tls/key.pem"
     fi
