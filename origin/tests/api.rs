@@ -486,3 +486,25 @@ async fn a_videos_subtitle_numbers_have_an_end() {
     assert!(message.contains("over its life"), "{message}");
     assert_eq!(e2e::files::files_under(&dir).len(), 1, "nothing kept");
 }
+
+/// A subtitle file whose long cues would be copied into every segment they span, tens of
+/// megabytes from a file within the size limit, is refused with 422 before anything is kept.
+#[tokio::test]
+async fn a_subtitle_file_that_would_multiply_is_refused() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    let cue = format!("00:00:00.000 --> 00:10:00.000\n{}\n\n", "a".repeat(4000));
+    let vtt = format!("WEBVTT\n\n{}", cue.repeat(100));
+    let uri = format!("/api/videos/{video}/subtitles?lang=fra");
+    let refused = api
+        .call(request(Method::POST, &uri, Some(&alice), Body::from(vtt)))
+        .await;
+    let message = api.error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "long cues");
+    assert!(message.contains("repeated"), "{message}");
+    let dir = api.state.layout.subtitles_dir(&video);
+    assert!(
+        e2e::files::files_under(&dir).is_empty(),
+        "a refused file was kept"
+    );
+}

@@ -66,7 +66,9 @@ pub async fn add(
     if body.len() > subs::MAX_BYTES {
         return Err(ApiError::TooLarge(subs::MAX_BYTES as u64));
     }
+    let segment_secs = state.settings.worker.media.transcode.segment_secs;
     let cues = subs::parse(&body)
+        .and_then(|cues| subs::check_copies(&cues, segment_secs).map(|()| cues))
         .map_err(|e| ApiError::Unprocessable(format!("not a usable subtitle file: {e}")))?;
     let language = track_names::language(q.lang.as_deref());
     let fallback = format!("Subtitles ({language})");

@@ -162,6 +162,7 @@ impl Pipeline {
             &work.path().join("subtitles"),
             &self.layout,
             job.video,
+            s.segment_secs,
         )
         .await;
 

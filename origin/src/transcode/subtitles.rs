@@ -28,6 +28,12 @@ const MAX_CUE_SECS: f64 = 600.0;
 const MAX_CUE_TEXT: usize = 4096;
 /// The largest hour a timestamp may name.
 const MAX_HOURS: u64 = 999;
+/// How many times over a track's segments may hold its text ([`check_copies`])...
+const MAX_COPIES: u64 = 4;
+/// ...though a small track may always fill this many bytes of segments.
+const MIN_COPY_BUDGET: u64 = 4 << 20;
+/// Bytes a cue takes in a segment besides its text: its timing line and blank line.
+const CUE_OVERHEAD: u64 = 32;
 
 /// One cue: seconds of source time, and its text (WebVTT cue payload).
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +56,11 @@ pub enum SubtitleError {
     Malformed { line: usize, what: String },
     #[error("the subtitle file has more than {MAX_CUES} cues")]
     TooManyCues,
+    #[error(
+        "its cues would fill {copied} bytes of segments, more than {budget}: a cue is repeated \
+         in every segment it spans, so long cues with long texts multiply"
+    )]
+    TooRepetitive { copied: u64, budget: u64 },
 }
 
 /// Parses a WebVTT (starts with `WEBVTT`) or SRT file.
@@ -203,6 +214,35 @@ pub fn to_vtt(cues: &[Cue]) -> String {
     out
 }
 
+/// Refuses a track whose segments would hold far more than the track itself. Each cue is
+/// copied into every segment it overlaps ([`segments`]): within [`MAX_CUE_SECS`] and the
+/// size limits, a file of long cues with long texts would otherwise turn 512 KiB into 50 MB
+/// of segments, and an embedded track of 8 MiB into 800 MiB, all of it built in memory first.
+/// Ordinary subtitles (cues of a few seconds) are copied less than twice over.
+pub fn check_copies(cues: &[Cue], segment_secs: u32) -> Result<(), SubtitleError> {
+    let (own, copied) = copied_bytes(cues, segment_secs);
+    let budget = own.saturating_mul(MAX_COPIES).max(MIN_COPY_BUDGET);
+    match copied > budget {
+        true => Err(SubtitleError::TooRepetitive { copied, budget }),
+        false => Ok(()),
+    }
+}
+
+/// The bytes of a track's cues, and at most how many its segments hold on a grid of
+/// `segment_secs` (as many for a video that lasts at least as long as its cues).
+fn copied_bytes(cues: &[Cue], segment_secs: u32) -> (u64, u64) {
+    let seg = f64::from(segment_secs.max(1));
+    let (mut own, mut copied) = (0u64, 0u64);
+    for c in cues {
+        let bytes = c.text.len() as u64 + CUE_OVERHEAD;
+        // The segments `i` with `i * seg < end` and `(i + 1) * seg > start`.
+        let copies = ((c.end / seg).ceil() - (c.start / seg).floor()).max(1.0) as u64;
+        own += bytes;
+        copied = copied.saturating_add(bytes.saturating_mul(copies));
+    }
+    (own, copied)
+}
+
 /// The WebVTT segments of a track on the grid of a `duration`-second video cut every
 /// `segment_secs`, each with its duration.
 pub fn segments(cues: &[Cue], duration: f64, segment_secs: u32) -> Vec<(String, f64)> {
@@ -247,6 +287,60 @@ mod tests {
     use super::*;
 
     const SRT: &str = "1\r\n00:00:01,500 --> 00:00:03,000\r\nHello\r\nworld\r\n\r\n2\r\n00:00:05,250 --> 00:00:07,000\r\nBye --> now\r\n";
+
+    /// `count` cues of `text_len` bytes, each lasting `secs`, one every `every` seconds.
+    fn track(count: usize, text_len: usize, secs: f64, every: f64) -> Vec<Cue> {
+        (0..count)
+            .map(|i| Cue {
+                start: i as f64 * every,
+                end: i as f64 * every + secs,
+                text: "a".repeat(text_len),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cues_that_would_multiply_into_the_segments_are_refused() {
+        // A file within every other limit (400 KB, cues of 600 s): 40 MB of 6 s segments.
+        let long = track(100, 4000, 600.0, 0.0);
+        let file = to_vtt(&long);
+        assert!(file.len() < MAX_BYTES, "{}", file.len());
+        let parsed = parse(file.as_bytes()).expect("within the parser's limits");
+        let refused = check_copies(&parsed, 6);
+        assert!(
+            matches!(refused, Err(SubtitleError::TooRepetitive { copied, .. }) if copied > 40_000_000),
+            "{refused:?}"
+        );
+        // Ordinary subtitles: two hours of 2.5 s cues, and a few long ones, on any grid.
+        let mut ordinary = track(2880, 80, 2.5, 2.5);
+        ordinary.extend(track(10, 200, 60.0, 700.0));
+        for seg in [1, 2, 6, 10] {
+            assert_eq!(check_copies(&ordinary, seg), Ok(()), "{seg} s segments");
+        }
+    }
+
+    #[test]
+    fn the_copy_count_covers_what_the_segments_hold() {
+        let mut cues = track(300, 50, 7.3, 3.1);
+        cues.extend(track(5, 900, 95.0, 40.0));
+        cues.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let header = segments(&[], 1.0, 1)[0].0.len() as u64;
+        for seg in [1, 2, 4, 6, 10] {
+            let written: u64 = segments(&cues, 1000.0, seg)
+                .iter()
+                .map(|(text, _)| text.len() as u64 - header)
+                .sum();
+            let (_, counted) = copied_bytes(&cues, seg);
+            assert!(
+                written <= counted,
+                "{seg} s: {written} written, {counted} counted"
+            );
+            assert!(
+                counted - written < counted / 10,
+                "{seg} s: {written} of {counted}"
+            );
+        }
+    }
 
     #[test]
     fn hostile_cues_are_refused_with_where() {

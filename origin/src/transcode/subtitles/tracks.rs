@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use shared::media::{Layout, VideoId};
 
-use super::{extract, parse_any_size, write_rendition, Cue, SubtitleError};
+use super::{check_copies, extract, parse_any_size, write_rendition, Cue, SubtitleError};
 use crate::transcode::ffmpeg::VARIANT;
 use crate::transcode::input::Source;
 use crate::transcode::playlist::Media;
@@ -189,6 +189,7 @@ pub async fn collect(
     scratch: &Path,
     layout: &Layout,
     video: &VideoId,
+    segment_secs: u32,
 ) -> (Renditions, Vec<SkippedTrack>) {
     let text: Vec<usize> = tracks
         .iter()
@@ -222,6 +223,10 @@ pub async fn collect(
         }
         match extracted.next() {
             Some(Ok(cues)) => {
+                if let Err(e) = check_copies(&cues, segment_secs) {
+                    skip(track, format!("the track could not be converted: {e}"));
+                    continue;
+                }
                 let embedded = renditions
                     .iter()
                     .filter(|(r, _)| r.source == "embedded")
@@ -299,12 +304,60 @@ mod tests {
             Path::new("/nonexistent/scratch"),
             &layout,
             &video,
+            6,
         )
         .await;
         assert!(renditions.is_empty());
         assert_eq!(skipped.len(), 2);
         assert!(skipped[0].reason.contains("image subtitle"), "{skipped:?}");
         assert_eq!(skipped[1].language, "fra");
+    }
+
+    /// A source whose second text track holds long cues with long texts: within every limit
+    /// of the extraction, but its segments would hold it a hundred times over.
+    #[tokio::test]
+    async fn a_track_that_would_multiply_is_skipped_with_its_reason() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = Layout::new(dir.path());
+        let video: VideoId = "v".parse().expect("id");
+        let source = dir.path().join("source.mkv");
+        let long = "a".repeat(3000);
+        // Distinct starts: cues that start together may be merged on the way into the file.
+        let long_cues: Vec<e2e::clips::Cue> = (0..150)
+            .map(|i| (f64::from(i) * 0.005, 590.0, long.as_str()))
+            .collect();
+        e2e::clips::multitrack_clip(
+            &source,
+            1,
+            &e2e::clips::Tracks {
+                audio: &[],
+                subtitles: &[("eng", &[(0.2, 0.8, "Hello")]), ("fra", &long_cues)],
+            },
+        );
+        let track = |index, language: &str| SubtitleTrack {
+            index,
+            codec: "subrip".into(),
+            language: language.into(),
+            name: String::new(),
+        };
+        let (renditions, skipped) = collect(
+            Path::new("ffmpeg"),
+            Source::File(&source),
+            &[track(0, "eng"), track(1, "fra")],
+            &dir.path().join("scratch"),
+            &layout,
+            &video,
+            6,
+        )
+        .await;
+        let kept: Vec<&str> = renditions
+            .iter()
+            .map(|(r, _)| r.language.as_str())
+            .collect();
+        assert_eq!(kept, ["eng"]);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].language, "fra");
+        assert!(skipped[0].reason.contains("repeated"), "{skipped:?}");
     }
 
     #[test]
