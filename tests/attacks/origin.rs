@@ -193,7 +193,8 @@ fn hostile_containers_are_refused_at_upload_and_import() {
     );
 }
 
-/// Item 3: a source larger than a limit is refused at upload with 422 naming the limit.
+/// Item 3: a source larger than a limit is refused at upload with 422 naming the limit, and
+/// so is one whose metadata alone would fill memory.
 #[test]
 fn oversized_sources_are_refused_before_a_job_exists() {
     let work = tempfile::tempdir().expect("tmp");
@@ -240,11 +241,38 @@ fn oversized_sources_are_refused_before_a_job_exists() {
         ],
         &long,
     );
+    // A title tag of 2 MB: ffprobe prints every tag, and its JSON is read in memory.
+    let wordy = work.path().join("wordy.mkv");
+    let metadata = work.path().join("metadata.txt");
+    fs::write(
+        &metadata,
+        format!(";FFMETADATA1\ntitle={}\n", "x".repeat(2_000_000)),
+    )
+    .expect("metadata");
+    let metadata = metadata.to_string_lossy();
+    make(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x120:r=10:d=1",
+            "-i",
+            &metadata,
+            "-map_metadata",
+            "1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+        &wordy,
+    );
     let (_dir, origin) = start("e2e-attack-limits-", "");
     let alice = token("alice");
     for (file, limit) in [
         (&huge, "limits.max_width"),
         (&long, "limits.max_duration_secs"),
+        (&wordy, "metadata is larger than 1 MiB"),
     ] {
         let r = origin.upload(&alice, &fs::read(file).expect("clip"), "video/x-matroska");
         assert_eq!(r.status, 422, "{}: {}", file.display(), r.text());

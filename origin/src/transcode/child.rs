@@ -12,8 +12,9 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::process::Output;
+use std::process::{Output, Stdio};
 
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 /// Makes `command`'s process receive SIGKILL when this process dies, and kills it when its
@@ -47,6 +48,44 @@ pub async fn output(command: &mut Command) -> io::Result<Output> {
     die_with_parent(command).output().await
 }
 
+/// Runs `command` to completion like [`output`], keeping at most `limit` bytes of each of its
+/// outputs. A child that writes more is killed and the run fails with `InvalidData`: what a
+/// hostile file makes ffprobe print (a title tag of a gigabyte) never fills this process's
+/// memory.
+pub async fn output_within(command: &mut Command, limit: usize) -> io::Result<Output> {
+    let mut child = die_with_parent(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let read = |pipe: Option<Box<dyn AsyncRead + Unpin + Send>>| async move {
+        let mut bytes = Vec::new();
+        if let Some(pipe) = pipe {
+            pipe.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
+        }
+        match bytes.len() > limit {
+            true => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the output is larger than {limit} bytes"),
+            )),
+            false => Ok(bytes),
+        }
+    };
+    let stdout = child.stdout.take().map(|p| Box::new(p) as _);
+    let stderr = child.stderr.take().map(|p| Box::new(p) as _);
+    match tokio::try_join!(read(stdout), read(stderr)) {
+        Ok((stdout, stderr)) => Ok(Output {
+            status: child.wait().await?,
+            stdout,
+            stderr,
+        }),
+        Err(e) => {
+            let _ = child.kill().await;
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +98,30 @@ mod tests {
             .expect("sh runs");
         assert!(out.status.success());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    }
+
+    #[tokio::test]
+    async fn a_child_that_writes_too_much_is_stopped() {
+        let started = std::time::Instant::now();
+        for script in [
+            "head -c 50000000 /dev/zero; sleep 30",
+            "head -c 50000000 /dev/zero >&2; sleep 30",
+        ] {
+            let refused = output_within(Command::new("sh").args(["-c", script]), 1 << 20).await;
+            let error = refused.expect_err("more than the limit");
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::InvalidData,
+                "{script}: {error}"
+            );
+        }
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        let out = output_within(Command::new("sh").args(["-c", "echo ok; echo no >&2"]), 3)
+            .await
+            .expect("within the limit");
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"ok\n"[..], &b"no\n"[..])
+        );
     }
 }

@@ -76,6 +76,9 @@ pub enum ProbeError {
 
 /// A hostile file must not keep a probe (and the upload waiting on it) busy for long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most ffprobe may print about a file. Its JSON holds every tag of every stream, and a
+/// container's tags can be as long as the file: a few streams' worth is some kilobytes.
+const MAX_PROBE_OUTPUT: usize = 1 << 20;
 
 /// Runs ffprobe on `source`, through the allow-lists.
 pub async fn probe(ffprobe: &Path, source: Source<'_>) -> Result<SourceInfo, ProbeError> {
@@ -120,8 +123,14 @@ async fn ffprobe_json(
         Opened::Source(source) => command.args(input::source_input(source)),
         Opened::Own(path) => command.arg(path),
     };
-    let run = super::child::output(&mut command);
+    let run = super::child::output_within(&mut command, MAX_PROBE_OUTPUT);
     let out = match tokio::time::timeout(PROBE_TIMEOUT, run).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(ProbeError::Unreadable(format!(
+                "its metadata is larger than {} MiB",
+                MAX_PROBE_OUTPUT >> 20
+            )))
+        }
         Ok(out) => out.map_err(|e| ProbeError::Spawn(e.to_string()))?,
         Err(_) => {
             return Err(ProbeError::Unreadable(format!(
