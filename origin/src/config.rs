@@ -201,7 +201,7 @@ pub struct TranscodeConfig {
     pub nvenc: NvencMode,
     /// Concurrent NVENC sessions (consumer GPUs allow few). Default 3.
     pub nvenc_sessions: usize,
-    /// Seconds without ffmpeg progress before it is killed. Default 120.
+    /// Seconds without ffmpeg progress before it is killed. Default 120; at least 5.
     pub stall_timeout_secs: u64,
     /// Attempts before a job fails for good. Default 3.
     pub max_attempts: u32,

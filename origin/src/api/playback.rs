@@ -153,15 +153,9 @@ async fn authorize(state: &AppState, id: &str, pt: Option<&str>) -> Result<Job, 
 }
 
 fn valid_rung(rung: &str) -> Result<(), ApiError> {
-    let ok = !rung.is_empty()
-        && rung.len() <= 32
-        && rung
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound)
+    match crate::transcode::ladder::is_rung_name(rung) {
+        true => Ok(()),
+        false => Err(ApiError::NotFound),
     }
 }
 

@@ -19,6 +19,7 @@ use super::{
     StoreBackend, TranscodeConfig, UploadLimits,
 };
 use crate::http_client::Target;
+use crate::transcode::ladder;
 use crate::transcode::limits::MediaLimits;
 use crate::webhooks::settings::WebhookSettings;
 
@@ -146,6 +147,9 @@ impl OriginConfig {
         let auth = self.auth.validate(&signing, &mut errors);
         let purge = self.check_purge(&mut errors);
         errors.extend(self.uploads.problems());
+        if self.server.max_upload_bytes == 0 {
+            errors.push("server.max_upload_bytes must be at least 1".into());
+        }
         if !self.migration.import_prefix.is_empty()
             && self.storage.backend != super::storage::StorageBackend::S3
         {
@@ -183,6 +187,24 @@ impl OriginConfig {
         }
         if t.ladder.is_empty() {
             errors.push("transcode.ladder must have at least one rung".into());
+        }
+        for (i, rung) in t.ladder.iter().enumerate() {
+            if let Some(problem) = ladder::rung_problem(rung) {
+                errors.push(format!("transcode.ladder[{i}]: {problem}"));
+            }
+            if t.ladder[..i].iter().any(|r| r.name == rung.name) {
+                errors.push(format!(
+                    "transcode.ladder[{i}]: the name {:?} is used by an earlier rung",
+                    rung.name
+                ));
+            }
+        }
+        if t.stall_timeout_secs < 5 {
+            errors.push(
+                "transcode.stall_timeout_secs must be at least 5 (an encoder reports its \
+                 progress about every second)"
+                    .into(),
+            );
         }
         if t.lease_secs < 3 {
             errors.push("transcode.lease_secs must be at least 3".into());

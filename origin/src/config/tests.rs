@@ -177,3 +177,48 @@ fn a_worker_needs_no_api_secrets() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(c.media().is_err(), "env problems are every role's problems");
 }
+
+#[test]
+fn a_ladder_and_timeouts_that_could_never_work_are_refused() {
+    use crate::transcode::ladder::RungSpec;
+    let mut c = OriginConfig::default();
+    let rung = |name: &str, short_side, video_kbps| RungSpec {
+        name: name.into(),
+        short_side,
+        video_kbps,
+        audio_kbps: 64,
+    };
+    c.transcode.ladder = vec![
+        rung("720p", 720, 3000),
+        rung("720p", 720, 2000),
+        rung("../x", 480, 1000),
+        rung("subs_u1", 360, 800),
+        rung("tiny", 0, 100),
+        rung("free", 240, 0),
+    ];
+    c.transcode.stall_timeout_secs = 0;
+    c.server.max_upload_bytes = 0;
+    let errors = c.serve().expect_err("invalid").0;
+    for expected in [
+        "ladder[1]: the name \"720p\" is used",
+        "ladder[2]: the name \"../x\" must be",
+        "ladder[3]: the name \"subs_u1\" starts like",
+        "ladder[4]: short_side",
+        "ladder[5]: video_kbps",
+        "stall_timeout_secs",
+        "max_upload_bytes",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{expected}: {errors:#?}"
+        );
+    }
+    assert!(
+        !errors.iter().any(|e| e.contains("ladder[0]")),
+        "{errors:#?}"
+    );
+    assert!(
+        c.worker(None).is_err(),
+        "a worker encodes with the ladder too"
+    );
+}

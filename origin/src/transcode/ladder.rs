@@ -17,6 +17,36 @@ pub struct RungSpec {
     pub audio_kbps: u32,
 }
 
+/// Whether `name` can name a rung: its directory, and the `{rung}` of playback URLs.
+pub fn is_rung_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What is wrong with a configured rung, if anything.
+pub fn rung_problem(rung: &RungSpec) -> Option<String> {
+    let name = &rung.name;
+    if !is_rung_name(name) {
+        Some(format!(
+            "the name {name:?} must be 1-32 letters, digits, '_' or '-' (it names a directory \
+             and a URL)"
+        ))
+    } else if name.starts_with("audio_") || name.starts_with("subs_") {
+        Some(format!(
+            "the name {name:?} starts like an audio or subtitle rendition's"
+        ))
+    } else if rung.short_side < 2 {
+        Some("short_side must be at least 2".into())
+    } else if rung.video_kbps == 0 {
+        Some("video_kbps must be at least 1".into())
+    } else {
+        None
+    }
+}
+
 /// The default ladder (seeds 000 and 003).
 pub fn default_ladder() -> Vec<RungSpec> {
     [
