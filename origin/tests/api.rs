@@ -47,6 +47,11 @@ struct Answer {
 
 impl Api {
     async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    /// An API on the test configuration after `change`.
+    async fn with(change: impl FnOnce(&mut OriginConfig)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("origin-api-")
             .tempdir()
@@ -63,6 +68,7 @@ impl Api {
             ("HLS_SIGNING_SECRET", SIGNING_SECRET),
         ]);
         config.apply_env(&env);
+        change(&mut config);
         let settings = config.serve().expect("valid test configuration");
         let built = origin::roles::serve::build(settings)
             .await
@@ -507,4 +513,38 @@ async fn a_subtitle_file_that_would_multiply_is_refused() {
         e2e::files::files_under(&dir).is_empty(),
         "a refused file was kept"
     );
+}
+
+/// An upload over `server.max_upload_bytes` is 413 whether or not it announced its length:
+/// sent in chunks, as a raw body or as a form's file field.
+#[tokio::test]
+async fn an_upload_over_the_limit_is_413_without_a_length_too() {
+    let api = Api::with(|c| c.server.max_upload_bytes = 64 * 1024).await;
+    let alice = token("alice", false);
+    let chunked = |parts: Vec<Vec<u8>>| {
+        let chunks = parts.into_iter().map(Ok::<_, std::io::Error>);
+        Body::from_stream(futures_util::stream::iter(chunks))
+    };
+    let raw = request(
+        Method::POST,
+        "/api/videos",
+        Some(&alice),
+        chunked(vec![vec![7u8; 16 * 1024]; 8]),
+    );
+    let mut form = vec![
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\n"
+            .to_vec(),
+    ];
+    form.extend(vec![vec![7u8; 16 * 1024]; 8]);
+    form.push(b"\r\n--XyZ--\r\n".to_vec());
+    let mut multipart = request(Method::POST, "/api/videos", Some(&alice), chunked(form));
+    multipart.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("multipart/form-data; boundary=XyZ"),
+    );
+    for (what, upload) in [("raw", raw), ("multipart", multipart)] {
+        let refused = api.call(upload).await;
+        let message = api.error(&refused, StatusCode::PAYLOAD_TOO_LARGE, what);
+        assert!(message.contains("65536"), "{what}: {message}");
+    }
 }

@@ -12,6 +12,7 @@ pub mod guard;
 
 use std::path::{Path, PathBuf};
 
+use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::Json;
@@ -109,11 +110,11 @@ pub async fn create(
         while let Some(field) = form
             .next_field()
             .await
-            .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+            .map_err(|e| multipart_error(&e, max_bytes))?
         {
             match field.name() {
                 Some("file") if received.is_none() => {
-                    let stream = field.map(|r| r.map_err(|e| e.to_string()));
+                    let stream = field.map(|r| r.map_err(|e| multipart_error(&e, max_bytes)));
                     received = Some(write_stream(stream, &sink).await?);
                 }
                 Some("title") => title = Some(read_title(field, limits).await?),
@@ -127,7 +128,7 @@ pub async fn create(
         let stream = req
             .into_body()
             .into_data_stream()
-            .map(|r| r.map_err(|e| e.to_string()));
+            .map(|r| r.map_err(|e| body_error(&e, max_bytes)));
         write_stream(stream, &sink).await?
     };
     if received == 0 {
@@ -236,6 +237,27 @@ async fn read_title(
     String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the title is not UTF-8".into()))
 }
 
+/// A form that broke off: 413 when it outgrew the body limit (a form sent in chunks announces
+/// no length to refuse it by), else 400.
+fn multipart_error(e: &MultipartError, max_bytes: u64) -> ApiError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(max_bytes),
+        _ => ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text())),
+    }
+}
+
+/// A raw body that broke off: 413 when it outgrew the body limit, else 400.
+fn body_error(e: &axum::Error, max_bytes: u64) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return ApiError::TooLarge(max_bytes);
+        }
+        source = error.source();
+    }
+    ApiError::BadRequest(format!("upload interrupted: {e}"))
+}
+
 /// How often (bytes) the free-space floor is checked again while an upload streams in.
 const ROOM_CHECK_EVERY: u64 = 64 << 20;
 
@@ -244,13 +266,13 @@ const ROOM_CHECK_EVERY: u64 = 64 << 20;
 /// fails here like anywhere else (`api::body_deadline`), and the request is answered 408.
 async fn write_stream<S>(mut stream: S, sink: &Sink<'_>) -> Result<u64, ApiError>
 where
-    S: futures_util::Stream<Item = Result<Bytes, String>> + Unpin,
+    S: futures_util::Stream<Item = Result<Bytes, ApiError>> + Unpin,
 {
     let mut file = tokio::fs::File::create(sink.path).await?;
     let mut total: u64 = 0;
     let mut next_check = ROOM_CHECK_EVERY;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
+        let chunk = chunk?;
         total += chunk.len() as u64;
         if total > sink.max_bytes {
             return Err(ApiError::TooLarge(sink.max_bytes));
