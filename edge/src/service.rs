@@ -150,6 +150,11 @@ impl Edge {
         if (req.version == Version::Http11 && h.host_count == 0) || h.host_count > 1 {
             return refused(Refusal::BadRequest("exactly one Host header is required"));
         }
+        if h.repeated {
+            return refused(Refusal::BadRequest(
+                "a header that may appear once came twice",
+            ));
+        }
         if h.host.is_some_and(|host| !valid_host(host)) {
             return refused(Refusal::BadRequest("invalid Host header"));
         }
@@ -187,9 +192,12 @@ impl Edge {
                 return r;
             }
         }
-        // Only a template that binds the client address pays for formatting it.
+        // Only a template that binds the client address pays for formatting it. An IPv4
+        // client of a dual-stack `[::]` listener arrives as `::ffff:a.b.c.d`; nginx's `[::]`
+        // listens to IPv6 alone, and its IPv4 listener names the client `a.b.c.d`, which is
+        // what every link bound to that client was signed for.
         let peer = match self.settings.link.binds_remote_addr() {
-            true => req.peer.to_string(),
+            true => req.peer.to_canonical().to_string(),
             false => String::new(),
         };
         let link = LinkRequest {
@@ -384,7 +392,7 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{push_encoded_path, Edge};
+    use super::{push_encoded_path, unix_now, Edge};
     use crate::request::RequestHead;
 
     /// HTTP/2 moves every request's future a few times before its first poll, whole: a 403
@@ -398,6 +406,44 @@ mod tests {
         // profile); the bound leaves room for compiler changes and catches their return.
         let size = future_size(Edge::handle);
         assert!(size <= 2048, "Edge::handle's future is {size} bytes");
+    }
+
+    /// A link bound to an IPv4 client verifies when that client reaches a dual-stack
+    /// listener, which gives its address in IPv6's mapped form.
+    #[tokio::test]
+    async fn a_link_bound_to_an_ipv4_client_verifies_through_a_dual_stack_listener() {
+        let root = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(root.path().join("v")).expect("mkdir");
+        std::fs::write(root.path().join("v/segment_000.ts"), b"ts").expect("write");
+        let mut config = crate::config::EdgeConfig::default();
+        config.content.root = root.path().into();
+        config.signing.secrets = vec!["0123456789abcdef-current".into()];
+        config.signing.template = "$secure_link_expires$uri$remote_addr $secret".into();
+        let settings = config.validate().expect("valid");
+        let signed =
+            settings
+                .link
+                .signed_url("/hls/v/segment_000.ts", unix_now() + 600, "203.0.113.7");
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new().expect("metrics"));
+        let edge = Edge::new(settings, metrics).expect("edge");
+        let mut headers = crate::request::Headers::default();
+        headers.add(b"host", b"edge.test");
+        let status = |peer: &str| {
+            let head = RequestHead {
+                method: b"GET",
+                target: signed.as_bytes(),
+                version: crate::request::Version::Http11,
+                headers,
+                peer: peer.parse().expect("address"),
+                sendfile: false,
+            };
+            let edge = &edge;
+            async move { edge.handle(&head).await.status }
+        };
+        assert_eq!(status("203.0.113.7").await, 200);
+        assert_eq!(status("::ffff:203.0.113.7").await, 200);
+        assert_eq!(status("203.0.113.8").await, 403);
+        assert_eq!(status("::ffff:203.0.113.8").await, 403);
     }
 
     #[test]
