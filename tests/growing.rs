@@ -1,7 +1,7 @@
 //! Watching while it transcodes, end to end: the real origin publishes a video segment by
 //! segment while its ladder encodes, real players (ffmpeg, GStreamer) start as soon as
 //! stream-info says it is playable and decode every frame of the finished video through the
-//! edge; a second viewer after completion gets VOD playlists; a delete or a failure during the
+//! edge (GStreamer every frame from where it joins); a second viewer after completion gets VOD playlists; a delete or a failure during the
 //! encode withdraws everything published so far.
 
 use std::path::Path;
@@ -168,6 +168,17 @@ fn players_start_while_it_encodes_and_get_every_frame() {
         p.diagnostics()
     );
     eprintln!("playable {to_playable:?} after the upload");
+    // GStreamer first: it joins a playlist without ENDLIST near its end (below), so the sooner
+    // it starts, the more of the video it plays.
+    let info = p.stream_info(&alice, &id);
+    assert_eq!(info.status, 200, "{}", info.text());
+    let info = json(&info);
+    let manifest = info["manifest_url"].as_str().expect("manifest").to_owned();
+    let url = format!("{}{manifest}", p.origin.base_url());
+    let gst = process::on_path("gst-launch-1.0").then(|| {
+        let url = url.clone();
+        thread::spawn(move || gstreamer_frames(&url))
+    });
 
     // While it encodes: playable, not complete, everywhere the API says so.
     let record = p.record(&alice, &id);
@@ -180,13 +191,9 @@ fn players_start_while_it_encodes_and_get_every_frame() {
         ),
         "{record}"
     );
-    let info = p.stream_info(&alice, &id);
-    assert_eq!(info.status, 200, "{}", info.text());
-    let info = json(&info);
     assert_eq!(info["playable"], true, "{info}");
     assert_eq!(info["complete"], false, "{info}");
     assert!(info["retry_after"].as_u64().is_some(), "{info}");
-    let manifest = info["manifest_url"].as_str().expect("manifest").to_owned();
     for (response, text) in variants(&p.origin, &manifest) {
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{text}");
         assert!(text.contains("#EXT-X-START:TIME-OFFSET=0\n"), "{text}");
@@ -202,12 +209,7 @@ fn players_start_while_it_encodes_and_get_every_frame() {
         );
     }
 
-    // Players start now and follow the playlists to the end.
-    let url = format!("{}{manifest}", p.origin.base_url());
-    let gst = process::on_path("gst-launch-1.0").then(|| {
-        let url = url.clone();
-        thread::spawn(move || gstreamer_frames(&url))
-    });
+    // ffmpeg starts where EXT-X-START says, whenever it joins, and follows to the end.
     let frames = ffmpeg_frames(&url);
     let expected = (CLIP_SECS * FPS) as usize;
     assert!(!frames.is_empty());
@@ -221,8 +223,19 @@ fn players_start_while_it_encodes_and_get_every_frame() {
     assert!(ready, "{}", p.record(&alice, &id));
     match gst {
         Some(handle) => {
+            // GStreamer 1.22 ignores EXT-X-START: it joins a playlist without ENDLIST three
+            // target durations from its end, so it plays every frame only when it joins while
+            // at most three segments are out. On a loaded machine it may join later; it must
+            // still play from there to the end.
             let n = handle.join().expect("GStreamer thread");
-            assert_eq!(n, expected, "GStreamer decoded {n} frames");
+            let live_edge = (3 * SEGMENT_SECS * FPS) as usize;
+            assert!(
+                n <= expected && n + live_edge >= expected,
+                "GStreamer decoded {n} of {expected} frames"
+            );
+            if n < expected {
+                eprintln!("GStreamer joined {} frames in", expected - n);
+            }
         }
         None => panic!("gst-launch-1.0 is not installed; scripts/test.sh installs it"),
     }
