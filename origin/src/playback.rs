@@ -11,7 +11,7 @@ use std::fmt::Write;
 use shared::media::VideoId;
 use shared::secure_link::SecureLink;
 
-use crate::transcode::playlist::key_placeholder;
+use crate::transcode::playlist::{key_placeholder, quoted_attribute};
 
 /// `now + ttl`, rounded up to a multiple of `bucket`.
 pub fn bucketed_expiry(now: i64, ttl: i64, bucket: i64) -> i64 {
@@ -26,10 +26,16 @@ pub fn sign_master(master: &str, credential: &str) -> String {
     for line in master.lines() {
         if is_uri(line) {
             let _ = writeln!(out, "{line}?pt={credential}");
-        } else if let (true, Some(at)) = (line.starts_with("#EXT-X-MEDIA:"), line.find("URI=\"")) {
-            let start = at + "URI=\"".len();
-            let end = line[start..].find('"').map_or(line.len(), |e| start + e);
-            let _ = writeln!(out, "{}?pt={credential}{}", &line[..end], &line[end..]);
+        } else if let (true, Some(uri)) = (
+            line.starts_with("#EXT-X-MEDIA:"),
+            quoted_attribute(line, "URI"),
+        ) {
+            let _ = writeln!(
+                out,
+                "{}?pt={credential}{}",
+                &line[..uri.end],
+                &line[uri.end..]
+            );
         } else {
             out.push_str(line);
             out.push('\n');
@@ -116,6 +122,12 @@ mod tests {
         assert_eq!(
             sign_master(m, "T"),
             "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"A\",URI=\"audio_0/index.m3u8?pt=T\"\n"
+        );
+        // A track's name is the uploader's: one that reads like an attribute stays a name.
+        let m = "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"xURI=\",URI=\"audio_0/index.m3u8\"\n";
+        assert_eq!(
+            sign_master(m, "T"),
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"xURI=\",URI=\"audio_0/index.m3u8?pt=T\"\n"
         );
     }
 

@@ -217,10 +217,29 @@ pub fn subtitle_media(master: &str) -> Vec<Media> {
 
 /// A quoted attribute's value in a tag line.
 fn attribute(line: &str, name: &str) -> Option<String> {
-    let key = format!(",{name}=\"");
-    let start = line.find(&key)? + key.len();
-    let end = line[start..].find('"')? + start;
-    Some(line[start..end].to_owned())
+    quoted_attribute(line, name).map(|at| line[at].to_owned())
+}
+
+/// Where the quoted value of attribute `name` lies in a tag line (`#EXT-X-MEDIA:...`), read
+/// as an attribute list (RFC 8216 §4.2): a name counts only outside quoted strings, so a track
+/// named `xURI=` or `a,URI=` is not taken for the rendition's URI.
+pub fn quoted_attribute(line: &str, name: &str) -> Option<std::ops::Range<usize>> {
+    let mut at = line.find(':')? + 1;
+    loop {
+        let eq = line[at..].find('=')? + at;
+        let value = eq + 1;
+        let end = match line[value..].starts_with('"') {
+            true => {
+                let close = line[value + 1..].find('"')? + value + 1;
+                if &line[at..eq] == name {
+                    return Some(value + 1..close);
+                }
+                close + 1
+            }
+            false => value,
+        };
+        at = line[end..].find(',')? + end + 1;
+    }
 }
 
 /// `master` with its subtitle renditions replaced by `subtitles` (a subtitle file was uploaded
@@ -268,6 +287,27 @@ pub fn avc1_codec(profile: &str, level: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_read_outside_quoted_strings() {
+        let line = "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"a,URI=\",LANGUAGE=\"fra\",URI=\"subs_u1/index.m3u8\"";
+        assert_eq!(
+            attribute(line, "URI").as_deref(),
+            Some("subs_u1/index.m3u8")
+        );
+        assert_eq!(attribute(line, "NAME").as_deref(), Some("a,URI="));
+        assert_eq!(attribute(line, "LANGUAGE").as_deref(), Some("fra"));
+        assert_eq!(attribute(line, "TYPE"), None, "not quoted");
+        assert_eq!(attribute(line, "FORCED"), None);
+        let media = Media {
+            uri: "subs_u2/index.m3u8".into(),
+            name: "xURI=".into(),
+            language: "ita".into(),
+        };
+        let mut master = String::new();
+        subtitle_line(&mut master, &media);
+        assert_eq!(subtitle_media(&master), [media]);
+    }
 
     const VOD: &str =
         "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
