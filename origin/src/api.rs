@@ -24,6 +24,7 @@ pub mod media;
 pub mod playback;
 pub mod subtitles;
 pub mod uploads;
+pub mod user_slots;
 pub mod videos;
 pub mod web;
 
@@ -67,7 +68,9 @@ pub struct AppState {
     /// The cached `/readyz` verdict.
     pub readiness: Arc<admin::Readiness>,
     /// Uploads in progress per user.
-    pub upload_slots: Arc<uploads::guard::UploadSlots>,
+    pub upload_slots: Arc<user_slots::UserSlots>,
+    /// Event streams open per user.
+    pub event_streams: Arc<user_slots::UserSlots>,
     /// Fires when the server begins to drain: long-lived responses (event streams) end so the
     /// drain can finish.
     pub draining: shared::shutdown::Switch,
@@ -114,10 +117,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/videos/{id}/retry", post(videos::retry))
         .route(
             "/api/videos/{id}/subtitles",
-            // A subtitle file is small: never buffer more than it may be.
-            post(subtitles::add).layer(axum::extract::DefaultBodyLimit::max(
-                crate::transcode::subtitles::MAX_BYTES,
-            )),
+            // A subtitle file is small: the handler never buffers more than it may be.
+            post(subtitles::add),
         )
         .route(
             "/api/videos/{id}/subtitles/{sub}",

@@ -109,6 +109,9 @@ pub struct ServerConfig {
     pub send_timeout_secs: u64,
     /// API connections open at once; further ones wait in the backlog. Default 4096.
     pub max_connections: usize,
+    /// Event streams (`/api/videos/{id}/events`) one user may have open at once; more are
+    /// refused with 429. Each holds a connection for as long as its video encodes. Default 16.
+    pub max_event_streams_per_user: usize,
     /// Seconds in-flight requests get to finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: u64,
 }
@@ -125,6 +128,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 60,
             send_timeout_secs: 60,
             max_connections: 4096,
+            max_event_streams_per_user: 16,
             shutdown_grace_secs: 30,
         }
     }

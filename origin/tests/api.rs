@@ -80,13 +80,17 @@ impl Api {
         }
     }
 
-    async fn call(&self, request: Request<Body>) -> Answer {
-        let response = self
-            .router
+    /// The response to `request`, its body not read yet (an event stream's never ends).
+    async fn respond(&self, request: Request<Body>) -> axum::response::Response {
+        self.router
             .clone()
             .oneshot(request)
             .await
-            .expect("the router is infallible");
+            .expect("the router is infallible")
+    }
+
+    async fn call(&self, request: Request<Body>) -> Answer {
+        let response = self.respond(request).await;
         let status = response.status();
         let content_type = response
             .headers()
@@ -547,4 +551,90 @@ async fn an_upload_over_the_limit_is_413_without_a_length_too() {
         let message = api.error(&refused, StatusCode::PAYLOAD_TOO_LARGE, what);
         assert!(message.contains("65536"), "{what}: {message}");
     }
+}
+
+/// An event stream of a video still encoding holds its connection for as long as the encode:
+/// one user may have only so many open, so that one token cannot hold every connection.
+#[tokio::test]
+async fn one_user_may_hold_only_so_many_event_streams() {
+    let api = Api::with(|c| c.server.max_event_streams_per_user = 2).await;
+    let (alice, bob) = (token("alice", false), token("bob", false));
+    let (hers, his) = (api.video_of("alice").await, api.video_of("bob").await);
+    let events = |token: &str, video: &VideoId| {
+        let uri = format!("/api/videos/{video}/events");
+        request(Method::GET, &uri, Some(token), Body::empty())
+    };
+    let first = api.respond(events(&alice, &hers)).await;
+    let second = api.respond(events(&alice, &hers)).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = api.call(events(&alice, &hers)).await;
+    let message = api.error(&third, StatusCode::TOO_MANY_REQUESTS, "a third stream");
+    assert!(message.contains("2 event streams open"), "{message}");
+    let other = api.respond(events(&bob, &his)).await;
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another user's streams are their own"
+    );
+    drop(first);
+    let again = api.respond(events(&alice, &hers)).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "a closed stream gives its slot back"
+    );
+    drop((second, other, again));
+}
+
+/// A subtitle file's body is read only once its video is found to be the user's, and must
+/// arrive whole within the body timeout: a file sent a byte at a time, each within the
+/// deadline between pieces, no longer holds its connection for months.
+#[tokio::test(start_paused = true)]
+async fn a_subtitle_files_body_is_read_for_its_owner_and_only_so_long() {
+    let api = Api::new().await;
+    let (alice, bob) = (token("alice", false), token("bob", false));
+    let video = api.video_of("alice").await;
+    let uri = format!("/api/videos/{video}/subtitles?lang=fra");
+    let never = Body::from_stream(futures_util::stream::pending::<
+        Result<Vec<u8>, std::io::Error>,
+    >());
+    let not_his = tokio::time::timeout(
+        Duration::from_secs(5),
+        api.call(request(Method::POST, &uri, Some(&bob), never)),
+    )
+    .await
+    .expect("answered before reading the body");
+    api.error(&not_his, StatusCode::NOT_FOUND, "another user's video");
+
+    let trickle = futures_util::stream::unfold(0u32, |n| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let piece = if n == 0 {
+            b"WEBVTT\n\n".to_vec()
+        } else {
+            b"\n".to_vec()
+        };
+        Some((Ok::<_, std::io::Error>(piece), n + 1))
+    });
+    let started = tokio::time::Instant::now();
+    let slow = tokio::time::timeout(
+        Duration::from_secs(600),
+        api.call(request(
+            Method::POST,
+            &uri,
+            Some(&alice),
+            Body::from_stream(trickle),
+        )),
+    )
+    .await
+    .expect("the file is given up on");
+    let message = api.error(&slow, StatusCode::REQUEST_TIMEOUT, "a trickling file");
+    assert!(message.contains("did not arrive within 60 s"), "{message}");
+    assert!(
+        started.elapsed() <= Duration::from_secs(61),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -25,6 +25,11 @@ pub async fn sse(
     // Subscribe before reading the snapshot, so nothing falls between the two.
     let rx = state.events.subscribe();
     let job = state.owned_job(&user, &id).await?;
+    // A stream of a video still encoding stays open for as long as the encode: each one holds
+    // a connection, so one user may hold only so many.
+    let slot = state
+        .event_streams
+        .take(&user.id, state.settings.http.max_event_streams_per_user)?;
     let video = job.video.clone();
     let finished = matches!(job.state, JobState::Ready | JobState::Failed);
     let snapshot = Event::default()
@@ -61,7 +66,14 @@ pub async fn sse(
     let drained = async move {
         draining.fired().await;
     };
-    let events = first.chain(rest).take_until(Box::pin(drained));
+    let events = first
+        .chain(rest)
+        .take_until(Box::pin(drained))
+        // The slot is given back when the stream is dropped: it ended, or its client left.
+        .map(move |event| {
+            let _held = &slot;
+            event
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -7,7 +7,9 @@
 //! that goes on is left to it (`subtitle_files::after_publish`). Changes to one video's files
 //! take turns across machines.
 
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -54,18 +56,30 @@ async fn take_lease(state: &AppState, job: Job) -> Result<(EditLease<Store>, Job
     Ok((lease, job))
 }
 
+/// A subtitle file's body, read once its video was found to be the user's: it must arrive
+/// whole within `within` (the body's own deadline bounds only the gaps between its pieces, and
+/// a file sent a byte a minute would hold its connection for months).
+async fn read_file(body: Body, within: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(within, axum::body::to_bytes(body, subs::MAX_BYTES)).await {
+        Ok(read) => read.map_err(|e| super::uploads::body_error(&e, subs::MAX_BYTES as u64)),
+        Err(_) => Err(ApiError::Timeout(format!(
+            "the subtitle file did not arrive within {} s",
+            within.as_secs()
+        ))),
+    }
+}
+
 /// `POST /api/videos/{id}/subtitles`: 201 with the new rendition.
 pub async fn add(
     State(state): State<AppState>,
     user: User,
     Path(id): Path<String>,
     Query(q): Query<NewSubtitle>,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<SubtitleRendition>), ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    if body.len() > subs::MAX_BYTES {
-        return Err(ApiError::TooLarge(subs::MAX_BYTES as u64));
-    }
+    let within = Duration::from_secs(state.settings.uploads.body_timeout_secs);
+    let body = read_file(body, within).await?;
     let segment_secs = state.settings.worker.media.transcode.segment_secs;
     let cues = subs::parse(&body)
         .and_then(|cues| subs::check_copies(&cues, segment_secs).map(|()| cues))

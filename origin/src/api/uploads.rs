@@ -153,7 +153,7 @@ struct Received {
     profile: Profile,
     bytes: u64,
     /// The user's upload slot, held until the upload is a job or refused.
-    _slot: guard::Slot,
+    _slot: crate::api::user_slots::Slot,
 }
 
 /// Probes a received upload and makes it a source and a queued job, or refuses it leaving
@@ -247,7 +247,7 @@ fn multipart_error(e: &MultipartError, max_bytes: u64) -> ApiError {
 }
 
 /// A raw body that broke off: 413 when it outgrew the body limit, else 400.
-fn body_error(e: &axum::Error, max_bytes: u64) -> ApiError {
+pub(super) fn body_error(e: &axum::Error, max_bytes: u64) -> ApiError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(error) = source {
         if error.is::<http_body_util::LengthLimitError>() {

@@ -66,6 +66,7 @@ pub struct HttpSettings {
     pub idle_timeout: Duration,
     pub send_timeout: Duration,
     pub max_connections: usize,
+    pub max_event_streams_per_user: usize,
     pub shutdown_grace: Duration,
 }
 
@@ -353,6 +354,10 @@ impl OriginConfig {
             ("server.idle_timeout_secs", s.idle_timeout_secs),
             ("server.send_timeout_secs", s.send_timeout_secs),
             ("server.max_connections", s.max_connections as u64),
+            (
+                "server.max_event_streams_per_user",
+                s.max_event_streams_per_user as u64,
+            ),
         ] {
             if v == 0 {
                 errors.push(format!("{field} must be greater than 0"));
@@ -363,6 +368,7 @@ impl OriginConfig {
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             send_timeout: Duration::from_secs(s.send_timeout_secs),
             max_connections: s.max_connections,
+            max_event_streams_per_user: s.max_event_streams_per_user,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
         }
     }

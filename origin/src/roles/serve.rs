@@ -12,7 +12,7 @@ use shared::shutdown::{self, Terminate, Trigger};
 use tokio::net::TcpListener;
 
 use super::{bind, media_store, open_store, pipeline, spawn_admin, start_webhooks, StartupError};
-use crate::api::{self, auth::Auth, AppState, Store};
+use crate::api::{self, auth::Auth, user_slots::UserSlots, AppState, Store};
 use crate::config::ServeSettings;
 use crate::jobs::relay::{publish_pool_events, relay_redis_events};
 use crate::jobs::worker::WorkerPool;
@@ -86,7 +86,8 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
         migration,
         metrics,
         readiness: Arc::default(),
-        upload_slots: Arc::default(),
+        upload_slots: UserSlots::new("uploads in progress"),
+        event_streams: UserSlots::new("event streams open"),
         draining,
         detached: Default::default(),
     };
