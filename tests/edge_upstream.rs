@@ -10,7 +10,8 @@
 //! restart keeps the cache; an object larger than the budget is refused before it is written;
 //! a cold segment streams whole over HTTP/2 from its fill; playlists are fetched again after
 //! their TTL, and a hung bucket gets the stale copy served within a second; an object the
-//! bucket lacks is asked for once per TTL; a root holding other files is refused, not emptied.
+//! bucket lacks is asked for once per TTL; a root holding other files is refused, not emptied;
+//! at most 64 objects are pulled at once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -587,4 +588,46 @@ fn a_root_holding_other_files_is_refused_not_emptied() {
         b"the operator's only copy"
     );
     assert!(!root.path().join(".edge-cache").exists());
+}
+
+/// Fills run on after the requests that started them (HEADs answered, clients gone), so they
+/// are bounded edge-wide: many cold objects asked for at once against a bucket that does not
+/// answer start 64 bucket requests, the rest wait their turn, and all give up with 504 by the
+/// bucket's timeout.
+#[test]
+fn at_most_64_objects_are_pulled_at_once() {
+    let weed = bucket();
+    let cache = cache_dir();
+    let edge = start_s3_edge(&weed, cache.path(), "");
+    let frozen = weed.freeze();
+    let viewers = 80;
+    let gauges = |edge: &Edge| {
+        let m = edge.metrics();
+        let value = |name| metrics::value(&m, name, &[]).unwrap_or(-1.0);
+        (
+            value("edge_upstream_fills_running"),
+            value("edge_upstream_fills_waiting"),
+        )
+    };
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..viewers)
+            .map(|i| {
+                let edge = &edge;
+                scope.spawn(move || {
+                    let rel = format!("360p/segment_{i:03}.ts");
+                    edge.public(Request::get(signed(&rel)).method("HEAD"))
+                        .status
+                })
+            })
+            .collect();
+        let bounded = wait_until(Duration::from_secs(4), || gauges(&edge) == (64.0, 16.0));
+        assert!(bounded, "fills (running, waiting): {:?}", gauges(&edge));
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("viewer"))
+            .collect()
+    });
+    drop(frozen);
+    assert!(statuses.iter().all(|s| *s == 504), "{statuses:?}");
+    assert_eq!(gauges(&edge), (0.0, 0.0), "every place given back");
 }

@@ -83,6 +83,10 @@ pub struct Metrics {
     pub upstream_stale_served: IntCounter,
     /// Requests answered 404 because the upstream had just said it has no such object.
     pub upstream_missing_remembered: IntCounter,
+    /// Fills fetching from the upstream now (at most `upstream::FILLS_MAX`).
+    pub upstream_fills_running: IntGauge,
+    /// Fills waiting for one of those places.
+    pub upstream_fills_waiting: IntGauge,
     pub disk_cache_hits: IntCounter,
     pub disk_cache_misses: IntCounter,
     pub disk_cache_evictions: IntCounter,
@@ -205,6 +209,14 @@ impl Metrics {
             "edge_upstream_missing_remembered_total",
             "Requests answered 404 from memory: the upstream had just said it has no such object",
         )?;
+        let upstream_fills_running = IntGauge::new(
+            "edge_upstream_fills_running",
+            "Objects being pulled from the upstream now",
+        )?;
+        let upstream_fills_waiting = IntGauge::new(
+            "edge_upstream_fills_waiting",
+            "Objects waiting to be pulled: as many as the edge pulls at once are in flight",
+        )?;
         let disk_cache_hits = counter("edge_disk_cache_hits_total", "Disk cache hits")?;
         let disk_cache_misses = counter(
             "edge_disk_cache_misses_total",
@@ -230,7 +242,13 @@ impl Metrics {
         ] {
             registry.register(Box::new(c.clone()))?;
         }
-        registry.register(Box::new(disk_cache_bytes.clone()))?;
+        for g in [
+            &disk_cache_bytes,
+            &upstream_fills_running,
+            &upstream_fills_waiting,
+        ] {
+            registry.register(Box::new(g.clone()))?;
+        }
 
         let tls_connections = IntCounterVec::new(
             Opts::new(
@@ -272,6 +290,8 @@ impl Metrics {
             upstream_lock_timeouts,
             upstream_stale_served,
             upstream_missing_remembered,
+            upstream_fills_running,
+            upstream_fills_waiting,
             disk_cache_hits,
             disk_cache_misses,
             disk_cache_evictions,

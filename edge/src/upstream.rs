@@ -5,7 +5,7 @@
 //! upstream request. Then a path the [`disk`] index holds (fresh: playlists only for
 //! `playlist_ttl`) is served from the root exactly like local content (open-file cache, hot
 //! cache, sendfile); anything else is pulled: one [`fill`] per object, every concurrent
-//! request for it streamed from that fill; a request that waited `lock_timeout` for the fill
+//! request for it streamed from that fill, at most [`FILLS_MAX`] fills at once; a request that waited `lock_timeout` for the fill
 //! to answer fetches the object itself, uncached, while fewer than [`DIRECT_MAX`] do so (the
 //! others keep waiting for the fill). An object the upstream does not have is
 //! answered 404 from memory for `playlist_ttl` (nginx's `proxy_cache_valid 404`), so players
@@ -21,6 +21,11 @@
 /// would wait for their fills: a bucket slow to answer one object is not sent one request per
 /// waiting viewer (the fill, answering first, serves them sooner anyway).
 const DIRECT_MAX: usize = 16;
+/// Objects pulled from the upstream at once, edge-wide; more wait for a place. A fill runs on
+/// after the request that started it (a HEAD, a client that left), so without a bound one
+/// connection asking for many cold objects would start a bucket download and a temporary file
+/// per request, past the disk budget (nginx's fills are bounded by its connections).
+pub const FILLS_MAX: usize = 64;
 /// Paths remembered as missing at most (a few MB of memory).
 const MISSING_CAPACITY: u64 = 100_000;
 
@@ -58,6 +63,8 @@ pub struct Inner {
     playlist_ttl: Duration,
     /// Requests fetching for themselves after `lock_timeout`, at most [`DIRECT_MAX`] at once.
     direct: Arc<tokio::sync::Semaphore>,
+    /// Places for fills, [`FILLS_MAX`].
+    fill_places: tokio::sync::Semaphore,
     /// Paths the upstream answered 404 for, remembered for `playlist_ttl`.
     missing: moka::sync::Cache<Arc<[u8]>, ()>,
     describe: String,
@@ -92,6 +99,7 @@ impl Upstream {
                 lock_timeout: settings.lock_timeout,
                 playlist_ttl: settings.playlist_ttl,
                 direct: Arc::new(tokio::sync::Semaphore::new(DIRECT_MAX)),
+                fill_places: tokio::sync::Semaphore::new(FILLS_MAX),
                 missing: moka::sync::Cache::builder()
                     .max_capacity(MISSING_CAPACITY)
                     .time_to_live(settings.playlist_ttl)

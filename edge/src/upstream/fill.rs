@@ -89,7 +89,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// spawns for the first miss).
 pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>) {
     let started = Instant::now();
-    let result = fill_once(&inner, &fill, &rel, &args).await;
+    let result = match take_place(&inner).await {
+        Ok(_place) => fill_once(&inner, &fill, &rel, &args).await,
+        Err(e) => Err(e),
+    };
     if let Ok(size) = &result {
         let m = &inner.metrics;
         m.upstream_bytes.inc_by(*size);
@@ -102,6 +105,38 @@ pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>)
     inner.forget(rel.as_bytes());
     fill.progress
         .send_modify(|p| p.outcome = Some(result.map(|_| ())));
+}
+
+/// One of the [`FILLS_MAX`](super::FILLS_MAX) places, waited for at most as long as the
+/// upstream gets to answer; counted in the fill gauges while waited for and held.
+async fn take_place(inner: &Inner) -> Result<Place<'_>, FetchError> {
+    let m = &inner.metrics;
+    m.upstream_fills_waiting.inc();
+    let taken = tokio::time::timeout(inner.timeout, inner.fill_places.acquire()).await;
+    m.upstream_fills_waiting.dec();
+    match taken {
+        Ok(Ok(permit)) => {
+            m.upstream_fills_running.inc();
+            Ok(Place {
+                inner,
+                _permit: permit,
+            })
+        }
+        Ok(Err(_)) => Err(FetchError::Bad("the edge is shutting down")),
+        Err(_) => Err(FetchError::Timeout),
+    }
+}
+
+/// A fill's place; given back, and uncounted, when dropped.
+struct Place<'a> {
+    inner: &'a Inner,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.inner.metrics.upstream_fills_running.dec();
+    }
 }
 
 async fn fill_once(inner: &Inner, fill: &Fill, rel: &str, args: &[u8]) -> Result<u64, FetchError> {
