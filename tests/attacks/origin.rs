@@ -596,8 +596,8 @@ fn slow_and_silent_connections_are_closed() {
 }
 
 /// A request body that goes silent is answered 408 at `uploads.body_timeout_secs`, and its
-/// connection closed: a subtitle file (read whole before its handler runs), a raw upload and a
-/// multipart upload stalled between its fields. Before, the subtitle file and the multipart
+/// connection closed: a subtitle file (read whole once its video is found to be the user's), a
+/// raw upload and a multipart upload stalled between its fields. Before, the subtitle file and the multipart
 /// upload held their connection (and the upload its slot) for as long as the client liked: the
 /// listener's deadlines end with the head.
 #[test]
@@ -607,12 +607,23 @@ fn request_bodies_that_go_silent_are_answered_408() {
         "[uploads]\nbody_timeout_secs = 1\n",
     );
     let bearer = format!("Bearer {}", token("alice"));
+    // A subtitle file is read only for a video of the user's.
+    let work = tempfile::tempdir().expect("tmp");
+    let clip = work.path().join("clip.mp4");
+    generate_clip(&clip, 1, 160, 120);
+    let uploaded = origin.upload(
+        &token("alice"),
+        &fs::read(&clip).expect("clip"),
+        "video/mp4",
+    );
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text());
+    let video = json(&uploaded)["id"].as_str().expect("id").to_owned();
     let boundary = "silent-boundary";
     let cases = [
         (
             "a subtitle file",
             format!(
-                "POST /api/videos/0123456789abcdef/subtitles HTTP/1.1\r\nHost: o\r\n\
+                "POST /api/videos/{video}/subtitles HTTP/1.1\r\nHost: o\r\n\
                  Authorization: {bearer}\r\nContent-Type: text/vtt\r\n\
                  Content-Length: 1000\r\n\r\nWEBVTT\n\n"
             ),
@@ -660,8 +671,8 @@ fn request_bodies_that_go_silent_are_answered_408() {
     }
     assert_eq!(
         video_count(&origin, &token("alice")),
-        0,
-        "nothing was queued"
+        1,
+        "nothing but the clip was queued"
     );
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -35,12 +35,8 @@ pub async fn body_deadline(State(idle): State<Duration>, req: Request, next: Nex
         return response;
     }
     let message = format!("the request body sent nothing for {} s", idle.as_secs());
-    let mut refused = ApiError::Timeout(message).into_response();
-    // The rest of the body may still come: it must not be read as the next request.
-    refused
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    refused
+    // Answered with `Connection: close`: the rest of the body may still come.
+    ApiError::Timeout(message).into_response()
 }
 
 /// A body that fails once its next piece has been awaited for `idle`, from the first read (a

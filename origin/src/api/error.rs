@@ -117,11 +117,18 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(%status, error = %self, "request refused");
         }
-        (
+        let mut response = (
             status,
             Json(serde_json::json!({ "error": self.to_string() })),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::Timeout(_) = self {
+            // A body that did not arrive: the rest of it must not be read as the next request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -78,7 +78,9 @@ pub async fn add(
     body: Body,
 ) -> Result<(StatusCode, Json<SubtitleRendition>), ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    let within = Duration::from_secs(state.settings.uploads.body_timeout_secs);
+    // Twice the gap a body may leave: a file that goes silent is answered by the body's own
+    // deadline, one that trickles by this.
+    let within = Duration::from_secs(2 * state.settings.uploads.body_timeout_secs);
     let body = read_file(body, within).await?;
     let segment_secs = state.settings.worker.media.transcode.segment_secs;
     let cues = subs::parse(&body)
