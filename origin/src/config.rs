@@ -76,7 +76,7 @@ impl std::str::FromStr for StoreBackend {
 }
 
 /// Where jobs live.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `embedded` (a file in the data directory, one machine) or `redis` (shared by every
@@ -84,6 +84,15 @@ pub struct StoreConfig {
     pub backend: StoreBackend,
     /// e.g. `redis://127.0.0.1:6379/0`. Env: REDIS_URL.
     pub redis_url: String,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("backend", &self.backend)
+            .field("redis_url", &settings::redis_url_shown(&self.redis_url))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,12 +40,36 @@ impl MediaSettings {
 }
 
 /// Where jobs live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSettings {
     /// `<data>/store`, one machine.
     Embedded,
     /// Shared by every process of a deployment.
     Redis { url: String },
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("Embedded"),
+            Self::Redis { url } => f
+                .debug_struct("Redis")
+                .field("url", &redis_url_shown(url))
+                .finish(),
+        }
+    }
+}
+
+/// A Redis URL as logs, errors and debug output may show it: without its credentials.
+pub fn redis_url_shown(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".into();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => url.to_owned(),
+    }
 }
 
 /// What a worker process needs.

@@ -111,10 +111,22 @@ fn secrets_never_in_debug_output() {
         ("HLS_SIGNING_SECRET", EDGE),
         ("EDGE_PURGE_TOKEN", "purge-token-0123456789"),
         ("PLAYBACK_SECRET", "playback-secret-0123456789"),
+        ("ORIGIN_STORE", "redis"),
+        ("REDIS_URL", "redis://:redis-password@cache.internal:6379/2"),
     ]);
     let s = c.serve().expect("valid");
     for shown in [format!("{c:?}"), format!("{s:?}")] {
-        for secret in [JWT, EDGE, "purge-token", "playback-secret"] {
+        assert!(
+            shown.contains("redis://***@cache.internal:6379/2"),
+            "{shown}"
+        );
+        for secret in [
+            JWT,
+            EDGE,
+            "purge-token",
+            "playback-secret",
+            "redis-password",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
     }

@@ -216,7 +216,10 @@ impl RedisStore {
             ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
-        .map_err(|_| StoreError::Unavailable(format!("no answer from {url}")))?
+        .map_err(|_| {
+            let shown = crate::config::settings::redis_url_shown(url);
+            StoreError::Unavailable(format!("no answer from {shown}"))
+        })?
         .map_err(redis_error)?;
         Ok(Self {
             client,
