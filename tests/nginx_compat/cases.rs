@@ -1610,52 +1610,50 @@ fn protocol(cases: &mut Cases, signing: &Signing) {
             .header("Transfer-Encoding", "chunked")
             .body(b"0\r\n\r\n"),
     );
-    cases.add(
-        "protocol: Content-Length 0",
-        Request::get(&valid).header("Content-Length", "0"),
-    );
-    cases.add(
-        "protocol: invalid Content-Length",
-        Request::get(&valid).header("Content-Length", "abc"),
-    );
-    cases.add(
-        "protocol: Expect 100-continue",
-        Request::get(&valid).header("Expect", "100-continue"),
-    );
-    cases.add(
-        "protocol: Content-Length 0 twice",
-        Request::get(&valid)
-            .header("Content-Length", "0")
-            .header("Content-Length", "0"),
-    );
-    cases.add(
-        "protocol: Content-Length +0",
-        Request::get(&valid).header("Content-Length", "+0"),
-    );
-    cases.add(
-        "protocol: Authorization twice",
-        Request::get(&valid)
-            .header("Authorization", "Basic YTpi")
-            .header("Authorization", "Basic YTpi"),
-    );
-    cases.add(
-        "protocol: Content-Range twice",
-        Request::get(&valid)
-            .header("Content-Range", "bytes 0-1/2")
-            .header("Content-Range", "bytes 0-1/2"),
-    );
-    cases.add(
-        "protocol: Origin twice",
-        Request::get(&valid)
-            .header("Origin", "https://a.example")
-            .header("Origin", "https://b.example"),
-    );
-    cases.add(
-        "protocol: Expect twice",
-        Request::get(&valid)
-            .header("Expect", "100-continue")
-            .header("Expect", "100-continue"),
-    );
+    // Headers given once or twice: nginx 1.22 refuses a second of some (400).
+    let headers: &[(&str, &[(&str, &str)])] = &[
+        ("Content-Length 0", &[("Content-Length", "0")]),
+        ("invalid Content-Length", &[("Content-Length", "abc")]),
+        ("Expect 100-continue", &[("Expect", "100-continue")]),
+        (
+            "Content-Length 0 twice",
+            &[("Content-Length", "0"), ("Content-Length", "0")],
+        ),
+        ("Content-Length +0", &[("Content-Length", "+0")]),
+        (
+            "Authorization twice",
+            &[
+                ("Authorization", "Basic YTpi"),
+                ("Authorization", "Basic YTpi"),
+            ],
+        ),
+        (
+            "Content-Range twice",
+            &[
+                ("Content-Range", "bytes 0-1/2"),
+                ("Content-Range", "bytes 0-1/2"),
+            ],
+        ),
+        (
+            "Origin twice",
+            &[
+                ("Origin", "https://a.example"),
+                ("Origin", "https://b.example"),
+            ],
+        ),
+        (
+            "Expect twice",
+            &[("Expect", "100-continue"), ("Expect", "100-continue")],
+        ),
+    ];
+    for (name, headers) in headers {
+        let request = headers
+            .iter()
+            .fold(Request::get(&valid), |r, (name, value)| {
+                r.header(name, *value)
+            });
+        cases.add(format!("protocol: {name}"), request);
+    }
     cases.add(
         "protocol: target without leading slash",
         Request::get(format!("hls{}", &valid[4..])),
