@@ -79,13 +79,15 @@ pub async fn bind(addr: SocketAddr, listener: &'static str) -> Result<TcpListene
     Ok(bound)
 }
 
-/// The data directory's layout, created if missing.
+/// The data directory's layout, created if missing, without what stopped processes left
+/// half-written ([`crate::storage::leftovers`]).
 pub fn layout(media: &MediaSettings) -> Result<Layout, StartupError> {
     let layout = Layout::new(&media.data_dir);
     layout.ensure().map_err(|source| StartupError::DataDir {
         dir: media.data_dir.clone(),
         source,
     })?;
+    crate::storage::leftovers::sweep(&layout);
     Ok(layout)
 }
 

@@ -28,9 +28,11 @@
 //! - [`checkpoint`]: an encode's complete segments saved as it runs, for crash-resume on
 //!   another machine.
 //! - [`recent`]: finished videos' playlists and keys kept in memory for playback.
+//! - [`leftovers`]: what a killed process left half-written, removed at the next start.
 
 pub mod bucket;
 pub mod checkpoint;
+pub mod leftovers;
 pub mod recent;
 pub mod tree;
 

@@ -943,3 +943,52 @@ fn playback_credential(key: &[u8], user: &str, video: &str) -> String {
     );
     format!("{input}.{}", e2e::origin::base64url(tag.as_ref()))
 }
+
+/// An origin killed with SIGKILL in the middle of an upload leaves its temporary file (no
+/// destructor runs); the next start removes it, and leaves alone what a live process writes.
+#[test]
+fn an_upload_cut_by_a_killed_process_is_removed_at_the_next_start() {
+    let (dir, data) = data_dir("e2e-attack-leftover-");
+    let options = OriginOptions::new(&data, "http://127.0.0.1:9");
+    let origin = Origin::start(options.clone());
+    let mut stream = TcpStream::connect(origin.api_addr).expect("connect");
+    let head = format!(
+        "POST /api/videos HTTP/1.1\r\nHost: o\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: video/mp4\r\nContent-Length: 10000000\r\n\r\n",
+        token("alice")
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(&vec![0u8; 1 << 20]).expect("a first MiB");
+    let tmp = data.join("tmp");
+    let uploads = || -> Vec<String> {
+        e2e::files::entries(&tmp)
+            .into_iter()
+            .filter(|f| f.starts_with("upload-"))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || !uploads().is_empty()),
+        "no upload file\n{}",
+        origin.diagnostics()
+    );
+    process::send_signal(origin.pid(), Signal::Kill);
+    drop(stream);
+    drop(origin);
+    assert_eq!(uploads().len(), 1, "a killed process leaves its upload");
+    // A file a live process is writing (named by this test's process) stays.
+    let live = format!("upload-v1.{}x{}", std::process::id(), start_time_of_self());
+    fs::write(tmp.join(&live), b"x").expect("live");
+    let again = Origin::start(options);
+    // Removed as the process starts, which may be just after it listens.
+    let swept = wait_until(Duration::from_secs(10), || uploads() == [live.clone()]);
+    assert!(swept, "{:?}\n{}", uploads(), again.diagnostics());
+    drop((again, dir));
+}
+
+/// This process's start time as `/proc/self/stat` gives it (clock ticks after boot).
+fn start_time_of_self() -> u64 {
+    let stat = fs::read_to_string("/proc/self/stat").expect("stat");
+    let after_name = &stat[stat.rfind(')').expect("name") + 1..];
+    let field = after_name.split_whitespace().nth(19).expect("field 22");
+    field.parse().expect("a number")
+}

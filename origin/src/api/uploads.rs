@@ -94,7 +94,11 @@ pub async fn create(
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let video = VideoId::random();
     let tmp = TempUpload {
-        path: tmp_root.join(format!("upload-{video}")),
+        // Named by its writer: if this process is killed, the next start removes it.
+        path: tmp_root.join(format!(
+            "upload-{video}.{}",
+            crate::storage::leftovers::writer()
+        )),
         keep: false,
     };
     let sink = Sink {

@@ -321,8 +321,9 @@ impl Bucket {
     }
 }
 
-/// A download's `<path>.<process>-<n>.part`, removed unless it became the file: a download
-/// that fails or is dropped (its job cancelled) leaves no partial copy behind. Named per
+/// A download's `<path>.<writer>-<n>.part`, removed unless it became the file: a download
+/// that fails or is dropped (its job cancelled) leaves no partial copy behind, and one whose
+/// process was killed is removed at the next start ([`super::leftovers`]). Named per
 /// download: two pulls of one directory (an API change and a job's start on one machine, or
 /// two processes sharing the data directory) must neither write into nor remove each other's.
 struct Part {
@@ -335,7 +336,7 @@ impl Part {
         static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
         let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
         let mut part = path.as_os_str().to_owned();
-        part.push(format!(".{}-{n}.part", std::process::id()));
+        part.push(format!(".{}-{n}.part", super::leftovers::writer()));
         Self {
             path: PathBuf::from(part),
             renamed: false,
