@@ -60,7 +60,8 @@ pub struct ServerConfig {
     /// could send nothing for this long, because its window or the connection stayed shut;
     /// also the PING timeout). Default 60.
     pub send_timeout_secs: u64,
-    /// Largest request head in bytes (request line and headers). Default 8192.
+    /// Largest request head in bytes (request line and headers). Default 32768, what nginx's
+    /// default `large_client_header_buffers 4 8k` hold; each line is held to 8 KiB besides.
     pub max_header_bytes: usize,
     /// Seconds to let in-flight responses finish after SIGTERM. Default 30.
     pub shutdown_grace_secs: u64,
@@ -78,7 +79,7 @@ impl Default for ServerConfig {
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
             send_timeout_secs: 60,
-            max_header_bytes: 8192,
+            max_header_bytes: 32 * 1024,
             shutdown_grace_secs: 30,
             shutdown_delay_secs: 0,
         }

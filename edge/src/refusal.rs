@@ -8,6 +8,10 @@ use shared::secure_link::VerifyError;
 
 use crate::reply::{Reply, Value};
 
+/// The longest request line or header line, bytes: nginx's `large_client_header_buffers`
+/// size (8k), which one line must fit.
+pub const LINE_MAX: usize = 8 * 1024;
+
 /// A refused request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -27,10 +31,11 @@ pub enum Refusal {
     PreconditionFailed,
     /// 416 with `Content-Range: bytes */<size>`.
     RangeNotSatisfiable { size: u64 },
-    /// 431: the request head is larger than `server.max_header_bytes`.
+    /// 400: the request head is larger than `server.max_header_bytes`, or one of its header
+    /// lines longer than [`LINE_MAX`] (nginx's "Request Header Or Cookie Too Large").
     HeadTooLarge,
-    /// 431: more header lines than the parser holds.
-    TooManyHeaders,
+    /// 414: the request line is longer than [`LINE_MAX`].
+    UriTooLong,
     /// 500: the file could not be read; the cause is logged where it happened.
     Internal(&'static str),
     /// 502: the upstream is unreachable, failed, or sent bytes that do not add up.
@@ -61,7 +66,8 @@ impl Refusal {
             Self::Expired => 410,
             Self::PreconditionFailed => 412,
             Self::RangeNotSatisfiable { .. } => 416,
-            Self::HeadTooLarge | Self::TooManyHeaders => 431,
+            Self::HeadTooLarge => 400,
+            Self::UriTooLong => 414,
             Self::Internal(_) => 500,
             Self::BadGateway(_) => 502,
             Self::GatewayTimeout => 504,
@@ -81,7 +87,7 @@ impl Refusal {
             Self::PreconditionFailed => "precondition failed",
             Self::RangeNotSatisfiable { .. } => "range not satisfiable",
             Self::HeadTooLarge => "request head too large",
-            Self::TooManyHeaders => "too many request headers",
+            Self::UriTooLong => "request line too long",
             Self::VersionNotSupported => "HTTP version not supported",
         }
     }
@@ -95,7 +101,7 @@ impl Refusal {
             Self::BadRequest(_)
                 | Self::Timeout
                 | Self::HeadTooLarge
-                | Self::TooManyHeaders
+                | Self::UriTooLong
                 | Self::VersionNotSupported
         )
     }
@@ -138,8 +144,8 @@ mod tests {
             (Refusal::Expired, 410, false),
             (Refusal::PreconditionFailed, 412, false),
             (Refusal::RangeNotSatisfiable { size: 9 }, 416, false),
-            (Refusal::HeadTooLarge, 431, true),
-            (Refusal::TooManyHeaders, 431, true),
+            (Refusal::HeadTooLarge, 400, true),
+            (Refusal::UriTooLong, 414, true),
             (Refusal::Internal("internal error"), 500, false),
             (Refusal::BadGateway("upstream unreachable"), 502, false),
             (Refusal::GatewayTimeout, 504, false),

@@ -1654,6 +1654,22 @@ fn protocol(cases: &mut Cases, signing: &Signing) {
             });
         cases.add(format!("protocol: {name}"), request);
     }
+    // Head sizes around nginx's defaults: client_header_buffer_size 1k, then up to four
+    // large_client_header_buffers of 8k, one line each at most.
+    let padded = |count: usize, bytes: usize| {
+        (0..count).fold(Request::get(&valid), |r, i| {
+            r.header(&format!("X-Pad-{i}"), "a".repeat(bytes))
+        })
+    };
+    cases.add("protocol: 70 small headers", padded(70, 8));
+    cases.add("protocol: a 7 KiB header line", padded(1, 7 * 1024));
+    cases.add("protocol: a 9 KiB header line", padded(1, 9 * 1024));
+    cases.add("protocol: three 7 KiB header lines", padded(3, 7 * 1024));
+    cases.add("protocol: five 7.5 KiB header lines", padded(5, 7680));
+    cases.add(
+        "protocol: a 9 KiB request line",
+        Request::get(format!("{valid}&pad={}", "a".repeat(9 * 1024))),
+    );
     cases.add(
         "protocol: target without leading slash",
         Request::get(format!("hls{}", &valid[4..])),

@@ -20,12 +20,14 @@ use super::linger::linger;
 use super::request_line::{self, LineError};
 use super::transport::{flush, write_all, write_vectored_all, Transport};
 use crate::metrics::SendPath;
-use crate::refusal::Refusal;
+use crate::refusal::{Refusal, LINE_MAX};
 use crate::reply::{self, Body, Reply, Streamed};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
 
-const MAX_HEADERS: usize = 64;
+/// Header lines parsed without an allocation; a head with more (nginx counts none) gets a
+/// vector as long as its lines.
+const FEW_HEADERS: usize = 64;
 /// Bodies up to this size are copied behind the head and leave in one write.
 const COALESCE_LIMIT: usize = 16 * 1024;
 /// Longest wait to end a connection politely (TLS close_notify).
@@ -116,17 +118,11 @@ impl Connection {
                     Err(LineError::Version) => Err(Refusal::VersionNotSupported),
                     Err(LineError::Malformed) => Err(Refusal::BadRequest("malformed request line")),
                 };
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let (mut few, mut many) = ([httparse::EMPTY_HEADER; FEW_HEADERS], Vec::new());
                 let rest = &head[(line_end + 1).min(head.len())..];
                 let parsed = match line {
                     Err(refusal) => Err(refusal),
-                    Ok(line) => match httparse::parse_headers(rest, &mut headers) {
-                        Ok(httparse::Status::Complete((_, parsed))) => Ok((line, parsed)),
-                        Err(httparse::Error::TooManyHeaders) => Err(Refusal::TooManyHeaders),
-                        Ok(httparse::Status::Partial) | Err(_) => {
-                            Err(Refusal::BadRequest("malformed request headers"))
-                        }
-                    },
+                    Ok(line) => parse_headers(rest, &mut few, &mut many).map(|h| (line, h)),
                 };
                 let (line, parsed) = match parsed {
                     Ok(parsed) => parsed,
@@ -217,11 +213,19 @@ impl Connection {
                 if len > settings.max_header_bytes {
                     return Ok(Head::Reject(Refusal::HeadTooLarge));
                 }
+                if let Some(refusal) = long_line(&self.buf[self.start..end]) {
+                    return Ok(Head::Reject(refusal));
+                }
                 return Ok(Head::Complete(len));
             }
             scanned = self.buf.len().saturating_sub(3).max(self.start);
             if self.buf.len() - self.start > settings.max_header_bytes {
                 return Ok(Head::Reject(Refusal::HeadTooLarge));
+            }
+            // A line already too long is refused before the rest of the head, as nginx does
+            // once it fills a buffer.
+            if let Some(refusal) = long_line(&self.buf[self.start..]) {
+                return Ok(Head::Reject(refusal));
             }
             if self.start > 0 {
                 self.buf.drain(..self.start);
@@ -323,6 +327,42 @@ impl Connection {
 }
 
 /// The end (exclusive) of the first request head in `buf`, searching from `from`.
+/// nginx's refusal of a head (whole or in part) holding a line longer than [`LINE_MAX`]:
+/// 414 for the request line, 400 for a header line.
+fn long_line(head: &[u8]) -> Option<Refusal> {
+    if head.len() <= LINE_MAX {
+        return None;
+    }
+    let mut lines = head.split(|&b| b == b'\n');
+    if lines.next().is_some_and(|l| l.len() > LINE_MAX) {
+        return Some(Refusal::UriTooLong);
+    }
+    lines
+        .any(|l| l.len() > LINE_MAX)
+        .then_some(Refusal::HeadTooLarge)
+}
+
+/// Parses the header lines `rest` into `few`, or into `many` when there are more of them.
+fn parse_headers<'b, 'h>(
+    rest: &'b [u8],
+    few: &'h mut [httparse::Header<'b>],
+    many: &'h mut Vec<httparse::Header<'b>>,
+) -> Result<&'h [httparse::Header<'b>], Refusal> {
+    let malformed = Refusal::BadRequest("malformed request headers");
+    match httparse::parse_headers(rest, few) {
+        Ok(httparse::Status::Complete((_, parsed))) => Ok(parsed),
+        Err(httparse::Error::TooManyHeaders) => {
+            let lines = rest.iter().filter(|&&b| b == b'\n').count();
+            many.resize(lines, httparse::EMPTY_HEADER);
+            match httparse::parse_headers(rest, many) {
+                Ok(httparse::Status::Complete((_, parsed))) => Ok(parsed),
+                _ => Err(malformed),
+            }
+        }
+        Ok(httparse::Status::Partial) | Err(_) => Err(malformed),
+    }
+}
+
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
