@@ -28,6 +28,7 @@ use super::AppState;
 use crate::config::UploadLimits;
 use crate::jobs::model::{unix_now, Job};
 use crate::jobs::store::JobStore;
+use crate::storage::leftovers;
 use crate::transcode::input::Source;
 use crate::transcode::pipeline::Profile;
 use crate::transcode::probe::ProbeError;
@@ -40,10 +41,26 @@ pub struct UploadQuery {
     pub profile: Profile,
 }
 
-/// A temporary upload file, deleted unless kept.
+/// A temporary upload file, deleted unless kept, and held while it lives: if this process is
+/// killed, the next start of any role removes it (`storage::leftovers`).
 struct TempUpload {
     path: PathBuf,
     keep: bool,
+    _held: leftovers::Held,
+}
+
+impl TempUpload {
+    /// Creates the file for `video` in `tmp_root`; returns it with the file to write.
+    fn create(tmp_root: &Path, video: &VideoId) -> std::io::Result<(Self, std::fs::File)> {
+        let path = tmp_root.join(format!("upload-{video}.{}", leftovers::writer()));
+        let (file, held) = leftovers::create_held(&path)?;
+        let tmp = Self {
+            path,
+            keep: false,
+            _held: held,
+        };
+        Ok((tmp, file))
+    }
 }
 
 impl Drop for TempUpload {
@@ -93,14 +110,8 @@ pub async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let video = VideoId::random();
-    let tmp = TempUpload {
-        // Named by its writer: if this process is killed, the next start removes it.
-        path: tmp_root.join(format!(
-            "upload-{video}.{}",
-            crate::storage::leftovers::writer()
-        )),
-        keep: false,
-    };
+    let (tmp, file) = TempUpload::create(&tmp_root, &video)?;
+    let mut file = Some(tokio::fs::File::from_std(file));
     let sink = Sink {
         path: &tmp.path,
         max_bytes,
@@ -119,7 +130,10 @@ pub async fn create(
             match field.name() {
                 Some("file") if received.is_none() => {
                     let stream = field.map(|r| r.map_err(|e| multipart_error(&e, max_bytes)));
-                    received = Some(write_stream(stream, &sink).await?);
+                    let file = file
+                        .take()
+                        .ok_or_else(|| ApiError::internal("no upload file"))?;
+                    received = Some(write_stream(stream, file, &sink).await?);
                 }
                 Some("title") => title = Some(read_title(field, limits).await?),
                 _ => {}
@@ -133,7 +147,10 @@ pub async fn create(
             .into_body()
             .into_data_stream()
             .map(|r| r.map_err(|e| body_error(&e, max_bytes)));
-        write_stream(stream, &sink).await?
+        let file = file
+            .take()
+            .ok_or_else(|| ApiError::internal("no upload file"))?;
+        write_stream(stream, file, &sink).await?
     };
     if received == 0 {
         return Err(ApiError::BadRequest("the upload is empty".into()));
@@ -268,11 +285,14 @@ const ROOM_CHECK_EVERY: u64 = 64 << 20;
 /// Writes a body stream to the sink's file, refusing more than `max_bytes` and a disk falling
 /// below its floor. The file is flushed to disk before it is probed. A body that goes silent
 /// fails here like anywhere else (`api::body_deadline`), and the request is answered 408.
-async fn write_stream<S>(mut stream: S, sink: &Sink<'_>) -> Result<u64, ApiError>
+async fn write_stream<S>(
+    mut stream: S,
+    mut file: tokio::fs::File,
+    sink: &Sink<'_>,
+) -> Result<u64, ApiError>
 where
     S: futures_util::Stream<Item = Result<Bytes, ApiError>> + Unpin,
 {
-    let mut file = tokio::fs::File::create(sink.path).await?;
     let mut total: u64 = 0;
     let mut next_check = ROOM_CHECK_EVERY;
     while let Some(chunk) = stream.next().await {

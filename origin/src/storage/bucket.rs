@@ -229,7 +229,9 @@ impl Bucket {
             tokio::fs::create_dir_all(dir).await?;
         }
         let mut part = Part::new(path);
-        let mut file = tokio::fs::File::create(&part.path).await?;
+        let (file, held) = super::leftovers::create_held(&part.path)?;
+        part.held = Some(held);
+        let mut file = tokio::fs::File::from_std(file);
         let mut stream = got.into_stream();
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -323,12 +325,14 @@ impl Bucket {
 
 /// A download's `<path>.<writer>-<n>.part`, removed unless it became the file: a download
 /// that fails or is dropped (its job cancelled) leaves no partial copy behind, and one whose
-/// process was killed is removed at the next start ([`super::leftovers`]). Named per
+/// process was killed is removed at a later start ([`super::leftovers`]). Named per
 /// download: two pulls of one directory (an API change and a job's start on one machine, or
 /// two processes sharing the data directory) must neither write into nor remove each other's.
 struct Part {
     path: PathBuf,
     renamed: bool,
+    /// Held until the download ends: a sweep at another process's start leaves it alone.
+    held: Option<super::leftovers::Held>,
 }
 
 impl Part {
@@ -340,6 +344,7 @@ impl Part {
         Self {
             path: PathBuf::from(part),
             renamed: false,
+            held: None,
         }
     }
 }

@@ -3,67 +3,91 @@
 //!
 //! A process that dies without unwinding (SIGKILL, the OOM killer, a power cut) runs no
 //! destructor: the upload it was receiving (`tmp/upload-<id>.<writer>`, up to the upload
-//! limit) and the downloads it was making (`<path>.<writer>-<n>.part`) stay on disk, and
-//! nothing else would ever remove them. Each such file is named by its writer: the process id
-//! and that process's start time, so a process that reuses the id (pid 1 of a restarted
-//! container) is not taken for the writer. At start, every role removes the files of writers
-//! that are no longer running, and leaves those of live processes (another role sharing the
-//! data directory) alone.
+//! limit) and the downloads it was making (`<path>.<writer>-<n>.part`) would stay on disk for
+//! good. Each such file is held, for as long as it is written, under an exclusive lock
+//! (`flock`) that the kernel drops with its process however the process dies. At start, every
+//! role removes the files of those kinds that nobody holds, and leaves held ones alone: another
+//! role's on the same machine, another container's on a shared volume, or another host's on a
+//! filesystem that passes locks on (NFS v4, CephFS; where locks fail, nothing is removed).
+//! Process ids would not do: containers sharing a volume each have their own, and a restarted
+//! container's process has the dead one's.
 //!
-//! Downloads land in `sources/`, `subtitles/` and the work directories under `tmp/`, which are
-//! walked; the published tree is not (it can hold millions of files), and a `.part` there is
-//! never served under a signed name nor pushed.
+//! A file takes its name only once it is locked ([`create_held`]), so a sweep never sees one
+//! unheld while its writer lives. Downloads land in `sources/`, `subtitles/` and the work
+//! directories under `tmp/`, which are walked; the published tree is not (it can hold millions
+//! of files), and a `.part` there is never served under a signed name nor pushed.
 
-use std::path::Path;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use shared::media::Layout;
+use shared::media::{fill_random, Layout};
 
-/// This process as the writer of the files it names: `<pid>x<start time>`.
+/// Characters of a writer tag: 16 lowercase hex digits.
+const WRITER_LEN: usize = 16;
+/// The suffix of a file not yet locked, which no sweep touches.
+const UNHELD: &str = ".new";
+
+/// This process as the writer of the files it names: random, so that names stay unique across
+/// containers whose process ids repeat.
 pub fn writer() -> &'static str {
     static WRITER: OnceLock<String> = OnceLock::new();
     WRITER.get_or_init(|| {
-        let pid = std::process::id();
-        format!("{pid}x{}", start_time(pid).unwrap_or(0))
+        let mut bytes = [0u8; WRITER_LEN / 2];
+        fill_random(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     })
 }
 
-/// The process's start time, in clock ticks after boot (`/proc/<pid>/stat`, field 22), while
-/// it runs: a killed process not yet reaped by its parent (a zombie) has none.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces and parentheses.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+/// A file being written, locked until this is dropped (or its process dies).
+#[derive(Debug)]
+pub struct Held {
+    _lock: File,
 }
 
-/// Whether the writer named `tag` (`<pid>x<start time>`) is still running.
-fn running(tag: &str) -> bool {
-    let Some((pid, started)) = tag.split_once('x') else {
-        return true;
+/// Creates `path`, which must not exist, locked before it takes its name. Returns the file to
+/// write (sharing the lock) and the lock to keep for as long as the file is being written.
+pub fn create_held(path: &Path) -> io::Result<(File, Held)> {
+    // Names are unique (a writer tag, a video id or a counter): one that exists is a bug, and
+    // the rename below would replace it.
+    if path.exists() {
+        return Err(io::ErrorKind::AlreadyExists.into());
+    }
+    let mut unheld = path.as_os_str().to_owned();
+    unheld.push(UNHELD);
+    let unheld = PathBuf::from(unheld);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&unheld)?;
+    let named = file
+        .try_lock()
+        .map_err(io::Error::from)
+        .and_then(|()| std::fs::rename(&unheld, path));
+    if let Err(e) = named {
+        let _ = std::fs::remove_file(&unheld);
+        return Err(e);
+    }
+    let writable = file.try_clone()?;
+    Ok((writable, Held { _lock: file }))
+}
+
+/// Whether `name` is a leftover's: `upload-<id>.<writer>` or `<name>.<writer>-<n>.part`.
+fn is_leftover(name: &str) -> bool {
+    let writer = if let Some(rest) = name.strip_prefix("upload-") {
+        rest.rsplit_once('.').map(|(_, writer)| writer)
+    } else {
+        name.strip_suffix(".part")
+            .and_then(|stem| stem.rsplit_once('.'))
+            .and_then(|(_, tail)| tail.rsplit_once('-'))
+            .map(|(writer, _)| writer)
     };
-    match (pid.parse::<u32>(), started.parse::<u64>()) {
-        (Ok(pid), Ok(started)) => start_time(pid) == Some(started),
-        // Not a name of ours: not ours to remove.
-        _ => true,
-    }
+    writer.is_some_and(|w| w.len() == WRITER_LEN && w.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The writer a leftover's file name names, if it is one: `upload-<id>.<writer>` or
-/// `<name>.<writer>-<n>.part`.
-fn writer_of(name: &str) -> Option<&str> {
-    if let Some(rest) = name.strip_prefix("upload-") {
-        return rest.rsplit_once('.').map(|(_, writer)| writer);
-    }
-    let stem = name.strip_suffix(".part")?;
-    let (_, tail) = stem.rsplit_once('.')?;
-    tail.rsplit_once('-').map(|(writer, _)| writer)
-}
-
-/// Removes the leftovers of writers that are no longer running; returns how many.
+/// Removes the leftovers nobody holds; returns how many.
 pub fn sweep(layout: &Layout) -> usize {
     let root = layout.root();
     ["tmp", "sources", "subtitles"]
@@ -88,11 +112,14 @@ fn sweep_dir(dir: &Path, depth: u32) -> usize {
             }
             continue;
         }
-        let name = entry.file_name();
-        let Some(writer) = name.to_str().and_then(writer_of) else {
+        if !entry.file_name().to_str().is_some_and(is_leftover) {
+            continue;
+        }
+        // Held while it is removed: its writer cannot be taking it meanwhile.
+        let Ok(file) = File::open(&path) else {
             continue;
         };
-        if running(writer) {
+        if file.try_lock().is_err() {
             continue;
         }
         match std::fs::remove_file(&path) {
@@ -113,34 +140,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_is_running_and_one_that_reused_its_id_is_not() {
-        assert!(running(writer()));
-        let pid = std::process::id();
-        assert!(!running(&format!("{pid}x1")), "another start time");
-        assert!(!running("4194304x1"), "above the kernel's pid limit");
-    }
-
-    #[test]
-    fn leftovers_of_stopped_writers_go_and_everything_else_stays() {
+    fn leftovers_nobody_holds_go_and_everything_else_stays() {
         let dir = tempfile::tempdir().expect("tmp");
         let layout = Layout::new(dir.path());
         layout.ensure().expect("layout");
-        let ours = writer();
-        let gone = format!("{}x1", std::process::id());
+        let w = writer();
+        let other = "0123456789abcdef";
+        let held = [
+            format!("tmp/upload-v2.{w}"),
+            format!("sources/v4.{w}-7.part"),
+        ];
+        let mut holds = Vec::new();
+        for name in &held {
+            holds.push(create_held(&dir.path().join(name)).expect("held"));
+        }
         let files = [
-            (format!("tmp/upload-v1.{gone}"), false),
-            (format!("tmp/upload-v2.{ours}"), true),
-            (format!("sources/v3.{gone}-0.part"), false),
-            (format!("sources/v4.{ours}-7.part"), true),
+            (format!("tmp/upload-v1.{other}"), false),
+            (format!("sources/v3.{other}-0.part"), false),
             (
-                format!("tmp/v5-a1/hls/360p/segment_000.ts.{gone}-2.part"),
+                format!("tmp/v5-a1/hls/360p/segment_000.ts.{other}-2.part"),
                 false,
             ),
-            (format!("subtitles/v6/u1.vtt.{gone}-3.part"), false),
+            (format!("subtitles/v6/u1.vtt.{other}-3.part"), false),
+            (format!("tmp/upload-v7.{other}{UNHELD}"), true),
             ("sources/v7".to_owned(), true),
             ("tmp/v5-a1/hls/360p/segment_001.ts".to_owned(), true),
             ("tmp/upload-v8".to_owned(), true),
             ("sources/v9.notes.part".to_owned(), true),
+            ("sources/v9.1234-0.part".to_owned(), true),
         ];
         for (name, _) in &files {
             let path = dir.path().join(name);
@@ -151,5 +178,26 @@ mod tests {
         for (name, kept) in &files {
             assert_eq!(dir.path().join(name).exists(), *kept, "{name}");
         }
+        for name in &held {
+            assert!(dir.path().join(name).exists(), "{name} is held");
+        }
+        drop(holds);
+        assert_eq!(sweep(&layout), 2, "given up, they are leftovers too");
+    }
+
+    #[test]
+    fn a_held_file_is_created_once_and_leaves_nothing_when_it_cannot_be() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(format!("upload-v1.{}", writer()));
+        let (mut file, _held) = create_held(&path).expect("created");
+        io::Write::write_all(&mut file, b"bytes").expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"bytes");
+        assert!(create_held(&path).is_err(), "it exists");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 }
