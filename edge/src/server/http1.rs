@@ -209,23 +209,24 @@ impl Connection {
                 scanned = scanned.max(self.start);
             }
             if let Some(end) = find_head_end(&self.buf, scanned) {
+                // A long line first: a request line too long is 414 whatever the head's size.
+                if let Some(refusal) = long_line(&self.buf[self.start..end]) {
+                    return Ok(Head::Reject(refusal));
+                }
                 let len = end - self.start;
                 if len > settings.max_header_bytes {
                     return Ok(Head::Reject(Refusal::HeadTooLarge));
                 }
-                if let Some(refusal) = long_line(&self.buf[self.start..end]) {
-                    return Ok(Head::Reject(refusal));
-                }
                 return Ok(Head::Complete(len));
             }
             scanned = self.buf.len().saturating_sub(3).max(self.start);
-            if self.buf.len() - self.start > settings.max_header_bytes {
-                return Ok(Head::Reject(Refusal::HeadTooLarge));
-            }
             // A line already too long is refused before the rest of the head, as nginx does
             // once it fills a buffer.
             if let Some(refusal) = long_line(&self.buf[self.start..]) {
                 return Ok(Head::Reject(refusal));
+            }
+            if self.buf.len() - self.start > settings.max_header_bytes {
+                return Ok(Head::Reject(Refusal::HeadTooLarge));
             }
             if self.start > 0 {
                 self.buf.drain(..self.start);
@@ -326,19 +327,19 @@ impl Connection {
     }
 }
 
-/// The end (exclusive) of the first request head in `buf`, searching from `from`.
-/// nginx's refusal of a head (whole or in part) holding a line longer than [`LINE_MAX`]:
-/// 414 for the request line, 400 for a header line.
+/// nginx's refusal of a head (whole or in part) holding a line that does not fit its
+/// [`LINE_MAX`] buffer with its line feed: 414 for the request line, 400 for a header line.
 fn long_line(head: &[u8]) -> Option<Refusal> {
-    if head.len() <= LINE_MAX {
+    if head.len() < LINE_MAX {
         return None;
     }
+    // Lines without their `\n` (a `\r` stays): one fits while it is shorter than the buffer.
     let mut lines = head.split(|&b| b == b'\n');
-    if lines.next().is_some_and(|l| l.len() > LINE_MAX) {
+    if lines.next().is_some_and(|l| l.len() >= LINE_MAX) {
         return Some(Refusal::UriTooLong);
     }
     lines
-        .any(|l| l.len() > LINE_MAX)
+        .any(|l| l.len() >= LINE_MAX)
         .then_some(Refusal::HeadTooLarge)
 }
 
@@ -363,6 +364,7 @@ fn parse_headers<'b, 'h>(
     }
 }
 
+/// The end (exclusive) of the first request head in `buf`, searching from `from`.
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
