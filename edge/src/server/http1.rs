@@ -194,6 +194,7 @@ impl Connection {
     async fn read_head<S: Transport>(&mut self, stream: &mut S) -> io::Result<Head> {
         let settings = &self.edge.settings;
         let mut scanned = self.start;
+        let mut lines = LineCheck::default();
         // nginx's client_header_timeout: one deadline for the whole head from its first byte,
         // so a client trickling bytes cannot hold the connection past it.
         let mut deadline = (self.start < self.buf.len())
@@ -209,11 +210,11 @@ impl Connection {
                 scanned = scanned.max(self.start);
             }
             if let Some(end) = find_head_end(&self.buf, scanned) {
+                let len = end - self.start;
                 // A long line first: a request line too long is 414 whatever the head's size.
-                if let Some(refusal) = long_line(&self.buf[self.start..end]) {
+                if let Some(refusal) = lines.check(&self.buf[self.start..end]) {
                     return Ok(Head::Reject(refusal));
                 }
-                let len = end - self.start;
                 if len > settings.max_header_bytes {
                     return Ok(Head::Reject(Refusal::HeadTooLarge));
                 }
@@ -222,7 +223,7 @@ impl Connection {
             scanned = self.buf.len().saturating_sub(3).max(self.start);
             // A line already too long is refused before the rest of the head, as nginx does
             // once it fills a buffer.
-            if let Some(refusal) = long_line(&self.buf[self.start..]) {
+            if let Some(refusal) = lines.check(&self.buf[self.start..]) {
                 return Ok(Head::Reject(refusal));
             }
             if self.buf.len() - self.start > settings.max_header_bytes {
@@ -327,20 +328,41 @@ impl Connection {
     }
 }
 
-/// nginx's refusal of a head (whole or in part) holding a line that does not fit its
-/// [`LINE_MAX`] buffer with its line feed: 414 for the request line, 400 for a header line.
-fn long_line(head: &[u8]) -> Option<Refusal> {
-    if head.len() < LINE_MAX {
-        return None;
+/// nginx's refusal of a head holding a line that does not fit its [`LINE_MAX`] buffer with its
+/// line feed: 414 for the request line, 400 for a header line. Looked at as the head arrives,
+/// each byte once (a head trickled a byte per read is not scanned again per read), and only
+/// once the head has reached [`LINE_MAX`]: a head shorter than that holds no such line.
+#[derive(Debug, Default)]
+struct LineCheck {
+    /// Offsets from the head's start: bytes looked at, and where the current line starts.
+    scanned: usize,
+    line_start: usize,
+    past_request_line: bool,
+}
+
+impl LineCheck {
+    /// Looks at what `head` (the head so far, from its start) holds beyond the last call.
+    fn check(&mut self, head: &[u8]) -> Option<Refusal> {
+        if head.len() < LINE_MAX {
+            return None;
+        }
+        let refusal = |past_request_line| match past_request_line {
+            false => Refusal::UriTooLong,
+            true => Refusal::HeadTooLarge,
+        };
+        while let Some(at) = head[self.scanned..].iter().position(|&b| b == b'\n') {
+            let newline = self.scanned + at;
+            // The line without its `\n` (a `\r` stays): it fits while shorter than the buffer.
+            if newline - self.line_start >= LINE_MAX {
+                return Some(refusal(self.past_request_line));
+            }
+            self.past_request_line = true;
+            self.line_start = newline + 1;
+            self.scanned = newline + 1;
+        }
+        self.scanned = head.len();
+        (head.len() - self.line_start >= LINE_MAX).then(|| refusal(self.past_request_line))
     }
-    // Lines without their `\n` (a `\r` stays): one fits while it is shorter than the buffer.
-    let mut lines = head.split(|&b| b == b'\n');
-    if lines.next().is_some_and(|l| l.len() >= LINE_MAX) {
-        return Some(Refusal::UriTooLong);
-    }
-    lines
-        .any(|l| l.len() >= LINE_MAX)
-        .then_some(Refusal::HeadTooLarge)
 }
 
 /// Parses the header lines `rest` into `few`, or into `many` when there are more of them.
@@ -398,7 +420,53 @@ pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
 
 #[cfg(test)]
 mod tests {
-    use super::find_head_end;
+    use super::{find_head_end, LineCheck, Refusal, LINE_MAX};
+
+    /// The verdict on `head` given whole, and given a byte at a time as a trickling client
+    /// sends it: the same, with each byte looked at once.
+    fn long_line(head: &[u8]) -> Option<Refusal> {
+        let whole = LineCheck::default().check(head);
+        let mut trickled = LineCheck::default();
+        let mut verdict = None;
+        for end in 1..=head.len() {
+            verdict = trickled.check(&head[..end]);
+            if verdict.is_some() {
+                break;
+            }
+        }
+        assert_eq!(whole, verdict, "{} bytes", head.len());
+        whole
+    }
+
+    #[test]
+    fn a_line_must_fit_nginxs_buffer_with_its_line_feed() {
+        let line = |n: usize| vec![b'a'; n];
+        let head = |request: usize, header: usize| {
+            [
+                line(request),
+                b"\r\n".to_vec(),
+                line(header),
+                b"\r\n\r\n".to_vec(),
+            ]
+            .concat()
+        };
+        // The line with its `\r` but without its `\n` is at most LINE_MAX - 1 bytes.
+        assert_eq!(long_line(&head(LINE_MAX - 2, 10)), None);
+        assert_eq!(
+            long_line(&head(LINE_MAX - 1, 10)),
+            Some(Refusal::UriTooLong)
+        );
+        assert_eq!(long_line(&head(100, LINE_MAX - 2)), None);
+        assert_eq!(
+            long_line(&head(100, LINE_MAX - 1)),
+            Some(Refusal::HeadTooLarge)
+        );
+        assert_eq!(long_line(&line(3 * LINE_MAX)), Some(Refusal::UriTooLong));
+        let many = [line(100), b"\r\n".to_vec(), line(6000), b"\r\n".to_vec()]
+            .concat()
+            .repeat(3);
+        assert_eq!(long_line(&many), None);
+    }
 
     #[test]
     fn finds_head_ends() {
