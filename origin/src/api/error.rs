@@ -61,6 +61,19 @@ impl ApiError {
         }
     }
 
+    /// A request body that broke off while read: 413 when it outgrew the `max_bytes` limit
+    /// (a body sent in chunks announces no length to refuse it by), else 400.
+    pub fn body(e: &axum::Error, max_bytes: u64) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(error) = source {
+            if error.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge(max_bytes);
+            }
+            source = error.source();
+        }
+        ApiError::BadRequest(format!("upload interrupted: {e}"))
+    }
+
     /// An internal fault: logged once (with its source chain) when answered, without detail.
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         ApiError::Internal(e.into())

@@ -61,7 +61,7 @@ async fn take_lease(state: &AppState, job: Job) -> Result<(EditLease<Store>, Job
 /// a file sent a byte a minute would hold its connection for months).
 async fn read_file(body: Body, within: Duration) -> Result<Bytes, ApiError> {
     match tokio::time::timeout(within, axum::body::to_bytes(body, subs::MAX_BYTES)).await {
-        Ok(read) => read.map_err(|e| super::uploads::body_error(&e, subs::MAX_BYTES as u64)),
+        Ok(read) => read.map_err(|e| ApiError::body(&e, subs::MAX_BYTES as u64)),
         Err(_) => Err(ApiError::Timeout(format!(
             "the subtitle file did not arrive within {} s",
             within.as_secs()

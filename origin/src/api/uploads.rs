@@ -111,7 +111,7 @@ pub async fn create(
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let video = VideoId::random();
     let (tmp, file) = TempUpload::create(&tmp_root, &video)?;
-    let mut file = Some(tokio::fs::File::from_std(file));
+    let mut file = tokio::fs::File::from_std(file);
     let sink = Sink {
         path: &tmp.path,
         max_bytes,
@@ -130,10 +130,7 @@ pub async fn create(
             match field.name() {
                 Some("file") if received.is_none() => {
                     let stream = field.map(|r| r.map_err(|e| multipart_error(&e, max_bytes)));
-                    let file = file
-                        .take()
-                        .ok_or_else(|| ApiError::internal("no upload file"))?;
-                    received = Some(write_stream(stream, file, &sink).await?);
+                    received = Some(write_stream(stream, &mut file, &sink).await?);
                 }
                 Some("title") => title = Some(read_title(field, limits).await?),
                 _ => {}
@@ -146,11 +143,8 @@ pub async fn create(
         let stream = req
             .into_body()
             .into_data_stream()
-            .map(|r| r.map_err(|e| body_error(&e, max_bytes)));
-        let file = file
-            .take()
-            .ok_or_else(|| ApiError::internal("no upload file"))?;
-        write_stream(stream, file, &sink).await?
+            .map(|r| r.map_err(|e| ApiError::body(&e, max_bytes)));
+        write_stream(stream, &mut file, &sink).await?
     };
     if received == 0 {
         return Err(ApiError::BadRequest("the upload is empty".into()));
@@ -267,18 +261,6 @@ fn multipart_error(e: &MultipartError, max_bytes: u64) -> ApiError {
     }
 }
 
-/// A raw body that broke off: 413 when it outgrew the body limit, else 400.
-pub(super) fn body_error(e: &axum::Error, max_bytes: u64) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = source {
-        if error.is::<http_body_util::LengthLimitError>() {
-            return ApiError::TooLarge(max_bytes);
-        }
-        source = error.source();
-    }
-    ApiError::BadRequest(format!("upload interrupted: {e}"))
-}
-
 /// How often (bytes) the free-space floor is checked again while an upload streams in.
 const ROOM_CHECK_EVERY: u64 = 64 << 20;
 
@@ -287,7 +269,7 @@ const ROOM_CHECK_EVERY: u64 = 64 << 20;
 /// fails here like anywhere else (`api::body_deadline`), and the request is answered 408.
 async fn write_stream<S>(
     mut stream: S,
-    mut file: tokio::fs::File,
+    file: &mut tokio::fs::File,
     sink: &Sink<'_>,
 ) -> Result<u64, ApiError>
 where

@@ -58,22 +58,8 @@ pub async fn output_within(command: &mut Command, limit: usize) -> io::Result<Ou
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let read = |pipe: Option<Box<dyn AsyncRead + Unpin + Send>>| async move {
-        let mut bytes = Vec::new();
-        if let Some(pipe) = pipe {
-            pipe.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
-        }
-        match bytes.len() > limit {
-            true => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the output is larger than {limit} bytes"),
-            )),
-            false => Ok(bytes),
-        }
-    };
-    let stdout = child.stdout.take().map(|p| Box::new(p) as _);
-    let stderr = child.stderr.take().map(|p| Box::new(p) as _);
-    match tokio::try_join!(read(stdout), read(stderr)) {
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    match tokio::try_join!(read_within(stdout, limit), read_within(stderr, limit)) {
         Ok((stdout, stderr)) => Ok(Output {
             status: child.wait().await?,
             stdout,
@@ -83,6 +69,21 @@ pub async fn output_within(command: &mut Command, limit: usize) -> io::Result<Ou
             let _ = child.kill().await;
             Err(e)
         }
+    }
+}
+
+/// All of `pipe`, or `InvalidData` once it holds more than `limit` bytes.
+async fn read_within<R: AsyncRead + Unpin>(pipe: Option<R>, limit: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        pipe.take(limit as u64 + 1).read_to_end(&mut bytes).await?;
+    }
+    match bytes.len() > limit {
+        true => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the output is larger than {limit} bytes"),
+        )),
+        false => Ok(bytes),
     }
 }
 
