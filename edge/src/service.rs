@@ -244,7 +244,12 @@ impl Edge {
 
     /// nginx's static handler lets POST through its first method check and refuses it only once
     /// the file is found: a missing file is 404, a directory 301/403, a file 405.
+    /// With an upstream, the cache's own files (its marker, fills in progress) are not
+    /// content: they are 404 to every method, or a 405 would tell that a fill is under way.
     fn post(&self, req: &RequestHead<'_>, uri: &[u8], rel: &[u8]) -> Reply {
+        if self.upstream.is_some() && crate::upstream::valid_rel(rel).is_none() {
+            return Refusal::NotFound.reply();
+        }
         match self.root.open_path(rel) {
             Ok(Resolved::File(..)) => Refusal::MethodNotAllowed.reply(),
             Ok(Resolved::Directory) => self.directory(req, uri),
