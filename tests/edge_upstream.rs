@@ -600,7 +600,8 @@ fn a_root_holding_other_files_is_refused_not_emptied() {
 /// Fills run on after the requests that started them (HEADs answered, clients gone), so they
 /// are bounded edge-wide: many cold objects asked for at once against a bucket that does not
 /// answer start 64 bucket requests, the rest wait their turn, and all give up with 504 by the
-/// bucket's timeout.
+/// bucket's timeout, counted from each request: a fill that waited for its place gets only
+/// what is left of it.
 #[test]
 fn at_most_64_objects_are_pulled_at_once() {
     let weed = bucket();
@@ -616,18 +617,27 @@ fn at_most_64_objects_are_pulled_at_once() {
             value("edge_upstream_fills_waiting"),
         )
     };
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..viewers)
-            .map(|i| {
-                let edge = &edge;
-                scope.spawn(move || {
-                    let rel = format!("360p/segment_{i:03}.ts");
-                    edge.public(Request::get(signed(&rel)).method("HEAD"))
-                        .status
-                })
+    // The upstream's timeout_secs in s3_config.
+    let timeout = Duration::from_secs(5);
+    let answers: Vec<(u16, Duration)> = std::thread::scope(|scope| {
+        let viewer = |i: usize| {
+            let edge = &edge;
+            scope.spawn(move || {
+                let rel = format!("360p/segment_{i:03}.ts");
+                let started = std::time::Instant::now();
+                let status = edge
+                    .public(Request::get(signed(&rel)).method("HEAD"))
+                    .status;
+                (status, started.elapsed())
             })
-            .collect();
-        let bounded = wait_until(Duration::from_secs(4), || gauges(&edge) == (64.0, 16.0));
+        };
+        let mut handles: Vec<_> = (0..64).map(viewer).collect();
+        let running = wait_until(Duration::from_secs(4), || gauges(&edge) == (64.0, 0.0));
+        assert!(running, "fills (running, waiting): {:?}", gauges(&edge));
+        // The late ones get their places with half the timeout gone.
+        std::thread::sleep(timeout / 2);
+        handles.extend((64..viewers).map(viewer));
+        let bounded = wait_until(Duration::from_secs(2), || gauges(&edge) == (64.0, 16.0));
         assert!(bounded, "fills (running, waiting): {:?}", gauges(&edge));
         handles
             .into_iter()
@@ -635,6 +645,11 @@ fn at_most_64_objects_are_pulled_at_once() {
             .collect()
     });
     drop(frozen);
-    assert!(statuses.iter().all(|s| *s == 504), "{statuses:?}");
+    assert!(answers.iter().all(|a| a.0 == 504), "{answers:?}");
+    let slowest = answers.iter().map(|a| a.1).max().unwrap_or_default();
+    assert!(
+        slowest < timeout + Duration::from_millis(1500),
+        "a request waited {slowest:?} for a bucket timing out in {timeout:?}"
+    );
     assert_eq!(gauges(&edge), (0.0, 0.0), "every place given back");
 }

@@ -89,8 +89,11 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// spawns for the first miss).
 pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>) {
     let started = Instant::now();
-    let result = match take_place(&inner).await {
-        Ok(_place) => fill_once(&inner, &fill, &rel, &args).await,
+    // One wait for the place and the answer together: a fill that got its place late must not
+    // keep the requests behind it for a second whole timeout.
+    let deadline = tokio::time::Instant::now() + inner.timeout;
+    let result = match take_place(&inner, deadline).await {
+        Ok(_place) => fill_once(&inner, &fill, &rel, &args, deadline).await,
         Err(e) => Err(e),
     };
     if let Ok(size) = &result {
@@ -107,12 +110,15 @@ pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>)
         .send_modify(|p| p.outcome = Some(result.map(|_| ())));
 }
 
-/// One of the [`FILLS_MAX`](super::FILLS_MAX) places, waited for at most as long as the
-/// upstream gets to answer; counted in the fill gauges while waited for and held.
-async fn take_place(inner: &Inner) -> Result<Place<'_>, FetchError> {
+/// One of the [`FILLS_MAX`](super::FILLS_MAX) places, waited for until `deadline`, by which
+/// the upstream must also have answered; counted in the fill gauges while waited for and held.
+async fn take_place(
+    inner: &Inner,
+    deadline: tokio::time::Instant,
+) -> Result<Place<'_>, FetchError> {
     let m = &inner.metrics;
     m.upstream_fills_waiting.inc();
-    let taken = tokio::time::timeout(inner.timeout, inner.fill_places.acquire()).await;
+    let taken = tokio::time::timeout_at(deadline, inner.fill_places.acquire()).await;
     m.upstream_fills_waiting.dec();
     match taken {
         Ok(Ok(permit)) => {
@@ -139,9 +145,16 @@ impl Drop for Place<'_> {
     }
 }
 
-async fn fill_once(inner: &Inner, fill: &Fill, rel: &str, args: &[u8]) -> Result<u64, FetchError> {
+async fn fill_once(
+    inner: &Inner,
+    fill: &Fill,
+    rel: &str,
+    args: &[u8],
+    deadline: tokio::time::Instant,
+) -> Result<u64, FetchError> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     // Counted when the upstream answered (or failed to), before any client sees a byte.
-    let fetched = inner.source.fetch(rel, args, inner.timeout).await;
+    let fetched = inner.source.fetch(rel, args, left).await;
     inner
         .metrics
         .upstream_request(fetched.as_ref().map_or_else(|e| e.outcome(), |_| "ok"));
