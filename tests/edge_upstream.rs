@@ -558,7 +558,11 @@ fn the_budget_evicts_the_least_recently_used_and_a_restart_keeps_the_cache() {
     assert_eq!(r.status, 404, "the fill directory is never served");
     // Nor does any other method tell what the cache holds: a 405 would say the file exists.
     std::fs::write(&leftover, b"a fill under way").expect("fill");
-    for internal in ["/hls/.edge-fill/999-1", "/hls/.edge-fill", "/hls/.edge-cache"] {
+    for internal in [
+        "/hls/.edge-fill/999-1",
+        "/hls/.edge-fill",
+        "/hls/.edge-cache",
+    ] {
         let url = signer().signed_url(internal, e2e::future_expires(), "");
         let r = edge.public(Request::get(url).method("POST"));
         assert_eq!(r.status, 404, "POST {internal}");

@@ -203,6 +203,9 @@ impl Migration {
             return Err(ImportError::Refused(e.to_string()));
         }
         let source = layout.source_file(&video);
+        // Held until its job exists, like an upload: a role starting meanwhile removes only
+        // uploads that nobody holds and no job names.
+        let _held = crate::storage::leftovers::hold(&tmp).map_err(|e| failed(&e))?;
         std::fs::rename(&tmp, &source).map_err(|e| failed(&e))?;
         pipeline
             .media()

@@ -156,6 +156,13 @@ pub async fn open_store(store: &StoreSettings, layout: &Layout) -> Result<AnySto
     })
 }
 
+/// Removes, in the background, the uploads a killed process moved into `sources/` without
+/// creating their jobs ([`crate::storage::leftovers::sweep_sources`]).
+pub fn sweep_unqueued_sources(layout: &Layout, store: &Arc<AnyStore>) {
+    let (layout, store) = (layout.clone(), store.clone());
+    tokio::spawn(async move { crate::storage::leftovers::sweep_sources(&layout, &*store).await });
+}
+
 /// The webhook sender for the workers and its dispatcher, when webhooks are configured.
 pub fn start_webhooks(
     worker: &WorkerSettings,

@@ -979,9 +979,20 @@ fn an_upload_cut_by_a_killed_process_is_removed_at_the_next_start() {
     let live = "upload-v1.0123456789abcdef".to_owned();
     let held = fs::File::create(tmp.join(&live)).expect("live");
     held.lock().expect("held");
+    // An upload a process killed after moving it into sources/ and before creating its job:
+    // no job names it, so it goes too. An upload a live process holds there stays.
+    let sources = data.join("sources");
+    fs::write(sources.join("0b1e2b6e-0000-4000-8000-00000000dead"), b"x").expect("orphan");
+    let admitting =
+        fs::File::create(sources.join("0b1e2b6e-0000-4000-8000-0000000000ad")).expect("admitting");
+    admitting.lock().expect("held");
     let again = Origin::start(options);
     // Removed as the process starts, which may be just after it listens.
-    let swept = wait_until(Duration::from_secs(10), || uploads() == [live.clone()]);
-    assert!(swept, "{:?}\n{}", uploads(), again.diagnostics());
-    drop((again, held, dir));
+    let swept = wait_until(Duration::from_secs(10), || {
+        uploads() == [live.clone()] && e2e::files::entries(&sources).len() == 1
+    });
+    let left = e2e::files::entries(&sources);
+    assert!(swept, "{:?} {left:?}\n{}", uploads(), again.diagnostics());
+    assert_eq!(left, ["0b1e2b6e-0000-4000-8000-0000000000ad"]);
+    drop((again, held, admitting, dir));
 }

@@ -188,6 +188,8 @@ async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Acce
             other => ApiError::Unprocessable(format!("not a usable video: {other}")),
         })?;
     let source = state.layout.source_file(&video);
+    // The lock moves with the file and is held until `upload` is dropped, once the job exists
+    // (or the source is removed): a role starting meanwhile leaves a held upload alone.
     std::fs::rename(&upload.tmp.path, &source)?;
     upload.tmp.keep = true;
     // Probed, so it may enter the store (a bucket: uploaded in parts, the local copy dropped).

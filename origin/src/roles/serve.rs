@@ -48,6 +48,7 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
     let media = media_store(&w.media).await?;
     let layout = media.layout().clone();
     let store = Arc::new(open_store(&w.store, &layout).await?);
+    super::sweep_unqueued_sources(&layout, &store);
     let metrics = Arc::new(Metrics::new()?);
     let pipeline = pipeline(&w.media, &media).await;
     let (notifier, dispatcher) = start_webhooks(w, &metrics)?;

@@ -21,6 +21,7 @@ pub async fn run(settings: WorkerSettings, concurrency: usize) -> Result<(), Sta
     let media = media_store(&settings.media).await?;
     let layout = media.layout().clone();
     let store = Arc::new(open_store(&settings.store, &layout).await?);
+    super::sweep_unqueued_sources(&layout, &store);
     let pipeline = pipeline(&settings.media, &media).await;
     let metrics = Arc::new(Metrics::new()?);
     let (notifier, webhooks) = start_webhooks(&settings, &metrics)?;

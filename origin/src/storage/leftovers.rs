@@ -12,6 +12,9 @@
 //! Process ids would not do: containers sharing a volume each have their own, and a restarted
 //! container's process has the dead one's.
 //!
+//! An upload moved into `sources/` stays held until its job exists; one that nobody holds and
+//! no job names was left by a process killed in between, and goes too ([`sweep_sources`]).
+//!
 //! A file takes its name only once it is locked ([`create_held`]), so a sweep never sees one
 //! unheld while its writer lives. Downloads land in `sources/`, `subtitles/` and the work
 //! directories under `tmp/`, which are walked; the published tree is not (it can hold millions
@@ -22,7 +25,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use shared::media::{fill_random, Layout};
+use shared::media::{fill_random, Layout, VideoId};
+
+use crate::jobs::store::JobStore;
 
 /// Characters of a writer tag: 16 lowercase hex digits.
 const WRITER_LEN: usize = 16;
@@ -74,6 +79,14 @@ pub fn create_held(path: &Path) -> io::Result<(File, Held)> {
     Ok((writable, Held { _lock: file }))
 }
 
+/// Locks the existing file at `path`, to keep it for as long as the lock is (an upload in
+/// `sources/` until its job exists). Fails if another holds it.
+pub fn hold(path: &Path) -> io::Result<Held> {
+    let file = File::open(path)?;
+    file.try_lock().map_err(io::Error::from)?;
+    Ok(Held { _lock: file })
+}
+
 /// Whether `name` is a leftover's: `upload-<id>.<writer>` or `<name>.<writer>-<n>.part`.
 fn is_leftover(name: &str) -> bool {
     let writer = if let Some(rest) = name.strip_prefix("upload-") {
@@ -94,6 +107,46 @@ pub fn sweep(layout: &Layout) -> usize {
         .iter()
         .map(|dir| sweep_dir(&root.join(dir), 3))
         .sum()
+}
+
+/// Removes the uploads in `sources/` that nobody holds and no job names: their process was
+/// killed between moving them there and creating the job. Returns how many; stops at the
+/// first store error (removing nothing it could not check).
+pub async fn sweep_sources<S: JobStore>(layout: &Layout, store: &S) -> usize {
+    let dir = layout.root().join("sources");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Some(video) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<VideoId>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        // Held while the store is asked and the file removed: an admit in flight holds it.
+        let Ok(_held) = hold(&path) else {
+            continue;
+        };
+        match store.get(&video).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(%video, "removed an upload whose job was never created");
+                    removed += 1;
+                }
+                Err(error) => tracing::warn!(%error, %video, "cannot remove an upload"),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "uploads without a job are kept: the job store fails");
+                break;
+            }
+        }
+    }
+    removed
 }
 
 fn sweep_dir(dir: &Path, depth: u32) -> usize {
@@ -183,6 +236,35 @@ mod tests {
         }
         drop(holds);
         assert_eq!(sweep(&layout), 2, "given up, they are leftovers too");
+    }
+
+    #[tokio::test]
+    async fn uploads_no_job_names_go_unless_held() {
+        use crate::jobs::embedded::EmbeddedStore;
+        use crate::jobs::model::Job;
+        use crate::transcode::pipeline::Profile;
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = Layout::new(dir.path());
+        layout.ensure().expect("layout");
+        let store = EmbeddedStore::open(&layout.store_dir()).expect("store");
+        let id = |s: &str| s.parse::<VideoId>().expect("id");
+        let job = Job::new(id("queued"), "u1", None, Profile::Ladder, 0);
+        store.create(job).await.expect("job");
+        for name in ["queued", "orphan", "admitting"] {
+            std::fs::write(layout.source_file(&id(name)), b"x").expect("write");
+        }
+        std::fs::write(dir.path().join("sources/notes.txt"), b"x").expect("write");
+        let admitting = hold(&layout.source_file(&id("admitting"))).expect("held");
+        assert_eq!(sweep_sources(&layout, &store).await, 1);
+        assert!(!layout.source_file(&id("orphan")).exists());
+        assert!(layout.source_file(&id("queued")).exists(), "its job exists");
+        assert!(layout.source_file(&id("admitting")).exists(), "held");
+        assert!(
+            dir.path().join("sources/notes.txt").exists(),
+            "not an upload"
+        );
+        drop(admitting);
+        assert_eq!(sweep_sources(&layout, &store).await, 1, "given up, it goes");
     }
 
     #[test]
