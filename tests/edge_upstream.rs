@@ -657,3 +657,61 @@ fn at_most_64_objects_are_pulled_at_once() {
     );
     assert_eq!(gauges(&edge), (0.0, 0.0), "every place given back");
 }
+
+/// The upstream's timeout bounds each wait, not the whole transfer: an object that takes
+/// three times as long to arrive, a byte at a time, is served whole and then cached.
+#[test]
+fn an_object_slower_than_the_timeout_is_served_whole_and_cached() {
+    use std::io::{Read, Write};
+    const BODY: &[u8] = b"12345678";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    // The edge's start-up check is a request too: each connection has a thread of its own.
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                if head.windows(7).any(|w| w == b"slow.ts") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    BODY.len()
+                );
+                let _ = stream.write_all(answer.as_bytes());
+                for b in BODY {
+                    std::thread::sleep(Duration::from_millis(400));
+                    let _ = stream.write_all(&[*b]);
+                }
+            });
+        }
+    });
+    let cache = cache_dir();
+    let config = format!(
+        "[upstream]\nkind = \"http\"\nurl = \"http://{addr}/hls/\"\n\
+         connect_timeout_secs = 1\ntimeout_secs = 1\n"
+    );
+    let edge = Edge::start(EdgeOptions::new(cache.path()).config(&config));
+    let first = get(&edge, "720p/slow.ts");
+    assert_eq!(
+        (first.status, first.body.as_slice()),
+        (200, BODY),
+        "{}",
+        edge.diagnostics()
+    );
+    let again = get(&edge, "720p/slow.ts");
+    assert_eq!((again.status, again.body.as_slice()), (200, BODY));
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "cached"
+    );
+}

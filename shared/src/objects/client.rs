@@ -30,6 +30,11 @@ pub fn tls_config() -> rustls::ClientConfig {
 
 /// A reqwest client builder with the workspace's TLS and the given timeouts; `https_only`
 /// unless `allow_http`. Also the edge's client for an `http` upstream.
+///
+/// `timeout` bounds the wait for an answer's head, and then each wait for a piece of its
+/// body, never the whole transfer: a multi-gigabyte source or a large segment over a slow
+/// link takes longer than any deadline fit for a stalled server. (The wait for the head
+/// runs from the start of the request, so it also bounds sending a body: one upload part.)
 pub fn http_client(
     connect_timeout: Duration,
     timeout: Option<Duration>,
@@ -54,7 +59,7 @@ pub fn http_client_builder(
         // Bytes are stored and compared as sent: no transparent decompression.
         .no_proxy();
     if let Some(t) = timeout {
-        b = b.timeout(t);
+        b = b.read_timeout(t);
     }
     b
 }

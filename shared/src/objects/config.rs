@@ -34,7 +34,9 @@ pub struct StoreConfig {
     pub virtual_hosted_style: bool,
     /// Seconds to establish a connection. Default 5.
     pub connect_timeout_secs: u64,
-    /// Seconds one request may take as a whole, body included. Default 30.
+    /// Seconds a request waits for its answer (an upload part: to be sent and answered), and
+    /// then for each piece of the answer's body; a large object may take longer as a whole.
+    /// Default 30.
     pub timeout_secs: u64,
     /// Retries of a failed idempotent request (connection errors, 5xx, 429). Default 2.
     pub max_retries: usize,
