@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use e2e::origin::{data_dir, generate_clip, json, truncated_clip};
 use e2e::port::free_port;
-use e2e::{process, Edge, EdgeOptions, Origin, OriginOptions, RawResponse};
+use e2e::{process, Edge, EdgeOptions, Origin, OriginOptions, RawResponse, Request};
 
 /// The uploaded clip: long enough that both players still need segments after the pause that
 /// lets every link expire.
@@ -325,6 +325,12 @@ fn web_routes_and_dev_token() {
     assert_eq!(hls.text(), "/* hls.js stand-in */\n");
     let minted = dev.get("/api/dev/token?user=alice");
     assert_status(&minted, 200, "dev token");
+    // A remote page whose name rebinds to 127.0.0.1 reaches the listener with its own name.
+    for (host, status) in [("rebind.example:8000", 403), ("localhost:8000", 200)] {
+        let bytes = Request::get("/api/dev/token?user=alice").host(host).build();
+        let r = e2e::http::raw_request(dev.api_addr, &bytes).expect("dev token");
+        assert_status(&r, status, host);
+    }
     assert_eq!(
         minted.header("cache-control"),
         Some("no-store"),

@@ -7,7 +7,10 @@
 //! (another version, a debug build); a file missing there answers 404 with a JSON error.
 //!
 //! `GET /api/dev/token?user=NAME` mints a (never admin) user token for the page's sign-in
-//! button, and only in development mode (`server.dev`); otherwise it answers 404.
+//! button, and only in development mode (`server.dev`); otherwise it answers 404. It also
+//! answers only to a loopback name in `Host`: development mode listens on loopback alone, but a
+//! browser relays a remote page there once its DNS name rebinds to 127.0.0.1, and that page
+//! would read the token.
 
 use std::path::PathBuf;
 
@@ -144,9 +147,23 @@ pub struct DevTokenQuery {
 
 /// `GET /api/dev/token?user=NAME` -> `{"token", "user", "expires_in"}`, development mode only.
 /// The token never carries the admin role.
-pub async fn dev_token(State(state): State<AppState>, Query(q): Query<DevTokenQuery>) -> Response {
+pub async fn dev_token(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<DevTokenQuery>,
+) -> Response {
     if !state.settings.dev {
         return not_found("not found");
+    }
+    let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
+    if !host.is_none_or(is_loopback_host) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({
+                "error": "development tokens are given to pages on localhost, 127.0.0.1 or [::1] only"
+            })),
+        )
+            .into_response();
     }
     let user = q.user.unwrap_or_default();
     if !valid_user(&user) {
@@ -170,6 +187,28 @@ pub async fn dev_token(State(state): State<AppState>, Query(q): Query<DevTokenQu
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost`, `127.0.0.1` or `[::1]`,
+/// with or without a port.
+fn is_loopback_host(host: &[u8]) -> bool {
+    let name = match host.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => (&rest[..end], &rest[end + 1..]),
+            None => return false,
+        },
+        None => match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &b""[..]),
+        },
+    };
+    let port_ok = match name.1 {
+        [] => true,
+        [b':', digits @ ..] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    port_ok
+        && (name.0.eq_ignore_ascii_case(b"localhost") || name.0 == b"127.0.0.1" || name.0 == b"::1")
 }
 
 /// `ORIGIN_WEB_VENDOR_DIR`, when set and not empty.
@@ -238,6 +277,33 @@ fn not_found(why: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_names_get_development_tokens() {
+        for ok in [
+            "localhost",
+            "LocalHost:8000",
+            "127.0.0.1",
+            "127.0.0.1:8000",
+            "[::1]",
+            "[::1]:8000",
+        ] {
+            assert!(is_loopback_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "rebind.example:8000",
+            "localhost.example",
+            "127.0.0.1.nip.io:8000",
+            "127.0.0.2",
+            "[::1",
+            "[::1]x",
+            "localhost:",
+            "localhost:80a",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad.as_bytes()), "{bad}");
+        }
+    }
 
     #[test]
     fn every_page_file_is_embedded_and_referenced() {
