@@ -158,7 +158,23 @@ pub fn router(state: AppState) -> Router {
         ))
         // Last, so it sees every answer: the body limit's 413 and axum's rejections too.
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::map_response(never_a_document))
         .with_state(state)
+}
+
+/// Every answer but the page (which has a policy of its own) is never sniffed, nor rendered as
+/// a document with script: `/stream` serves an uploaded file's own bytes from the origin's name,
+/// where the page keeps its users' tokens, and one wrong content type must not make it HTML.
+async fn never_a_document(mut response: Response) -> Response {
+    use axum::http::{header, HeaderValue};
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'; sandbox"));
+    response
 }
 
 /// Requests that changed something and run in tasks of their own ([`detached`]): the drain at

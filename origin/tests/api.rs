@@ -423,6 +423,43 @@ async fn unknown_routes_and_methods_answer_json_too() {
     );
 }
 
+/// Uploaded bytes are served back from the origin's name (`/stream`), where the page keeps its
+/// users' tokens: no answer may be sniffed or rendered as a document, but the page's own.
+#[tokio::test]
+async fn no_answer_but_the_page_is_ever_a_document() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    for (uri, status) in [
+        ("/api/videos".to_owned(), StatusCode::OK),
+        ("/api/nowhere".to_owned(), StatusCode::NOT_FOUND),
+        (format!("/api/videos/{video}/stream"), StatusCode::NOT_FOUND),
+        ("/app.js".to_owned(), StatusCode::OK),
+    ] {
+        let r = api
+            .respond(request(Method::GET, &uri, Some(&alice), Body::empty()))
+            .await;
+        assert_eq!(r.status(), status, "{uri}");
+        let h = r.headers();
+        assert_eq!(
+            h.get(header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..]),
+            "{uri}"
+        );
+        let policy = h.get(header::CONTENT_SECURITY_POLICY).map(|v| v.as_bytes());
+        assert_eq!(policy, Some(&b"default-src 'none'; sandbox"[..]), "{uri}");
+    }
+    let page = api
+        .respond(request(Method::GET, "/", None, Body::empty()))
+        .await;
+    let policy = page.headers().get(header::CONTENT_SECURITY_POLICY);
+    let policy = policy.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(
+        policy.contains("script-src 'self'"),
+        "the page's own: {policy}"
+    );
+}
+
 /// A subtitle change waits while another machine changes the same video's files (its lease in
 /// the job store), goes ahead once that one is done, and answers 409 if it never is.
 #[tokio::test(start_paused = true)]
