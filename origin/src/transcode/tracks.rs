@@ -88,13 +88,30 @@ pub fn language(tag: Option<&str>) -> String {
     }
 }
 
+/// Whether `c` may stand in a name written into a playlist's quoted `NAME`. Besides what
+/// would end the string or the line, `#` goes: hls.js finds tags such as
+/// `#EXT-X-CONTENT-STEERING:` anywhere in a line, not only at its start, so a name could
+/// smuggle one in. So do the line and paragraph separators (a line end to JavaScript) and the
+/// invisible and direction-changing format characters, which would let a name pass for another.
+pub fn fits_a_name(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '"' | '#'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+        )
+}
+
 /// A track's display name: its title when it has a printable one, else its language, else
 /// `fallback`.
 pub fn display_name(title: Option<&str>, language: &str, fallback: String) -> String {
     let title: String = title
         .unwrap_or_default()
         .chars()
-        .filter(|c| !c.is_control() && *c != '"')
+        .filter(|c| fits_a_name(*c))
         .take(64)
         .collect();
     if !title.trim().is_empty() {
@@ -162,6 +179,14 @@ mod tests {
         assert_eq!(
             display_name(Some("Director's \"cut\"\n"), "eng", "x".into()),
             "Director's cut"
+        );
+        assert_eq!(
+            display_name(
+                Some("#EXT-X-CONTENT-STEERING:SERVER-URI=//e.vu/s\u{2028}#EXT-X-MEDIA:\u{202E}"),
+                "eng",
+                "x".into()
+            ),
+            "EXT-X-CONTENT-STEERING:SERVER-URI=//e.vu/sEXT-X-MEDIA:"
         );
         assert_eq!(display_name(None, "fra", "Audio 2".into()), "French");
         assert_eq!(display_name(None, "tlh", "Audio 2".into()), "tlh");
