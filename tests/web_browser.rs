@@ -103,6 +103,27 @@ fn require_browser_tooling() {
     );
 }
 
+/// The page's pure functions (`tests/browser/units.test.mjs`) under Node's test runner.
+#[test]
+fn web_modules_in_node() {
+    assert!(process::on_path("node"), "node is missing; {INSTALL_HINT}");
+    let out = std::process::Command::new("node")
+        .arg("--test")
+        .arg(repo().join("tests/browser/units.test.mjs"))
+        .output()
+        .expect("run node --test");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("# fail 0") && !report.contains("# pass 0"),
+        "{report}"
+    );
+}
+
 fn origin_config(dev: bool) -> String {
     format!(
         "[server]\ndev = {dev}\n\n\

@@ -23,13 +23,27 @@ export function playlistUris(text, base) {
     const line = raw.trim();
     if (!line) continue;
     if (line.startsWith('#')) {
-      const m = /URI="([^"]+)"/.exec(line);
-      if (m) out.push(new URL(m[1], base).href);
+      const uri = uriAttribute(line);
+      if (uri) out.push(new URL(uri, base).href);
     } else {
       out.push(new URL(line, base).href);
     }
   }
   return out;
+}
+
+/**
+ * The quoted `URI` attribute of a tag line, read one attribute at a time so that a quoted value
+ * is never searched: a track named `xURI=` holds what a plain search takes for the URI.
+ */
+export function uriAttribute(line) {
+  const attribute = /([A-Z0-9-]+)=("[^"]*"|[^,]*)(?:,|$)/y;
+  attribute.lastIndex = line.indexOf(':') + 1;
+  if (attribute.lastIndex === 0) return null;
+  for (let m = attribute.exec(line); m !== null; m = attribute.exec(line)) {
+    if (m[1] === 'URI' && m[2].startsWith('"')) return m[2].slice(1, -1) || null;
+  }
+  return null;
 }
 
 async function getText(url) {
