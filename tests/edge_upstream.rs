@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -658,19 +659,16 @@ fn at_most_64_objects_are_pulled_at_once() {
     assert_eq!(gauges(&edge), (0.0, 0.0), "every place given back");
 }
 
-/// The upstream's timeout bounds each wait, not the whole transfer: an object that takes
-/// three times as long to arrive, a byte at a time, is served whole and then cached.
-#[test]
-fn an_object_slower_than_the_timeout_is_served_whole_and_cached() {
+/// An HTTP upstream that answers every GET with `BODY`, a byte every `pause`; returns its
+/// address and how many GETs it had (the edge's start-up check is a HEAD).
+fn trickling_upstream(pause: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     use std::io::{Read, Write};
-    const BODY: &[u8] = b"12345678";
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = requests.clone();
-    // The edge's start-up check is a request too: each connection has a thread of its own.
+    let gets = Arc::new(AtomicUsize::new(0));
+    let counted = gets.clone();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
+        for stream in listener.incoming().take(16) {
             let Ok(mut stream) = stream else { continue };
             let counted = counted.clone();
             std::thread::spawn(move || {
@@ -679,8 +677,8 @@ fn an_object_slower_than_the_timeout_is_served_whole_and_cached() {
                 while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
                     head.push(byte[0]);
                 }
-                if head.windows(7).any(|w| w == b"slow.ts") {
-                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if head.starts_with(b"GET ") {
+                    counted.fetch_add(1, Ordering::SeqCst);
                 }
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -688,18 +686,34 @@ fn an_object_slower_than_the_timeout_is_served_whole_and_cached() {
                 );
                 let _ = stream.write_all(answer.as_bytes());
                 for b in BODY {
-                    std::thread::sleep(Duration::from_millis(400));
+                    std::thread::sleep(pause);
                     let _ = stream.write_all(&[*b]);
                 }
             });
         }
     });
-    let cache = cache_dir();
+    (addr, gets)
+}
+
+/// What [`trickling_upstream`] serves.
+const BODY: &[u8] = b"12345678";
+
+/// An edge pulling from the HTTP upstream at `upstream`, with one-second timeouts.
+fn http_edge(upstream: std::net::SocketAddr, cache: &Path) -> EdgeOptions {
     let config = format!(
-        "[upstream]\nkind = \"http\"\nurl = \"http://{addr}/hls/\"\n\
+        "[upstream]\nkind = \"http\"\nurl = \"http://{upstream}/hls/\"\n\
          connect_timeout_secs = 1\ntimeout_secs = 1\n"
     );
-    let edge = Edge::start(EdgeOptions::new(cache.path()).config(&config));
+    EdgeOptions::new(cache).config(&config)
+}
+
+/// The upstream's timeout bounds each wait, not the whole transfer: an object that takes
+/// three times as long to arrive, a byte at a time, is served whole and then cached.
+#[test]
+fn an_object_slower_than_the_timeout_is_served_whole_and_cached() {
+    let (upstream, gets) = trickling_upstream(Duration::from_millis(400));
+    let cache = cache_dir();
+    let edge = Edge::start(http_edge(upstream, cache.path()));
     let first = get(&edge, "720p/slow.ts");
     assert_eq!(
         (first.status, first.body.as_slice()),
@@ -709,9 +723,79 @@ fn an_object_slower_than_the_timeout_is_served_whole_and_cached() {
     );
     let again = get(&edge, "720p/slow.ts");
     assert_eq!((again.status, again.body.as_slice()), (200, BODY));
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "cached");
+}
+
+/// An object whose name the disk cannot take (here a directory of other cached objects) is
+/// still served whole, only not kept: each request gets it, none a broken answer.
+#[test]
+fn an_object_the_disk_cannot_name_is_served_not_kept() {
+    let (upstream, gets) = trickling_upstream(Duration::ZERO);
+    let cache = cache_dir();
+    let edge = Edge::start(http_edge(upstream, cache.path()));
+    assert_eq!(get(&edge, "720p/a.ts").body, BODY);
+    for _ in 0..2 {
+        let r = get(&edge, "720p");
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, BODY),
+            "{}",
+            edge.diagnostics()
+        );
+    }
     assert_eq!(
-        requests.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "cached"
+        gets.load(Ordering::SeqCst),
+        3,
+        "served each time, kept never"
     );
+    assert!(cache.path().join(VIDEO).join("720p").is_dir());
+}
+
+/// A purge while an object is being pulled: the fill may hold the bytes the purge was for, so
+/// it serves them but does not keep them.
+#[test]
+fn a_purge_during_a_fill_is_not_undone_by_it() {
+    const TOKEN: &str = "purge-secret-0123456789";
+    let (upstream, gets) = trickling_upstream(Duration::from_millis(300));
+    let cache = cache_dir();
+    let edge = Edge::start(http_edge(upstream, cache.path()).env("EDGE_PURGE_TOKEN", TOKEN));
+    std::thread::scope(|scope| {
+        let viewer = scope.spawn(|| get(&edge, "720p/a.ts"));
+        assert!(wait_until(Duration::from_secs(2), || gets
+            .load(Ordering::SeqCst)
+            == 1));
+        let purge = Request::get(format!("/purge?prefix=/hls/{VIDEO}/"))
+            .method("POST")
+            .host(edge.admin_addr.to_string())
+            .header("Content-Length", "0")
+            .header("Authorization", format!("Bearer {TOKEN}"));
+        let purged = e2e::http::raw_request(edge.admin_addr, &purge.build()).expect("purge");
+        assert_eq!(purged.status, 200, "{}", purged.text());
+        let r = viewer.join().expect("viewer");
+        assert_eq!((r.status, r.body.as_slice()), (200, BODY));
+    });
+    assert!(
+        !cache.path().join(VIDEO).join("720p/a.ts").exists(),
+        "kept after the purge"
+    );
+    assert_eq!(get(&edge, "720p/a.ts").body, BODY);
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        2,
+        "pulled again after the purge"
+    );
+}
+
+/// A failed upstream request is logged without its URL: for an http upstream it carries the
+/// viewer's signed query.
+#[test]
+fn an_unreachable_http_upstream_is_502_and_its_log_holds_no_signature() {
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], e2e::port::free_port()));
+    let cache = cache_dir();
+    let edge = Edge::start(http_edge(dead, cache.path()));
+    let r = get(&edge, "720p/segment_000.ts");
+    assert_eq!(r.status, 502, "{}", r.text());
+    let log = edge.diagnostics();
+    assert!(log.contains("upstream GET failed"), "{log}");
+    assert!(!log.contains("md5="), "the signed query is logged: {log}");
 }

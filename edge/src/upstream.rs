@@ -26,8 +26,11 @@ const DIRECT_MAX: usize = 16;
 /// connection asking for many cold objects would start a bucket download and a temporary file
 /// per request, past the disk budget (nginx's fills are bounded by its connections).
 pub const FILLS_MAX: usize = 64;
-/// Paths remembered as missing at most (a few MB of memory).
-const MISSING_CAPACITY: u64 = 100_000;
+/// Bytes of paths remembered as missing at most, each weighed with its bookkeeping: a path
+/// may be as long as a request line (8 KiB), so a count would not bound the memory.
+const MISSING_BYTES: u64 = 16 << 20;
+/// What moka and the map spend on an entry besides its path, roughly.
+const MISSING_OVERHEAD: u32 = 64;
 
 pub mod disk;
 pub mod fill;
@@ -67,6 +70,9 @@ pub struct Inner {
     fill_places: tokio::sync::Semaphore,
     /// Paths the upstream answered 404 for, remembered for `playlist_ttl`.
     missing: moka::sync::Cache<Arc<[u8]>, ()>,
+    /// Purges so far: a fill that saw one happen does not keep what it pulled, which may be
+    /// what the purge was for.
+    purges: std::sync::atomic::AtomicU64,
     describe: String,
 }
 
@@ -100,10 +106,8 @@ impl Upstream {
                 playlist_ttl: settings.playlist_ttl,
                 direct: Arc::new(tokio::sync::Semaphore::new(DIRECT_MAX)),
                 fill_places: tokio::sync::Semaphore::new(FILLS_MAX),
-                missing: moka::sync::Cache::builder()
-                    .max_capacity(MISSING_CAPACITY)
-                    .time_to_live(settings.playlist_ttl)
-                    .build(),
+                missing: missing_memory(settings.playlist_ttl),
+                purges: std::sync::atomic::AtomicU64::new(0),
                 describe: settings.source.describe(),
             }),
         })
@@ -150,6 +154,11 @@ impl Upstream {
     /// Drops cached files under `prefix` (below the content prefix); returns how many. What
     /// was missing may exist now: that memory goes too.
     pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
+        // Counted before anything is dropped: a fill that indexes its object after this line
+        // sees the count change and drops it, one that indexed before has it dropped below.
+        self.inner
+            .purges
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.missing.invalidate_all();
         self.inner.disk.purge_prefix(prefix)
     }
@@ -207,6 +216,19 @@ impl Upstream {
     }
 }
 
+/// The paths the upstream answered 404 for, each for `ttl`, within [`MISSING_BYTES`].
+fn missing_memory(ttl: Duration) -> moka::sync::Cache<Arc<[u8]>, ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(MISSING_BYTES)
+        .weigher(|path: &Arc<[u8]>, _: &()| {
+            u32::try_from(path.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(MISSING_OVERHEAD)
+        })
+        .time_to_live(ttl)
+        .build()
+}
+
 impl Inner {
     /// The upstream has no `rel`: answered 404 from memory for a while.
     fn missing(&self, rel: &[u8]) {
@@ -239,7 +261,24 @@ pub fn valid_rel(rel: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_rel;
+    use super::*;
+
+    #[test]
+    fn long_missing_paths_are_remembered_within_the_memory_bound() {
+        let missing = missing_memory(Duration::from_secs(60));
+        for i in 0..10_000u32 {
+            let mut path = vec![b'a'; 8_000];
+            path[..4].copy_from_slice(&i.to_be_bytes());
+            missing.insert(Arc::from(path), ());
+        }
+        missing.run_pending_tasks();
+        let held: u64 = missing.iter().map(|(path, ())| path.len() as u64).sum();
+        assert!(held <= MISSING_BYTES, "{held} bytes of paths held");
+        assert!(
+            held >= MISSING_BYTES / 2,
+            "only {held} bytes held: the bound is too eager"
+        );
+    }
 
     #[test]
     fn only_plain_paths_are_pulled() {

@@ -1,7 +1,9 @@
 //! Purging the edges' hot caches when a video is deleted: `POST <edge admin>/purge?prefix=..`
-//! with the edge's bearer token, through the origin's one HTTP client. Best effort: the edge
-//! also revalidates every cached file against its source, so a missed purge cannot serve a
-//! deleted file for long.
+//! with the edge's bearer token, through the origin's one HTTP client. Best effort: an edge
+//! serving a content root checks each hot-cache entry against its file, and a pull-through edge
+//! fetches playlists again after their TTL, but keeps segments until they are evicted. After a
+//! missed purge, those stay reachable through links signed before the delete, until the links
+//! expire: the origin signs no new one for a deleted video.
 
 use std::time::Duration;
 

@@ -261,6 +261,18 @@ fn an_http_upstream_needs_a_base_url_and_no_bucket() {
             "kind = \"http\"\nurl = \"http://x/\"\nlock_timeout_secs = 0\n",
             "lock_timeout_secs",
         ),
+        (
+            "kind = \"http\"\nurl = \"http://u:pw@x/hls/\"\n",
+            "a user or password",
+        ),
+        (
+            "kind = \"http\"\nurl = \"https://u@x:8443/\"\n",
+            "a user or password",
+        ),
+        (
+            "kind = \"http\"\nurl = \"http://x/\"\nplaylist_ttl_secs = 86401\n",
+            "at most 86400",
+        ),
     ] {
         let mut c = EdgeConfig::from_toml(&format!("[upstream]\n{toml}")).expect("parses");
         c.content.root = "/".into();
@@ -268,6 +280,12 @@ fn an_http_upstream_needs_a_base_url_and_no_bucket() {
         let err = problems(&c);
         assert!(err.len() == 1 && err[0].contains(why), "{toml}: {err:#?}");
     }
+    // An @ in the path is a path.
+    let mut c = EdgeConfig::from_toml("[upstream]\nkind = \"http\"\nurl = \"http://x/a@b/\"\n")
+        .expect("parses");
+    c.content.root = "/".into();
+    c.signing.secrets = vec![STRONG.into()];
+    assert!(c.validate().is_ok(), "{:#?}", problems(&c));
     assert!(EdgeConfig::from_toml("[upstream]\nkind = \"ftp\"\n").is_err());
     assert!(
         EdgeConfig::from_toml("[upstream]\nbuckett = \"x\"\n").is_err(),

@@ -50,8 +50,9 @@ pub struct UpstreamConfig {
     pub url: String,
     /// Disk cache budget in bytes; least recently used files go first. Default 10 GiB.
     pub cache_max_bytes: u64,
-    /// Seconds a pulled playlist is served before it is fetched again. Default 2. Segments are
-    /// immutable: cached until evicted.
+    /// Seconds a pulled playlist is served before it is fetched again, and an object the
+    /// upstream does not have is answered 404 from memory. Default 2, at most a day. Segments
+    /// are immutable: cached until evicted.
     pub playlist_ttl_secs: u64,
     /// Seconds a request waits for another request's fill of the same object to start
     /// answering before it fetches the object itself, uncached. Default 5.
@@ -151,6 +152,18 @@ impl SourceSettings {
     }
 }
 
+/// The longest `playlist_ttl_secs`: a playlist or a 404 older than a day is not worth serving
+/// from memory, and the cache refuses lifetimes of centuries.
+const MAX_PLAYLIST_TTL_SECS: u64 = 86_400;
+
+/// Whether an http(s) URL names a user (and password) before its host.
+fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/')
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+}
+
 impl UpstreamConfig {
     /// `EDGE_UPSTREAM_KIND`, `EDGE_UPSTREAM_URL`, `EDGE_UPSTREAM_CACHE_MAX_BYTES`, and for an
     /// `s3` upstream the store's `S3_*` / `AWS_*` variables.
@@ -203,6 +216,14 @@ impl UpstreamConfig {
                         "upstream.url (EDGE_UPSTREAM_URL): {url:?} is not an http(s):// base URL \
                          without query, like http://shield:8080/hls/"
                     ));
+                } else if url_has_credentials(url) {
+                    // It is logged and shown by `edge check`; the upstream edge verifies the
+                    // viewers' signatures, forwarded with each request, and needs no more.
+                    errors.push(
+                        "upstream.url (EDGE_UPSTREAM_URL) must not carry a user or password: \
+                         the upstream is asked with the viewer's signed query"
+                            .into(),
+                    );
                 }
                 if store.connect_timeout_secs == 0 || store.timeout_secs == 0 {
                     errors.push(
@@ -224,6 +245,11 @@ impl UpstreamConfig {
         };
         if self.cache_max_bytes == 0 {
             errors.push("upstream.cache_max_bytes must be greater than 0".into());
+        }
+        if self.playlist_ttl_secs > MAX_PLAYLIST_TTL_SECS {
+            errors.push(format!(
+                "upstream.playlist_ttl_secs must be at most {MAX_PLAYLIST_TTL_SECS} (a day)"
+            ));
         }
         if self.lock_timeout_secs == 0 {
             errors.push("upstream.lock_timeout_secs must be greater than 0".into());

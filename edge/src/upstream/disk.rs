@@ -228,8 +228,47 @@ fn remove_if_same(root: &Path, rel: &[u8], ino: u64) {
     };
     let path = root.join(rel);
     if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == ino) {
-        if let Err(error) = fs::remove_file(&path) {
-            tracing::warn!(%error, path = %path.display(), "cannot delete an evicted file");
+        match fs::remove_file(&path) {
+            Ok(()) => remove_empty_parents(root, &path),
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "cannot delete an evicted file")
+            }
         }
+    }
+}
+
+/// Removes the directories above `path` that are left empty, up to `root`: a directory of
+/// evicted files would otherwise stay for good, and its name could never be cached as a file.
+fn remove_empty_parents(root: &Path, path: &Path) {
+    for dir in path.ancestors().skip(1) {
+        // remove_dir fails on a directory that is not empty: the walk stops there.
+        if dir == root || !dir.starts_with(root) || fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_left_empty_by_an_eviction_go_up_to_the_root() {
+        let root = tempfile::tempdir().expect("root");
+        let root = root.path();
+        for file in ["v/720p/a.ts", "v/360p/b.ts", "v/360p/c.ts"] {
+            let path = root.join(file);
+            fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+            fs::write(path, b"x").expect("write");
+        }
+        let ino = |rel: &str| fs::metadata(root.join(rel)).expect("meta").ino();
+        remove_if_same(root, b"v/360p/b.ts", ino("v/360p/b.ts"));
+        assert!(root.join("v/360p").is_dir(), "c.ts is still there");
+        remove_if_same(root, b"v/720p/a.ts", ino("v/720p/a.ts"));
+        assert!(!root.join("v/720p").exists());
+        assert!(root.join("v").is_dir());
+        remove_if_same(root, b"v/360p/c.ts", ino("v/360p/c.ts"));
+        assert!(!root.join("v").exists(), "emptied to the root");
+        assert!(root.is_dir(), "never the root itself");
     }
 }

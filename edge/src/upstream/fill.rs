@@ -89,11 +89,12 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// spawns for the first miss).
 pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>) {
     let started = Instant::now();
+    let purges = inner.purges.load(Ordering::SeqCst);
     // One wait for the place and the answer together: a fill that got its place late must not
     // keep the requests behind it for a second whole timeout.
     let deadline = tokio::time::Instant::now() + inner.timeout;
     let result = match take_place(&inner, deadline).await {
-        Ok(_place) => fill_once(&inner, &fill, &rel, &args, deadline).await,
+        Ok(_place) => fill_once(&inner, &fill, (&rel, &args), deadline, purges).await,
         Err(e) => Err(e),
     };
     if let Ok(size) = &result {
@@ -145,12 +146,13 @@ impl Drop for Place<'_> {
     }
 }
 
+/// Pulls `rel` into the disk cache and indexes it, unless a purge came after `purges`.
 async fn fill_once(
     inner: &Inner,
     fill: &Fill,
-    rel: &str,
-    args: &[u8],
+    (rel, args): (&str, &[u8]),
     deadline: tokio::time::Instant,
+    purges: u64,
 ) -> Result<u64, FetchError> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     // Counted when the upstream answered (or failed to), before any client sees a byte.
@@ -188,33 +190,51 @@ async fn fill_once(
         })
     });
     let written = receive(inner, fill, fetched.body, &file, &temp, size, expected_md5).await;
-    let result = written.and_then(|()| {
-        let path = inner.disk.path(rel);
-        let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
-        file.set_modified(modified)
-            .and_then(|()| match path.parent() {
-                Some(dir) => std::fs::create_dir_all(dir),
-                None => Ok(()),
-            })
-            .and_then(|()| std::fs::rename(&temp, &path))
-            .and_then(|()| file.metadata())
-            .map_err(|e| cache_error(e, &path))
-    });
-    match result {
-        Ok(meta) => {
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    let path = inner.disk.path(rel);
+    match keep(&file, &temp, &path, mtime) {
+        Ok(ino) => {
             let entry = Entry {
                 size,
-                ino: meta.ino(),
+                ino,
                 fetched: Some(Instant::now()),
             };
             inner.disk.insert(rel.as_bytes(), entry, &inner.metrics);
-            Ok(size)
+            if inner.purges.load(Ordering::SeqCst) != purges {
+                // Purged while it was pulled: maybe the very bytes the purge was for.
+                inner.disk.remove(rel.as_bytes());
+            }
         }
-        Err(e) => {
+        Err(error) => {
+            // The bytes are verified, and every reader has the file open: they are served
+            // whole, only not kept (a name the filesystem refuses: too long, or a directory
+            // of other objects). Failing here would make each request download it again.
+            tracing::warn!(%error, path = %path.display(), "a pulled object cannot be kept on disk");
             let _ = std::fs::remove_file(&temp);
-            Err(e)
         }
     }
+    Ok(size)
+}
+
+/// Gives the verified `temp` its final name at `path`, with the upstream's `mtime`; returns its
+/// inode.
+fn keep(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
+    let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
+    file.set_modified(modified)?;
+    let dir = path.parent().unwrap_or(path);
+    std::fs::create_dir_all(dir)?;
+    match std::fs::rename(temp, path) {
+        // An eviction removed the directory as it emptied, just now: make it again, once.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(temp, path)?;
+        }
+        other => other?,
+    }
+    Ok(file.metadata()?.ino())
 }
 
 /// Writes the body to `file` as it arrives, publishing each step; checks length and MD5.
@@ -346,20 +366,63 @@ async fn next_chunk(
 }
 
 /// Bytes `start..end` of an upstream answer streamed straight through (a request that gave up
-/// waiting for someone else's fill).
+/// waiting for someone else's fill). It ends with the range's last byte, not the object's: an
+/// HTTP/1.1 connection serves its next request only once this body has ended.
 pub fn slice(body: ByteStream, start: u64, end: u64) -> ByteStream {
-    let mut pos = 0u64;
-    body.filter_map(move |chunk| {
-        let out = match chunk {
-            Err(e) => Some(Err(e)),
-            Ok(bytes) => {
-                let (from, to) = (pos, pos + bytes.len() as u64);
-                pos = to;
-                let (a, b) = (from.max(start), to.min(end));
-                (a < b).then(|| Ok(bytes.slice((a - from) as usize..(b - from) as usize)))
+    futures_util::stream::unfold((body, 0u64), move |(mut body, mut pos)| async move {
+        while pos < end {
+            match body.next().await? {
+                // Nothing follows an error.
+                Err(e) => return Some((Err(e), (body, end))),
+                Ok(bytes) => {
+                    let (from, to) = (pos, pos + bytes.len() as u64);
+                    pos = to;
+                    let (a, b) = (from.max(start), to.min(end));
+                    if a < b {
+                        let part = bytes.slice((a - from) as usize..(b - from) as usize);
+                        return Some((Ok(part), (body, pos)));
+                    }
+                }
             }
-        };
-        std::future::ready(out)
+        }
+        None
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream body that sends three chunks, then nothing for ever.
+    fn stalled_after(chunks: &[&'static [u8]]) -> ByteStream {
+        let sent: Vec<io::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        futures_util::stream::iter(sent)
+            .chain(futures_util::stream::pending())
+            .boxed()
+    }
+
+    #[tokio::test]
+    async fn a_slice_ends_with_its_range_not_with_the_object() {
+        let chunks: &[&'static [u8]] = &[b"abcd", b"efgh", b"ijkl"];
+        for (start, end, want) in [
+            (0, 2, "ab"),
+            (3, 6, "def"),
+            (4, 8, "efgh"),
+            (0, 12, "abcdefghijkl"),
+        ] {
+            let got = tokio::time::timeout(
+                Duration::from_secs(5),
+                slice(stalled_after(chunks), start, end).collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{start}..{end} waited for the rest of the object"));
+            let bytes: Vec<u8> = got
+                .into_iter()
+                .flat_map(|c| c.expect("chunk").to_vec())
+                .collect();
+            assert_eq!(String::from_utf8_lossy(&bytes), want, "{start}..{end}");
+        }
+    }
 }

@@ -173,6 +173,8 @@ impl Source {
                     url.push_str(&String::from_utf8_lossy(args));
                 }
                 let resp = client.get(&url).send().await.map_err(|e| {
+                    // Without the URL: it carries the viewer's signed query.
+                    let e = e.without_url();
                     tracing::warn!(path = rel, error = %shared::objects::check::chain_text(&e), "upstream GET failed");
                     if e.is_timeout() {
                         FetchError::Timeout
@@ -197,7 +199,10 @@ impl Source {
                     tracing::warn!(path = rel, "upstream answered without Content-Length");
                     return Err(FetchError::Bad("upstream sent no length"));
                 };
-                let body = resp.bytes_stream().map_err(io::Error::other).boxed();
+                let body = resp
+                    .bytes_stream()
+                    .map_err(|e| io::Error::other(e.without_url()))
+                    .boxed();
                 Ok(Fetched {
                     size,
                     md5: None,
