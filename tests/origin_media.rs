@@ -131,10 +131,12 @@ fn uploads_media_and_retry() {
     assert!(text.starts_with("WEBVTT"), "{text}");
     let cue = text.lines().find(|l| l.contains("#xywh=")).expect("a cue");
     let (sheet, _) = cue.split_once('#').expect("fragment");
+    // A credential for this video, never the caller's token: sheet URLs end up in caches.
     assert!(
-        sheet.starts_with("storyboard/storyboard_01.jpg?token="),
+        sheet.starts_with("storyboard/storyboard_01.jpg?pt="),
         "{cue}"
     );
+    assert!(!text.contains(&alice), "{text}");
     let sprite = origin.get(&format!("/api/videos/{id}/{sheet}"));
     assert_eq!((sprite.status, &sprite.body[..2]), (200, &[0xFF, 0xD8][..]));
     let traversal = origin.get_as(

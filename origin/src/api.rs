@@ -88,6 +88,42 @@ impl AppState {
         }
     }
 
+    /// A playback credential for `job`'s owner, expiring with the segment URLs (and the same
+    /// for everyone within an expiry bucket, so URLs that carry it stay cacheable). The URLs a
+    /// page loads without headers (poster, storyboard, events) carry it: a URL ends up in
+    /// logs and histories, so it never holds the user's own token.
+    pub fn credential(&self, job: &Job) -> Result<String, ApiError> {
+        self.credential_for(&job.video, &job.owner)
+    }
+
+    /// [`Self::credential`] for `owner`'s `video`, whose job may not exist yet.
+    pub fn credential_for(&self, video: &VideoId, owner: &str) -> Result<String, ApiError> {
+        let s = &self.settings.playback;
+        let expires =
+            crate::playback::bucketed_expiry(unix_now(), s.url_ttl_secs, s.expiry_bucket_secs);
+        self.auth.playback_token(video, owner, expires)
+    }
+
+    /// The job of `id` for a read of its media: by a playback credential for it (`?pt=`), or
+    /// as [`Self::owned_job`] by a user token. 404 for anyone else.
+    pub async fn viewed_job(
+        &self,
+        parts: &mut axum::http::request::Parts,
+        id: &str,
+    ) -> Result<Job, ApiError> {
+        use axum::extract::FromRequestParts;
+        let Some(pt) = auth::query_param(parts, "pt") else {
+            let user = User::from_request_parts(parts, self).await?;
+            return self.owned_job(&user, id).await;
+        };
+        let video: VideoId = id.parse().map_err(|_| ApiError::NotFound)?;
+        let owner = self.auth.verify_playback(&pt, &video)?;
+        match self.store.get(&video).await? {
+            Some(job) if job.owner == owner => Ok(job),
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
     /// Queues `job` again if it is still `from` (a failed video retried, a registered one
     /// played). A request that raced another one and lost finds it queued already, which is
     /// all it asked: not an error.

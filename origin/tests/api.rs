@@ -423,6 +423,68 @@ async fn unknown_routes_and_methods_answer_json_too() {
     );
 }
 
+/// The URLs the API hands out for pages to load without headers carry a credential for their
+/// video alone, never the user's token, and that credential opens nothing else.
+#[tokio::test]
+async fn urls_handed_out_carry_a_credential_for_one_video_never_the_token() {
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    let video = api.video_of("alice").await;
+    let other = api.video_of("alice").await;
+    let list = api.get(Some(&alice), "/api/videos").await;
+    let list: serde_json::Value = serde_json::from_slice(&list.body).expect("json");
+    let mine = list["videos"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["id"] == video.to_string()))
+        .expect("listed");
+    let events = mine["events_url"].as_str().expect("events_url");
+    assert!(
+        events.contains("?pt=") && !events.contains(&alice),
+        "{events}"
+    );
+    let pt = events.split_once("?pt=").map(|(_, pt)| pt).expect("pt");
+    let stream = api
+        .respond(request(Method::GET, events, None, Body::empty()))
+        .await;
+    assert_eq!(
+        stream.status(),
+        StatusCode::OK,
+        "the events by their URL alone"
+    );
+    drop(stream);
+    for (uri, what) in [
+        (
+            format!("/api/videos/{other}/events?pt={pt}"),
+            "another video's events",
+        ),
+        (
+            format!("/api/videos/{other}/thumbnail.jpg?pt={pt}"),
+            "another video's poster",
+        ),
+        (format!("/api/videos/{video}?pt={pt}"), "the record"),
+        (format!("/api/videos?pt={pt}"), "the list"),
+        (format!("/api/videos/{video}/stream?pt={pt}"), "the upload"),
+    ] {
+        let r = api.get(None, &uri).await;
+        assert!(
+            matches!(
+                r.status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+            ),
+            "{what}: {}",
+            r.status
+        );
+    }
+    let r = api
+        .get(Some(&alice), &format!("/api/videos/{video}?pt={pt}"))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the owner's token still opens the record"
+    );
+}
+
 /// Uploaded bytes are served back from the origin's name (`/stream`), where the page keeps its
 /// users' tokens: no answer may be sniffed or rendered as a document, but the page's own.
 #[tokio::test]

@@ -50,6 +50,8 @@ let passed = 0;
 let page = null; // the main tab (sign-in, upload, library, hls.js, tamper)
 let tab = null; // the second tab (native HLS)
 const consoleLines = [];
+/** Every URL a tab asked for: none may carry the user's token (logs and caches keep URLs). */
+const requestedUrls = [];
 const edge = []; // {tab, status} of every edge response
 // What the native tab fetched and what its media pipeline logged, printed when a check fails:
 // a native engine reports only a code, and its reasons are in these.
@@ -133,6 +135,7 @@ async function clickSeek(fraction, p = page) {
 function watchTab(p, name) {
   p.on('console', (m) => consoleLines.push(`${name} ${m.type()}: ${m.text()}`));
   p.on('pageerror', (e) => consoleLines.push(`${name} pageerror: ${e.message}`));
+  p.on('request', (r) => requestedUrls.push(r.url()));
   p.on('response', (r) => {
     if (r.url().startsWith(EDGE)) edge.push({ tab: name, status: r.status() });
     if (name === 'native') traceResponse(r);
@@ -468,6 +471,11 @@ async function scenario(context) {
   await page.click(`${card} button.delete`);
   await until('the deleted video leaves the library', (sel) => !document.querySelector(sel), card, 10_000);
   check('the deleted video leaves the library', true);
+
+  const withToken = requestedUrls.filter((u) => u.includes(token));
+  check('no URL the page asked for carries the user token (posters, events, storyboard use a per-video credential)',
+    withToken.length === 0 && requestedUrls.some((u) => u.includes('thumbnail.jpg?pt=')),
+    withToken.slice(0, 3).join(' | ') || `${requestedUrls.length} URLs`);
 
   const problems = consoleLines.filter((l) => /Content Security Policy|pageerror|Uncaught/.test(l));
   check('no script errors and no Content-Security-Policy violations in either tab', problems.length === 0, problems.join(' | '));

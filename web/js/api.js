@@ -33,10 +33,6 @@ export class ApiError extends Error {
   }
 }
 
-/** `path` with the token as `?token=` (for <img>, EventSource and players, which send no headers). */
-export function withToken(path) {
-  return `${path}${path.includes('?') ? '&' : '?'}token=${encodeURIComponent(auth.token)}`;
-}
 
 async function parse(res) {
   const text = await res.text();
@@ -119,8 +115,10 @@ export function uploadVideo(file, title, onProgress) {
  * thumbnail_ready, ready and failed. The stream is closed after `ready` or a final `failed`
  * (the server ends it then; EventSource would otherwise reconnect). Returns `close()`.
  */
-export function followEvents(id, handlers) {
-  const source = new EventSource(withToken(`/api/videos/${encodeURIComponent(id)}/events`));
+export function followEvents(eventsUrl, handlers) {
+  // The URL the API gave carries a credential for this video alone (EventSource sends no
+  // header, and a URL must never hold the user's token).
+  const source = new EventSource(eventsUrl);
   const names = ['status', 'stage', 'progress', 'thumbnail_ready', 'ready', 'failed'];
   for (const name of names) {
     source.addEventListener(name, (e) => {

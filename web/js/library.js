@@ -1,6 +1,6 @@
 // The signed-in user's videos: thumbnail, title, status, duration; watch, retry, delete.
 
-import { api, withToken } from './api.js';
+import { api } from './api.js';
 import { clock, h } from './ui.js';
 
 export class Library {
@@ -47,7 +47,7 @@ export class Library {
   card(v) {
     const title = v.title || v.id;
     const thumb = v.thumbnail_url
-      ? h('img', { class: 'thumb', alt: '', loading: 'lazy', src: withToken(v.thumbnail_url) })
+      ? h('img', { class: 'thumb', alt: '', loading: 'lazy', src: v.thumbnail_url })
       : h('div', { class: 'thumb placeholder' }, v.status === 'failed' ? '!' : '…');
     const progress = (v.status === 'queued' || v.status === 'processing')
       ? h('progress', { max: 100, value: v.progress || 0 })

@@ -3,7 +3,7 @@
 // HLS otherwise (`?engine=native|hlsjs` forces one). Quality menu, storyboard previews on the
 // seek bar, keyboard shortcuts, and links that survive their expiry (see refresh.js).
 
-import { api, withToken } from './api.js';
+import { api, auth } from './api.js';
 import { LinkRefresher, refreshingLoader } from './refresh.js';
 import { cueAt, parseStoryboard } from './storyboard.js';
 import { clock, h, progressBar } from './ui.js';
@@ -691,7 +691,9 @@ export class Player {
   async loadStoryboard() {
     const path = `/api/videos/${encodeURIComponent(this.id)}/storyboard.vtt`;
     try {
-      const res = await fetch(withToken(path), { cache: 'no-store' });
+      // With the header: the sheets' URLs in the answer carry a credential of their own.
+      const headers = { Authorization: `Bearer ${auth.token}` };
+      const res = await fetch(path, { cache: 'no-store', headers });
       if (!res.ok) return;
       this.cues = parseStoryboard(await res.text(), new URL(path, location.href).href);
       this.root.dataset.storyboard = String(this.cues.length);

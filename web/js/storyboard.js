@@ -1,5 +1,5 @@
 // Storyboard previews: a WebVTT track whose cues name a region of a sprite sheet
-// (`storyboard/storyboard_01.jpg?token=...#xywh=160,0,160,90`).
+// (`storyboard/storyboard_01.jpg?pt=...#xywh=160,0,160,90`).
 
 function seconds(stamp) {
   const parts = stamp.trim().split(':').map(Number);

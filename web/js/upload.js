@@ -1,7 +1,7 @@
 // The upload panel: pick a file, watch the bytes go up (XMLHttpRequest upload progress), then
 // watch the processing (Server-Sent Events), with the thumbnail as soon as it exists.
 
-import { followEvents, uploadVideo, withToken } from './api.js';
+import { followEvents, uploadVideo } from './api.js';
 import { h, progressBar } from './ui.js';
 
 const STAGES = {
@@ -78,21 +78,22 @@ export class UploadPanel {
     this.button.disabled = false;
     this.file.value = '';
     this.title.value = '';
-    this.follow(accepted.id);
+    this.follow(accepted);
     this.onChange();
   }
 
-  follow(id) {
+  /** Follows an accepted upload: `{id, events_url, thumbnail_url}` as the API answered it. */
+  follow({ id, events_url: eventsUrl, thumbnail_url: thumbnailUrl }) {
     this.root.dataset.video = id;
     this.processBar.root.hidden = false;
     this.setStatus('Queued for processing…');
     const showThumb = () => {
       if (!this.thumb.hidden) return;
-      this.thumb.src = withToken(`/api/videos/${id}/thumbnail.jpg`);
+      this.thumb.src = thumbnailUrl;
       this.thumb.hidden = false;
     };
     const stage = (s) => STAGES[s] || s || '';
-    this.closeEvents = followEvents(id, {
+    this.closeEvents = followEvents(eventsUrl, {
       status: (v) => {
         this.processBar.set(v.progress, stage(v.stage));
         if (v.thumbnail_url) showThumb();

@@ -10,31 +10,33 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast;
 
-use super::auth::User;
 use super::error::ApiError;
 use super::videos::VideoView;
 use super::AppState;
 use crate::jobs::model::JobState;
 use crate::jobs::worker::JobEvent;
+use axum::http::request::Parts;
 
+/// By the owner's token or with `?pt=` (the URL the video's record gives: `EventSource` sends
+/// no header, and a URL must not carry the user's token).
 pub async fn sse(
     State(state): State<AppState>,
-    user: User,
     Path(id): Path<String>,
+    mut parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Subscribe before reading the snapshot, so nothing falls between the two.
     let rx = state.events.subscribe();
-    let job = state.owned_job(&user, &id).await?;
+    let job = state.viewed_job(&mut parts, &id).await?;
     // A stream of a video still encoding stays open for as long as the encode: each one holds
     // a connection, so one user may hold only so many.
     let slot = state
         .event_streams
-        .take(&user.id, state.settings.http.max_event_streams_per_user)?;
+        .take(&job.owner, state.settings.http.max_event_streams_per_user)?;
     let video = job.video.clone();
     let finished = matches!(job.state, JobState::Ready | JobState::Failed);
     let snapshot = Event::default()
         .event("status")
-        .json_data(VideoView::of(&job))
+        .json_data(VideoView::of(&job, &state.credential(&job)?))
         .unwrap_or_default();
     let first = stream::iter([Ok(snapshot)]);
     let rest = stream::unfold((rx, finished), move |(mut rx, done)| {

@@ -3,6 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -30,13 +31,14 @@ async fn stored_response(
         .into_response())
 }
 
-/// `GET /api/videos/{id}/thumbnail.jpg` (available as soon as the job reported it).
+/// `GET /api/videos/{id}/thumbnail.jpg` (available as soon as the job reported it), by the
+/// owner's token or with `?pt=` (the URL the video's record gives).
 pub async fn thumbnail(
     State(state): State<AppState>,
-    user: User,
     Path(id): Path<String>,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
-    let job = state.owned_job(&user, &id).await?;
+    let job = state.viewed_job(&mut parts, &id).await?;
     stored_response(
         &state,
         &format!("thumbs/{}/poster.jpg", job.video),
@@ -46,24 +48,21 @@ pub async fn thumbnail(
 }
 
 /// `GET /api/videos/{id}/storyboard.vtt`; sheet references point at the sheet endpoint and
-/// carry the caller's `token` so an `<img>` can load them.
+/// carry a playback credential so an `<img>` can load them (never the caller's token: the
+/// sheets' URLs end up in caches and logs).
 pub async fn storyboard_vtt(
     State(state): State<AppState>,
-    user: User,
     Path(id): Path<String>,
-    uri: axum::http::Uri,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
-    let job = state.owned_job(&user, &id).await?;
+    let job = state.viewed_job(&mut parts, &id).await?;
     let bytes = state
         .media
         .read(&format!("thumbs/{}/storyboard.vtt", job.video))
         .await?
         .ok_or(ApiError::NotFound)?;
     let text = String::from_utf8_lossy(&bytes);
-    let token = uri
-        .query()
-        .and_then(|q| q.split('&').find(|kv| kv.starts_with("token=")));
-    let suffix = token.map(|t| format!("?{t}")).unwrap_or_default();
+    let suffix = format!("?pt={}", state.credential(&job)?);
     let body: String = text
         .lines()
         .map(|l| match l.split_once("#xywh=") {
@@ -81,13 +80,13 @@ pub async fn storyboard_vtt(
         .into_response())
 }
 
-/// `GET /api/videos/{id}/storyboard/{sheet}`.
+/// `GET /api/videos/{id}/storyboard/{sheet}`, by token or `?pt=`.
 pub async fn storyboard_sheet(
     State(state): State<AppState>,
-    user: User,
     Path((id, sheet)): Path<(String, String)>,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
-    let job = state.owned_job(&user, &id).await?;
+    let job = state.viewed_job(&mut parts, &id).await?;
     let valid = sheet.starts_with("storyboard_")
         && sheet.ends_with(".jpg")
         && sheet[11..sheet.len() - 4]

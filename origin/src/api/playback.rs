@@ -38,7 +38,7 @@ pub async fn stream_info(
         let mut body = serde_json::json!({
             "format": "hls",
             "manifest_url": format!("/api/videos/{}/hls/master.m3u8?pt={credential}", job.video),
-            "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg", job.video),
+            "thumbnail_url": format!("/api/videos/{}/thumbnail.jpg?pt={credential}", job.video),
             "ready": complete,
             "playable": true,
             "complete": complete,
@@ -99,9 +99,7 @@ fn ready(job: &Job) -> Result<(), ApiError> {
 
 /// A playback credential for `job`'s owner, expiring with the segment URLs.
 fn credential(state: &AppState, job: &Job) -> Result<String, ApiError> {
-    let s = &state.settings.playback;
-    let expires = bucketed_expiry(unix_now(), s.url_ttl_secs, s.expiry_bucket_secs);
-    state.auth.playback_token(&job.video, &job.owner, expires)
+    state.credential(job)
 }
 
 /// `GET /api/videos/{id}/hls/master.m3u8?pt=<credential>` (the URL stream-info gives), or

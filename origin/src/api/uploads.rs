@@ -187,6 +187,8 @@ async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Acce
             ProbeError::Limit(why) => ApiError::Unprocessable(why),
             other => ApiError::Unprocessable(format!("not a usable video: {other}")),
         })?;
+    // Its URLs' credential, before anything is kept: nothing to undo if it fails.
+    let pt = state.credential_for(&video, &user.id)?;
     let source = state.layout.source_file(&video);
     // The lock moves with the file and is held until `upload` is dropped, once the job exists
     // (or the source is removed): a role starting meanwhile leaves a held upload alone.
@@ -215,7 +217,8 @@ async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Acce
             "id": video,
             "status": "queued",
             "status_url": format!("/api/videos/{video}"),
-            "events_url": format!("/api/videos/{video}/events"),
+            "events_url": format!("/api/videos/{video}/events?pt={pt}"),
+            "thumbnail_url": format!("/api/videos/{video}/thumbnail.jpg?pt={pt}"),
         })),
     ))
 }

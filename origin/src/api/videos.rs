@@ -27,8 +27,11 @@ pub struct VideoView {
     pub complete: bool,
     pub duration: Option<f64>,
     pub rungs: Vec<RungView>,
+    /// These three carry a playback credential (`?pt=`) for this video alone: a page loads
+    /// them without headers, and a URL must not hold the user's token.
     pub thumbnail_url: Option<String>,
     pub storyboard_url: Option<String>,
+    pub events_url: String,
     pub error: Option<String>,
     /// Audio tracks: separate renditions (`id`), or the one muxed into the rungs (no `id`).
     pub audio_tracks: Vec<crate::transcode::pipeline::PublishedAudio>,
@@ -50,15 +53,18 @@ pub struct RungView {
 }
 
 impl VideoView {
-    pub fn of(job: &Job) -> Self {
+    /// `job` as the API shows it; `pt` is a playback credential for it
+    /// ([`AppState::credential`]).
+    pub fn of(job: &Job, pt: &str) -> Self {
         let id = job.video.to_string();
         let result = job.result.as_ref();
         Self {
             thumbnail_url: job
                 .thumbnail_ready
-                .then(|| format!("/api/videos/{id}/thumbnail.jpg")),
+                .then(|| format!("/api/videos/{id}/thumbnail.jpg?pt={pt}")),
             storyboard_url: (job.state == JobState::Ready)
-                .then(|| format!("/api/videos/{id}/storyboard.vtt")),
+                .then(|| format!("/api/videos/{id}/storyboard.vtt?pt={pt}")),
+            events_url: format!("/api/videos/{id}/events?pt={pt}"),
             id,
             title: job.title.clone(),
             status: job.state,
@@ -113,7 +119,10 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = page.limit.clamp(1, 100);
     let jobs = state.store.list(&user.id, page.offset, limit).await?;
-    let videos: Vec<VideoView> = jobs.iter().map(VideoView::of).collect();
+    let videos = jobs
+        .iter()
+        .map(|job| Ok(VideoView::of(job, &state.credential(job)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(
         serde_json::json!({ "videos": videos, "offset": page.offset, "limit": limit }),
     ))
@@ -126,7 +135,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<VideoView>, ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    let mut view = VideoView::of(&job);
+    let mut view = VideoView::of(&job, &state.credential(&job)?);
     view.subtitles.extend(
         crate::transcode::subtitles::tracks::sidecars(&state.layout, &job.video)
             .iter()
@@ -192,5 +201,6 @@ pub async fn retry(
     }
     state.requeue(&job, JobState::Failed).await?;
     let job = state.owned_job(&user, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(VideoView::of(&job))))
+    let view = VideoView::of(&job, &state.credential(&job)?);
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
