@@ -485,6 +485,22 @@ async fn urls_handed_out_carry_a_credential_for_one_video_never_the_token() {
     );
 }
 
+/// `/readyz` answers anyone who reaches the API: it names what fails, the details go to the log.
+#[tokio::test]
+async fn readiness_names_what_fails_and_no_more() {
+    let api = Api::new().await;
+    let tmp = api.state.layout.tmp_root();
+    std::fs::remove_dir_all(&tmp).expect("remove tmp");
+    std::fs::write(&tmp, b"not a directory").expect("a file in its place");
+    let r = api.get(None, "/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(
+        body["error"], "the data directory is not writable",
+        "{body}"
+    );
+}
+
 /// Uploaded bytes are served back from the origin's name (`/stream`), where the page keeps its
 /// users' tokens: no answer may be sniffed or rendered as a document, but the page's own.
 #[tokio::test]

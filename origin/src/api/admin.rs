@@ -39,7 +39,9 @@ impl Readiness {
     }
 }
 
-/// ffmpeg runs, the store answers, the data directory is writable.
+/// ffmpeg runs, the store answers, the data directory is writable. Returns what fails, by name
+/// only: `/readyz` answers anyone who reaches the API, so the details (a store's address, an
+/// error of the filesystem) go to the log.
 async fn check(state: &AppState) -> Vec<String> {
     let mut problems = Vec::new();
     let mut ffmpeg = tokio::process::Command::new(&state.settings.worker.media.transcode.ffmpeg);
@@ -53,15 +55,17 @@ async fn check(state: &AppState) -> Vec<String> {
     {
         problems.push("ffmpeg is not runnable".to_owned());
     }
-    if let Err(e) = state.store.list("", 0, 1).await {
-        problems.push(format!("job store: {e}"));
+    if let Err(error) = state.store.list("", 0, 1).await {
+        tracing::warn!(%error, "not ready: the job store fails");
+        problems.push("the job store fails".to_owned());
     }
     let probe = state.layout.tmp_root().join(".readyz");
     if let Err(e) = tokio::fs::write(&probe, b"ok")
         .await
         .and(tokio::fs::remove_file(&probe).await)
     {
-        problems.push(format!("data directory not writable: {e}"));
+        tracing::warn!(error = %e, "not ready: the data directory is not writable");
+        problems.push("the data directory is not writable".to_owned());
     }
     problems
 }
