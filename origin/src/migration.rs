@@ -186,7 +186,9 @@ impl Migration {
         // A copy, not a move: the import directory (or prefix) stays the operator's.
         let tmp = layout.tmp_root().join(format!("import-{video}"));
         let copied = match file {
-            Candidate::File(path) => std::fs::copy(path, &tmp)
+            // Gigabytes, possibly: not on a thread that runs requests.
+            Candidate::File(path) => tokio::fs::copy(path, &tmp)
+                .await
                 .map(|_| true)
                 .map_err(|e| failed(&e)),
             Candidate::Object(object) => match pipeline.media().remote() {
