@@ -254,10 +254,17 @@ pub fn pool_settings(
     }
 }
 
-/// This process's name as a worker: host and pid, unique across a deployment.
+/// This process's name as a worker: host, pid and a random tag, unique across a deployment.
 pub fn worker_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
-    format!("{host}-{}", std::process::id())
+    // The writer tag is random per process: containers sharing a host name (host networking)
+    // can share a process id too, and two workers of one name would pass for each other's
+    // lease.
+    format!(
+        "{host}-{}-{}",
+        crate::storage::leftovers::writer(),
+        std::process::id()
+    )
 }

@@ -23,7 +23,7 @@ use origin::api::auth::mint_hs256;
 use origin::api::AppState;
 use origin::config::OriginConfig;
 use origin::jobs::model::{unix_now, Job, LeaseStep};
-use origin::jobs::store::JobStore;
+use origin::jobs::store::{Failure, JobStore};
 use origin::transcode::pipeline::Profile;
 use shared::media::VideoId;
 use tower::ServiceExt;
@@ -483,6 +483,57 @@ async fn urls_handed_out_carry_a_credential_for_one_video_never_the_token() {
         StatusCode::OK,
         "the owner's token still opens the record"
     );
+}
+
+/// A stream whose video ended without a last event (one lost on the way from another machine)
+/// or was deleted does not stay open for good: it asks the store when nothing comes.
+#[tokio::test(start_paused = true)]
+async fn an_event_stream_ends_with_its_video_even_when_no_event_says_so() {
+    use futures_util::StreamExt;
+    let api = Api::new().await;
+    let alice = token("alice", false);
+    for ending in ["failed", "deleted"] {
+        let video = api.video_of("alice").await;
+        let uri = format!("/api/videos/{video}/events");
+        let r = api
+            .respond(request(Method::GET, &uri, Some(&alice), Body::empty()))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let mut body = r.into_body().into_data_stream();
+        let first = body.next().await.expect("the snapshot").expect("bytes");
+        assert!(String::from_utf8_lossy(&first).contains("queued"));
+        match ending {
+            "failed" => {
+                let claimed = api
+                    .state
+                    .store
+                    .claim("w1", 30, unix_now())
+                    .await
+                    .expect("claim");
+                assert!(claimed.is_some_and(|j| j.video == video));
+                let fail = api
+                    .state
+                    .store
+                    .fail(&video, "w1", "broken", Failure::Final, unix_now());
+                fail.await.expect("fail");
+            }
+            _ => api.state.store.delete(&video).await.expect("delete"),
+        }
+        let mut rest = String::new();
+        let ended = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(chunk) = body.next().await {
+                rest.push_str(&String::from_utf8_lossy(&chunk.expect("bytes")));
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "{ending}: the stream stayed open: {rest}");
+        if ending == "failed" {
+            assert!(
+                rest.contains("event: status") && rest.contains("\"failed\""),
+                "{rest}"
+            );
+        }
+    }
 }
 
 /// `/readyz` answers anyone who reaches the API: it names what fails, the details go to the log.

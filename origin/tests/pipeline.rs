@@ -190,7 +190,9 @@ async fn files_that_are_not_videos_are_refused_with_a_clear_message() {
             .run(&job(&id, &path, Profile::Ladder), &recorder, &mut cancel)
             .await;
         match result {
-            Err(PipelineError::Invalid(error)) => {
+            // Unprobed: unreadable now, which at job time (the upload passed its probe) is
+            // tried again; either way the message is the owner's.
+            Err(PipelineError::Invalid(error) | PipelineError::Unprobed(error)) => {
                 let message = error.to_string();
                 println!("{what}: {message}");
                 assert!(!message.trim().is_empty(), "{what}: empty message");

@@ -11,25 +11,44 @@ use e2e::seaweed::ADMIN;
 use e2e::SeaweedFs;
 use origin::jobs::embedded::EmbeddedStore;
 use origin::jobs::model::{unix_now, Job, JobState, LeaseStep};
-use origin::jobs::store::JobStore;
+use origin::jobs::store::{Failure, JobStore, StoreError};
 use origin::jobs::subtitle_files::EditLease;
 use origin::jobs::worker::{JobEvent, WorkerPool, WorkerSettings};
 use origin::storage::MediaStore;
 use origin::transcode::encoder::EncoderSelector;
 use origin::transcode::ladder::default_ladder;
-use origin::transcode::pipeline::{Pipeline, Profile, Settings};
+use origin::transcode::pipeline::{Pipeline, Profile, Published, Settings};
+use origin::transcode::progress::Stage;
 use origin::transcode::subtitles::{self, tracks};
 use shared::media::{Layout, VideoId};
 
-fn pool(
+fn pool<S: JobStore>(
     layout: &Layout,
-    store: Arc<EmbeddedStore>,
+    store: Arc<S>,
     lease_secs: i64,
     publish_while_encoding: bool,
     media: Option<MediaStore>,
-) -> Arc<WorkerPool<EmbeddedStore>> {
+) -> Arc<WorkerPool<S>> {
+    pool_with(
+        layout,
+        store,
+        lease_secs,
+        publish_while_encoding,
+        media,
+        "ffmpeg",
+    )
+}
+
+fn pool_with<S: JobStore>(
+    layout: &Layout,
+    store: Arc<S>,
+    lease_secs: i64,
+    publish_while_encoding: bool,
+    media: Option<MediaStore>,
+    ffmpeg: &str,
+) -> Arc<WorkerPool<S>> {
     let settings = Settings {
-        ffmpeg: "ffmpeg".into(),
+        ffmpeg: ffmpeg.into(),
         ffprobe: "ffprobe".into(),
         ladder: default_ladder(),
         segment_secs: 1,
@@ -344,4 +363,162 @@ async fn subtitle_files_changed_on_another_machine_while_it_grows_stay_in_the_bu
     .await
     .expect("SeaweedFS");
     subtitle_files_race_the_publish(Some(weed.objects("media", "prod", ADMIN)), true).await;
+}
+
+/// The embedded store, whose heartbeats fail while `failing` is set (a store cut off).
+struct Unreachable {
+    inner: EmbeddedStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl JobStore for Unreachable {
+    async fn create(&self, job: Job) -> Result<(), StoreError> {
+        self.inner.create(job).await
+    }
+    async fn get(&self, video: &VideoId) -> Result<Option<Job>, StoreError> {
+        self.inner.get(video).await
+    }
+    async fn list(&self, owner: &str, offset: usize, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.inner.list(owner, offset, limit).await
+    }
+    async fn claim(
+        &self,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<Option<Job>, StoreError> {
+        self.inner.claim(worker, lease_secs, now).await
+    }
+    async fn heartbeat(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        lease_secs: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("cut off".into()));
+        }
+        self.inner.heartbeat(video, worker, lease_secs, now).await
+    }
+    async fn progress(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        stage: Stage,
+        percent: f64,
+        thumbnail_ready: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .progress(video, worker, stage, percent, thumbnail_ready, now)
+            .await
+    }
+    async fn checkpoint(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        rung: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.checkpoint(video, worker, rung, now).await
+    }
+    async fn playable(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        playable: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.playable(video, worker, playable, now).await
+    }
+    async fn complete(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        result: Published,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.complete(video, worker, result, now).await
+    }
+    async fn fail(
+        &self,
+        video: &VideoId,
+        worker: &str,
+        error: &str,
+        failure: Failure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.fail(video, worker, error, failure, now).await
+    }
+    async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
+        self.inner.revise(video).await
+    }
+    async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
+        self.inner.requeue(video, from, now).await
+    }
+    async fn edit_lease(
+        &self,
+        video: &VideoId,
+        holder: &str,
+        step: LeaseStep,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.edit_lease(video, holder, step, now).await
+    }
+    async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
+        self.inner.delete(video).await
+    }
+    async fn counts(&self) -> Result<Vec<(JobState, usize)>, StoreError> {
+        self.inner.counts().await
+    }
+}
+
+/// A worker cut off from the store keeps encoding while its lease lasts, then stops without
+/// publishing: another worker may have claimed the job by then, and two attempts must never
+/// publish one video at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_renew_its_lease_stops_before_it_runs_out() {
+    let (dir, layout, _) = one_machine();
+    let inner = EmbeddedStore::open(&dir.path().join("cut-off-store")).expect("store");
+    let store = Arc::new(Unreachable {
+        inner,
+        failing: std::sync::atomic::AtomicBool::new(true),
+    });
+    let video: VideoId = "cut-off".parse().expect("id");
+    generate_clip(&layout.source_file(&video), 2, 320, 240);
+    let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
+    store.create(job).await.expect("create");
+    // Every ffmpeg run takes 10 s more: the encode outlasts the 3 s lease by far.
+    let slow = dir.path().join("slow-ffmpeg");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 10\nexec ffmpeg \"$@\"\n").expect("script");
+    let chmod = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&slow)
+        .status();
+    assert!(chmod.is_ok_and(|s| s.success()));
+    let pool = pool_with(
+        &layout,
+        store.clone(),
+        3,
+        true,
+        None,
+        &slow.to_string_lossy(),
+    );
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+    // Past the lease: a worker that keeps its job would still be in its first ffmpeg run.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let job = store.get(&video).await.expect("get").expect("job");
+    assert_eq!(job.state, JobState::Processing, "claimed");
+    let stopping = std::time::Instant::now();
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
+    // A stop lets running jobs finish: the join is quick only if the attempt had ended.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "the attempt ran on for {:?} after its lease ran out",
+        stopping.elapsed()
+    );
+    assert!(!layout.video_dir(&video).join("master.m3u8").exists());
 }

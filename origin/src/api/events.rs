@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::videos::VideoView;
 use super::AppState;
 use crate::jobs::model::JobState;
+use crate::jobs::store::JobStore;
 use crate::jobs::worker::JobEvent;
 use axum::http::request::Parts;
 
@@ -39,15 +40,16 @@ pub async fn sse(
         .json_data(VideoView::of(&job, &state.credential(&job)?))
         .unwrap_or_default();
     let first = stream::iter([Ok(snapshot)]);
+    let store_state = state.clone();
     let rest = stream::unfold((rx, finished), move |(mut rx, done)| {
-        let video = video.clone();
+        let (video, state) = (video.clone(), store_state.clone());
         async move {
             if done {
                 return None;
             }
             loop {
-                match rx.recv().await {
-                    Ok(event) => {
+                match tokio::time::timeout(RECHECK, rx.recv()).await {
+                    Ok(Ok(event)) => {
                         let Some((name, is_last)) = matches(&event, &video) else {
                             continue;
                         };
@@ -57,9 +59,17 @@ pub async fn sse(
                             .unwrap_or_default();
                         return Some((Ok(sse), (rx, is_last)));
                     }
-                    // A slow subscriber skipped events; the next one still carries the truth.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                    // Events skipped (a slow subscriber) or none for a while: the last one may
+                    // have been lost on the way (a relay that dropped it), and the store has
+                    // the truth.
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {
+                        match recheck(&state, &video).await {
+                            Recheck::Going => continue,
+                            Recheck::Gone => return None,
+                            Recheck::Ended(sse) => return Some((Ok(sse), (rx, true))),
+                        }
+                    }
                 }
             }
         }
@@ -77,6 +87,36 @@ pub async fn sse(
             event
         });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// How long a stream waits for an event before it asks the store how the video stands.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// What the store says of a followed video.
+enum Recheck {
+    /// Still in the works (or the store does not answer): keep following.
+    Going,
+    /// Deleted: the stream ends.
+    Gone,
+    /// Finished while its last event was lost: its status, which ends the stream.
+    Ended(Event),
+}
+
+async fn recheck(state: &AppState, video: &shared::media::VideoId) -> Recheck {
+    match state.store.get(video).await {
+        Ok(None) => Recheck::Gone,
+        Ok(Some(job)) if matches!(job.state, JobState::Ready | JobState::Failed) => {
+            let Ok(pt) = state.credential(&job) else {
+                return Recheck::Going;
+            };
+            let status = Event::default()
+                .event("status")
+                .json_data(VideoView::of(&job, &pt))
+                .unwrap_or_default();
+            Recheck::Ended(status)
+        }
+        Ok(Some(_)) | Err(_) => Recheck::Going,
+    }
 }
 
 /// The SSE event name for `event` if it concerns `video`, and whether it ends the stream.

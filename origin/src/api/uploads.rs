@@ -27,7 +27,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::config::UploadLimits;
 use crate::jobs::model::{unix_now, Job};
-use crate::jobs::store::JobStore;
+use crate::jobs::store::{JobStore, StoreError};
 use crate::storage::leftovers;
 use crate::transcode::input::Source;
 use crate::transcode::pipeline::Profile;
@@ -202,10 +202,18 @@ async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Acce
     let title = upload.title.filter(|t| !t.trim().is_empty());
     let job = Job::new(video.clone(), &user.id, title, upload.profile, unix_now());
     if let Err(e) = state.store.create(job).await {
-        if let Err(error) = state.media.remove_video(&video).await {
-            tracing::warn!(%error, %video, "cannot remove the upload of a job that was not created");
+        match created_after_all(&*state.store, &video, &e).await {
+            // The answer was lost, not the job.
+            Some(true) => {}
+            Some(false) => {
+                if let Err(error) = state.media.remove_video(&video).await {
+                    tracing::warn!(%error, %video, "cannot remove the upload of a job that was not created");
+                }
+                return Err(e.into());
+            }
+            // Unknown: the upload stays (a start removes it if no job names it).
+            None => return Err(e.into()),
         }
-        return Err(e.into());
     }
     // Counted once accepted: a refused upload (not a video, store error) is not an upload.
     let received = upload.bytes;
@@ -221,6 +229,28 @@ async fn admit(state: AppState, user: User, mut upload: Received) -> Result<Acce
             "thumbnail_url": format!("/api/videos/{video}/thumbnail.jpg?pt={pt}"),
         })),
     ))
+}
+
+/// Whether a job whose creation failed with `error` exists all the same: a store that timed
+/// out may have made it and lost only its answer, and a create sent again then finds it
+/// (ids are random: it is this upload's). `None` when the store cannot tell.
+async fn created_after_all<S: JobStore>(
+    store: &S,
+    video: &VideoId,
+    error: &StoreError,
+) -> Option<bool> {
+    match error {
+        StoreError::Exists(_) => return Some(true),
+        StoreError::Unavailable(_) | StoreError::Backend(_) => {}
+        _ => return Some(false),
+    }
+    match store.get(video).await {
+        Ok(found) => Some(found.is_some()),
+        Err(error) => {
+            tracing::warn!(%error, %video, "cannot tell whether the upload's job was created; the upload is kept");
+            None
+        }
+    }
 }
 
 fn check_title(title: Option<&str>, limits: &UploadLimits) -> Result<(), ApiError> {
@@ -297,4 +327,33 @@ where
     }
     file.sync_all().await?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::embedded::EmbeddedStore;
+
+    /// A create that timed out may have been made: the upload is removed only when the store
+    /// says there is no job, never when it was made after all.
+    #[tokio::test]
+    async fn a_create_whose_answer_was_lost_keeps_its_upload() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let made: VideoId = "made".parse().expect("id");
+        let job = Job::new(made.clone(), "alice", None, Profile::Ladder, 0);
+        store.create(job).await.expect("create");
+        let lost = StoreError::Unavailable("timed out".into());
+        assert_eq!(created_after_all(&store, &made, &lost).await, Some(true));
+        let never: VideoId = "never".parse().expect("id");
+        assert_eq!(created_after_all(&store, &never, &lost).await, Some(false));
+        let again = StoreError::Exists(made.clone());
+        assert_eq!(
+            created_after_all(&store, &made, &again).await,
+            Some(true),
+            "a create sent again finds its own job"
+        );
+        let other = StoreError::Changed(never.clone());
+        assert_eq!(created_after_all(&store, &never, &other).await, Some(false));
+    }
 }

@@ -371,25 +371,41 @@ impl<S: JobStore> WorkerPool<S> {
         cancel: Trigger,
         lost: &std::sync::atomic::AtomicBool,
     ) {
-        let every = Duration::from_secs((self.settings.lease_secs / 3).max(1) as u64);
+        let lease = Duration::from_secs(self.settings.lease_secs.max(1) as u64);
+        let every = (lease / 3).max(Duration::from_secs(1));
+        // The claim took the lease just now.
+        let mut held_until = tokio::time::Instant::now() + lease;
         loop {
             tokio::time::sleep(every).await;
-            match self
+            let asked = tokio::time::Instant::now();
+            let stop = match self
                 .store
                 .heartbeat(video, worker, self.settings.lease_secs, unix_now())
                 .await
             {
-                Ok(()) => {}
-                Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
-                    tracing::warn!("lease lost, stopping without publishing");
-                    lost.store(true, std::sync::atomic::Ordering::Relaxed);
-                    cancel.fire();
-                    return std::future::pending().await;
+                Ok(()) => {
+                    held_until = asked + lease;
+                    continue;
                 }
-                // A store outage: keep encoding; if the lease runs out meanwhile, the next
-                // heartbeat finds it lost.
-                Err(error) => tracing::warn!(%error, "heartbeat failed"),
-            }
+                Err(StoreError::LeaseLost(_) | StoreError::NotFound(_)) => {
+                    "lease lost, stopping without publishing"
+                }
+                // A store outage: keep encoding while the lease lasts. Once it may have run out
+                // before the next heartbeat, another worker may claim the job at any moment,
+                // and two attempts must never publish one video at once.
+                Err(error) if tokio::time::Instant::now() + every >= held_until => {
+                    tracing::warn!(%error, "heartbeat failed");
+                    "the store has not renewed the lease for its length, stopping without publishing"
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "heartbeat failed");
+                    continue;
+                }
+            };
+            tracing::warn!("{stop}");
+            lost.store(true, std::sync::atomic::Ordering::Relaxed);
+            cancel.fire();
+            return std::future::pending().await;
         }
     }
 }

@@ -147,7 +147,10 @@ impl Pipeline {
     ) -> Result<Published, PipelineError> {
         let s = &self.settings;
         events.stage(Stage::Probe);
-        let info = self.probe(job.source).await?;
+        let info = self
+            .probe(job.source)
+            .await
+            .map_err(PipelineError::job_probe)?;
         events.progress(Stage::Probe.overall(1.0));
         let work = WorkDir::create(&self.layout, job.video)?;
 

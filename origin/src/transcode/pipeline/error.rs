@@ -12,6 +12,12 @@ pub enum PipelineError {
     /// The source is not a usable video; retrying cannot help.
     #[error("{0}")]
     Invalid(#[from] ProbeError),
+    /// The source passed its probe at upload but not this one: ffprobe could not run, timed
+    /// out, or could not read it (a bucket's presigned URL failing, a machine out of
+    /// processes). Most likely the machine or the bucket, not the file: another attempt may
+    /// succeed.
+    #[error("probing again: {0}")]
+    Unprobed(ProbeError),
     /// `at`: how far into the source the encode had come (seconds), when known.
     #[error("ffmpeg failed ({status}) at {at:?} s: {stderr}")]
     Ffmpeg {
@@ -39,6 +45,15 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// A job's probe of its source, which was accepted at upload: a failure to run or read
+    /// it may pass, a limit or a format does not.
+    pub fn job_probe(e: ProbeError) -> Self {
+        match e {
+            ProbeError::Spawn(_) | ProbeError::Unreadable(_) => Self::Unprobed(e),
+            other => Self::Invalid(other),
+        }
+    }
+
     /// The same failure, for a run whose clock started `offset` seconds into the source.
     pub fn later_by(self, offset: f64) -> Self {
         let shift = |at: Option<f64>| at.map(|t| t + offset);
@@ -65,7 +80,7 @@ impl PipelineError {
     pub fn public_message(&self) -> String {
         let at = |at: &Option<f64>| at.map_or(String::new(), |t| format!(" at {t:.1} s"));
         match self {
-            PipelineError::Invalid(e) => e.to_string(),
+            PipelineError::Invalid(e) | PipelineError::Unprobed(e) => e.to_string(),
             PipelineError::Ffmpeg { stderr, at: t, .. } if decode_failure(stderr) => {
                 format!("the video stream could not be decoded{}", at(t))
             }
@@ -123,7 +138,30 @@ fn decode_failure(stderr: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::overran;
+    use super::*;
+
+    /// At job time the source has passed a probe once: a probe that cannot run or read it is
+    /// tried again, one that finds the file outside a limit or the allow-list is not.
+    #[test]
+    fn a_failed_probe_at_job_time_is_retried_unless_the_file_is_at_fault() {
+        let again = [
+            ProbeError::Spawn("Resource temporarily unavailable".into()),
+            ProbeError::Unreadable("timed out after 60 s".into()),
+        ];
+        for e in again {
+            let e = PipelineError::job_probe(e);
+            assert!(e.retryable(), "{e}");
+        }
+        let final_ = [
+            ProbeError::Limit("longer than 4 hours".into()),
+            ProbeError::Format("image2".into()),
+            ProbeError::NoVideo,
+        ];
+        for e in final_ {
+            let e = PipelineError::job_probe(e);
+            assert!(!e.retryable(), "{e}");
+        }
+    }
 
     #[test]
     fn an_overrun_allows_for_containers_that_disagree_a_little() {
