@@ -28,10 +28,21 @@ pub async fn serve(stream: TcpStream, edge: Arc<Edge>, shutdown: Switch) {
         .header_read_timeout(std::time::Duration::from_secs(10))
         .serve_connection(TokioIo::new(stream), service);
     let conn = std::pin::pin!(conn);
-    if let Err(error) = drain(conn, shutdown, |c| c.graceful_shutdown()).await {
-        tracing::debug!(%error, "admin connection ended");
+    // hyper bounds the wait for a head, not a write: a client that never reads its answers
+    // would hold one of the listener's few connections for good.
+    let served = tokio::time::timeout(
+        CONNECTION_LIFETIME,
+        drain(conn, shutdown, |c| c.graceful_shutdown()),
+    );
+    match served.await {
+        Ok(Err(error)) => tracing::debug!(%error, "admin connection ended"),
+        Err(_) => tracing::debug!("admin connection closed at the end of its lifetime"),
+        Ok(Ok(())) => {}
     }
 }
+
+/// The longest an admin connection lives: a scraper simply connects again.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn route(edge: &Edge, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {

@@ -101,7 +101,9 @@ impl HotCache {
         Self {
             inner,
             max_object,
-            max_outside: max_bytes / 16,
+            // Never below one object: else an object above a sixteenth of the budget could
+            // never be filled, and each request for it would hold a descriptor of its own.
+            max_outside: (max_bytes / 16).max(max_object),
             bytes,
         }
     }
@@ -225,7 +227,7 @@ mod tests {
     #[test]
     fn fills_stop_while_bodies_outside_the_cache_pass_a_sixteenth_of_the_budget() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let cache = HotCache::new(1600, 800, metrics);
+        let cache = HotCache::new(1600, 60, metrics);
         let first = cache.reserve(60).expect("room");
         let second = cache.reserve(40).expect("room up to 100 bytes");
         assert!(cache.reserve(1).is_none(), "100 bytes outside the cache");
@@ -236,5 +238,16 @@ mod tests {
         assert!(cache.reserve(100).is_some());
         drop((second, third));
         assert_eq!(cache.bytes.alive.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_object_above_a_sixteenth_of_the_budget_can_still_be_filled() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let cache = HotCache::new(1600, 800, metrics);
+        let room = cache
+            .reserve(800)
+            .expect("room for the largest object admitted");
+        assert!(cache.reserve(1).is_none(), "but not beside it");
+        drop(room);
     }
 }

@@ -166,8 +166,12 @@ pub async fn serve(
     trigger.fire();
     while loops.join_next().await.is_some() {}
     let grace = edge.settings.shutdown_grace;
-    let drained = server::connections_closed(&limiter, max, grace).await;
-    server::connections_closed(&admin_limiter, 64, grace).await;
+    // One grace for both: the admin connections drain beside the public ones, not after
+    // them, or a stop could take twice the grace a supervisor allows before it kills.
+    let (drained, _) = tokio::join!(
+        server::connections_closed(&limiter, max, grace),
+        server::connections_closed(&admin_limiter, 64, grace)
+    );
     if drained {
         tracing::info!("all connections drained");
     } else {

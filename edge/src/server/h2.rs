@@ -69,6 +69,7 @@ where
         .serve_connection(io, service);
     let mut conn = Serving::new(conn, streams);
     let verdict = {
+        let stopping = shutdown.clone();
         let served = drain(Pin::new(&mut conn), shutdown, |c| {
             c.get_mut().conn().graceful_shutdown()
         });
@@ -79,7 +80,7 @@ where
                 }
                 return;
             }
-            verdict = watchdog(&activity, idle, send) => verdict,
+            verdict = watchdog(&activity, idle, send, stopping) => verdict,
         }
     };
     match verdict {
@@ -95,11 +96,25 @@ where
 /// Resolves when the connection has had no stream for the idle timeout, or has a stream that
 /// could send nothing for the send timeout: the deadlines hyper does not enforce. Runs during
 /// a drain too, so a client that stops reading cannot hold the shutdown until its grace ends.
-async fn watchdog(activity: &Activity, idle: Duration, send: Duration) -> Verdict {
+/// Once the shutdown fires, a connection without streams is idle after [`CLOSE_GRACE`]: h2
+/// closes a draining connection only once the client acknowledged its PING, and a client
+/// that never does (gone without a FIN, or hostile) would hold the drain.
+async fn watchdog(
+    activity: &Activity,
+    mut idle: Duration,
+    send: Duration,
+    mut shutdown: Switch,
+) -> Verdict {
     let check = tokio::time::sleep_until(activity.next_check(idle, send));
     let mut check = std::pin::pin!(check);
+    let mut stopping = false;
     loop {
         tokio::select! {
+            () = shutdown.fired(), if !stopping => {
+                stopping = true;
+                idle = idle.min(CLOSE_GRACE);
+                check.as_mut().reset(activity.next_check(idle, send));
+            }
             () = activity.changed() => check.as_mut().reset(activity.next_check(idle, send)),
             () = check.as_mut() => match activity.verdict(idle, send) {
                 Verdict::Busy => check.as_mut().reset(activity.next_check(idle, send)),

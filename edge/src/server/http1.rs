@@ -28,6 +28,8 @@ use crate::service::Edge;
 /// Header lines parsed without an allocation; a head with more (nginx counts none) gets a
 /// vector as long as its lines.
 const FEW_HEADERS: usize = 64;
+/// A connection's read buffer to begin with, and what it shrinks back to between requests.
+const INITIAL_BUFFER: usize = 4096;
 /// Bodies up to this size are copied behind the head and leave in one write.
 const COALESCE_LIMIT: usize = 16 * 1024;
 /// Longest wait to end a connection politely (TLS close_notify).
@@ -42,12 +44,13 @@ pub async fn serve<S: Transport>(
 ) {
     let send_timeout = edge.settings.send_timeout;
     let mut conn = Connection {
-        buf: Vec::with_capacity(4096),
+        buf: Vec::with_capacity(INITIAL_BUFFER),
         start: 0,
         out: Vec::with_capacity(1024),
         edge,
         peer,
         shutdown,
+        answered: false,
     };
     match conn.run(&mut stream).await {
         // A client that reads takes a close_notify at once; one that does not is not waited for.
@@ -78,6 +81,10 @@ struct Connection {
     /// Fired at shutdown: a connection idle between requests closes, a busy one after its
     /// response.
     shutdown: Switch,
+    /// Whether a request was answered: until then the wait for a first byte is also bounded
+    /// by the head's deadline (nginx's `client_header_timeout` from the accept), so a
+    /// connection that never sends holds its slot no longer than a slow head would.
+    answered: bool,
 }
 
 enum Head {
@@ -161,17 +168,20 @@ impl Connection {
                     && !self.shutdown.is_fired();
                 (reply, keep_alive, h.has_body.then_some(h.content_length))
             };
-            let ending = if reply.close || body.is_some() {
-                self.after_refusal(head_end, body)
-            } else {
-                Ending::Close
-            };
+            // Pipelined requests behind a last response (a close, HTTP/1.0, a drain) are not
+            // read: closing over unread bytes would send a reset that can destroy the response.
+            let ending = self.after_refusal(head_end, body);
             self.start = head_end;
             if self.start == self.buf.len() {
                 self.buf.clear();
                 self.start = 0;
+                // One large head must not keep its buffer for the rest of the connection.
+                if self.buf.capacity() > 4 * INITIAL_BUFFER {
+                    self.buf.shrink_to(INITIAL_BUFFER);
+                }
             }
             self.write_reply(stream, reply, keep_alive).await?;
+            self.answered = true;
             if !keep_alive {
                 return Ok(ending);
             }
@@ -239,8 +249,11 @@ impl Connection {
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(4096);
             }
-            let until =
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + settings.idle_timeout);
+            let wait = match self.answered {
+                true => settings.idle_timeout,
+                false => settings.header_timeout.min(settings.idle_timeout),
+            };
+            let until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + wait);
             let read = async {
                 match timeout_at(until, stream.read_buf(&mut self.buf)).await {
                     Ok(r) => r.map(Some),

@@ -88,6 +88,54 @@ fn a_head_trickled_a_byte_a_second_is_cut_off_at_the_header_timeout() {
     }
 }
 
+/// A connection that never sends a byte holds its slot for the header timeout, as a slow head
+/// would (nginx's `client_header_timeout` from the accept), not for the idle timeout kept for
+/// connections between requests; one that was answered waits that idle timeout.
+#[test]
+fn a_silent_connection_is_closed_at_the_header_timeout() {
+    let tree = ContentTree::new();
+    let config = "[server]\nheader_timeout_secs = 1\nidle_timeout_secs = 30\n";
+    let edge = Edge::start(EdgeOptions::new(tree.root()).config(config));
+    let closed_within = |stream: &mut TcpStream, bound: Duration| -> Option<Duration> {
+        let started = Instant::now();
+        stream.set_read_timeout(Some(bound)).expect("timeout");
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => Some(started.elapsed()),
+            Ok(n) => panic!(
+                "an answer to nothing: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Some(started.elapsed()),
+            Err(_) => None,
+        }
+    };
+    let mut silent = TcpStream::connect(edge.public_addr).expect("connect");
+    let closed = closed_within(&mut silent, Duration::from_secs(5));
+    assert!(
+        closed.is_some(),
+        "a silent connection was still open after 5 s"
+    );
+    // Answered once, a connection is kept for the idle timeout.
+    let mut kept = TcpStream::connect(edge.public_addr).expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n")
+        .expect("request");
+    kept.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = [0u8; 256];
+    let n = kept.read(&mut answer).expect("answer");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert_eq!(
+        closed_within(&mut kept, Duration::from_secs(3)),
+        None,
+        "kept alive"
+    );
+}
+
 /// The attacker: keeps up to `target` connections open, each trickling one byte a second,
 /// and replaces every connection the edge cuts off.
 struct Slowloris {

@@ -276,6 +276,44 @@ fn an_http2_stream_without_a_window_is_dropped_at_the_send_timeout_despite_pings
     );
 }
 
+/// A draining HTTP/2 connection closes once the client acknowledges the server's PING; a
+/// client that never does (gone without a FIN, or hostile) must not hold the shutdown for the
+/// whole grace, nor past it: once the drain begins, a connection without streams is closed.
+#[test]
+fn an_http2_client_that_never_answers_pings_does_not_hold_the_shutdown() {
+    let tree = ContentTree::new();
+    let server = TlsEdge::start(
+        &tree,
+        "[server]\nidle_timeout_secs = 60\nshutdown_grace_secs = 10\n",
+    );
+    let authority = server.addr().to_string();
+    let mut stream = server.connect(b"h2");
+    let mut bytes = h2::PREFACE.to_vec();
+    bytes.extend(h2::settings(&[(h2::ENABLE_PUSH, 0)]));
+    bytes.extend(h2::get(1, &authority, "/healthz"));
+    stream.write_all(&bytes).expect("write the stream");
+    stream.flush().expect("flush");
+    // The answer, whatever else comes: read a little, then never again.
+    let mut buf = [0u8; 4096];
+    stream
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let _ = stream.read(&mut buf);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut edge = server.edge;
+    let stopping = Instant::now();
+    edge.signal(e2e::process::Signal::Term);
+    let status = edge.wait_exit(Duration::from_secs(20));
+    let took = stopping.elapsed();
+    assert!(
+        status.as_ref().is_some_and(|s| s.success()),
+        "the edge exits 0: {status:?}"
+    );
+    assert!(took < Duration::from_secs(4), "the drain took {took:?}");
+    drop(stream);
+}
+
 /// Plain HTTP sent to the TLS port, and a ClientHello naming an IP address as SNI (wrk does),
 /// make rustls warn once per connection: a stream of such clients must not fill the log.
 #[test]
