@@ -51,6 +51,9 @@ pub struct Edge {
     requests_seen: AtomicU64,
     /// Set at SIGTERM: `/readyz` answers 503 while the listeners still serve.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Bytes HTTP/2 bodies may hold read but unsent, every connection together
+    /// ([`crate::server::h2::body::EDGE_BUDGET`]).
+    pub h2_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Edge {
@@ -88,6 +91,9 @@ impl Edge {
             root,
             requests_seen: AtomicU64::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
+            h2_budget: Arc::new(tokio::sync::Semaphore::new(
+                crate::server::h2::body::EDGE_BUDGET,
+            )),
         })
     }
 

@@ -22,13 +22,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use shared::shutdown::{drain, Switch};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
 
 use crate::reply::{Body, Reply, Value};
 use crate::request::{Headers, RequestHead, Version};
 use crate::service::Edge;
 use activity::{Activity, StreamGuard, Verdict};
-use body::{EdgeBody, CONNECTION_BUDGET};
+use body::{Budget, EdgeBody};
 use inline::{Serving, Streams};
 
 /// Concurrent streams per connection (browsers open a handful; nginx allows 128).
@@ -46,7 +45,7 @@ where
     let s = &edge.settings;
     let (idle, send) = (s.idle_timeout, s.send_timeout);
     let activity = Activity::new();
-    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let budget = Budget::for_connection(&edge.h2_budget);
     let io = TokioIo::new(io);
     // Streams run in this connection's task first ([`inline`]), inside its span; those that
     // wait continue in tasks of their own, in the same span.
@@ -129,7 +128,7 @@ async fn respond(
     req: http::Request<Incoming>,
     peer: SocketAddr,
     stream: StreamGuard,
-    budget: Arc<Semaphore>,
+    budget: Budget,
 ) -> http::Response<EdgeBody> {
     let reply = edge.handle(&request_head(&req, peer)).await;
     into_response(reply, edge, stream, budget)
@@ -165,7 +164,7 @@ fn into_response(
     reply: Reply,
     edge: &Edge,
     stream: StreamGuard,
-    budget: Arc<Semaphore>,
+    budget: Budget,
 ) -> http::Response<EdgeBody> {
     let metrics = edge.metrics.clone();
     let body = match reply.body {

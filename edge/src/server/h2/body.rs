@@ -1,11 +1,12 @@
-//! Response bodies for hyper's HTTP/2, with memory bounded per connection.
+//! Response bodies for hyper's HTTP/2, with memory bounded per connection and edge-wide.
 //!
 //! hyper polls a body for its next chunk before the peer's flow-control window lets it leave,
 //! so every stream of a client that never reads holds a chunk. File chunks therefore take
-//! their bytes from a per-connection budget, released when the chunk's memory is freed (after
-//! h2 wrote it, or dropped it with a reset stream); a stream waits for the budget instead of
-//! allocating past it. Bodies pulled from the upstream take the same budget for every chunk
-//! they let out. Cached bodies are shared with the cache and cost nothing.
+//! their bytes from a [`Budget`]: the connection's, and within it the edge's, released when
+//! the chunk's memory is freed (after h2 wrote it, or dropped it with a reset stream); a
+//! stream waits for the budget instead of allocating past it. Bodies pulled from the upstream
+//! take the same budget for every chunk they let out. Cached bodies are shared with the cache
+//! and cost nothing.
 
 use std::fs::File;
 use std::future::Future;
@@ -34,12 +35,69 @@ const CHUNK: usize = 2 * FRAME_PAYLOAD;
 
 /// File bytes read but not yet sent, per connection, across all its streams.
 pub const CONNECTION_BUDGET: usize = 1 << 20;
+/// File bytes read but not yet sent by every HTTP/2 connection together: 256 connections'
+/// budgets. Without it, connections that never read (each within its own budget, until its
+/// send timeout) could hold a gigabyte per thousand; past it streams wait instead.
+pub const EDGE_BUDGET: usize = 256 << 20;
 /// Budget a stream pulled from the upstream reserves before it asks for a chunk: the size of
 /// a fill's chunks (`upstream::fill`).
 const STREAM_RESERVE: usize = 64 * 1024;
 /// The most one upstream chunk is charged: a larger one (an uncached pull's read buffer) would
 /// otherwise wait for the whole budget, and every other stream of the connection behind it.
 const MAX_CHARGE: usize = CONNECTION_BUDGET / 4;
+
+/// Where a stream's unsent bytes are counted: its connection's budget, and the edge's.
+#[derive(Clone)]
+pub struct Budget {
+    connection: Arc<Semaphore>,
+    edge: Arc<Semaphore>,
+}
+
+impl Budget {
+    /// A new connection's budget, taken from `edge` as it is used.
+    pub fn for_connection(edge: &Arc<Semaphore>) -> Self {
+        Self {
+            connection: Arc::new(Semaphore::new(CONNECTION_BUDGET)),
+            edge: edge.clone(),
+        }
+    }
+
+    fn try_take(&self, n: u32) -> Result<Held, TryAcquireError> {
+        let connection = self.connection.clone().try_acquire_many_owned(n)?;
+        let edge = self.edge.clone().try_acquire_many_owned(n)?;
+        Ok(Held { connection, edge })
+    }
+
+    /// Waits for `n` bytes of both: the connection's first, so one connection waits for the
+    /// edge with one request at a time.
+    async fn take(self, n: u32) -> io::Result<Held> {
+        let connection = self.connection.acquire_many_owned(n).await;
+        let connection = connection.map_err(io::Error::other)?;
+        let edge = self.edge.acquire_many_owned(n).await;
+        let edge = edge.map_err(io::Error::other)?;
+        Ok(Held { connection, edge })
+    }
+}
+
+/// Budget held by bytes not yet sent; given back to both when dropped.
+struct Held {
+    connection: OwnedSemaphorePermit,
+    edge: OwnedSemaphorePermit,
+}
+
+impl Held {
+    fn size(&self) -> usize {
+        self.connection.num_permits()
+    }
+
+    /// `n` of these bytes' budget, split off (all of it if `n` is as much or more).
+    fn split(mut self, n: usize) -> Self {
+        match (self.connection.split(n), self.edge.split(n)) {
+            (Some(connection), Some(edge)) => Self { connection, edge },
+            _ => self,
+        }
+    }
+}
 
 /// A response body; it keeps its stream counted as open until hyper drops it.
 pub struct EdgeBody {
@@ -66,9 +124,9 @@ struct StreamBody {
     remaining: u64,
     /// A chunk received, waiting for its budget.
     received: Option<Bytes>,
-    budget: Arc<Semaphore>,
-    held: Option<OwnedSemaphorePermit>,
-    waiting: Option<Pin<Box<dyn Future<Output = io::Result<OwnedSemaphorePermit>> + Send>>>,
+    budget: Budget,
+    held: Option<Held>,
+    waiting: Option<Pin<Box<dyn Future<Output = io::Result<Held>> + Send>>>,
 }
 
 type Pending = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
@@ -78,7 +136,7 @@ struct FileBody {
     file: Arc<File>,
     offset: u64,
     remaining: u64,
-    budget: Arc<Semaphore>,
+    budget: Budget,
     pending: Option<Pending>,
 }
 
@@ -108,7 +166,7 @@ impl EdgeBody {
     pub fn stream(
         body: ByteStream,
         len: u64,
-        budget: Arc<Semaphore>,
+        budget: Budget,
         metrics: Arc<Metrics>,
         stream: StreamGuard,
     ) -> Self {
@@ -128,7 +186,7 @@ impl EdgeBody {
         file: Arc<File>,
         offset: u64,
         len: u64,
-        budget: Arc<Semaphore>,
+        budget: Budget,
         metrics: Arc<Metrics>,
         stream: StreamGuard,
     ) -> Self {
@@ -250,16 +308,13 @@ impl StreamBody {
                 Some(chunk) => chunk.len().clamp(1, MAX_CHARGE),
                 None => STREAM_RESERVE,
             };
-            let have = self
-                .held
-                .as_ref()
-                .map_or(0, OwnedSemaphorePermit::num_permits);
+            let have = self.held.as_ref().map_or(0, Held::size);
             if have < need {
                 self.held = None;
                 if self.waiting.is_none() {
                     // Uncontended, as usual: no future to allocate.
                     let n = u32::try_from(need).unwrap_or(u32::MAX);
-                    match self.budget.clone().try_acquire_many_owned(n) {
+                    match self.budget.try_take(n) {
                         Ok(permit) => {
                             self.held = Some(permit);
                             continue;
@@ -271,11 +326,8 @@ impl StreamBody {
                     }
                 }
                 let wait = self.waiting.get_or_insert_with(|| {
-                    let budget = self.budget.clone();
                     let n = u32::try_from(need).unwrap_or(u32::MAX);
-                    Box::pin(
-                        async move { budget.acquire_many_owned(n).await.map_err(io::Error::other) },
-                    )
+                    Box::pin(self.budget.clone().take(n))
                 });
                 let got = ready!(wait.as_mut().poll(cx));
                 self.waiting = None;
@@ -286,11 +338,11 @@ impl StreamBody {
                 continue;
             }
             if let Some(chunk) = self.received.take() {
-                let Some(mut permit) = self.held.take() else {
+                let Some(held) = self.held.take() else {
                     continue;
                 };
                 // Keep as much as the chunk holds; the rest goes back now.
-                let used = permit.split(chunk.len().min(have)).unwrap_or(permit);
+                let used = held.split(chunk.len().min(have));
                 return Poll::Ready(Some(Ok(Bytes::from_owner(Budgeted {
                     buf: chunk,
                     _permit: used,
@@ -322,17 +374,9 @@ impl StreamBody {
 
 /// Waits for `len` bytes of budget, then reads them; the budget comes back when the returned
 /// bytes are freed.
-async fn read_chunk(
-    file: Arc<File>,
-    offset: u64,
-    len: usize,
-    budget: Arc<Semaphore>,
-) -> io::Result<Bytes> {
+async fn read_chunk(file: Arc<File>, offset: u64, len: usize, budget: Budget) -> io::Result<Bytes> {
     let permits = u32::try_from(len).unwrap_or(u32::MAX);
-    let permit = budget
-        .acquire_many_owned(permits)
-        .await
-        .map_err(io::Error::other)?;
+    let permit = budget.take(permits).await?;
     let (buf, read) = file_read::read_at(&file, Vec::with_capacity(len), len, offset).await;
     if read? == 0 {
         // The file shrank under us: the announced length cannot be met.
@@ -347,10 +391,10 @@ async fn read_chunk(
     }))
 }
 
-/// Bytes holding their share of the connection's budget until they are freed.
+/// Bytes holding their share of the budget until they are freed.
 struct Budgeted<B> {
     buf: B,
-    _permit: OwnedSemaphorePermit,
+    _permit: Held,
 }
 
 impl<B: AsRef<[u8]>> AsRef<[u8]> for Budgeted<B> {

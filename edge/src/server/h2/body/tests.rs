@@ -25,12 +25,37 @@ fn total(frames: &[Bytes]) -> usize {
     frames.iter().map(Bytes::len).sum()
 }
 
-fn upstream(chunks: Vec<Bytes>, budget: &Arc<Semaphore>) -> EdgeBody {
+fn upstream(chunks: Vec<Bytes>, budget: &Budget) -> EdgeBody {
     let len = chunks.iter().map(|c| c.len() as u64).sum();
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok));
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let stream_guard = Activity::new().open_stream();
     EdgeBody::stream(Box::pin(stream), len, budget.clone(), metrics, stream_guard)
+}
+
+/// A connection's budget within an edge's that is not the limit.
+fn connection_budget() -> Budget {
+    Budget::for_connection(&Arc::new(Semaphore::new(EDGE_BUDGET)))
+}
+
+/// Connections that never read hold at most the edge's budget together: past it, another
+/// connection's stream waits until bytes held are sent (or dropped with their connection).
+#[tokio::test]
+async fn connections_together_hold_at_most_the_edge_budget() {
+    let edge = Arc::new(Semaphore::new(300 * 1024));
+    let (a, b) = (Budget::for_connection(&edge), Budget::for_connection(&edge));
+    let chunk = Bytes::from(vec![7u8; 200 * 1024]);
+    let mut first = upstream(vec![chunk.clone()], &a);
+    let mut second = upstream(vec![chunk], &b);
+    let held = piece(&mut first).await;
+    assert_eq!(edge.available_permits(), 100 * 1024);
+    let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut second)).await;
+    assert!(
+        waiting.is_err(),
+        "a second connection went past the edge's budget"
+    );
+    drop(held);
+    assert_eq!(total(&piece(&mut second).await), 200 * 1024);
 }
 
 /// A client that does not read holds at most the connection's budget of upstream bytes:
@@ -40,46 +65,52 @@ fn upstream(chunks: Vec<Bytes>, budget: &Arc<Semaphore>) -> EdgeBody {
 async fn upstream_chunks_wait_for_the_connection_budget() {
     let size = 200 * 1024;
     let chunk = Bytes::from(vec![7u8; size]);
-    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let budget = connection_budget();
     let mut body = upstream(vec![chunk; 6], &budget);
     let mut held = Vec::new();
     for _ in 0..5 {
         held.push(piece(&mut body).await);
     }
-    assert_eq!(budget.available_permits(), CONNECTION_BUDGET - 5 * size);
+    assert_eq!(
+        budget.connection.available_permits(),
+        CONNECTION_BUDGET - 5 * size
+    );
     let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
     assert!(waiting.is_err(), "a sixth chunk went past the budget");
     held.pop();
     assert_eq!(total(&piece(&mut body).await), size);
     assert!(body.is_end_stream());
     held.clear();
-    assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+    assert_eq!(budget.connection.available_permits(), CONNECTION_BUDGET);
 }
 
 /// A chunk larger than a quarter of the budget is charged a quarter: it must not wait for
 /// the whole budget, and every other stream behind it.
 #[tokio::test]
 async fn an_oversized_chunk_is_charged_a_quarter_of_the_budget() {
-    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let budget = connection_budget();
     let mut body = upstream(vec![Bytes::from(vec![1u8; 600 * 1024])], &budget);
     let big = piece(&mut body).await;
     assert_eq!(total(&big), 600 * 1024);
-    assert_eq!(budget.available_permits(), CONNECTION_BUDGET - MAX_CHARGE);
+    assert_eq!(
+        budget.connection.available_permits(),
+        CONNECTION_BUDGET - MAX_CHARGE
+    );
     drop(big);
-    assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+    assert_eq!(budget.connection.available_permits(), CONNECTION_BUDGET);
 }
 
 /// A stream whose upstream has nothing yet holds no budget.
 #[tokio::test]
 async fn a_stream_waiting_on_the_upstream_holds_no_budget() {
-    let budget = Arc::new(Semaphore::new(CONNECTION_BUDGET));
+    let budget = connection_budget();
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let never = futures_util::stream::pending::<io::Result<Bytes>>();
     let guard = Activity::new().open_stream();
     let mut body = EdgeBody::stream(Box::pin(never), 10, budget.clone(), metrics, guard);
     let waiting = tokio::time::timeout(Duration::from_millis(20), piece(&mut body)).await;
     assert!(waiting.is_err());
-    assert_eq!(budget.available_permits(), CONNECTION_BUDGET);
+    assert_eq!(budget.connection.available_permits(), CONNECTION_BUDGET);
 }
 
 /// Frame and header fill one TLS record: a body goes out in frames of exactly
