@@ -395,7 +395,7 @@ impl<S: JobStore> WorkerPool<S> {
                 // and two attempts must never publish one video at once.
                 Err(error) if tokio::time::Instant::now() + every >= held_until => {
                     tracing::warn!(%error, "heartbeat failed");
-                    "the store has not renewed the lease for its length, stopping without publishing"
+                    "lease lost, stopping without publishing: the store could not renew it in time"
                 }
                 Err(error) => {
                     tracing::warn!(%error, "heartbeat failed");
