@@ -62,7 +62,7 @@ async fn imports_a_directory_once_and_reports_bad_files() {
     );
     assert!(
         store
-            .claim("w", 30, i64::MAX / 2)
+            .claim("w", 30, 3, i64::MAX / 2)
             .await
             .expect("claim")
             .is_none(),

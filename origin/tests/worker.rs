@@ -135,7 +135,7 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
         .expect("create");
     // A worker claims `first` and dies without a heartbeat: its 2 s lease will run out.
     let dead = store
-        .claim("dead-worker", 2, now)
+        .claim("dead-worker", 2, 3, now)
         .await
         .expect("claim")
         .expect("job");
@@ -385,9 +385,12 @@ impl JobStore for Unreachable {
         &self,
         worker: &str,
         lease_secs: i64,
+        max_attempts: u32,
         now: i64,
     ) -> Result<Option<Job>, StoreError> {
-        self.inner.claim(worker, lease_secs, now).await
+        self.inner
+            .claim(worker, lease_secs, max_attempts, now)
+            .await
     }
     async fn heartbeat(
         &self,

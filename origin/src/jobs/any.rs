@@ -50,9 +50,10 @@ impl JobStore for AnyStore {
         &self,
         worker: &str,
         lease_secs: i64,
+        max_attempts: u32,
         now: i64,
     ) -> Result<Option<Job>, StoreError> {
-        each!(self, s => s.claim(worker, lease_secs, now).await)
+        each!(self, s => s.claim(worker, lease_secs, max_attempts, now).await)
     }
     async fn heartbeat(
         &self,

@@ -179,6 +179,9 @@ mod tests {
         let store = EmbeddedStore::open(&dir).expect("open");
         super::super::store::contract::run(&store).await;
         drop(store);
+        let other = tempfile::tempdir().expect("tmp");
+        let fresh = EmbeddedStore::open(other.path()).expect("open");
+        super::super::store::contract::workers_that_die_every_time(&fresh).await;
         // Durable: a reopened store still has the jobs.
         let reopened = EmbeddedStore::open(&dir).expect("reopen");
         assert!(!reopened

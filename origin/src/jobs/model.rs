@@ -100,6 +100,10 @@ pub struct Job {
     pub editor: Option<Lease>,
 }
 
+/// Why a job whose workers all died running it was failed (its owner's message).
+pub const WORKERS_DIED: &str =
+    "processing stopped: the worker running it stopped on every attempt (it may need more memory)";
+
 impl Job {
     /// A new queued job.
     pub fn new(
@@ -161,6 +165,11 @@ impl Job {
             _ => return false,
         }
         true
+    }
+
+    /// Whether its lease ran out after its last allowed attempt: no worker gets it again.
+    pub fn worn_out(&self, now: i64, max_attempts: u32) -> bool {
+        self.state == JobState::Processing && self.claimable(now) && self.attempts >= max_attempts
     }
 
     /// Whether a worker may claim it at `now`: queued and due, or processing under an

@@ -57,11 +57,14 @@ pub trait JobStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
     /// Claims the oldest claimable job for `worker` with a lease of `lease_secs`, counting an
-    /// attempt.
+    /// attempt. A job whose lease ran out after `max_attempts` attempts (its workers died
+    /// running it, every time: a video that gets its process killed) is failed instead, with
+    /// [`crate::jobs::model::WORKERS_DIED`]: taken over again it would take down one more.
     fn claim(
         &self,
         worker: &str,
         lease_secs: i64,
+        max_attempts: u32,
         now: i64,
     ) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
     /// Extends the lease; `LeaseLost` if `worker` no longer holds it.
@@ -218,7 +221,7 @@ pub mod contract {
 
         // Oldest first, one worker per job.
         let j = store
-            .claim("w1", 30, t0 + 20)
+            .claim("w1", 30, 3, t0 + 20)
             .await
             .expect("claim")
             .expect("a job");
@@ -227,7 +230,7 @@ pub mod contract {
             ("a", 1, JobState::Processing)
         );
         let k = store
-            .claim("w2", 30, t0 + 20)
+            .claim("w2", 30, 3, t0 + 20)
             .await
             .expect("claim")
             .expect("a job");
@@ -260,7 +263,7 @@ pub mod contract {
             .await
             .expect("heartbeat");
         let taken = store
-            .claim("w3", 30, t0 + 60)
+            .claim("w3", 30, 3, t0 + 60)
             .await
             .expect("claim")
             .expect("expired lease");
@@ -300,27 +303,27 @@ pub mod contract {
             .await
             .expect("fail");
         let next = store
-            .claim("w2", 30, t0 + 63)
+            .claim("w2", 30, 3, t0 + 63)
             .await
             .expect("claim")
             .expect("c is due");
         assert_eq!(next.video.as_str(), "c");
         let bob = store
-            .claim("w2", 30, t0 + 63)
+            .claim("w2", 30, 3, t0 + 63)
             .await
             .expect("claim")
             .expect("bob1");
         assert_eq!(bob.video.as_str(), "bob1");
         assert!(
             store
-                .claim("w2", 30, t0 + 64)
+                .claim("w2", 30, 3, t0 + 64)
                 .await
                 .expect("claim")
                 .is_none(),
             "b waits for its backoff"
         );
         let b = store
-            .claim("w2", 30, t0 + 100)
+            .claim("w2", 30, 3, t0 + 100)
             .await
             .expect("claim")
             .expect("b is due");
@@ -478,5 +481,45 @@ pub mod contract {
             "revising a job that is gone does not create one"
         );
         assert!(store.get(&id("bob1")).await.expect("get").is_none());
+    }
+
+    /// On a store of its own: a job whose workers all died running it ends failed once its
+    /// attempts are spent, and the next job is claimed in its place.
+    pub async fn workers_that_die_every_time(store: &impl JobStore) {
+        let t0 = 5_000;
+        for (n, v) in ["doomed", "next"].into_iter().enumerate() {
+            let job = Job::new(id(v), "alice", None, Profile::Ladder, t0 + n as i64);
+            store.create(job).await.expect("create");
+        }
+        for attempt in 1..=2 {
+            let at = t0 + 10 * attempt;
+            let job = store
+                .claim("w", 5, 2, at)
+                .await
+                .expect("claim")
+                .expect("a job");
+            assert_eq!(
+                (job.video.as_str(), job.attempts),
+                ("doomed", attempt as u32)
+            );
+        }
+        // Its second lease ran out too: no third attempt.
+        let next = store
+            .claim("w", 5, 2, t0 + 40)
+            .await
+            .expect("claim")
+            .expect("a job");
+        assert_eq!((next.video.as_str(), next.attempts), ("next", 1));
+        let doomed = store.get(&id("doomed")).await.expect("get").expect("kept");
+        assert_eq!(
+            (doomed.state, doomed.attempts, doomed.error.as_deref()),
+            (JobState::Failed, 2, Some(crate::jobs::model::WORKERS_DIED))
+        );
+        assert!(doomed.lease.is_none());
+        assert!(store
+            .claim("w", 5, 2, t0 + 41)
+            .await
+            .expect("claim")
+            .is_none());
     }
 }

@@ -178,7 +178,12 @@ impl<S: JobStore> WorkerPool<S> {
         while !stop.is_fired() {
             match self
                 .store
-                .claim(&name, self.settings.lease_secs, unix_now())
+                .claim(
+                    &name,
+                    self.settings.lease_secs,
+                    self.settings.max_attempts,
+                    unix_now(),
+                )
                 .await
             {
                 Ok(Some(job)) => {

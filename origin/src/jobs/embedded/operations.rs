@@ -5,7 +5,7 @@ use redb::ReadableTable;
 use shared::media::VideoId;
 
 use super::{backend, decode, put, EmbeddedStore, JOBS};
-use crate::jobs::model::{Job, JobState, Lease, LeaseStep};
+use crate::jobs::model::{Job, JobState, Lease, LeaseStep, WORKERS_DIED};
 use crate::jobs::store::{lease_of_missing, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
@@ -53,17 +53,39 @@ impl JobStore for EmbeddedStore {
         &self,
         worker: &str,
         lease_secs: i64,
+        max_attempts: u32,
         now: i64,
     ) -> Result<Option<Job>, StoreError> {
         let worker = worker.to_owned();
         self.write(move |t| {
             let mut best: Option<Job> = None;
+            let mut worn_out = Vec::new();
             for row in t.iter().map_err(backend)? {
                 let (_, v) = row.map_err(backend)?;
                 let job = decode(v.value())?;
-                if job.claimable(now) && best.as_ref().is_none_or(|b| job.created_at < b.created_at) {
+                if job.worn_out(now, max_attempts) {
+                    worn_out.push(job);
+                } else if job.claimable(now)
+                    && best.as_ref().is_none_or(|b| job.created_at < b.created_at)
+                {
                     best = Some(job);
                 }
+            }
+            // Those the claim passed on its way to the one it takes, oldest first, as the
+            // Redis script does; the rest wait for a later claim.
+            let before_best = |j: &Job| {
+                best.as_ref().is_none_or(|b| {
+                    (j.created_at, j.video.as_str()) < (b.created_at, b.video.as_str())
+                })
+            };
+            for mut job in worn_out.into_iter().filter(before_best) {
+                tracing::warn!(video = %job.video, attempts = job.attempts, "every worker running it died; failed");
+                job.state = JobState::Failed;
+                job.error = Some(WORKERS_DIED.to_owned());
+                job.lease = None;
+                job.playable = false;
+                job.updated_at = now;
+                put(t, &job)?;
             }
             let Some(mut job) = best else {
                 return Ok(None);

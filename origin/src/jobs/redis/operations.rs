@@ -61,6 +61,7 @@ impl JobStore for RedisStore {
         &self,
         worker: &str,
         lease_secs: i64,
+        max_attempts: u32,
         now: i64,
     ) -> Result<Option<Job>, StoreError> {
         let expires_at = now + lease_secs;
@@ -72,7 +73,13 @@ impl JobStore for RedisStore {
             .eval(
                 &self.scripts.claim,
                 &[],
-                &[now.to_string(), lease, expires_at.to_string()],
+                &[
+                    now.to_string(),
+                    lease,
+                    expires_at.to_string(),
+                    max_attempts.to_string(),
+                    json(&crate::jobs::model::WORKERS_DIED)?,
+                ],
             )
             .await?;
         let Some(reply) = reply else {

@@ -103,8 +103,9 @@ end
 return out
 "#;
 
-/// ARGV: now, lease JSON, lease expiry. Nil, or the previous lease (empty unless taken over)
-/// followed by the claimed job's flat HGETALL.
+/// ARGV: now, lease JSON, lease expiry, max attempts, the error JSON of a job whose workers
+/// all died. Nil, or the previous lease (empty unless taken over) followed by the claimed
+/// job's flat HGETALL. A job whose lease ran out after its last attempt is failed on the way.
 const CLAIM: &str = r#"
 local now = tonumber(ARGV[1])
 local function promote(v)
@@ -119,13 +120,19 @@ while true do
   local v = redis.call('ZRANGE', QUEUE, 0, 0)[1]
   if not v then return false end
   local key = jkey(v)
-  local f = redis.call('HMGET', key, 'state', 'lease', 'not_before')
+  local f = redis.call('HMGET', key, 'state', 'lease', 'not_before', 'attempts')
   local ok = false
   if f[1] == '"queued"' then
     ok = tonumber(f[3]) <= now
   elseif f[1] == '"processing"' then
     local e = expiry(f[2])
     ok = e == nil or e < now
+    if ok and tonumber(f[4] or '0') >= tonumber(ARGV[4]) then
+      set_state(key, v, f[1], '"failed"')
+      redis.call('HSET', key, 'error', ARGV[5], 'lease', 'null', 'playable', 'false',
+        'updated_at', ARGV[1])
+      ok = false
+    end
   end
   if ok then
     set_state(key, v, f[1], '"processing"')

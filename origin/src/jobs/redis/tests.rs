@@ -40,6 +40,9 @@ async fn redis_store_meets_the_contract() {
     let server = redis();
     let store = store(&server).await;
     super::super::store::contract::run(&store).await;
+    let other = redis();
+    let fresh = RedisStore::connect(&other.url()).await.expect("connect");
+    super::super::store::contract::workers_that_die_every_time(&fresh).await;
 
     // The indexes agree with the records: a ready, b queued again (waiting in `delayed`), c
     // processing under a lease that ran out at t0 + 93 (so the claim at t0 + 100 moved it
@@ -261,7 +264,8 @@ async fn behaves_like_the_embedded_store() {
             }
             3..=4 => {
                 let lease = 5 + rng.below(20) as i64;
-                let a = both!(claim(w.as_str(), lease, now));
+                // Few attempts: jobs whose leases run out are failed by a claim too.
+                let a = both!(claim(w.as_str(), lease, 3, now));
                 claims += usize::from(a.starts_with("Ok(Some"));
             }
             5 => {
@@ -335,6 +339,16 @@ async fn behaves_like_the_embedded_store() {
         }
     }
     assert!(claims > 100, "the sequence exercised claims ({claims})");
+    let mut worn_out = 0;
+    for owner in owners {
+        for job in embedded.list(owner, 0, 1_000).await.expect("list") {
+            worn_out += usize::from(job.error.as_deref() == Some(crate::jobs::model::WORKERS_DIED));
+        }
+    }
+    assert!(
+        worn_out > 0,
+        "the sequence failed no job whose workers died"
+    );
 }
 
 /// Polls `store` until Redis answers again; every failure meanwhile must be `Unavailable`.
@@ -362,7 +376,7 @@ async fn a_restart_with_aof_loses_no_queued_job() {
         store.create(job).await.expect("create");
     }
     let held = store
-        .claim("w1", 30, t0 + 10)
+        .claim("w1", 30, 3, t0 + 10)
         .await
         .expect("claim")
         .expect("j0");
@@ -375,7 +389,7 @@ async fn a_restart_with_aof_loses_no_queued_job() {
 
     // Every queued job is still there, in order, and the running one keeps its lease.
     let mut claimed = Vec::new();
-    while let Some(job) = store.claim("w2", 30, t0 + 11).await.expect("claim") {
+    while let Some(job) = store.claim("w2", 30, 3, t0 + 11).await.expect("claim") {
         claimed.push(job.video.to_string());
     }
     assert_eq!(claimed, ["j1", "j2", "j3", "j4"]);
@@ -384,7 +398,7 @@ async fn a_restart_with_aof_loses_no_queued_job() {
         .await
         .expect("w1 still holds j0");
     let taken = store
-        .claim("w3", 30, t0 + 100)
+        .claim("w3", 30, 3, t0 + 100)
         .await
         .expect("claim")
         .expect("j0 after its lease ran out");
@@ -426,7 +440,7 @@ async fn an_outage_is_unavailable_quickly_and_heals() {
         let started = Instant::now();
         let results = [
             store.get(&id("kept")).await.map(drop),
-            store.claim("w", 30, 10).await.map(drop),
+            store.claim("w", 30, 3, 10).await.map(drop),
             store
                 .create(Job::new(id("new"), "alice", None, Profile::Ladder, 2))
                 .await,
@@ -496,7 +510,7 @@ async fn racing_workers_claim_each_job_once() {
         tasks.spawn(async move {
             let mut mine = Vec::new();
             while let Some(job) = store
-                .claim(&format!("w{w}"), 30, 1_000)
+                .claim(&format!("w{w}"), 30, 3, 1_000)
                 .await
                 .expect("claim")
             {
