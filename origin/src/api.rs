@@ -96,6 +96,11 @@ impl AppState {
         self.credential_for(&job.video, &job.owner)
     }
 
+    /// `job` as the API shows it, its URLs carrying [`Self::credential`].
+    pub fn view(&self, job: &Job) -> Result<videos::VideoView, ApiError> {
+        Ok(videos::VideoView::of(job, &self.credential(job)?))
+    }
+
     /// [`Self::credential`] for `owner`'s `video`, whose job may not exist yet.
     pub fn credential_for(&self, video: &VideoId, owner: &str) -> Result<String, ApiError> {
         let s = &self.settings.playback;

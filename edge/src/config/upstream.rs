@@ -156,12 +156,10 @@ impl SourceSettings {
 /// from memory, and the cache refuses lifetimes of centuries.
 const MAX_PLAYLIST_TTL_SECS: u64 = 86_400;
 
-/// Whether an http(s) URL names a user (and password) before its host.
+/// Whether an http(s) URL names a user (and password) before its host, as the client that
+/// will send it reads the URL.
 fn url_has_credentials(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split('/')
-        .next()
-        .is_some_and(|authority| authority.contains('@'))
+    reqwest::Url::parse(url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
 impl UpstreamConfig {

@@ -136,7 +136,7 @@ impl Connection {
                     Err(refusal) => {
                         self.write_reply(stream, self.edge.refuse(refusal), false)
                             .await?;
-                        return Ok(self.after_refusal(head_end, None));
+                        return Ok(self.ending(head_end, None));
                     }
                 };
                 let version = if line.http10 {
@@ -170,7 +170,7 @@ impl Connection {
             };
             // Pipelined requests behind a last response (a close, HTTP/1.0, a drain) are not
             // read: closing over unread bytes would send a reset that can destroy the response.
-            let ending = self.after_refusal(head_end, body);
+            let ending = self.ending(head_end, body);
             self.start = head_end;
             if self.start == self.buf.len() {
                 self.buf.clear();
@@ -188,10 +188,10 @@ impl Connection {
         }
     }
 
-    /// How to close after refusing the request whose head ends at `head_end`, or answering one
-    /// with a body (never read): linger while the body (`body`: announced, with its length when
-    /// known) or bytes already received follow.
-    fn after_refusal(&self, head_end: usize, body: Option<Option<u64>>) -> Ending {
+    /// How to close after the last answer, to the request whose head ends at `head_end`:
+    /// linger while its body (`body`: announced, never read, with its length when known) or
+    /// bytes already received (a refused head's rest, pipelined requests) follow.
+    fn ending(&self, head_end: usize, body: Option<Option<u64>>) -> Ending {
         let waiting = self.buf.len().saturating_sub(head_end) as u64;
         match body {
             Some(len) => Ending::Linger(len.map(|n| n.saturating_sub(waiting))),

@@ -224,6 +224,8 @@ async fn fill_once(
 fn keep(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
     let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
     file.set_modified(modified)?;
+    // Read before the rename: once the file has its name, it must be indexed.
+    let ino = file.metadata()?.ino();
     let dir = path.parent().unwrap_or(path);
     std::fs::create_dir_all(dir)?;
     match std::fs::rename(temp, path) {
@@ -234,7 +236,7 @@ fn keep(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
         }
         other => other?,
     }
-    Ok(file.metadata()?.ino())
+    Ok(ino)
 }
 
 /// Writes the body to `file` as it arrives, publishing each step; checks length and MD5.

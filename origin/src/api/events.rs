@@ -11,7 +11,6 @@ use futures_util::stream::{self, Stream};
 use tokio::sync::broadcast;
 
 use super::error::ApiError;
-use super::videos::VideoView;
 use super::AppState;
 use crate::jobs::model::JobState;
 use crate::jobs::store::JobStore;
@@ -37,43 +36,45 @@ pub async fn sse(
     let finished = matches!(job.state, JobState::Ready | JobState::Failed);
     let snapshot = Event::default()
         .event("status")
-        .json_data(VideoView::of(&job, &state.credential(&job)?))
+        .json_data(state.view(&job)?)
         .unwrap_or_default();
     let first = stream::iter([Ok(snapshot)]);
-    let store_state = state.clone();
-    let rest = stream::unfold((rx, finished), move |(mut rx, done)| {
-        let (video, state) = (video.clone(), store_state.clone());
-        async move {
-            if done {
-                return None;
-            }
-            loop {
-                match tokio::time::timeout(RECHECK, rx.recv()).await {
-                    Ok(Ok(event)) => {
-                        let Some((name, is_last)) = matches(&event, &video) else {
-                            continue;
-                        };
-                        let sse = Event::default()
-                            .event(name)
-                            .json_data(&event)
-                            .unwrap_or_default();
-                        return Some((Ok(sse), (rx, is_last)));
-                    }
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-                    // Events skipped (a slow subscriber) or none for a while: the last one may
-                    // have been lost on the way (a relay that dropped it), and the store has
-                    // the truth.
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {
-                        match recheck(&state, &video).await {
-                            Recheck::Going => continue,
-                            Recheck::Gone => return None,
-                            Recheck::Ended(sse) => return Some((Ok(sse), (rx, true))),
+    let rest = stream::unfold(
+        (rx, finished, state.clone()),
+        move |(mut rx, done, state)| {
+            let video = video.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match tokio::time::timeout(RECHECK, rx.recv()).await {
+                        Ok(Ok(event)) => {
+                            let Some((name, is_last)) = matches(&event, &video) else {
+                                continue;
+                            };
+                            let sse = Event::default()
+                                .event(name)
+                                .json_data(&event)
+                                .unwrap_or_default();
+                            return Some((Ok(sse), (rx, is_last, state)));
+                        }
+                        Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                        // Events skipped (a slow subscriber) or none for a while: the last one may
+                        // have been lost on the way (a relay that dropped it), and the store has
+                        // the truth.
+                        Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {
+                            match recheck(&state, &video).await {
+                                Recheck::Going => continue,
+                                Recheck::Gone => return None,
+                                Recheck::Ended(sse) => return Some((Ok(sse), (rx, true, state))),
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        },
+    );
     let mut draining = state.draining.clone();
     let drained = async move {
         draining.fired().await;
@@ -106,12 +107,12 @@ async fn recheck(state: &AppState, video: &shared::media::VideoId) -> Recheck {
     match state.store.get(video).await {
         Ok(None) => Recheck::Gone,
         Ok(Some(job)) if matches!(job.state, JobState::Ready | JobState::Failed) => {
-            let Ok(pt) = state.credential(&job) else {
+            let Ok(view) = state.view(&job) else {
                 return Recheck::Going;
             };
             let status = Event::default()
                 .event("status")
-                .json_data(VideoView::of(&job, &pt))
+                .json_data(view)
                 .unwrap_or_default();
             Recheck::Ended(status)
         }

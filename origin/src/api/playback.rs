@@ -33,7 +33,7 @@ pub async fn stream_info(
     if job.is_playable() {
         // The URL carries a credential for this video alone: the user's own token never has
         // to travel in a URL to play.
-        let credential = credential(&state, &job)?;
+        let credential = state.credential(&job)?;
         let complete = job.state == JobState::Ready;
         let mut body = serde_json::json!({
             "format": "hls",
@@ -97,11 +97,6 @@ fn ready(job: &Job) -> Result<(), ApiError> {
     }
 }
 
-/// A playback credential for `job`'s owner, expiring with the segment URLs.
-fn credential(state: &AppState, job: &Job) -> Result<String, ApiError> {
-    state.credential(job)
-}
-
 /// `GET /api/videos/{id}/hls/master.m3u8?pt=<credential>` (the URL stream-info gives), or
 /// `?token=<user JWT>` for players built on that older contract.
 pub async fn master(
@@ -116,7 +111,7 @@ pub async fn master(
             let user = User::from_request_parts(&mut parts, &state).await?;
             let job = state.owned_job(&user, &id).await?;
             ready(&job)?;
-            let credential = credential(&state, &job)?;
+            let credential = state.credential(&job)?;
             (job, credential)
         }
     };

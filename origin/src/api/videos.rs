@@ -121,7 +121,7 @@ pub async fn list(
     let jobs = state.store.list(&user.id, page.offset, limit).await?;
     let videos = jobs
         .iter()
-        .map(|job| Ok(VideoView::of(job, &state.credential(job)?)))
+        .map(|job| state.view(job))
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Json(
         serde_json::json!({ "videos": videos, "offset": page.offset, "limit": limit }),
@@ -135,7 +135,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<VideoView>, ApiError> {
     let job = state.owned_job(&user, &id).await?;
-    let mut view = VideoView::of(&job, &state.credential(&job)?);
+    let mut view = state.view(&job)?;
     view.subtitles.extend(
         crate::transcode::subtitles::tracks::sidecars(&state.layout, &job.video)
             .iter()
@@ -201,6 +201,6 @@ pub async fn retry(
     }
     state.requeue(&job, JobState::Failed).await?;
     let job = state.owned_job(&user, &id).await?;
-    let view = VideoView::of(&job, &state.credential(&job)?);
+    let view = state.view(&job)?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }

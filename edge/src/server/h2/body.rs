@@ -90,8 +90,10 @@ impl Held {
         self.connection.num_permits()
     }
 
-    /// `n` of these bytes' budget, split off (all of it if `n` is as much or more).
+    /// `n` of these bytes' budget, split off (all of it if `n` is as much or more); the rest
+    /// goes back. Both permits always hold the same count.
     fn split(mut self, n: usize) -> Self {
+        let n = n.min(self.size());
         match (self.connection.split(n), self.edge.split(n)) {
             (Some(connection), Some(edge)) => Self { connection, edge },
             _ => self,
