@@ -516,7 +516,7 @@ async fn an_event_stream_ends_with_its_video_even_when_no_event_says_so() {
                     .claim("w1", 30, 3, unix_now())
                     .await
                     .expect("claim");
-                assert!(claimed.is_some_and(|j| j.video == video));
+                assert!(claimed.job.is_some_and(|j| j.video == video));
                 let fail = api
                     .state
                     .store

@@ -65,6 +65,7 @@ async fn imports_a_directory_once_and_reports_bad_files() {
             .claim("w", 30, 3, i64::MAX / 2)
             .await
             .expect("claim")
+            .job
             .is_none(),
         "registered videos wait for a first play"
     );

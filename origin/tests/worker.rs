@@ -11,7 +11,7 @@ use e2e::seaweed::ADMIN;
 use e2e::SeaweedFs;
 use origin::jobs::embedded::EmbeddedStore;
 use origin::jobs::model::{unix_now, Job, JobState, LeaseStep};
-use origin::jobs::store::{Failure, JobStore, StoreError};
+use origin::jobs::store::{Claim, Failure, JobStore, StoreError};
 use origin::jobs::subtitle_files::EditLease;
 use origin::jobs::worker::{JobEvent, WorkerPool, WorkerSettings};
 use origin::storage::MediaStore;
@@ -47,6 +47,18 @@ fn pool_with<S: JobStore>(
     media: Option<MediaStore>,
     ffmpeg: &str,
 ) -> Arc<WorkerPool<S>> {
+    let (pipeline, worker) = parts(layout, lease_secs, publish_while_encoding, media, ffmpeg);
+    WorkerPool::new(store, pipeline, layout.clone(), worker)
+}
+
+/// The pipeline and worker settings every pool here runs with.
+fn parts(
+    layout: &Layout,
+    lease_secs: i64,
+    publish_while_encoding: bool,
+    media: Option<MediaStore>,
+    ffmpeg: &str,
+) -> (Pipeline, WorkerSettings) {
     let settings = Settings {
         ffmpeg: ffmpeg.into(),
         ffprobe: "ffprobe".into(),
@@ -75,7 +87,7 @@ fn pool_with<S: JobStore>(
         max_attempts: 3,
         name: "test".into(),
     };
-    WorkerPool::new(store, pipeline, layout.clone(), worker)
+    (pipeline, worker)
 }
 
 /// A data directory (kept until the returned guard drops) with its embedded job store.
@@ -138,6 +150,7 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
         .claim("dead-worker", 2, 3, now)
         .await
         .expect("claim")
+        .job
         .expect("job");
     assert_eq!(dead.video, first);
 
@@ -167,6 +180,141 @@ async fn queued_job_becomes_ready_and_an_abandoned_one_is_taken_over() {
         0,
         "no work directory left"
     );
+}
+
+/// A webhook receiver on loopback: the JSON bodies of the requests it answered 200.
+async fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                match tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                    continue;
+                };
+                let length = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break serde_json::from_str(body).ok();
+                }
+            };
+            if let Some(body) = body {
+                seen.lock().expect("lock").push(body);
+            }
+            let reply = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+            let _ = tcp.write_all(reply.as_bytes()).await;
+        }
+    });
+    (url, bodies)
+}
+
+/// A job whose workers died on every attempt is failed by the next claim, and that claimer
+/// announces it as any final failure is announced: `video.failed` to the webhook, a `Failed`
+/// event, and what its last attempt published while growing withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_workers_all_died_is_announced_failed() {
+    let (_dir, layout, store) = one_machine();
+    let video: VideoId = "doomed".parse().expect("id");
+    let now = unix_now();
+    let job = Job::new(
+        video.clone(),
+        "alice",
+        Some("Doomed".into()),
+        Profile::Ladder,
+        now - 100,
+    );
+    store.create(job).await.expect("create");
+    // Three workers took it and died; the last lease ran out 8 s ago.
+    for attempt in 0..3 {
+        let at = now - 30 + 10 * attempt;
+        let claimed = store.claim("dead-worker", 2, 3, at).await.expect("claim");
+        assert_eq!(claimed.job.map(|j| j.video), Some(video.clone()));
+    }
+    // What its last attempt published while growing.
+    let master = layout.video_dir(&video).join("master.m3u8");
+    std::fs::create_dir_all(layout.video_dir(&video)).expect("dir");
+    std::fs::write(&master, "#EXTM3U\n").expect("master");
+
+    let (url, bodies) = webhook_receiver().await;
+    let mut config = origin::webhooks::settings::WebhooksConfig {
+        url,
+        ..Default::default()
+    };
+    config.secret = shared::secret::SecretString::new("worker-test-webhook-secret");
+    let settings = config.validate(&mut Vec::new()).expect("webhook settings");
+    let (webhooks, dispatcher) = origin::webhooks::start(&settings, None).expect("webhooks");
+    let (pipeline, worker) = parts(&layout, 30, true, None, "ffmpeg");
+    let pool = WorkerPool::with_reporting(
+        store.clone(),
+        pipeline,
+        layout.clone(),
+        worker,
+        None,
+        Some(webhooks),
+    );
+    let mut events = pool.subscribe();
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(JobEvent::Failed {
+                    video: v,
+                    error,
+                    retrying,
+                }) if v == video => break (error, retrying),
+                Ok(_) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("no Failed event for the worn-out job");
+    assert_eq!(event, (origin::jobs::model::WORKERS_DIED.to_owned(), false));
+    let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(b) = bodies.lock().expect("lock").first().cloned() {
+                break b;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no webhook for the worn-out job");
+    assert_eq!(
+        (
+            &delivered["event"],
+            &delivered["video_id"],
+            &delivered["title"]
+        ),
+        (&"video.failed".into(), &"doomed".into(), &"Doomed".into()),
+        "{delivered}"
+    );
+    assert!(
+        !master.exists(),
+        "what it published while growing is withdrawn"
+    );
+    let job = store.get(&video).await.expect("get").expect("kept");
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 3));
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
+    dispatcher.shutdown().await;
 }
 
 /// A job cancelled (its video deleted) before its encode starts, while it waits for the lease
@@ -387,7 +535,7 @@ impl JobStore for Unreachable {
         lease_secs: i64,
         max_attempts: u32,
         now: i64,
-    ) -> Result<Option<Job>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         self.inner
             .claim(worker, lease_secs, max_attempts, now)
             .await

@@ -6,7 +6,7 @@ use shared::media::VideoId;
 use super::embedded::EmbeddedStore;
 use super::model::{Job, JobState, LeaseStep};
 use super::redis::RedisStore;
-use super::store::{Failure, JobStore, StoreError};
+use super::store::{Claim, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -52,7 +52,7 @@ impl JobStore for AnyStore {
         lease_secs: i64,
         max_attempts: u32,
         now: i64,
-    ) -> Result<Option<Job>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         each!(self, s => s.claim(worker, lease_secs, max_attempts, now).await)
     }
     async fn heartbeat(

@@ -34,6 +34,17 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// What a claim did.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The job it took, if one was due.
+    pub job: Option<Job>,
+    /// The jobs it failed on its way, their workers having died on every attempt
+    /// ([`crate::jobs::model::WORKERS_DIED`]): the claimer announces them, as the worker of a
+    /// final failure would have.
+    pub worn_out: Vec<Job>,
+}
+
 /// How a failed attempt ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -66,7 +77,7 @@ pub trait JobStore: Send + Sync + 'static {
         lease_secs: i64,
         max_attempts: u32,
         now: i64,
-    ) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
     /// Extends the lease; `LeaseLost` if `worker` no longer holds it.
     fn heartbeat(
         &self,
@@ -224,6 +235,7 @@ pub mod contract {
             .claim("w1", 30, 3, t0 + 20)
             .await
             .expect("claim")
+            .job
             .expect("a job");
         assert_eq!(
             (j.video.as_str(), j.attempts, j.state),
@@ -233,6 +245,7 @@ pub mod contract {
             .claim("w2", 30, 3, t0 + 20)
             .await
             .expect("claim")
+            .job
             .expect("a job");
         assert_eq!(k.video.as_str(), "b");
 
@@ -266,6 +279,7 @@ pub mod contract {
             .claim("w3", 30, 3, t0 + 60)
             .await
             .expect("claim")
+            .job
             .expect("expired lease");
         assert_eq!((taken.video.as_str(), taken.attempts), ("a", 2));
         assert_eq!(
@@ -306,12 +320,14 @@ pub mod contract {
             .claim("w2", 30, 3, t0 + 63)
             .await
             .expect("claim")
+            .job
             .expect("c is due");
         assert_eq!(next.video.as_str(), "c");
         let bob = store
             .claim("w2", 30, 3, t0 + 63)
             .await
             .expect("claim")
+            .job
             .expect("bob1");
         assert_eq!(bob.video.as_str(), "bob1");
         assert!(
@@ -319,6 +335,7 @@ pub mod contract {
                 .claim("w2", 30, 3, t0 + 64)
                 .await
                 .expect("claim")
+                .job
                 .is_none(),
             "b waits for its backoff"
         );
@@ -326,6 +343,7 @@ pub mod contract {
             .claim("w2", 30, 3, t0 + 100)
             .await
             .expect("claim")
+            .job
             .expect("b is due");
         assert_eq!(
             (b.video.as_str(), b.attempts, b.error.as_deref()),
@@ -497,19 +515,23 @@ pub mod contract {
                 .claim("w", 5, 2, at)
                 .await
                 .expect("claim")
+                .job
                 .expect("a job");
             assert_eq!(
                 (job.video.as_str(), job.attempts),
                 ("doomed", attempt as u32)
             );
         }
-        // Its second lease ran out too: no third attempt.
-        let next = store
-            .claim("w", 5, 2, t0 + 40)
-            .await
-            .expect("claim")
-            .expect("a job");
+        // Its second lease ran out too: no third attempt, and the claimer is told.
+        let claim = store.claim("w", 5, 2, t0 + 40).await.expect("claim");
+        let next = claim.job.expect("a job");
         assert_eq!((next.video.as_str(), next.attempts), ("next", 1));
+        let told: Vec<_> = claim
+            .worn_out
+            .iter()
+            .map(|j| (j.video.as_str(), j.state))
+            .collect();
+        assert_eq!(told, [("doomed", JobState::Failed)]);
         let doomed = store.get(&id("doomed")).await.expect("get").expect("kept");
         assert_eq!(
             (doomed.state, doomed.attempts, doomed.error.as_deref()),
@@ -520,6 +542,7 @@ pub mod contract {
             .claim("w", 5, 2, t0 + 41)
             .await
             .expect("claim")
+            .job
             .is_none());
     }
 }

@@ -186,17 +186,22 @@ impl<S: JobStore> WorkerPool<S> {
                 )
                 .await
             {
-                Ok(Some(job)) => {
-                    // Every line of this attempt carries the video and the attempt.
-                    let span = tracing::info_span!(
-                        "job",
-                        video.id = %job.video,
-                        attempt = job.attempts,
-                        worker = %name
-                    );
-                    tracing::Instrument::instrument(self.run(&name, job), span).await
+                Ok(claim) => {
+                    for job in claim.worn_out {
+                        let span = tracing::info_span!("job", video.id = %job.video);
+                        tracing::Instrument::instrument(self.announce_worn_out(job), span).await
+                    }
+                    if let Some(job) = claim.job {
+                        // Every line of this attempt carries the video and the attempt.
+                        let span = tracing::info_span!(
+                            "job",
+                            video.id = %job.video,
+                            attempt = job.attempts,
+                            worker = %name
+                        );
+                        tracing::Instrument::instrument(self.run(&name, job), span).await
+                    }
                 }
-                Ok(None) => {}
                 Err(error) => tracing::warn!(%error, worker = %name, "cannot claim jobs"),
             }
             tokio::select! {
@@ -330,6 +335,22 @@ impl<S: JobStore> WorkerPool<S> {
                 });
             }
         }
+    }
+
+    /// A job the claim failed because its workers died on every attempt ends as any final
+    /// failure does: what its last attempt published while growing is withdrawn, and its
+    /// owner hears of it (webhook and event). Its dead worker could announce nothing.
+    async fn announce_worn_out(&self, job: Job) {
+        self.pipeline.withdraw(&job.video).await;
+        let reason = job.error.clone().unwrap_or_default();
+        if let Some(w) = &self.webhooks {
+            w.notify(WebhookEvent::failed(&job, &reason, job.updated_at));
+        }
+        let _ = self.events.send(JobEvent::Failed {
+            video: job.video,
+            error: reason,
+            retrying: false,
+        });
     }
 
     /// A subtitle file added or deleted after the encode read them (the API leaves a video

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use shared::media::Layout;
+use shared::media::{Layout, VideoId};
 
 use crate::storage::tree::Phase;
 use crate::storage::MediaStore;
@@ -128,15 +128,24 @@ impl Pipeline {
         if let Err(error) = &result {
             if self.settings.publish_while_encoding && !matches!(error, PipelineError::Cancelled) {
                 events.withdrawing().await;
-                if let Err(e) = growing::remove_media(&self.layout, job.video) {
-                    tracing::warn!(error = %e, "cannot withdraw the published segments");
-                }
-                if let Err(e) = self.media.withdraw(job.video).await {
-                    tracing::warn!(error = %e, "cannot withdraw the published segments from the bucket");
-                }
+                self.withdraw(job.video).await;
             }
         }
         result
+    }
+
+    /// Removes what a growing publish of `video` made visible, if this pipeline publishes
+    /// while it encodes: the attempt failed for good, and a half video must not stay up.
+    pub async fn withdraw(&self, video: &VideoId) {
+        if !self.settings.publish_while_encoding {
+            return;
+        }
+        if let Err(e) = growing::remove_media(&self.layout, video) {
+            tracing::warn!(error = %e, "cannot withdraw the published segments");
+        }
+        if let Err(e) = self.media.withdraw(video).await {
+            tracing::warn!(error = %e, "cannot withdraw the published segments from the bucket");
+        }
     }
 
     async fn run_steps(

@@ -6,7 +6,7 @@ use shared::media::VideoId;
 
 use super::{backend, decode, put, EmbeddedStore, JOBS};
 use crate::jobs::model::{Job, JobState, Lease, LeaseStep, WORKERS_DIED};
-use crate::jobs::store::{lease_of_missing, Failure, JobStore, StoreError};
+use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -55,7 +55,7 @@ impl JobStore for EmbeddedStore {
         lease_secs: i64,
         max_attempts: u32,
         now: i64,
-    ) -> Result<Option<Job>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let worker = worker.to_owned();
         self.write(move |t| {
             let mut best: Option<Job> = None;
@@ -73,11 +73,13 @@ impl JobStore for EmbeddedStore {
             }
             // Those the claim passed on its way to the one it takes, oldest first, as the
             // Redis script does; the rest wait for a later claim.
+            worn_out.sort_by(|a, b| (a.created_at, &a.video).cmp(&(b.created_at, &b.video)));
             let before_best = |j: &Job| {
                 best.as_ref().is_none_or(|b| {
                     (j.created_at, j.video.as_str()) < (b.created_at, b.video.as_str())
                 })
             };
+            let mut claim = Claim::default();
             for mut job in worn_out.into_iter().filter(before_best) {
                 tracing::warn!(video = %job.video, attempts = job.attempts, "every worker running it died; failed");
                 job.state = JobState::Failed;
@@ -86,9 +88,10 @@ impl JobStore for EmbeddedStore {
                 job.playable = false;
                 job.updated_at = now;
                 put(t, &job)?;
+                claim.worn_out.push(job);
             }
             let Some(mut job) = best else {
-                return Ok(None);
+                return Ok(claim);
             };
             if job.state == JobState::Processing {
                 tracing::warn!(video = %job.video, previous = ?job.lease, "lease expired, taking the job over");
@@ -98,7 +101,8 @@ impl JobStore for EmbeddedStore {
             job.attempts += 1;
             job.updated_at = now;
             put(t, &job)?;
-            Ok(Some(job))
+            claim.job = Some(job);
+            Ok(claim)
         })
         .await
     }

@@ -5,7 +5,7 @@ use shared::media::VideoId;
 
 use super::{backend, decode, encode, job_key, json, owner_key, state_key, RedisStore, STATES};
 use crate::jobs::model::{Job, JobState, Lease, LeaseStep};
-use crate::jobs::store::{lease_of_missing, Failure, JobStore, StoreError};
+use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -63,13 +63,13 @@ impl JobStore for RedisStore {
         lease_secs: i64,
         max_attempts: u32,
         now: i64,
-    ) -> Result<Option<Job>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let expires_at = now + lease_secs;
         let lease = json(&Lease {
             worker: worker.to_owned(),
             expires_at,
         })?;
-        let reply: Option<Vec<String>> = self
+        let reply: Vec<Vec<String>> = self
             .eval(
                 &self.scripts.claim,
                 &[],
@@ -82,17 +82,27 @@ impl JobStore for RedisStore {
                 ],
             )
             .await?;
-        let Some(reply) = reply else {
-            return Ok(None);
-        };
-        let Some((previous, flat)) = reply.split_first() else {
+        let Some((claimed, worn_out)) = reply.split_first() else {
             return Err(backend("empty claim reply"));
         };
-        let job = decode(flat)?;
-        if !previous.is_empty() {
-            tracing::warn!(video = %job.video, previous = %previous, "lease expired, taking the job over");
+        let mut claim = Claim {
+            job: None,
+            worn_out: worn_out
+                .iter()
+                .map(|flat| decode(flat))
+                .collect::<Result<_, _>>()?,
+        };
+        for job in &claim.worn_out {
+            tracing::warn!(video = %job.video, attempts = job.attempts, "every worker running it died; failed");
         }
-        Ok(Some(job))
+        if let Some((previous, flat)) = claimed.split_first() {
+            let job = decode(flat)?;
+            if !previous.is_empty() {
+                tracing::warn!(video = %job.video, previous = %previous, "lease expired, taking the job over");
+            }
+            claim.job = Some(job);
+        }
+        Ok(claim)
     }
 
     async fn heartbeat(

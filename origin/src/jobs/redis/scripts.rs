@@ -104,10 +104,12 @@ return out
 "#;
 
 /// ARGV: now, lease JSON, lease expiry, max attempts, the error JSON of a job whose workers
-/// all died. Nil, or the previous lease (empty unless taken over) followed by the claimed
-/// job's flat HGETALL. A job whose lease ran out after its last attempt is failed on the way.
+/// all died. First the claimed job (empty if none): the previous lease (empty unless taken
+/// over) followed by its flat HGETALL; then the flat HGETALL of each job whose lease ran out
+/// after its last attempt, failed on the way.
 const CLAIM: &str = r#"
 local now = tonumber(ARGV[1])
+local out = {{}}
 local function promote(v)
   redis.call('ZREM', DELAYED, v)
   redis.call('ZREM', LEASES, v)
@@ -118,7 +120,7 @@ for _, v in ipairs(redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1])) do pro
 for _, v in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. ARGV[1])) do promote(v) end
 while true do
   local v = redis.call('ZRANGE', QUEUE, 0, 0)[1]
-  if not v then return false end
+  if not v then return out end
   local key = jkey(v)
   local f = redis.call('HMGET', key, 'state', 'lease', 'not_before', 'attempts')
   local ok = false
@@ -131,6 +133,7 @@ while true do
       set_state(key, v, f[1], '"failed"')
       redis.call('HSET', key, 'error', ARGV[5], 'lease', 'null', 'playable', 'false',
         'updated_at', ARGV[1])
+      out[#out + 1] = redis.call('HGETALL', key)
       ok = false
     end
   end
@@ -139,10 +142,11 @@ while true do
     redis.call('HSET', key, 'lease', ARGV[2], 'updated_at', ARGV[1])
     redis.call('HINCRBY', key, 'attempts', 1)
     refile(v)
-    local out = redis.call('HGETALL', key)
+    local claimed = redis.call('HGETALL', key)
     local previous = ''
     if f[1] == '"processing"' then previous = f[2] or 'null' end
-    table.insert(out, 1, previous)
+    table.insert(claimed, 1, previous)
+    out[1] = claimed
     return out
   end
   refile(v)
