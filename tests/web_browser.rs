@@ -352,6 +352,13 @@ fn web_routes_and_dev_token() {
         let r = e2e::http::raw_request(dev.api_addr, &bytes).expect("dev token");
         assert_status(&r, status, host);
     }
+    // Nor does a request that names no host at all.
+    for version in ["1.0", "1.1"] {
+        let request = "GET /api/dev/token?user=alice HTTP";
+        let bytes = format!("{request}/{version}\r\nConnection: close\r\n\r\n");
+        let r = e2e::http::raw_request(dev.api_addr, bytes.as_bytes()).expect("dev token");
+        assert_status(&r, 403, &format!("HTTP/{version} without Host"));
+    }
     assert_eq!(
         minted.header("cache-control"),
         Some("no-store"),

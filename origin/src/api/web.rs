@@ -150,13 +150,19 @@ pub struct DevTokenQuery {
 pub async fn dev_token(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
+    uri: Uri,
     Query(q): Query<DevTokenQuery>,
 ) -> Response {
     if !state.settings.dev {
         return not_found("not found");
     }
-    let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
-    if !host.is_none_or(is_loopback_host) {
+    // A request that names no host (HTTP/1.0, or a client of its own) cannot show that it
+    // came from a page on this machine either. HTTP/2 names it in `:authority`.
+    let host = match headers.get(header::HOST) {
+        Some(host) => Some(host.as_bytes()),
+        None => uri.authority().map(|a| a.as_str().as_bytes()),
+    };
+    if !host.is_some_and(is_loopback_host) {
         return (
             StatusCode::FORBIDDEN,
             Json(serde_json::json!({
