@@ -27,14 +27,18 @@
 //! `EVAL` after a restart emptied the script cache), so it is atomic and one round trip:
 //! - `claim`: moves every due entry of `hls:delayed` (`not_before <= now`) and every expired
 //!   entry of `hls:leases` (`expires_at < now`) into `hls:queue`, then takes the head of
-//!   `hls:queue`, re-checks it against its record ([`Job::claimable`]; clocks of different
-//!   callers need not agree, so an entry may have been promoted by a later `now`) and either
+//!   `hls:queue`, re-checks it against its record ([`Job::claimable`]; an entry may have been
+//!   promoted by a later `now`) and either
 //!   claims it (state processing, new lease, attempts + 1, into `hls:leases`) or refiles it and
 //!   looks at the next one.
 //! - `heartbeat`, `progress`, `checkpoint`, `complete`, `fail`: refuse with `LeaseLost` unless
 //!   the caller holds a live lease ([`Job::leased_by`]), then change the record; `fail` with
 //!   `RetryAt` files the job into `hls:delayed` at the retry time, `Final` out of every queue.
 //! - `create` (refuses an existing video), `requeue`, `delete`, `list`.
+//!
+//! Every `now`, lease expiry and retry time a script compares is in Redis' clock: callers pass
+//! their own machine's time, and the store moves it by the difference it measures with `TIME`
+//! once a minute (`clock`), so machines whose clocks disagree still agree on whose lease is live.
 //!
 //! The scripts never re-encode a whole job (Redis' cjson would print numbers with 14 digits and
 //! empty arrays as `{}`): values come JSON-encoded from Rust, or are integers, constants, or
@@ -66,10 +70,12 @@ use super::model::{Job, JobState};
 use super::store::StoreError;
 use super::worker::JobEvent;
 
+mod clock;
 mod events;
 mod operations;
 mod scripts;
 
+use clock::Clock;
 use events::forward_events;
 use scripts::{scripts, Scripts};
 
@@ -118,6 +124,7 @@ pub struct RedisStore {
     conn: ConnectionManager,
     options: RedisOptions,
     scripts: &'static Scripts,
+    clock: std::sync::Arc<Clock>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -226,7 +233,30 @@ impl RedisStore {
             conn,
             options,
             scripts: scripts(),
+            clock: std::sync::Arc::new(Clock::new(clock::system_secs)),
         })
+    }
+
+    /// The same store, as seen by a machine whose clock reads `local` (tests).
+    #[cfg(test)]
+    fn with_local_clock(mut self, local: fn() -> f64) -> Self {
+        self.clock = std::sync::Arc::new(Clock::new(local));
+        self
+    }
+
+    /// `at`, a unix time read from this machine's clock, in Redis' clock: the one every
+    /// lease and retry time in the store is written and compared in.
+    async fn in_redis_time(&self, at: i64) -> Result<i64, StoreError> {
+        if let Some(offset) = self.clock.offset() {
+            return Ok(at.saturating_add(offset));
+        }
+        let before = self.clock.local();
+        let (secs, micros): (i64, i64) = self
+            .call(|mut conn| async move { redis::cmd("TIME").query_async(&mut conn).await })
+            .await?;
+        let after = self.clock.local();
+        let redis = secs as f64 + micros as f64 / 1e6;
+        Ok(at.saturating_add(self.clock.record(redis, before, after)))
     }
 
     /// Runs one call on the shared connection, bounded by the operation timeout.

@@ -64,6 +64,7 @@ impl JobStore for RedisStore {
         max_attempts: u32,
         now: i64,
     ) -> Result<Claim, StoreError> {
+        let now = self.in_redis_time(now).await?;
         let expires_at = now + lease_secs;
         let lease = json(&Lease {
             worker: worker.to_owned(),
@@ -112,6 +113,7 @@ impl JobStore for RedisStore {
         lease_secs: i64,
         now: i64,
     ) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         let expires_at = now + lease_secs;
         let lease = json(&Lease {
             worker: worker.to_owned(),
@@ -130,6 +132,7 @@ impl JobStore for RedisStore {
         thumbnail_ready: bool,
         now: i64,
     ) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         // The record keeps `percent.max(progress).min(100.0)`: NaN and -inf leave it as it is.
         let percent = match (!percent.is_nan()).then(|| percent.min(100.0)) {
             Some(p) if p.is_finite() => json(&p)?,
@@ -152,6 +155,7 @@ impl JobStore for RedisStore {
         playable: bool,
         now: i64,
     ) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         let rest = [playable.to_string()];
         self.eval_leased(&self.scripts.playable, video, worker, now, &rest)
             .await
@@ -164,6 +168,7 @@ impl JobStore for RedisStore {
         rung: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         let rest = [rung.to_owned(), json(rung)?];
         self.eval_leased(&self.scripts.checkpoint, video, worker, now, &rest)
             .await
@@ -176,6 +181,7 @@ impl JobStore for RedisStore {
         result: Published,
         now: i64,
     ) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         let rest = [json(&Stage::Done)?, json(&result)?, json(&100.0f64)?];
         self.eval_leased(&self.scripts.complete, video, worker, now, &rest)
             .await
@@ -189,8 +195,9 @@ impl JobStore for RedisStore {
         failure: Failure,
         now: i64,
     ) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         let retry_at = match failure {
-            Failure::RetryAt(at) => at.to_string(),
+            Failure::RetryAt(at) => self.in_redis_time(at).await?.to_string(),
             Failure::Final => String::new(),
         };
         let rest = [json(error)?, retry_at, json(&Stage::Queued)?];
@@ -199,6 +206,7 @@ impl JobStore for RedisStore {
     }
 
     async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
+        let now = self.in_redis_time(now).await?;
         let args = [
             video.to_string(),
             now.to_string(),
@@ -234,6 +242,7 @@ impl JobStore for RedisStore {
         step: LeaseStep,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let now = self.in_redis_time(now).await?;
         let lease = |secs: i64| {
             json(&Lease {
                 worker: holder.to_owned(),

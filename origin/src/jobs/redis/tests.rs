@@ -614,3 +614,48 @@ async fn events_reach_subscribers_in_other_processes() {
         assert_eq!(got, every_event());
     }
 }
+
+/// Lease and retry times follow Redis' clock: a worker whose own clock runs two minutes ahead
+/// takes over no live lease, and its own lease and backoff are what Redis' clock says.
+#[tokio::test]
+async fn a_worker_whose_clock_runs_ahead_takes_over_no_live_lease() {
+    let server = redis();
+    let honest = store(&server).await;
+    let ahead = store(&server)
+        .await
+        .with_local_clock(|| clock::system_secs() + 120.0);
+    let now = crate::jobs::model::unix_now();
+    for v in ["live", "next"] {
+        let job = Job::new(id(v), "alice", None, Profile::Ladder, now - 10);
+        honest.create(job).await.expect("create");
+    }
+    let held = honest.claim("w1", 30, 3, now).await.expect("claim").job;
+    assert_eq!(held.map(|j| j.video), Some(id("live")));
+
+    // Its clock says the 30 s lease ran out 90 s ago; Redis' says it has 30 s to go.
+    let claim = ahead.claim("w2", 30, 3, now + 120).await.expect("claim");
+    let taken = claim.job.expect("the queued job");
+    assert_eq!(taken.video, id("next"), "the live lease was taken over");
+    let expires = taken.lease.expect("a lease").expires_at;
+    assert!(
+        (now + 29..=now + 32).contains(&expires),
+        "lease until {expires}, now {now}"
+    );
+    honest
+        .heartbeat(&id("live"), "w1", 30, now + 1)
+        .await
+        .expect("w1 still holds its lease");
+
+    // A retry 10 s from now by its clock is 10 s from now by Redis'.
+    let retry = Failure::RetryAt(now + 130);
+    ahead
+        .fail(&id("next"), "w2", "boom", retry, now + 121)
+        .await
+        .expect("fail");
+    let next = honest.get(&id("next")).await.expect("get").expect("kept");
+    assert!(
+        (now + 9..=now + 12).contains(&next.not_before),
+        "retry at {}",
+        next.not_before
+    );
+}
