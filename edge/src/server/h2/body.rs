@@ -7,6 +7,11 @@
 //! stream waits for the budget instead of allocating past it. Bodies pulled from the upstream
 //! take the same budget for every chunk they let out. Cached bodies are shared with the cache
 //! and cost nothing.
+//!
+//! Every connection also has a floor of its own, one chunk, for when the edge's budget is
+//! spent: connections that never read can fill the edge's budget, but cannot stop any other
+//! connection from sending a chunk at a time. Memory stays bounded, by the edge's budget plus
+//! a floor per open connection.
 
 use std::fs::File;
 use std::future::Future;
@@ -32,6 +37,7 @@ pub const FRAME_PAYLOAD: usize = (1 << 14) - 9;
 /// Bytes of a file read at a time for one stream: two frames, and small enough to come from
 /// the allocator's arenas rather than a fresh mapping each time.
 const CHUNK: usize = 2 * FRAME_PAYLOAD;
+const _: () = assert!(CHUNK <= CONNECTION_FLOOR, "a file chunk fits the floor");
 
 /// File bytes read but not yet sent, per connection, across all its streams.
 pub const CONNECTION_BUDGET: usize = 1 << 20;
@@ -39,6 +45,10 @@ pub const CONNECTION_BUDGET: usize = 1 << 20;
 /// budgets. Without it, connections that never read (each within its own budget, until its
 /// send timeout) could hold a gigabyte per thousand; past it streams wait instead.
 pub const EDGE_BUDGET: usize = 256 << 20;
+/// Bytes each connection may hold past the edge's budget, once that is spent: one file chunk,
+/// so that it still makes progress. With `max_connections` connections, at most this much
+/// each on top of [`EDGE_BUDGET`] (16,384 connections: 512 MiB).
+pub const CONNECTION_FLOOR: usize = 32 * 1024;
 /// Budget a stream pulled from the upstream reserves before it asks for a chunk: the size of
 /// a fill's chunks (`upstream::fill`).
 const STREAM_RESERVE: usize = 64 * 1024;
@@ -46,11 +56,13 @@ const STREAM_RESERVE: usize = 64 * 1024;
 /// otherwise wait for the whole budget, and every other stream of the connection behind it.
 const MAX_CHARGE: usize = CONNECTION_BUDGET / 4;
 
-/// Where a stream's unsent bytes are counted: its connection's budget, and the edge's.
+/// Where a stream's unsent bytes are counted: its connection's budget, and the edge's (or,
+/// with that spent, the connection's floor).
 #[derive(Clone)]
 pub struct Budget {
     connection: Arc<Semaphore>,
     edge: Arc<Semaphore>,
+    floor: Arc<Semaphore>,
 }
 
 impl Budget {
@@ -59,30 +71,44 @@ impl Budget {
         Self {
             connection: Arc::new(Semaphore::new(CONNECTION_BUDGET)),
             edge: edge.clone(),
+            floor: Arc::new(Semaphore::new(CONNECTION_FLOOR)),
         }
     }
 
     fn try_take(&self, n: u32) -> Result<Held, TryAcquireError> {
         let connection = self.connection.clone().try_acquire_many_owned(n)?;
-        let edge = self.edge.clone().try_acquire_many_owned(n)?;
-        Ok(Held { connection, edge })
+        let shared = match self.edge.clone().try_acquire_many_owned(n) {
+            Ok(edge) => edge,
+            Err(_) => self.floor.clone().try_acquire_many_owned(n)?,
+        };
+        Ok(Held { connection, shared })
     }
 
-    /// Waits for `n` bytes of both: the connection's first, so one connection waits for the
-    /// edge with one request at a time.
+    /// Waits for `n` bytes of the connection's budget, then of the edge's or, when that runs
+    /// out first, of the connection's floor. The connection's first, so one connection waits
+    /// for the edge with one request at a time.
     async fn take(self, n: u32) -> io::Result<Held> {
         let connection = self.connection.acquire_many_owned(n).await;
         let connection = connection.map_err(io::Error::other)?;
-        let edge = self.edge.acquire_many_owned(n).await;
-        let edge = edge.map_err(io::Error::other)?;
-        Ok(Held { connection, edge })
+        let shared = if n as usize <= CONNECTION_FLOOR {
+            tokio::select! {
+                biased;
+                edge = self.edge.acquire_many_owned(n) => edge,
+                floor = self.floor.acquire_many_owned(n) => floor,
+            }
+        } else {
+            self.edge.acquire_many_owned(n).await
+        };
+        let shared = shared.map_err(io::Error::other)?;
+        Ok(Held { connection, shared })
     }
 }
 
 /// Budget held by bytes not yet sent; given back to both when dropped.
 struct Held {
     connection: OwnedSemaphorePermit,
-    edge: OwnedSemaphorePermit,
+    /// From the edge's budget or the connection's floor.
+    shared: OwnedSemaphorePermit,
 }
 
 impl Held {
@@ -94,8 +120,8 @@ impl Held {
     /// goes back. Both permits always hold the same count.
     fn split(mut self, n: usize) -> Self {
         let n = n.min(self.size());
-        match (self.connection.split(n), self.edge.split(n)) {
-            (Some(connection), Some(edge)) => Self { connection, edge },
+        match (self.connection.split(n), self.shared.split(n)) {
+            (Some(connection), Some(shared)) => Self { connection, shared },
             _ => self,
         }
     }

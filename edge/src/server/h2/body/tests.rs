@@ -38,8 +38,9 @@ fn connection_budget() -> Budget {
     Budget::for_connection(&Arc::new(Semaphore::new(EDGE_BUDGET)))
 }
 
-/// Connections that never read hold at most the edge's budget together: past it, another
-/// connection's stream waits until bytes held are sent (or dropped with their connection).
+/// Connections that never read hold at most the edge's budget together (and their floors):
+/// past it, another connection's chunk larger than its floor waits until bytes held are sent
+/// (or dropped with their connection).
 #[tokio::test]
 async fn connections_together_hold_at_most_the_edge_budget() {
     let edge = Arc::new(Semaphore::new(300 * 1024));
@@ -56,6 +57,37 @@ async fn connections_together_hold_at_most_the_edge_budget() {
     );
     drop(held);
     assert_eq!(total(&piece(&mut second).await), 200 * 1024);
+}
+
+/// Connections that never read may spend the edge's budget together, but cannot stop another
+/// connection: it still sends a file, a chunk at a time, on its floor.
+#[tokio::test]
+async fn a_connection_sends_on_its_floor_when_the_edge_budget_is_spent() {
+    use std::io::Write as _;
+    let spent = Arc::new(Semaphore::new(0));
+    let budget = Budget::for_connection(&spent);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(&data).expect("write");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let guard = Activity::new().open_stream();
+    let len = data.len() as u64;
+    let mut body = EdgeBody::file(Arc::new(file), 0, len, budget.clone(), metrics, guard);
+    let first = tokio::time::timeout(Duration::from_secs(5), piece(&mut body))
+        .await
+        .expect("no chunk while the edge's budget is spent");
+    assert_eq!(total(&first), CHUNK);
+    assert_eq!(budget.floor.available_permits(), CONNECTION_FLOOR - CHUNK);
+    let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
+    assert!(waiting.is_err(), "a second chunk went past the floor");
+    let mut sent = first.concat();
+    drop(first);
+    while sent.len() < data.len() {
+        sent.extend(piece(&mut body).await.concat());
+    }
+    assert_eq!(sent, data);
+    assert_eq!(budget.floor.available_permits(), CONNECTION_FLOOR);
+    assert_eq!(spent.available_permits(), 0, "nothing came from the edge");
 }
 
 /// A client that does not read holds at most the connection's budget of upstream bytes:
