@@ -513,13 +513,25 @@ async fn subtitle_files_changed_on_another_machine_while_it_grows_stay_in_the_bu
     subtitle_files_race_the_publish(Some(weed.objects("media", "prod", ADMIN)), true).await;
 }
 
-/// The embedded store, whose heartbeats fail while `failing` is set (a store cut off).
-struct Unreachable {
+/// The embedded store, whose heartbeats fail while `failing` is set (a store cut off), and
+/// whose job is deleted just before a failure is recorded if `deleted_at_fail` is set.
+struct Faulty {
     inner: EmbeddedStore,
     failing: std::sync::atomic::AtomicBool,
+    deleted_at_fail: bool,
 }
 
-impl JobStore for Unreachable {
+impl Faulty {
+    fn open(path: &std::path::Path, failing: bool, deleted_at_fail: bool) -> Self {
+        Self {
+            inner: EmbeddedStore::open(path).expect("store"),
+            failing: std::sync::atomic::AtomicBool::new(failing),
+            deleted_at_fail,
+        }
+    }
+}
+
+impl JobStore for Faulty {
     async fn create(&self, job: Job) -> Result<(), StoreError> {
         self.inner.create(job).await
     }
@@ -600,6 +612,9 @@ impl JobStore for Unreachable {
         failure: Failure,
         now: i64,
     ) -> Result<(), StoreError> {
+        if self.deleted_at_fail {
+            self.inner.delete(video).await?;
+        }
         self.inner.fail(video, worker, error, failure, now).await
     }
     async fn revise(&self, video: &VideoId) -> Result<(), StoreError> {
@@ -631,11 +646,7 @@ impl JobStore for Unreachable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_renew_its_lease_stops_before_it_runs_out() {
     let (dir, layout, _) = one_machine();
-    let inner = EmbeddedStore::open(&dir.path().join("cut-off-store")).expect("store");
-    let store = Arc::new(Unreachable {
-        inner,
-        failing: std::sync::atomic::AtomicBool::new(true),
-    });
+    let store = Arc::new(Faulty::open(&dir.path().join("cut-off-store"), true, false));
     let video: VideoId = "cut-off".parse().expect("id");
     generate_clip(&layout.source_file(&video), 2, 320, 240);
     let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
@@ -672,4 +683,39 @@ async fn a_worker_that_cannot_renew_its_lease_stops_before_it_runs_out() {
         stopping.elapsed()
     );
     assert!(!layout.video_dir(&video).join("master.m3u8").exists());
+}
+
+/// A video deleted as its attempt fails (the delete lands just before the failure is
+/// recorded, on another machine: nothing cancels the attempt) keeps none of its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_deleted_as_its_attempt_fails_keeps_no_files() {
+    let (dir, layout, _) = one_machine();
+    let store = Arc::new(Faulty::open(
+        &dir.path().join("deleting-store"),
+        false,
+        true,
+    ));
+    let video: VideoId = "deleted".parse().expect("id");
+    // A source that fails its probe at job time, and a poster the attempt wrote.
+    std::fs::write(layout.source_file(&video), b"not a video").expect("source");
+    let poster = layout.thumbs_dir(&video).join("poster.jpg");
+    std::fs::create_dir_all(layout.thumbs_dir(&video)).expect("thumbs");
+    std::fs::write(&poster, b"jpeg").expect("poster");
+    let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
+    store.create(job).await.expect("create");
+
+    let pool = pool(&layout, store.clone(), 30, false, None);
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while poster.exists() || layout.source_file(&video).exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted video's files stayed after its attempt failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.get(&video).await.expect("get").is_none());
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
 }

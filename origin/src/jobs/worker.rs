@@ -325,7 +325,10 @@ impl<S: JobStore> WorkerPool<S> {
                             w.notify(WebhookEvent::failed(&job, &reason, now));
                         }
                     }
-                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Ok(()) => {}
+                    // Deleted during the attempt (on another machine, nothing cancelled it):
+                    // what the attempt wrote meanwhile must not outlive the video.
+                    Err(StoreError::NotFound(_)) => self.unpublish_if_deleted(&video).await,
                     Err(e) => tracing::warn!(error = %e, "cannot record the failure"),
                 }
                 let _ = self.events.send(JobEvent::Failed {
