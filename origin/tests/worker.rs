@@ -513,21 +513,27 @@ async fn subtitle_files_changed_on_another_machine_while_it_grows_stay_in_the_bu
     subtitle_files_race_the_publish(Some(weed.objects("media", "prod", ADMIN)), true).await;
 }
 
-/// The embedded store, whose heartbeats fail while `failing` is set (a store cut off), and
-/// whose job is deleted just before a failure is recorded if `deleted_at_fail` is set.
+/// What goes wrong in a [`Faulty`] store.
+#[derive(Default)]
+struct Faults {
+    /// Heartbeats fail, as with a store cut off.
+    heartbeats: bool,
+    /// The job is deleted just before a failure is recorded.
+    deleted_at_fail: bool,
+    /// A completion is recorded but its reply is lost.
+    complete_reply: bool,
+}
+
+/// The embedded store, with [`Faults`].
 struct Faulty {
     inner: EmbeddedStore,
-    failing: std::sync::atomic::AtomicBool,
-    deleted_at_fail: bool,
+    faults: Faults,
 }
 
 impl Faulty {
-    fn open(path: &std::path::Path, failing: bool, deleted_at_fail: bool) -> Self {
-        Self {
-            inner: EmbeddedStore::open(path).expect("store"),
-            failing: std::sync::atomic::AtomicBool::new(failing),
-            deleted_at_fail,
-        }
+    fn open(path: &std::path::Path, faults: Faults) -> Self {
+        let inner = EmbeddedStore::open(path).expect("store");
+        Self { inner, faults }
     }
 }
 
@@ -559,7 +565,7 @@ impl JobStore for Faulty {
         lease_secs: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.faults.heartbeats {
             return Err(StoreError::Unavailable("cut off".into()));
         }
         self.inner.heartbeat(video, worker, lease_secs, now).await
@@ -602,7 +608,11 @@ impl JobStore for Faulty {
         result: Published,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.inner.complete(video, worker, result, now).await
+        self.inner.complete(video, worker, result, now).await?;
+        match self.faults.complete_reply {
+            true => Err(StoreError::Unavailable("the reply was lost".into())),
+            false => Ok(()),
+        }
     }
     async fn fail(
         &self,
@@ -612,7 +622,7 @@ impl JobStore for Faulty {
         failure: Failure,
         now: i64,
     ) -> Result<(), StoreError> {
-        if self.deleted_at_fail {
+        if self.faults.deleted_at_fail {
             self.inner.delete(video).await?;
         }
         self.inner.fail(video, worker, error, failure, now).await
@@ -646,7 +656,11 @@ impl JobStore for Faulty {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_renew_its_lease_stops_before_it_runs_out() {
     let (dir, layout, _) = one_machine();
-    let store = Arc::new(Faulty::open(&dir.path().join("cut-off-store"), true, false));
+    let faults = Faults {
+        heartbeats: true,
+        ..Faults::default()
+    };
+    let store = Arc::new(Faulty::open(&dir.path().join("cut-off-store"), faults));
     let video: VideoId = "cut-off".parse().expect("id");
     generate_clip(&layout.source_file(&video), 2, 320, 240);
     let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
@@ -690,11 +704,11 @@ async fn a_worker_that_cannot_renew_its_lease_stops_before_it_runs_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_deleted_as_its_attempt_fails_keeps_no_files() {
     let (dir, layout, _) = one_machine();
-    let store = Arc::new(Faulty::open(
-        &dir.path().join("deleting-store"),
-        false,
-        true,
-    ));
+    let faults = Faults {
+        deleted_at_fail: true,
+        ..Faults::default()
+    };
+    let store = Arc::new(Faulty::open(&dir.path().join("deleting-store"), faults));
     let video: VideoId = "deleted".parse().expect("id");
     // A source that fails its probe at job time, and a poster the attempt wrote.
     std::fs::write(layout.source_file(&video), b"not a video").expect("source");
@@ -718,4 +732,31 @@ async fn a_video_deleted_as_its_attempt_fails_keeps_no_files() {
     assert!(store.get(&video).await.expect("get").is_none());
     stop_tx.fire();
     while workers.join_next().await.is_some() {}
+}
+
+/// A completion the store recorded but whose reply was lost (Redis ran the script, the
+/// connection dropped) is found in the store and announced: the video is ready, and its
+/// owner must hear so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_reply_was_lost_is_announced() {
+    let (dir, layout, _) = one_machine();
+    let faults = Faults {
+        complete_reply: true,
+        ..Faults::default()
+    };
+    let store = Arc::new(Faulty::open(&dir.path().join("lossy-store"), faults));
+    let video: VideoId = "lossy".parse().expect("id");
+    generate_clip(&layout.source_file(&video), 1, 320, 240);
+    let job = Job::new(video.clone(), "alice", None, Profile::Ladder, unix_now());
+    store.create(job).await.expect("create");
+    let pool = pool(&layout, store.clone(), 30, false, None);
+    let mut events = pool.subscribe();
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+    wait_ready(&mut events, &video).await;
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
+    let job = store.get(&video).await.expect("get").expect("kept");
+    assert_eq!((job.state, job.attempts), (JobState::Ready, 1));
+    assert!(layout.video_dir(&video).join("master.m3u8").is_file());
 }

@@ -1,6 +1,8 @@
 //! The in-process worker pool: claim a job, keep its lease alive, run the pipeline, record the
-//! outcome. What a running job reports, and how often, is [`report`].
+//! outcome. What a running job reports, and how often, is [`report`]; outcomes the store's
+//! answer leaves in doubt are [`outcome`].
 
+mod outcome;
 mod prepare;
 mod report;
 
@@ -281,7 +283,7 @@ impl<S: JobStore> WorkerPool<S> {
             }
         }
         match result {
-            Ok(published) => match self.store.complete(&video, worker, published, now).await {
+            Ok(published) => match self.record_completion(worker, &job, published).await {
                 Ok(()) => {
                     tracing::info!("job ready");
                     self.sync_subtitle_files(&video).await;
@@ -338,22 +340,6 @@ impl<S: JobStore> WorkerPool<S> {
                 });
             }
         }
-    }
-
-    /// A job the claim failed because its workers died on every attempt ends as any final
-    /// failure does: what its last attempt published while growing is withdrawn, and its
-    /// owner hears of it (webhook and event). Its dead worker could announce nothing.
-    async fn announce_worn_out(&self, job: Job) {
-        self.pipeline.withdraw(&job.video).await;
-        let reason = job.error.clone().unwrap_or_default();
-        if let Some(w) = &self.webhooks {
-            w.notify(WebhookEvent::failed(&job, &reason, job.updated_at));
-        }
-        let _ = self.events.send(JobEvent::Failed {
-            video: job.video,
-            error: reason,
-            retrying: false,
-        });
     }
 
     /// A subtitle file added or deleted after the encode read them (the API leaves a video
