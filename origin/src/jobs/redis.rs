@@ -246,17 +246,32 @@ impl RedisStore {
 
     /// `at`, a unix time read from this machine's clock, in Redis' clock: the one every
     /// lease and retry time in the store is written and compared in.
-    async fn in_redis_time(&self, at: i64) -> Result<i64, StoreError> {
+    async fn in_redis_time(&self, at: i64) -> i64 {
+        at.saturating_add(self.clock_offset().await)
+    }
+
+    /// Redis' clock minus this machine's, in seconds, measured again once a minute. If `TIME`
+    /// fails, the last measure stands (none: the clocks are taken to agree); the operation that
+    /// asked fails on its own if Redis is down.
+    async fn clock_offset(&self) -> i64 {
         if let Some(offset) = self.clock.offset() {
-            return Ok(at.saturating_add(offset));
+            return offset;
         }
         let before = self.clock.local();
-        let (secs, micros): (i64, i64) = self
+        let time: Result<(i64, i64), _> = self
             .call(|mut conn| async move { redis::cmd("TIME").query_async(&mut conn).await })
-            .await?;
+            .await;
         let after = self.clock.local();
-        let redis = secs as f64 + micros as f64 / 1e6;
-        Ok(at.saturating_add(self.clock.record(redis, before, after)))
+        match time {
+            Ok((secs, micros)) => {
+                let redis = secs as f64 + micros as f64 / 1e6;
+                self.clock.record(redis, before, after)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read Redis' clock; job times keep the last measure");
+                self.clock.last()
+            }
+        }
     }
 
     /// Runs one call on the shared connection, bounded by the operation timeout.

@@ -189,9 +189,13 @@ impl<S: JobStore> WorkerPool<S> {
                 .await
             {
                 Ok(claim) => {
+                    // On a task of their own: a withdrawal from the bucket may take a while,
+                    // and the claimed job's lease runs from now.
                     for job in claim.worn_out {
                         let span = tracing::info_span!("job", video.id = %job.video);
-                        tracing::Instrument::instrument(self.announce_worn_out(job), span).await
+                        let pool = self.clone();
+                        let announce = async move { pool.announce_worn_out(job).await };
+                        tokio::spawn(tracing::Instrument::instrument(announce, span));
                     }
                     if let Some(job) = claim.job {
                         // Every line of this attempt carries the video and the attempt.

@@ -8,10 +8,12 @@
 //! take the same budget for every chunk they let out. Cached bodies are shared with the cache
 //! and cost nothing.
 //!
-//! Every connection also has a floor of its own, one chunk, for when the edge's budget is
-//! spent: connections that never read can fill the edge's budget, but cannot stop any other
-//! connection from sending a chunk at a time. Memory stays bounded, by the edge's budget plus
-//! a floor per open connection.
+//! Every connection also has a floor of its own, 64 KiB, for when the edge's budget is spent:
+//! connections that never read can fill the edge's budget, but cannot stop any other
+//! connection from sending a file, cached or being pulled into the cache, a chunk at a time.
+//! Memory stays bounded, by the edge's budget plus a floor per open connection. A chunk larger
+//! than the floor (a body fetched straight from the upstream by a request that gave up waiting
+//! on a fill, at most 16 at once) waits for the edge's budget.
 
 use std::fs::File;
 use std::future::Future;
@@ -45,10 +47,11 @@ pub const CONNECTION_BUDGET: usize = 1 << 20;
 /// budgets. Without it, connections that never read (each within its own budget, until its
 /// send timeout) could hold a gigabyte per thousand; past it streams wait instead.
 pub const EDGE_BUDGET: usize = 256 << 20;
-/// Bytes each connection may hold past the edge's budget, once that is spent: one file chunk,
-/// so that it still makes progress. With `max_connections` connections, at most this much
-/// each on top of [`EDGE_BUDGET`] (16,384 connections: 512 MiB).
-pub const CONNECTION_FLOOR: usize = 32 * 1024;
+/// Bytes each connection may hold past the edge's budget, once that is spent: one chunk of a
+/// fill ([`STREAM_RESERVE`]) or two of a file, so that it still makes progress. At most this
+/// much per open connection on top of [`EDGE_BUDGET`] (16,384 connections: 1 GiB, about what
+/// their TLS buffers take anyway).
+pub const CONNECTION_FLOOR: usize = STREAM_RESERVE;
 /// Budget a stream pulled from the upstream reserves before it asks for a chunk: the size of
 /// a fill's chunks (`upstream::fill`).
 const STREAM_RESERVE: usize = 64 * 1024;

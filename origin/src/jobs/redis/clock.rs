@@ -43,6 +43,11 @@ impl Clock {
             .map(|_| self.offset.load(Ordering::Relaxed))
     }
 
+    /// The last measured difference, however old (0 before the first).
+    pub(super) fn last(&self) -> i64 {
+        self.offset.load(Ordering::Relaxed)
+    }
+
     /// Records Redis' time `redis` (seconds) read between this machine's `before` and `after`.
     pub(super) fn record(&self, redis: f64, before: f64, after: f64) -> i64 {
         let offset = offset_secs(redis, before, after);

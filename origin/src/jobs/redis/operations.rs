@@ -64,7 +64,7 @@ impl JobStore for RedisStore {
         max_attempts: u32,
         now: i64,
     ) -> Result<Claim, StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let expires_at = now + lease_secs;
         let lease = json(&Lease {
             worker: worker.to_owned(),
@@ -113,7 +113,7 @@ impl JobStore for RedisStore {
         lease_secs: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let expires_at = now + lease_secs;
         let lease = json(&Lease {
             worker: worker.to_owned(),
@@ -132,7 +132,7 @@ impl JobStore for RedisStore {
         thumbnail_ready: bool,
         now: i64,
     ) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         // The record keeps `percent.max(progress).min(100.0)`: NaN and -inf leave it as it is.
         let percent = match (!percent.is_nan()).then(|| percent.min(100.0)) {
             Some(p) if p.is_finite() => json(&p)?,
@@ -155,7 +155,7 @@ impl JobStore for RedisStore {
         playable: bool,
         now: i64,
     ) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let rest = [playable.to_string()];
         self.eval_leased(&self.scripts.playable, video, worker, now, &rest)
             .await
@@ -168,7 +168,7 @@ impl JobStore for RedisStore {
         rung: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let rest = [rung.to_owned(), json(rung)?];
         self.eval_leased(&self.scripts.checkpoint, video, worker, now, &rest)
             .await
@@ -181,7 +181,7 @@ impl JobStore for RedisStore {
         result: Published,
         now: i64,
     ) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let rest = [json(&Stage::Done)?, json(&result)?, json(&100.0f64)?];
         self.eval_leased(&self.scripts.complete, video, worker, now, &rest)
             .await
@@ -195,9 +195,10 @@ impl JobStore for RedisStore {
         failure: Failure,
         now: i64,
     ) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let offset = self.clock_offset().await;
+        let now = now.saturating_add(offset);
         let retry_at = match failure {
-            Failure::RetryAt(at) => self.in_redis_time(at).await?.to_string(),
+            Failure::RetryAt(at) => at.saturating_add(offset).to_string(),
             Failure::Final => String::new(),
         };
         let rest = [json(error)?, retry_at, json(&Stage::Queued)?];
@@ -206,7 +207,7 @@ impl JobStore for RedisStore {
     }
 
     async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let args = [
             video.to_string(),
             now.to_string(),
@@ -242,7 +243,7 @@ impl JobStore for RedisStore {
         step: LeaseStep,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let now = self.in_redis_time(now).await?;
+        let now = self.in_redis_time(now).await;
         let lease = |secs: i64| {
             json(&Lease {
                 worker: holder.to_owned(),

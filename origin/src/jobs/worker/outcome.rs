@@ -17,7 +17,8 @@ impl<S: JobStore> WorkerPool<S> {
     /// Records `job` (this worker's attempt) complete. A store that did not answer may have
     /// recorded it all the same (Redis ran the script and the reply was lost): the job is then
     /// looked up, so that a completion that happened is announced, and one that did not is
-    /// made again while the lease holds. `LeaseLost` or `NotFound` are final.
+    /// made again (the store refuses it if the lease ran out meanwhile). `LeaseLost` or
+    /// `NotFound` are final.
     pub(super) async fn record_completion(
         &self,
         worker: &str,
@@ -42,11 +43,16 @@ impl<S: JobStore> WorkerPool<S> {
             tokio::time::sleep(RECHECK).await;
             checks += 1;
             result = match self.store.get(video).await {
-                // Ready at this attempt's count: no other worker took it over since.
-                Ok(Some(now)) if now.state == JobState::Ready && now.attempts == job.attempts => {
+                // Ready with this attempt's count and result: no other worker took it over.
+                Ok(Some(now))
+                    if now.state == JobState::Ready
+                        && now.attempts == job.attempts
+                        && now.result.as_ref() == Some(&published) =>
+                {
                     Ok(())
                 }
-                Ok(Some(now)) if now.leased_by(worker, unix_now()) => complete().await,
+                // Whether the lease still holds is for the store to judge, in its own clock.
+                Ok(Some(now)) if now.state == JobState::Processing => complete().await,
                 Ok(Some(_)) => Err(StoreError::LeaseLost(video.clone())),
                 Ok(None) => Err(StoreError::NotFound(video.clone())),
                 Err(e) => Err(e),
@@ -61,7 +67,7 @@ impl<S: JobStore> WorkerPool<S> {
         self.pipeline.withdraw(&job.video).await;
         let reason = job.error.clone().unwrap_or_default();
         if let Some(w) = &self.webhooks {
-            w.notify(WebhookEvent::failed(&job, &reason, job.updated_at));
+            w.notify(WebhookEvent::failed(&job, &reason, unix_now()));
         }
         let _ = self.events.send(JobEvent::Failed {
             video: job.video,

@@ -73,13 +73,17 @@ async fn a_connection_sends_on_its_floor_when_the_edge_budget_is_spent() {
     let guard = Activity::new().open_stream();
     let len = data.len() as u64;
     let mut body = EdgeBody::file(Arc::new(file), 0, len, budget.clone(), metrics, guard);
-    let first = tokio::time::timeout(Duration::from_secs(5), piece(&mut body))
-        .await
-        .expect("no chunk while the edge's budget is spent");
-    assert_eq!(total(&first), CHUNK);
-    assert_eq!(budget.floor.available_permits(), CONNECTION_FLOOR - CHUNK);
+    let mut first = Vec::new();
+    for _ in 0..CONNECTION_FLOOR / CHUNK {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), piece(&mut body)).await;
+        first.extend(chunk.expect("no chunk while the edge's budget is spent"));
+    }
+    assert_eq!(
+        budget.floor.available_permits(),
+        CONNECTION_FLOOR - total(&first)
+    );
     let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
-    assert!(waiting.is_err(), "a second chunk went past the floor");
+    assert!(waiting.is_err(), "a chunk went past the floor");
     let mut sent = first.concat();
     drop(first);
     while sent.len() < data.len() {
@@ -87,6 +91,26 @@ async fn a_connection_sends_on_its_floor_when_the_edge_budget_is_spent() {
     }
     assert_eq!(sent, data);
     assert_eq!(budget.floor.available_permits(), CONNECTION_FLOOR);
+    assert_eq!(spent.available_permits(), 0, "nothing came from the edge");
+}
+
+/// A body pulled through a fill sends on the floor too, a fill's chunk at a time.
+#[tokio::test]
+async fn a_pulled_body_sends_on_its_floor_when_the_edge_budget_is_spent() {
+    let spent = Arc::new(Semaphore::new(0));
+    let budget = Budget::for_connection(&spent);
+    let chunk = Bytes::from(vec![3u8; STREAM_RESERVE]);
+    let mut body = upstream(vec![chunk; 3], &budget);
+    let first = tokio::time::timeout(Duration::from_secs(5), piece(&mut body))
+        .await
+        .expect("no chunk while the edge's budget is spent");
+    assert_eq!(total(&first), STREAM_RESERVE);
+    let waiting = tokio::time::timeout(Duration::from_millis(50), piece(&mut body)).await;
+    assert!(waiting.is_err(), "a chunk went past the floor");
+    drop(first);
+    for _ in 0..2 {
+        assert_eq!(total(&piece(&mut body).await), STREAM_RESERVE);
+    }
     assert_eq!(spent.available_permits(), 0, "nothing came from the edge");
 }
 
