@@ -4,8 +4,38 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-const source = readFileSync(new URL('../../web/js/refresh.js', import.meta.url), 'utf8');
-const refresh = await import(`data:text/javascript,${encodeURIComponent(source)}`);
+const load = (name) => {
+  const source = readFileSync(new URL(`../../web/js/${name}`, import.meta.url), 'utf8');
+  return import(`data:text/javascript,${encodeURIComponent(source)}`);
+};
+const refresh = await load('refresh.js');
+const api = await load('api.js');
+
+/** An EventSource the test drives: `emit(name, data)`, `refuse()` (an answer but 200). */
+class FakeEventSource {
+  static opened = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.listeners = {};
+    FakeEventSource.opened.push(this);
+  }
+  addEventListener(name, fn) {
+    (this.listeners[name] ||= []).push(fn);
+  }
+  close() {
+    this.readyState = 2;
+  }
+  emit(name, data) {
+    for (const fn of this.listeners[name] || []) fn({ data: JSON.stringify(data) });
+  }
+  refuse() {
+    this.readyState = 2;
+    for (const fn of this.listeners.error || []) fn({});
+  }
+}
+
+const tick = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 test('a URI is read outside other quoted attributes', () => {
   const line = '#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="xURI=",LANGUAGE="en",'
@@ -32,4 +62,42 @@ test('every URI of a master is found, each once', () => {
     'https://origin.test/api/videos/v/hls/subs_u1/index.m3u8?pt=T',
     'https://origin.test/api/videos/v/hls/360p/index.m3u8?pt=T',
   ]);
+});
+
+test('an event stream refused once its link expired is opened again with a fresh one', async () => {
+  FakeEventSource.opened = [];
+  const seen = [];
+  let renewed = 0;
+  const renew = async () => {
+    renewed += 1;
+    return `/api/videos/v/events?pt=fresh${renewed}`;
+  };
+  const handlers = { progress: (d) => seen.push(d.percent), ready: () => seen.push('ready') };
+  const options = { renew, retryMs: 5, EventSourceImpl: FakeEventSource };
+  api.followEvents('/api/videos/v/events?pt=old', handlers, options);
+  const [first] = FakeEventSource.opened;
+  first.emit('progress', { percent: 40 });
+  first.refuse();
+  await tick(50);
+  assert.equal(FakeEventSource.opened.length, 2, 'opened again');
+  const second = FakeEventSource.opened[1];
+  assert.equal(second.url, '/api/videos/v/events?pt=fresh1');
+  second.emit('progress', { percent: 70 });
+  second.emit('ready', {});
+  assert.equal(second.readyState, 2, 'closed at the end');
+  second.refuse();
+  await tick(50);
+  assert.equal(FakeEventSource.opened.length, 2, 'nothing opened after the end');
+  assert.deepEqual(seen, [40, 70, 'ready']);
+});
+
+test('a closed event stream is not opened again', async () => {
+  FakeEventSource.opened = [];
+  const renew = async () => '/api/videos/v/events?pt=fresh';
+  const options = { renew, retryMs: 5, EventSourceImpl: FakeEventSource };
+  const close = api.followEvents('/api/videos/v/events?pt=old', {}, options);
+  FakeEventSource.opened[0].refuse();
+  close();
+  await tick(50);
+  assert.equal(FakeEventSource.opened.length, 1);
 });

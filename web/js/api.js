@@ -114,27 +114,68 @@ export function uploadVideo(file, title, onProgress) {
  * Follows `/api/videos/{id}/events`: `handlers[eventName](data)` for status, stage, progress,
  * thumbnail_ready, ready and failed. The stream is closed after `ready` or a final `failed`
  * (the server ends it then; EventSource would otherwise reconnect). Returns `close()`.
+ *
+ * The URL's credential expires with the video's links. EventSource gives up for good on any
+ * answer but 200, so a stream refused once it has expired (after a dropped connection, a
+ * restart) is opened again with the URL `renew()` resolves to, `retryMs` later and then ever
+ * less often, until the video's end is seen or `close()` is called.
  */
-export function followEvents(eventsUrl, handlers) {
-  // The URL the API gave carries a credential for this video alone (EventSource sends no
-  // header, and a URL must never hold the user's token).
-  const source = new EventSource(eventsUrl);
+export function followEvents(eventsUrl, handlers, { renew, retryMs = 2000, EventSourceImpl } = {}) {
+  const Source = EventSourceImpl || globalThis.EventSource;
   const names = ['status', 'stage', 'progress', 'thumbnail_ready', 'ready', 'failed'];
-  for (const name of names) {
-    source.addEventListener(name, (e) => {
-      let data = {};
+  let source = null;
+  let ended = false;
+  let timer = null;
+  let delay = retryMs;
+  const again = () => {
+    timer = setTimeout(async () => {
+      timer = null;
+      let url = null;
       try {
-        data = JSON.parse(e.data);
+        url = await renew();
       } catch {
-        /* keep {} */
+        /* the API is unreachable too: later */
       }
-      const final = name === 'ready'
-        || (name === 'failed' && !data.retrying)
-        || (name === 'status' && (data.status === 'ready' || data.status === 'failed'));
-      if (final) source.close();
-      handlers[name]?.(data);
+      if (ended) return;
+      if (url) open(url);
+      else again();
+    }, delay);
+    delay = Math.min(delay * 2, 30_000);
+  };
+  const open = (url) => {
+    // The URL the API gave carries a credential for this video alone (EventSource sends no
+    // header, and a URL must never hold the user's token).
+    const current = new Source(url);
+    source = current;
+    for (const name of names) {
+      current.addEventListener(name, (e) => {
+        let data = {};
+        try {
+          data = JSON.parse(e.data);
+        } catch {
+          /* keep {} */
+        }
+        delay = retryMs;
+        const final = name === 'ready'
+          || (name === 'failed' && !data.retrying)
+          || (name === 'status' && (data.status === 'ready' || data.status === 'failed'));
+        if (final) {
+          ended = true;
+          current.close();
+        }
+        handlers[name]?.(data);
+      });
+    }
+    current.addEventListener('error', () => {
+      handlers.error?.(current.readyState);
+      // CLOSED (2): refused, not reconnecting by itself.
+      if (!ended && current.readyState === 2 && renew && source === current) again();
     });
-  }
-  source.addEventListener('error', () => handlers.error?.(source.readyState));
-  return () => source.close();
+  };
+  open(eventsUrl);
+  return () => {
+    ended = true;
+    clearTimeout(timer);
+    source?.close();
+  };
 }

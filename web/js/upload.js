@@ -1,7 +1,7 @@
 // The upload panel: pick a file, watch the bytes go up (XMLHttpRequest upload progress), then
 // watch the processing (Server-Sent Events), with the thumbnail as soon as it exists.
 
-import { followEvents, uploadVideo } from './api.js';
+import { api, followEvents, uploadVideo } from './api.js';
 import { h, progressBar } from './ui.js';
 
 const STAGES = {
@@ -93,6 +93,8 @@ export class UploadPanel {
       this.thumb.hidden = false;
     };
     const stage = (s) => STAGES[s] || s || '';
+    // A fresh events URL, from the video's record, for a stream refused once its link expired.
+    const renew = async () => (await api(`/api/videos/${encodeURIComponent(id)}`)).data?.events_url;
     this.closeEvents = followEvents(eventsUrl, {
       status: (v) => {
         this.processBar.set(v.progress, stage(v.stage));
@@ -109,7 +111,7 @@ export class UploadPanel {
         if (e.retrying) this.setStatus(`An attempt failed (${e.error}); retrying…`, 'warn');
         else this.failed(e.error);
       },
-    });
+    }, { renew });
   }
 
   ready(id) {
