@@ -107,8 +107,9 @@ fn require_browser_tooling() {
 #[test]
 fn web_modules_in_node() {
     assert!(process::on_path("node"), "node is missing; {INSTALL_HINT}");
-    let out = std::process::Command::new("node")
-        .arg("--test")
+    // Bounded: a timer left running would keep node's event loop, and this test, alive.
+    let out = std::process::Command::new("timeout")
+        .args(["120", "node", "--test"])
         .arg(repo().join("tests/browser/units.test.mjs"))
         .output()
         .expect("run node --test");

@@ -74,7 +74,7 @@ test('an event stream refused once its link expired is opened again with a fresh
   };
   const handlers = { progress: (d) => seen.push(d.percent), ready: () => seen.push('ready') };
   const options = { renew, retryMs: 5, EventSourceImpl: FakeEventSource };
-  api.followEvents('/api/videos/v/events?pt=old', handlers, options);
+  const close = api.followEvents('/api/videos/v/events?pt=old', handlers, options);
   const [first] = FakeEventSource.opened;
   first.emit('progress', { percent: 40 });
   first.refuse();
@@ -87,6 +87,7 @@ test('an event stream refused once its link expired is opened again with a fresh
   assert.equal(second.readyState, 2, 'closed at the end');
   second.refuse();
   await tick(50);
+  close();
   assert.equal(FakeEventSource.opened.length, 2, 'nothing opened after the end');
   assert.deepEqual(seen, [40, 70, 'ready']);
 });
@@ -99,5 +100,21 @@ test('a closed event stream is not opened again', async () => {
   FakeEventSource.opened[0].refuse();
   close();
   await tick(50);
+  assert.equal(FakeEventSource.opened.length, 1);
+});
+
+test('an event stream is given up when its video is gone', async () => {
+  FakeEventSource.opened = [];
+  let asked = 0;
+  const renew = async () => {
+    asked += 1;
+    throw new api.ApiError(404, 'not found', null);
+  };
+  const options = { renew, retryMs: 5, EventSourceImpl: FakeEventSource };
+  const close = api.followEvents('/api/videos/v/events?pt=old', {}, options);
+  FakeEventSource.opened[0].refuse();
+  await tick(80);
+  close();
+  assert.equal(asked, 1, 'asked once');
   assert.equal(FakeEventSource.opened.length, 1);
 });

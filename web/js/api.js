@@ -118,7 +118,8 @@ export function uploadVideo(file, title, onProgress) {
  * The URL's credential expires with the video's links. EventSource gives up for good on any
  * answer but 200, so a stream refused once it has expired (after a dropped connection, a
  * restart) is opened again with the URL `renew()` resolves to, `retryMs` later and then ever
- * less often, until the video's end is seen or `close()` is called.
+ * less often, until the video's end is seen, `renew()` is refused (an `ApiError` 4xx: the
+ * video or the token is gone) or `close()` is called.
  */
 export function followEvents(eventsUrl, handlers, { renew, retryMs = 2000, EventSourceImpl } = {}) {
   const Source = EventSourceImpl || globalThis.EventSource;
@@ -133,8 +134,10 @@ export function followEvents(eventsUrl, handlers, { renew, retryMs = 2000, Event
       let url = null;
       try {
         url = await renew();
-      } catch {
-        /* the API is unreachable too: later */
+      } catch (e) {
+        // Refused (the video deleted, the token expired): nothing to follow any more.
+        // Unreachable: later.
+        if (e instanceof ApiError && e.status >= 400 && e.status < 500) ended = true;
       }
       if (ended) return;
       if (url) open(url);
