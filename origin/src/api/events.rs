@@ -31,7 +31,8 @@ pub async fn sse(
     // a connection, so one user may hold only so many.
     let slot = state
         .event_streams
-        .take(&job.owner, state.settings.http.max_event_streams_per_user)?;
+        .take(&job.owner, state.settings.http.max_event_streams_per_user)
+        .await?;
     let video = job.video.clone();
     let finished = matches!(job.state, JobState::Ready | JobState::Failed);
     let snapshot = Event::default()

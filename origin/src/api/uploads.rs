@@ -101,7 +101,8 @@ pub async fn create(
     check_title(title.as_deref(), limits)?;
     let slot = state
         .upload_slots
-        .take(&user.id, limits.max_concurrent_per_user)?;
+        .take(&user.id, limits.max_concurrent_per_user)
+        .await?;
     let tmp_root = state.layout.tmp_root();
     guard::ensure_room(&tmp_root, declared.unwrap_or(0), limits.min_free_bytes)?;
     let multipart = req

@@ -16,6 +16,7 @@
 //! | `hls:leases` | sorted set | processing jobs, score = lease expiry (`-inf` without a lease). |
 //! | `hls:state:<state>` | set | videos in that state; `counts` is five `SCARD`s. |
 //! | `hls:events` | pub/sub channel | [`JobEvent`]s as JSON, across processes. |
+//! | `hls:slots:<kind>:<user>` | sorted set | the user's uploads in progress or open event streams across API processes, score = expiry in Redis' clock ([`slots`]). |
 //!
 //! Invariant: a queued job is in exactly one of `hls:delayed` and `hls:queue`, a processing job
 //! in exactly one of `hls:leases` and `hls:queue`, any other job in none of them. Every script
@@ -74,6 +75,7 @@ mod clock;
 mod events;
 mod operations;
 mod scripts;
+pub mod slots;
 
 use clock::Clock;
 use events::forward_events;

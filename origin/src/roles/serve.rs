@@ -75,6 +75,8 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
         None => pool.events(),
     };
     let (drain, draining) = shutdown::channel();
+    // Per-user caps count across API processes when they share Redis.
+    let redis = store.redis().cloned();
     let state = AppState {
         settings: Arc::new(settings),
         auth,
@@ -87,8 +89,8 @@ pub async fn build(settings: ServeSettings) -> Result<Origin, StartupError> {
         migration,
         metrics,
         readiness: Arc::default(),
-        upload_slots: UserSlots::new("uploads in progress"),
-        event_streams: UserSlots::new("event streams open"),
+        upload_slots: UserSlots::shared("uploads in progress", "uploads", redis.clone()),
+        event_streams: UserSlots::shared("event streams open", "events", redis),
         draining,
         detached: Default::default(),
     };

@@ -1,0 +1,71 @@
+//! Per-user slots shared by every API process: a user's uploads in progress and open event
+//! streams are counted across machines, so that N API processes behind a load balancer do not
+//! allow N times the cap. Each slot is a member of `hls:slots:<kind>:<user>` (a sorted set)
+//! scored with its expiry in Redis' clock; its holder renews it while it lasts and removes it
+//! when done, and a process that dies leaves slots that expire within [`SLOT_TTL_SECS`].
+
+use redis::Script;
+
+use super::RedisStore;
+use crate::jobs::store::StoreError;
+
+/// How long a slot lasts without renewal: a killed process's slots free within this.
+pub const SLOT_TTL_SECS: u64 = 60;
+
+/// KEYS: the user's set. ARGV: slot id, cap, TTL. 1 if taken, 0 if the user holds the cap.
+const TAKE: &str = r#"
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+return 1
+"#;
+
+/// KEYS: the user's set. ARGV: slot id, TTL. Keeps the slot (back, if it had run out).
+const RENEW: &str = r#"
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return 1
+"#;
+
+fn scripts() -> &'static (Script, Script) {
+    static SCRIPTS: std::sync::OnceLock<(Script, Script)> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| (Script::new(TAKE), Script::new(RENEW)))
+}
+
+/// The set of `user`'s slots of `kind`.
+pub fn slot_key(kind: &str, user: &str) -> String {
+    format!("hls:slots:{kind}:{user}")
+}
+
+impl RedisStore {
+    /// Takes slot `id` in `key` unless `max` are held: whether it was taken.
+    pub async fn take_slot(&self, key: &str, id: &str, max: usize) -> Result<bool, StoreError> {
+        let args = [id.to_owned(), max.to_string(), SLOT_TTL_SECS.to_string()];
+        let taken: i64 = self.eval(&scripts().0, &[key.to_owned()], &args).await?;
+        Ok(taken == 1)
+    }
+
+    /// Keeps slot `id` for another [`SLOT_TTL_SECS`].
+    pub async fn renew_slot(&self, key: &str, id: &str) -> Result<(), StoreError> {
+        let args = [id.to_owned(), SLOT_TTL_SECS.to_string()];
+        let _: i64 = self.eval(&scripts().1, &[key.to_owned()], &args).await?;
+        Ok(())
+    }
+
+    /// Gives slot `id` back.
+    pub async fn release_slot(&self, key: &str, id: &str) -> Result<(), StoreError> {
+        let (key, id) = (key.to_owned(), id.to_owned());
+        self.call(|mut conn| async move {
+            redis::cmd("ZREM")
+                .arg(key)
+                .arg(id)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+}
