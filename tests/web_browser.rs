@@ -114,6 +114,11 @@ fn web_modules_in_node() {
         .output()
         .expect("run node --test");
     let report = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "node --test ran past 120 s (a timer left running?): {report}"
+    );
     assert!(
         out.status.success(),
         "{report}{}",

@@ -111,10 +111,30 @@ test('an event stream is given up when its video is gone', async () => {
     throw new api.ApiError(404, 'not found', null);
   };
   const options = { renew, retryMs: 5, EventSourceImpl: FakeEventSource };
-  const close = api.followEvents('/api/videos/v/events?pt=old', {}, options);
+  const gaveUp = [];
+  const handlers = { gaveUp: (e) => gaveUp.push(e.status) };
+  const close = api.followEvents('/api/videos/v/events?pt=old', handlers, options);
   FakeEventSource.opened[0].refuse();
   await tick(80);
   close();
   assert.equal(asked, 1, 'asked once');
+  assert.equal(FakeEventSource.opened.length, 1);
+  assert.deepEqual(gaveUp, [404], 'the page is told');
+});
+
+test('a stream reconnecting by itself is left to the browser', async () => {
+  FakeEventSource.opened = [];
+  let asked = 0;
+  const renew = async () => {
+    asked += 1;
+    return '/api/videos/v/events?pt=fresh';
+  };
+  const options = { renew, retryMs: 5, EventSourceImpl: FakeEventSource };
+  const close = api.followEvents('/api/videos/v/events?pt=old', {}, options);
+  const [first] = FakeEventSource.opened;
+  for (const fn of first.listeners.error) fn({}); // readyState 0: CONNECTING
+  await tick(30);
+  close();
+  assert.equal(asked, 0);
   assert.equal(FakeEventSource.opened.length, 1);
 });

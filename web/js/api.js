@@ -118,8 +118,9 @@ export function uploadVideo(file, title, onProgress) {
  * The URL's credential expires with the video's links. EventSource gives up for good on any
  * answer but 200, so a stream refused once it has expired (after a dropped connection, a
  * restart) is opened again with the URL `renew()` resolves to, `retryMs` later and then ever
- * less often, until the video's end is seen, `renew()` is refused (an `ApiError` 4xx: the
- * video or the token is gone) or `close()` is called.
+ * less often, until the video's end is seen, `renew()` is refused (an `ApiError` 4xx but 408
+ * and 429: the video or the token is gone; then `handlers.gaveUp(error)`) or `close()` is
+ * called.
  */
 export function followEvents(eventsUrl, handlers, { renew, retryMs = 2000, EventSourceImpl } = {}) {
   const Source = EventSourceImpl || globalThis.EventSource;
@@ -129,15 +130,20 @@ export function followEvents(eventsUrl, handlers, { renew, retryMs = 2000, Event
   let timer = null;
   let delay = retryMs;
   const again = () => {
+    if (timer) return;
     timer = setTimeout(async () => {
       timer = null;
       let url = null;
       try {
         url = await renew();
       } catch (e) {
-        // Refused (the video deleted, the token expired): nothing to follow any more.
-        // Unreachable: later.
-        if (e instanceof ApiError && e.status >= 400 && e.status < 500) ended = true;
+        // Refused for good (the video deleted, the token expired): nothing to follow any
+        // more, and the page says so. Busy (408, 429) or unreachable: later.
+        const busy = e.status === 408 || e.status === 429;
+        if (!ended && e instanceof ApiError && e.status >= 400 && e.status < 500 && !busy) {
+          ended = true;
+          handlers.gaveUp?.(e);
+        }
       }
       if (ended) return;
       if (url) open(url);

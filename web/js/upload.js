@@ -111,6 +111,7 @@ export class UploadPanel {
         if (e.retrying) this.setStatus(`An attempt failed (${e.error}); retrying…`, 'warn');
         else this.failed(e.error);
       },
+      gaveUp: (e) => this.setStatus(`Progress is no longer shown here (${e.message}).`, 'warn'),
     }, { renew });
   }
 

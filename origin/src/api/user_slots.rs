@@ -58,10 +58,11 @@ impl UserSlots {
         let key = slot_key(self.kind, user);
         // 128 random bits: no two slots share an id, on any machine.
         let id = VideoId::random().as_str().to_owned();
+        // A request dropped while this waits may leave the slot taken and unowned: it lapses.
         if !redis.take_slot(&key, &id, max).await? {
             return Err(self.refusal(max));
         }
-        let renew = tokio::spawn(renew(redis.clone(), key, id.clone()));
+        let renew = tokio::spawn(renew(redis.clone(), key, id.clone(), max));
         Ok(Slot {
             slots: self.clone(),
             user: user.to_owned(),
@@ -92,12 +93,18 @@ impl UserSlots {
 }
 
 /// Keeps a slot in Redis alive, three times per time-to-live, until aborted.
-async fn renew(redis: RedisStore, key: String, id: String) {
+async fn renew(redis: RedisStore, key: String, id: String, max: usize) {
     let every = Duration::from_secs(SLOT_TTL_SECS / 3);
     loop {
         tokio::time::sleep(every).await;
-        if let Err(error) = redis.renew_slot(&key, &id).await {
-            tracing::warn!(%error, "cannot renew a user's slot; it lapses unless renewed in time");
+        match redis.renew_slot(&key, &id, max).await {
+            Ok(true) => {}
+            // It ran out while Redis was unreachable, and the user has taken the cap since:
+            // this request goes on, uncounted.
+            Ok(false) => tracing::warn!("a user's slot ran out and the cap is taken; uncounted"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot renew a user's slot; it lapses unless renewed in time");
+            }
         }
     }
 }
@@ -115,6 +122,9 @@ impl Drop for Slot {
             // Not given back (Redis unreachable): it lapses within its time-to-live.
             let key = slot_key(self.slots.kind, &self.user);
             runtime.spawn(async move {
+                // A renewal already sent goes first on the one connection: the slot cannot
+                // come back after it was given back.
+                let _ = renewal.await;
                 if let Err(error) = redis.release_slot(&key, &id).await {
                     tracing::warn!(%error, "cannot give a user's slot back; it lapses");
                 }
@@ -156,16 +166,10 @@ mod tests {
     async fn slots_in_redis_are_counted_across_processes() {
         let server = e2e::RedisServer::start_with(e2e::redis::Persistence::None);
         let url = server.url();
-        let one = UserSlots::shared(
-            "uploads in progress",
-            "uploads",
-            RedisStore::connect(&url).await.ok(),
-        );
-        let two = UserSlots::shared(
-            "uploads in progress",
-            "uploads",
-            RedisStore::connect(&url).await.ok(),
-        );
+        let redis = RedisStore::connect(&url).await.expect("connect");
+        let other = RedisStore::connect(&url).await.expect("connect");
+        let one = UserSlots::shared("uploads in progress", "uploads", Some(redis.clone()));
+        let two = UserSlots::shared("uploads in progress", "uploads", Some(other));
         let a = one.take("alice", 2).await.expect("first, on one");
         let _b = two.take("alice", 2).await.expect("second, on two");
         for api in [&one, &two] {
@@ -227,5 +231,20 @@ mod tests {
             (now + ttl - 1..=now + ttl + 2).contains(&scores[0].1),
             "{scores:?}"
         );
+
+        // A renewal keeps a slot held; one that ran out (Redis unreachable past its TTL) while
+        // another took the cap does not come back over it.
+        let key = slot_key("uploads", "dave");
+        assert!(redis.take_slot(&key, "lapsed", 1).await.expect("take"));
+        assert!(redis.renew_slot(&key, "lapsed", 1).await.expect("renew"));
+        assert!(redis.release_slot(&key, "lapsed").await.is_ok());
+        assert!(redis.take_slot(&key, "newer", 1).await.expect("take"));
+        assert!(!redis.renew_slot(&key, "lapsed", 1).await.expect("renew"));
+        let held: i64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .expect("zcard");
+        assert_eq!(held, 1, "a renewal went past the cap");
     }
 }

@@ -22,9 +22,14 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
 return 1
 "#;
 
-/// KEYS: the user's set. ARGV: slot id, TTL. Keeps the slot (back, if it had run out).
+/// KEYS: the user's set. ARGV: slot id, TTL, cap. Keeps the slot; one that ran out (Redis
+/// unreachable for longer than its TTL) comes back only under the cap. 1 if kept, else 0.
 const RENEW: &str = r#"
 local now = tonumber(redis.call('TIME')[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return 1
@@ -48,11 +53,12 @@ impl RedisStore {
         Ok(taken == 1)
     }
 
-    /// Keeps slot `id` for another [`SLOT_TTL_SECS`].
-    pub async fn renew_slot(&self, key: &str, id: &str) -> Result<(), StoreError> {
-        let args = [id.to_owned(), SLOT_TTL_SECS.to_string()];
-        let _: i64 = self.eval(&scripts().1, &[key.to_owned()], &args).await?;
-        Ok(())
+    /// Keeps slot `id` for another [`SLOT_TTL_SECS`]: whether it is still held (one that ran
+    /// out comes back only while fewer than `max` are held).
+    pub async fn renew_slot(&self, key: &str, id: &str, max: usize) -> Result<bool, StoreError> {
+        let args = [id.to_owned(), SLOT_TTL_SECS.to_string(), max.to_string()];
+        let kept: i64 = self.eval(&scripts().1, &[key.to_owned()], &args).await?;
+        Ok(kept == 1)
     }
 
     /// Gives slot `id` back.
