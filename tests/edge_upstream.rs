@@ -795,7 +795,11 @@ fn an_unreachable_http_upstream_is_502_and_its_log_holds_no_signature() {
     let edge = Edge::start(http_edge(dead, cache.path()));
     let r = get(&edge, "720p/segment_000.ts");
     assert_eq!(r.status, 502, "{}", r.text());
+    // The line is written before the answer, but read from the edge's stderr by a thread.
+    let logged = wait_until(Duration::from_secs(10), || {
+        edge.diagnostics().contains("upstream GET failed")
+    });
     let log = edge.diagnostics();
-    assert!(log.contains("upstream GET failed"), "{log}");
+    assert!(logged, "{log}");
     assert!(!log.contains("md5="), "the signed query is logged: {log}");
 }
