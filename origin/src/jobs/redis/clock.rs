@@ -4,7 +4,6 @@
 //! publish one video at once. Each store reads Redis' `TIME` once a minute and moves its
 //! callers' times (taken from this machine's clock) by the difference.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,10 +13,9 @@ const REMEASURE: Duration = Duration::from_secs(60);
 const WARN_OVER_SECS: i64 = 2;
 
 pub(super) struct Clock {
-    /// Redis' time minus this machine's, in whole seconds.
-    offset: AtomicI64,
-    /// When `offset` was measured; `None` before the first time.
-    measured: Mutex<Option<Instant>>,
+    /// Redis' time minus this machine's, in whole seconds, and when it was measured (`None`
+    /// before the first time: 0 until then).
+    measured: Mutex<(i64, Option<Instant>)>,
     /// This machine's unix time in seconds (tests move it).
     local: fn() -> f64,
 }
@@ -25,8 +23,7 @@ pub(super) struct Clock {
 impl Clock {
     pub(super) fn new(local: fn() -> f64) -> Self {
         Self {
-            offset: AtomicI64::new(0),
-            measured: Mutex::new(None),
+            measured: Mutex::new((0, None)),
             local,
         }
     }
@@ -35,30 +32,34 @@ impl Clock {
         (self.local)()
     }
 
+    fn measured(&self) -> (i64, Option<Instant>) {
+        *self.measured.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The measured difference, unless it is due to be measured again.
     pub(super) fn offset(&self) -> Option<i64> {
-        let measured = *self.measured.lock().unwrap_or_else(|p| p.into_inner());
-        measured
-            .filter(|at| at.elapsed() < REMEASURE)
-            .map(|_| self.offset.load(Ordering::Relaxed))
+        let (offset, at) = self.measured();
+        at.filter(|at| at.elapsed() < REMEASURE).map(|_| offset)
     }
 
     /// The last measured difference, however old (0 before the first).
     pub(super) fn last(&self) -> i64 {
-        self.offset.load(Ordering::Relaxed)
+        self.measured().0
     }
 
     /// Records Redis' time `redis` (seconds) read between this machine's `before` and `after`.
     pub(super) fn record(&self, redis: f64, before: f64, after: f64) -> i64 {
         let offset = offset_secs(redis, before, after);
-        let previous = self.offset.swap(offset, Ordering::Relaxed);
-        if offset.abs() > WARN_OVER_SECS && offset != previous {
+        let previous = std::mem::replace(
+            &mut *self.measured.lock().unwrap_or_else(|p| p.into_inner()),
+            (offset, Some(Instant::now())),
+        );
+        if offset.abs() > WARN_OVER_SECS && offset != previous.0 {
             tracing::warn!(
                 offset_secs = offset,
                 "this machine's clock differs from Redis'; job times follow Redis'"
             );
         }
-        *self.measured.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         offset
     }
 }
