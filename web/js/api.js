@@ -139,8 +139,9 @@ export function followEvents(eventsUrl, handlers, { renew, retryMs = 2000, Event
       } catch (e) {
         // Refused for good (the video deleted, the token expired): nothing to follow any
         // more, and the page says so. Busy (408, 429) or unreachable: later.
-        const busy = e.status === 408 || e.status === 429;
-        if (!ended && e instanceof ApiError && e.status >= 400 && e.status < 500 && !busy) {
+        const refused = e instanceof ApiError && e.status >= 400 && e.status < 500
+          && e.status !== 408 && e.status !== 429;
+        if (refused && !ended) {
           ended = true;
           handlers.gaveUp?.(e);
         }
