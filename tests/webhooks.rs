@@ -6,6 +6,9 @@
 //! refused at upload and sends nothing. Every delivery's signature verifies with the secret,
 //! and the delivery that got the 500 is retried with the same event id. Other tests start the
 //! origin without `[webhooks]`, which sends nothing.
+//!
+//! An origin killed while its receiver keeps failing loses no event: started again on the same
+//! data, it delivers the outcome with the same event id.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -156,4 +159,79 @@ fn ready_and_failed_are_signed_and_retried() {
             "{event}\n{text}"
         );
     }
+}
+
+/// The receiver answers 500 until the origin is killed (SIGKILL, in the middle of a delivery's
+/// retries); the origin started again on the same data delivers `video.ready` to the receiver
+/// now configured, with the event id of the attempts the first one made.
+#[test]
+fn an_outcome_is_delivered_after_a_crash_in_the_middle_of_its_delivery() {
+    let dir = TempDir::new().expect("tmp");
+    let failing = Receiver::start(&[500]);
+    let clip = dir.path().join("clip.mp4");
+    generate_clip(&clip, 2, 320, 240);
+    let data = dir.path().join("data");
+    let start = |receiver: &Receiver| {
+        // Retries a second apart, for long enough to be killed among them.
+        let config = format!(
+            "[transcode]\nworkers = 1\nsegment_secs = 1\nx264_preset = \"ultrafast\"\n\
+             nvenc = \"off\"\n\n\
+             [webhooks]\nurl = \"{}\"\nmax_attempts = 20\nbackoff_initial_ms = 1000\n\
+             backoff_max_ms = 1000\n",
+            receiver.url("/hooks")
+        );
+        Origin::start(
+            OriginOptions::new(&data, "http://127.0.0.1:9")
+                .config(&config)
+                .env("WEBHOOK_SECRET", SECRET),
+        )
+    };
+    let mut first = start(&failing);
+    let alice = mint_token(JWT_SECRET, "alice", false, "1h");
+    let upload = first.upload_multipart(
+        &alice,
+        &[
+            Part::text("title", "Crash"),
+            Part::file(
+                "file",
+                "clip.mp4",
+                "video/mp4",
+                &std::fs::read(&clip).expect("clip"),
+            ),
+        ],
+    );
+    assert_eq!(upload.status, 202, "{}", upload.text());
+    let video = json(&upload)["id"].as_str().expect("id").to_owned();
+    let tried = failing.wait_for(EVENTS_TIMEOUT, |d| d.len() >= 2);
+    assert!(
+        tried.len() >= 2,
+        "two attempts before the crash: {tried:#?}\n{}",
+        first.diagnostics()
+    );
+    first.kill9();
+    let id = tried[0].header("x-webhook-id").to_owned();
+    assert_eq!(tried[0].json()["video_id"], video.as_str());
+
+    let working = Receiver::start(&[200]);
+    let second = start(&working);
+    let delivered = working.wait_for(Duration::from_secs(60), |d| !d.is_empty());
+    let context = || format!("deliveries: {delivered:#?}\n{}", second.diagnostics());
+    let delivery = delivered.first().unwrap_or_else(|| panic!("{}", context()));
+    assert_eq!(delivery.header("x-webhook-id"), id, "{}", context());
+    let body = delivery.json();
+    assert_eq!(
+        (body["event"].as_str(), body["video_id"].as_str()),
+        (Some("video.ready"), Some(video.as_str()))
+    );
+    assert_eq!(
+        delivery.header("x-webhook-signature"),
+        expected_signature(
+            SECRET,
+            delivery.header("x-webhook-timestamp"),
+            &delivery.body
+        )
+    );
+    // Delivered, it is not sent again.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(working.deliveries().len(), 1, "{}", context());
 }

@@ -7,11 +7,14 @@
 //!   every backend implements; [`embedded`] is the single-machine default (redb in the data
 //!   directory), [`redis`] the shared one for many machines, [`any`] whichever is configured.
 //! - [`worker`]: the in-process worker pool: claim, heartbeat, run, complete or fail.
+//! - [`announcer`]: final outcomes, recorded in the store with the outcome itself, to
+//!   webhooks, so a process that dies before delivering one loses nothing.
 //! - [`relay`]: progress events across processes through Redis.
 //! - [`subtitle_files`]: subtitle files uploaded for a video: changes (and an encode's reads)
 //!   take turns across machines, and a finished video's master names exactly the files there
 //!   are.
 
+pub mod announcer;
 pub mod any;
 pub mod embedded;
 pub mod model;

@@ -8,10 +8,12 @@
 //! - the POST itself goes through the origin's one client, [`crate::http_client`].
 //! - [`delivery`]: one event's attempts with exponential backoff.
 //! - here: the bounded queue and the dispatcher that keep deliveries off the workers, and
-//!   the bounded drain at shutdown.
+//!   the bounded drain at shutdown. Each event's sender hears how its delivery ended.
 //!
-//! Events live in memory only: a process that dies loses the deliveries it still had (the
-//! job's state in the store is the record; receivers can reconcile with `GET /api/videos`).
+//! What to send comes from the job store's outbox ([`crate::jobs::announcer`]): an outcome is
+//! recorded with its announcement, which stays until a delivery ends (delivered, or given up
+//! after every attempt), so a process that dies, or stops, before that loses nothing: another
+//! one delivers it again, with the same event id.
 
 pub mod delivery;
 pub mod event;
@@ -27,25 +29,35 @@ use tokio::task::JoinHandle;
 
 use crate::http_client::{Client, ClientError};
 use crate::metrics::Metrics;
-use delivery::{until_abandoned, Deliverer, Outcome};
+pub use delivery::Outcome;
+use delivery::{until_abandoned, Deliverer};
 use event::{Event, EventKind};
 use settings::WebhookSettings;
 
 /// Hands events to the dispatcher; cheap to clone, never waits.
 #[derive(Clone)]
 pub struct Webhooks {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Queued>,
     metrics: Option<Arc<Metrics>>,
+    window: Duration,
+}
+
+/// An event waiting for its delivery, and who hears how that ended.
+struct Queued {
+    event: Event,
+    ended: oneshot::Sender<Outcome>,
 }
 
 impl Webhooks {
-    /// Queues `event` for delivery. A full queue (the receiver has been failing for a while)
-    /// drops it rather than hold up the worker that reports the outcome.
-    pub fn notify(&self, event: Event) {
-        let (event, reason) = match self.tx.try_send(event) {
-            Ok(()) => return,
-            Err(TrySendError::Full(e)) => (e, "queue full"),
-            Err(TrySendError::Closed(e)) => (e, "shutting down"),
+    /// Queues `event` for delivery; the answer says how the delivery ended. A full queue (the
+    /// receiver has been failing for a while) drops it rather than hold up the caller: the
+    /// answer is then an error, as for a delivery cut short by the process stopping.
+    pub fn notify(&self, event: Event) -> oneshot::Receiver<Outcome> {
+        let (ended, outcome) = oneshot::channel();
+        let (event, reason) = match self.tx.try_send(Queued { event, ended }) {
+            Ok(()) => return outcome,
+            Err(TrySendError::Full(q)) => (q.event, "queue full"),
+            Err(TrySendError::Closed(q)) => (q.event, "shutting down"),
         };
         tracing::warn!(
             webhook.id = %event.id,
@@ -55,6 +67,18 @@ impl Webhooks {
             "webhook dropped"
         );
         count(self.metrics.as_deref(), event.event, "dropped");
+        outcome
+    }
+
+    /// Events the queue still takes.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// The longest one delivery can take once started: every attempt at its time limits and
+    /// every wait between them.
+    pub fn delivery_window(&self) -> Duration {
+        self.window
     }
 }
 
@@ -86,6 +110,7 @@ pub fn start_with(
     metrics: Option<Arc<Metrics>>,
 ) -> (Webhooks, Dispatcher) {
     let (tx, rx) = mpsc::channel(settings.queue);
+    let window = settings.delivery_window();
     let (close, closed) = oneshot::channel();
     let (abandon, abandoned) = watch::channel(false);
     let deliverer = Arc::new(Deliverer {
@@ -104,7 +129,11 @@ pub fn start_with(
     let t = &settings.target;
     tracing::info!(host = %t.host, port = t.port, https = t.https, "webhooks enabled");
     (
-        Webhooks { tx, metrics },
+        Webhooks {
+            tx,
+            metrics,
+            window,
+        },
         Dispatcher {
             close,
             abandon,
@@ -144,7 +173,7 @@ impl Dispatcher {
 /// at once, so one slow receiver response never delays the next event's first attempt
 /// beyond the free slots.
 async fn dispatch(
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: mpsc::Receiver<Queued>,
     mut close: oneshot::Receiver<()>,
     abandon: watch::Receiver<bool>,
     deliverer: Arc<Deliverer>,
@@ -165,11 +194,14 @@ async fn dispatch(
                 continue;
             }
         };
-        let Some(event) = next else { break };
+        let Some(Queued { event, ended }) = next else {
+            break;
+        };
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot,
             () = until_abandoned(&mut watch_abandon) => {
                 give_up_queued(&event, metrics.as_deref());
+                let _ = ended.send(Outcome::Abandoned);
                 break;
             }
         };
@@ -179,11 +211,13 @@ async fn dispatch(
         tokio::spawn(async move {
             let outcome = deliverer.deliver(&event, abandon).await;
             count(metrics.as_deref(), event.event, outcome.as_str());
+            let _ = ended.send(outcome);
             drop(slot);
         });
     }
-    while let Ok(event) = rx.try_recv() {
+    while let Ok(Queued { event, ended }) = rx.try_recv() {
         give_up_queued(&event, metrics.as_deref());
+        let _ = ended.send(Outcome::Abandoned);
     }
     // Every slot back means every delivery has ended.
     let _ = slots.acquire_many(concurrency as u32).await;

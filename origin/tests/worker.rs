@@ -9,9 +9,10 @@ use std::time::Duration;
 use e2e::clips::generate_clip;
 use e2e::seaweed::ADMIN;
 use e2e::SeaweedFs;
+use origin::jobs::announcer::{Announcer, Timing};
 use origin::jobs::embedded::EmbeddedStore;
-use origin::jobs::model::{unix_now, Job, JobState, LeaseStep};
-use origin::jobs::store::{Claim, Failure, JobStore, StoreError};
+use origin::jobs::model::{unix_now, Announcement, Job, JobState, LeaseStep};
+use origin::jobs::store::{Claim, Failure, JobStore, Pending, StoreError};
 use origin::jobs::subtitle_files::EditLease;
 use origin::jobs::worker::{JobEvent, WorkerPool, WorkerSettings};
 use origin::storage::MediaStore;
@@ -252,13 +253,8 @@ async fn a_job_whose_workers_all_died_is_announced_failed() {
     std::fs::write(&master, "#EXTM3U\n").expect("master");
 
     let (url, bodies) = webhook_receiver().await;
-    let mut config = origin::webhooks::settings::WebhooksConfig {
-        url,
-        ..Default::default()
-    };
-    config.secret = shared::secret::SecretString::new("worker-test-webhook-secret");
-    let settings = config.validate(&mut Vec::new()).expect("webhook settings");
-    let (webhooks, dispatcher) = origin::webhooks::start(&settings, None).expect("webhooks");
+    let (webhooks, dispatcher) =
+        origin::webhooks::start(&webhook_settings(url), None).expect("webhooks");
     let (pipeline, worker) = parts(&layout, 30, true, None, "ffmpeg");
     let pool = WorkerPool::with_reporting(
         store.clone(),
@@ -312,6 +308,92 @@ async fn a_job_whose_workers_all_died_is_announced_failed() {
     );
     let job = store.get(&video).await.expect("get").expect("kept");
     assert_eq!((job.state, job.attempts), (JobState::Failed, 3));
+    stop_tx.fire();
+    while workers.join_next().await.is_some() {}
+    dispatcher.shutdown().await;
+}
+
+/// Webhook settings for `url`, with short retries.
+fn webhook_settings(url: String) -> origin::webhooks::settings::WebhookSettings {
+    let mut config = origin::webhooks::settings::WebhooksConfig {
+        url,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 200,
+        ..Default::default()
+    };
+    config.secret = shared::secret::SecretString::new("worker-test-webhook-secret");
+    config.validate(&mut Vec::new()).expect("webhook settings")
+}
+
+/// A claim fails a job whose workers all died, and its reply is lost: the claimer never hears
+/// of the job, but the failure was recorded with its announcement, and the sweep delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failed_by_a_claim_whose_reply_was_lost_is_announced_all_the_same() {
+    let (dir, layout, _) = one_machine();
+    let faults = Faults {
+        claim_reply: true,
+        ..Faults::default()
+    };
+    let store = Arc::new(Faulty::open(&dir.path().join("lost-claim-store"), faults));
+    let video: VideoId = "doomed-quietly".parse().expect("id");
+    let now = unix_now();
+    let job = Job::new(video.clone(), "alice", None, Profile::Ladder, now - 100);
+    store.create(job).await.expect("create");
+    for attempt in 0..3 {
+        let at = now - 30 + 10 * attempt;
+        let claimed = store.inner.claim("dead-worker", 2, 3, at).await;
+        assert_eq!(
+            claimed.expect("claim").job.map(|j| j.video),
+            Some(video.clone())
+        );
+    }
+
+    let (url, bodies) = webhook_receiver().await;
+    let (webhooks, dispatcher) =
+        origin::webhooks::start(&webhook_settings(url), None).expect("webhooks");
+    let timing = Timing {
+        hold: Duration::from_secs(1),
+        sweep: Duration::from_millis(200),
+        lease: Duration::from_secs(30),
+    };
+    let announcer = Announcer::new(store.clone(), webhooks, timing);
+    let (pipeline, worker) = parts(&layout, 30, true, None, "ffmpeg");
+    let pool = WorkerPool::with_announcer(
+        store.clone(),
+        pipeline,
+        layout.clone(),
+        worker,
+        None,
+        Some(announcer),
+    );
+    let (stop_tx, stop) = shared::shutdown::channel();
+    let mut workers = pool.start(stop);
+    let delivered = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(b) = bodies.lock().expect("lock").first().cloned() {
+                break b;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("no webhook for the job the lost claim failed");
+    assert_eq!(
+        (&delivered["event"], &delivered["video_id"]),
+        (&"video.failed".into(), &"doomed-quietly".into()),
+        "{delivered}"
+    );
+    let job = store.get(&video).await.expect("get").expect("kept");
+    assert_eq!(job.state, JobState::Failed);
+    // Delivered: its announcement is cleared, and nothing is sent twice.
+    let cleared = e2e::wait_until_async(Duration::from_secs(5), || async {
+        let job = store.get(&video).await.expect("get").expect("kept");
+        job.announce.is_none()
+    })
+    .await;
+    assert!(cleared, "the delivered announcement stayed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(bodies.lock().expect("lock").len(), 1, "delivered once");
     stop_tx.fire();
     while workers.join_next().await.is_some() {}
     dispatcher.shutdown().await;
@@ -522,6 +604,8 @@ struct Faults {
     deleted_at_fail: bool,
     /// A completion is recorded but its reply is lost.
     complete_reply: bool,
+    /// Every claim is made but its reply is lost.
+    claim_reply: bool,
 }
 
 /// The embedded store, with [`Faults`].
@@ -554,9 +638,14 @@ impl JobStore for Faulty {
         max_attempts: u32,
         now: i64,
     ) -> Result<Claim, StoreError> {
-        self.inner
+        let claim = self
+            .inner
             .claim(worker, lease_secs, max_attempts, now)
-            .await
+            .await?;
+        match self.faults.claim_reply {
+            true => Err(StoreError::Unavailable("the reply was lost".into())),
+            false => Ok(claim),
+        }
     }
     async fn heartbeat(
         &self,
@@ -641,6 +730,26 @@ impl JobStore for Faulty {
         now: i64,
     ) -> Result<bool, StoreError> {
         self.inner.edit_lease(video, holder, step, now).await
+    }
+    fn announce_outcomes(&self, hold_secs: Option<i64>) {
+        self.inner.announce_outcomes(hold_secs)
+    }
+    async fn take_announcements(
+        &self,
+        pending: Pending<'_>,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.inner
+            .take_announcements(pending, now, lease_secs)
+            .await
+    }
+    async fn announced(
+        &self,
+        video: &VideoId,
+        announcement: &Announcement,
+    ) -> Result<(), StoreError> {
+        self.inner.announced(video, announcement).await
     }
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
         self.inner.delete(video).await

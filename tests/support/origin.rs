@@ -121,6 +121,7 @@ pub struct Origin {
     pub data: PathBuf,
     // Holds the `--config` file for the lifetime of the process.
     _config_dir: Option<TempDir>,
+    exited: bool,
 }
 
 impl Origin {
@@ -179,7 +180,15 @@ impl Origin {
             stderr: launched.stderr,
             data: options.data,
             _config_dir: config_dir,
+            exited: false,
         }
+    }
+
+    /// Kills the origin with SIGKILL, as a crash would, and waits until it is gone.
+    pub fn kill9(&mut self) {
+        process::send_signal(self.pid(), Signal::Kill);
+        let _ = self.child.wait();
+        self.exited = true;
     }
 
     /// The process id.
@@ -331,6 +340,9 @@ impl Origin {
 
 impl Drop for Origin {
     fn drop(&mut self) {
+        if self.exited {
+            return;
+        }
         // SIGTERM first: the origin stops its workers, which end their ffmpeg children.
         process::stop(&mut self.child, Signal::Term, STOP_GRACE);
     }

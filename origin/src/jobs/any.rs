@@ -4,9 +4,9 @@
 use shared::media::VideoId;
 
 use super::embedded::EmbeddedStore;
-use super::model::{Job, JobState, LeaseStep};
+use super::model::{Announcement, Job, JobState, LeaseStep};
 use super::redis::RedisStore;
-use super::store::{Claim, Failure, JobStore, StoreError};
+use super::store::{Claim, Failure, JobStore, Pending, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -127,6 +127,24 @@ impl JobStore for AnyStore {
     }
     async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
         each!(self, s => s.requeue(video, from, now).await)
+    }
+    fn announce_outcomes(&self, hold_secs: Option<i64>) {
+        each!(self, s => s.announce_outcomes(hold_secs))
+    }
+    async fn take_announcements(
+        &self,
+        pending: Pending<'_>,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        each!(self, s => s.take_announcements(pending, now, lease_secs).await)
+    }
+    async fn announced(
+        &self,
+        video: &VideoId,
+        announcement: &Announcement,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.announced(video, announcement).await)
     }
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
         each!(self, s => s.delete(video).await)

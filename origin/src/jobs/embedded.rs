@@ -3,15 +3,18 @@
 //!
 //! Every operation is one short ACID transaction run on the blocking pool. Claiming scans the
 //! jobs table; that is fine for the thousands of jobs one machine holds, and the Redis store
-//! is the answer beyond that.
+//! is the answer beyond that. So does taking due announcements, whose due times live in
+//! memory only: the file is this process's alone, so after a restart nobody is delivering
+//! any, and every one left is due at once.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use shared::media::VideoId;
 
-use super::model::Job;
+use super::model::{Announcement, Ending, Job};
 use super::store::StoreError;
 
 mod operations;
@@ -22,6 +25,14 @@ const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    outbox: Arc<Mutex<Outbox>>,
+}
+
+/// Whether outcomes are announced, and when each announcement is next due (absent: now).
+#[derive(Debug, Default)]
+struct Outbox {
+    hold: Option<i64>,
+    due: HashMap<VideoId, i64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -60,7 +71,23 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(JOBS).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            outbox: Arc::default(),
+        })
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The announcement of an outcome ending so at `now`, when outcomes are announced; held
+    /// for its worker from now on.
+    fn announce(&self, video: &VideoId, ending: Ending, now: i64) -> Option<Announcement> {
+        let mut outbox = self.outbox();
+        let hold = outbox.hold?;
+        outbox.due.insert(video.clone(), now.saturating_add(hold));
+        Some(Announcement { ending, at: now })
     }
 
     /// Runs `f` on the jobs table inside one write transaction, on the blocking pool.
@@ -182,6 +209,9 @@ mod tests {
         let other = tempfile::tempdir().expect("tmp");
         let fresh = EmbeddedStore::open(other.path()).expect("open");
         super::super::store::contract::workers_that_die_every_time(&fresh).await;
+        let third = tempfile::tempdir().expect("tmp");
+        let announcing = EmbeddedStore::open(third.path()).expect("open");
+        super::super::store::contract::announcements(&announcing).await;
         // Durable: a reopened store still has the jobs.
         let reopened = EmbeddedStore::open(&dir).expect("reopen");
         assert!(!reopened

@@ -57,6 +57,24 @@ pub enum LeaseStep {
     GiveBack,
 }
 
+/// How a job ended, as its owner's webhook receiver hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ending {
+    Ready,
+    Failed,
+}
+
+/// A final outcome not yet delivered to the webhook receiver: the outbox entry, written with
+/// the outcome itself, so a process that dies before (or while) delivering it loses nothing
+/// ([`crate::jobs::announcer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub ending: Ending,
+    /// Unix seconds of the outcome (the store's clock).
+    pub at: i64,
+}
+
 /// A job's attempts, last update (unix seconds) and revision.
 pub type Version = (u32, i64, u64);
 
@@ -98,6 +116,12 @@ pub struct Job {
     /// [`JobStore::edit_lease`]: super::store::JobStore::edit_lease
     #[serde(default)]
     pub editor: Option<Lease>,
+    /// Its final outcome, until the webhook receiver took it or it was given up (only while
+    /// the store announces outcomes: [`JobStore::announce_outcomes`]).
+    ///
+    /// [`JobStore::announce_outcomes`]: super::store::JobStore::announce_outcomes
+    #[serde(default)]
+    pub announce: Option<Announcement>,
 }
 
 /// Why a job whose workers all died running it was failed (its owner's message).
@@ -134,6 +158,7 @@ impl Job {
             updated_at: now,
             revision: 0,
             editor: None,
+            announce: None,
         }
     }
 

@@ -15,6 +15,7 @@
 //! | `hls:queue` | sorted set | claimable candidates, score `created_at`: the oldest is claimed first. |
 //! | `hls:leases` | sorted set | processing jobs, score = lease expiry (`-inf` without a lease). |
 //! | `hls:state:<state>` | set | videos in that state; `counts` is five `SCARD`s. |
+//! | `hls:announce` | sorted set | videos whose record holds an outcome to announce (`announce`), score = when a taker may have it: after the hold for its worker, then after each taker's lease ([`crate::jobs::announcer`]). |
 //! | `hls:events` | pub/sub channel | [`JobEvent`]s as JSON, across processes. |
 //! | `hls:slots:<kind>:<user>` | sorted set | the user's uploads in progress or open event streams across API processes, score = expiry in Redis' clock ([`slots`]). |
 //!
@@ -67,7 +68,7 @@ use serde::Serialize;
 use shared::media::VideoId;
 use tokio::sync::mpsc;
 
-use super::model::{Job, JobState};
+use super::model::{Announcement, Ending, Job, JobState};
 use super::store::StoreError;
 use super::worker::JobEvent;
 
@@ -127,6 +128,8 @@ pub struct RedisStore {
     options: RedisOptions,
     scripts: &'static Scripts,
     clock: std::sync::Arc<Clock>,
+    /// Seconds an outcome's announcement is held for its worker; negative: not announced.
+    hold: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -236,7 +239,19 @@ impl RedisStore {
             options,
             scripts: scripts(),
             clock: std::sync::Arc::new(Clock::new(clock::system_secs)),
+            hold: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
         })
+    }
+
+    /// The script arguments of an outcome ending so at `now` (Redis' clock): its announcement
+    /// JSON and when it is due, or two empty strings when outcomes are not announced.
+    fn announce(&self, ending: Ending, now: i64) -> Result<[String; 2], StoreError> {
+        let hold = self.hold.load(std::sync::atomic::Ordering::Relaxed);
+        if hold < 0 {
+            return Ok([String::new(), String::new()]);
+        }
+        let announcement = Announcement { ending, at: now };
+        Ok([json(&announcement)?, now.saturating_add(hold).to_string()])
     }
 
     /// The same store, as seen by a machine whose clock reads `local` (tests).

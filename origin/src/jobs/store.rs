@@ -10,7 +10,7 @@ use std::future::Future;
 
 use shared::media::VideoId;
 
-use super::model::{Job, JobState, LeaseStep};
+use super::model::{Announcement, Job, JobState, LeaseStep};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -43,6 +43,15 @@ pub struct Claim {
     /// ([`crate::jobs::model::WORKERS_DIED`]): the claimer announces them, as the worker of a
     /// final failure would have.
     pub worn_out: Vec<Job>,
+}
+
+/// Which announcements [`JobStore::take_announcements`] takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pending<'a> {
+    /// Those due (their hold, or their last taker's lease, ran out), at most this many.
+    Due(usize),
+    /// This video's, due or not: its own worker's, once the outcome is settled.
+    Of(&'a VideoId),
 }
 
 /// How a failed attempt ends.
@@ -153,6 +162,27 @@ pub trait JobStore: Send + Sync + 'static {
         step: LeaseStep,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// From now on with `Some`, each final outcome this store records (a completion, a final
+    /// failure, a job the claim gives up) records its [`Announcement`] with it, held
+    /// `hold_secs` for the worker that recorded it before any process may take it. Turned on
+    /// by a process that sends webhooks; off, nothing is recorded, so turning it on later
+    /// announces no old outcome.
+    fn announce_outcomes(&self, hold_secs: Option<i64>);
+    /// Takes announcements for `lease_secs` (no other taker gets them until then) and returns
+    /// their jobs. A job requeued or deleted meanwhile has none.
+    fn take_announcements(
+        &self,
+        pending: Pending<'_>,
+        now: i64,
+        lease_secs: i64,
+    ) -> impl Future<Output = Result<Vec<Job>, StoreError>> + Send;
+    /// Clears `video`'s announcement if it is still `announcement` (delivered, or given up):
+    /// a newer outcome's stays.
+    fn announced(
+        &self,
+        video: &VideoId,
+        announcement: &Announcement,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets the job.
     fn delete(&self, video: &VideoId) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many jobs are in each state (metrics; `queued` is the queue depth).
@@ -187,362 +217,4 @@ mod tests {
 
 /// The behaviour every backend must show; run by each backend's tests.
 #[cfg(test)]
-pub mod contract {
-    use super::*;
-    use crate::jobs::model::Job;
-    use crate::transcode::pipeline::Profile;
-
-    fn id(s: &str) -> VideoId {
-        s.parse().expect("valid id")
-    }
-
-    fn published() -> Published {
-        Published {
-            duration: 1.0,
-            encoder: "libx264".into(),
-            audio: Vec::new(),
-            subtitles: Vec::new(),
-            skipped_subtitles: Vec::new(),
-            rungs: Vec::new(),
-        }
-    }
-
-    pub async fn run(store: &impl JobStore) {
-        let t0 = 1_000;
-        for (n, v) in ["a", "b", "c"].into_iter().enumerate() {
-            let job = Job::new(id(v), "alice", None, Profile::Ladder, t0 + n as i64);
-            store.create(job).await.expect("create");
-        }
-        assert!(matches!(
-            store
-                .create(Job::new(id("a"), "alice", None, Profile::Ladder, t0))
-                .await,
-            Err(StoreError::Exists(_))
-        ));
-        store
-            .create(Job::new(id("bob1"), "bob", None, Profile::Ladder, t0 + 10))
-            .await
-            .expect("create");
-        let listed = store.list("alice", 0, 10).await.expect("list");
-        assert_eq!(
-            listed.iter().map(|j| j.video.as_str()).collect::<Vec<_>>(),
-            ["c", "b", "a"]
-        );
-        assert_eq!(store.list("alice", 1, 1).await.expect("page").len(), 1);
-
-        // Oldest first, one worker per job.
-        let j = store
-            .claim("w1", 30, 3, t0 + 20)
-            .await
-            .expect("claim")
-            .job
-            .expect("a job");
-        assert_eq!(
-            (j.video.as_str(), j.attempts, j.state),
-            ("a", 1, JobState::Processing)
-        );
-        let k = store
-            .claim("w2", 30, 3, t0 + 20)
-            .await
-            .expect("claim")
-            .job
-            .expect("a job");
-        assert_eq!(k.video.as_str(), "b");
-
-        // Progress and checkpoints only from the lease holder.
-        store
-            .progress(&id("a"), "w1", Stage::Encode, 40.0, true, t0 + 21)
-            .await
-            .expect("progress");
-        store
-            .checkpoint(&id("a"), "w1", "720p", t0 + 21)
-            .await
-            .expect("checkpoint");
-        assert!(matches!(
-            store
-                .progress(&id("a"), "w2", Stage::Encode, 50.0, false, t0 + 21)
-                .await,
-            Err(StoreError::LeaseLost(_))
-        ));
-        let a = store.get(&id("a")).await.expect("get").expect("exists");
-        assert_eq!(
-            (a.progress, a.thumbnail_ready, a.checkpoints.clone()),
-            (40.0, true, vec!["720p".to_owned()])
-        );
-
-        // A dead worker's lease runs out and another worker takes over; the old one is locked out.
-        store
-            .heartbeat(&id("b"), "w2", 30, t0 + 40)
-            .await
-            .expect("heartbeat");
-        let taken = store
-            .claim("w3", 30, 3, t0 + 60)
-            .await
-            .expect("claim")
-            .job
-            .expect("expired lease");
-        assert_eq!((taken.video.as_str(), taken.attempts), ("a", 2));
-        assert_eq!(
-            taken.checkpoints,
-            ["720p"],
-            "checkpoints survive the takeover"
-        );
-        assert!(matches!(
-            store.complete(&id("a"), "w1", published(), t0 + 61).await,
-            Err(StoreError::LeaseLost(_))
-        ));
-        store
-            .complete(&id("a"), "w3", published(), t0 + 61)
-            .await
-            .expect("complete");
-        assert_eq!(
-            store
-                .get(&id("a"))
-                .await
-                .expect("get")
-                .expect("exists")
-                .state,
-            JobState::Ready
-        );
-
-        // Retry with backoff, then a final failure.
-        store
-            .fail(
-                &id("b"),
-                "w2",
-                "ffmpeg crashed",
-                Failure::RetryAt(t0 + 100),
-                t0 + 62,
-            )
-            .await
-            .expect("fail");
-        let next = store
-            .claim("w2", 30, 3, t0 + 63)
-            .await
-            .expect("claim")
-            .job
-            .expect("c is due");
-        assert_eq!(next.video.as_str(), "c");
-        let bob = store
-            .claim("w2", 30, 3, t0 + 63)
-            .await
-            .expect("claim")
-            .job
-            .expect("bob1");
-        assert_eq!(bob.video.as_str(), "bob1");
-        assert!(
-            store
-                .claim("w2", 30, 3, t0 + 64)
-                .await
-                .expect("claim")
-                .job
-                .is_none(),
-            "b waits for its backoff"
-        );
-        let b = store
-            .claim("w2", 30, 3, t0 + 100)
-            .await
-            .expect("claim")
-            .job
-            .expect("b is due");
-        assert_eq!(
-            (b.video.as_str(), b.attempts, b.error.as_deref()),
-            ("b", 2, Some("ffmpeg crashed"))
-        );
-        // Watchable while it encodes; only the lease holder may say so.
-        assert!(!b.is_playable());
-        assert!(matches!(
-            store.playable(&id("b"), "w9", true, t0 + 100).await,
-            Err(StoreError::LeaseLost(_))
-        ));
-        store
-            .playable(&id("b"), "w2", true, t0 + 100)
-            .await
-            .expect("playable");
-        let b = store.get(&id("b")).await.expect("get").expect("exists");
-        assert!(b.playable && b.is_playable());
-        // An attempt that starts over withdraws the publish, and says so first.
-        store
-            .playable(&id("b"), "w2", false, t0 + 100)
-            .await
-            .expect("not playable");
-        let b = store.get(&id("b")).await.expect("get").expect("exists");
-        assert!(!b.playable && !b.is_playable());
-        store
-            .playable(&id("b"), "w2", true, t0 + 100)
-            .await
-            .expect("playable again");
-        store
-            .fail(&id("b"), "w2", "still broken", Failure::Final, t0 + 101)
-            .await
-            .expect("fail");
-        let b = store.get(&id("b")).await.expect("get").expect("exists");
-        assert_eq!(
-            (b.state, b.error.as_deref(), b.playable),
-            (JobState::Failed, Some("still broken"), false),
-            "a failure takes the growing publish back"
-        );
-
-        // A revision changes the job's version and nothing else.
-        let before = store.get(&id("a")).await.expect("get").expect("exists");
-        store.revise(&id("a")).await.expect("revise");
-        let after = store.get(&id("a")).await.expect("get").expect("exists");
-        assert_eq!(after.revision, before.revision + 1);
-        assert_ne!(after.version(), before.version());
-        assert_eq!(
-            Job {
-                revision: before.revision,
-                ..after
-            },
-            before,
-            "a revision changes nothing else"
-        );
-
-        // Subtitle changes, one holder at a time, and not part of the job's version.
-        let before = store.get(&id("a")).await.expect("get").expect("exists");
-        let a = &id("a");
-        let lease = |holder, step, at| async move {
-            let done = store.edit_lease(a, holder, step, at).await;
-            done.expect("edit lease")
-        };
-        let (take, renew) = (LeaseStep::Take(60), LeaseStep::Renew(60));
-        assert!(lease("api1", take, t0 + 150).await);
-        assert!(!lease("api2", take, t0 + 150).await);
-        assert!(lease("api1", take, t0 + 151).await, "the holder renews");
-        lease("api2", LeaseStep::GiveBack, t0).await;
-        assert!(
-            !lease("api2", take, t0 + 152).await,
-            "only the holder gives it back"
-        );
-        let locked = store.get(&id("a")).await.expect("get").expect("exists");
-        assert_eq!(
-            locked
-                .editor
-                .as_ref()
-                .map(|l| (l.worker.as_str(), l.expires_at)),
-            Some(("api1", t0 + 211))
-        );
-        assert_eq!(locked.version(), before.version());
-        assert!(
-            lease("api2", take, t0 + 212).await,
-            "a holder that died loses it when its lease runs out"
-        );
-        assert!(lease("api2", renew, t0 + 212).await);
-        assert!(!lease("api1", renew, t0 + 212).await);
-        lease("api2", LeaseStep::GiveBack, t0).await;
-        assert!(
-            !lease("api2", renew, t0 + 213).await,
-            "a renewal after the lease was given back takes nothing"
-        );
-        assert!(lease("api1", take, t0 + 213).await);
-        lease("api1", LeaseStep::GiveBack, t0).await;
-        assert_eq!(
-            store.get(&id("a")).await.expect("get").as_ref(),
-            Some(&before),
-            "given back, nothing of it is left"
-        );
-        assert!(matches!(
-            store
-                .edit_lease(&id("nobody"), "api1", LeaseStep::Take(60), t0)
-                .await,
-            Err(StoreError::NotFound(_))
-        ));
-        store
-            .edit_lease(&id("nobody"), "api1", LeaseStep::GiveBack, t0)
-            .await
-            .expect("nothing to give back");
-        assert!(store.get(&id("nobody")).await.expect("get").is_none());
-
-        // Retry from scratch (a revision too), delete.
-        let failed = store.get(&id("b")).await.expect("get").expect("exists");
-        assert!(matches!(
-            store
-                .requeue(&id("b"), JobState::Registered, t0 + 200)
-                .await,
-            Err(StoreError::Changed(_))
-        ));
-        assert_eq!(
-            store.get(&id("b")).await.expect("get").as_ref(),
-            Some(&failed),
-            "a requeue from another state changes nothing"
-        );
-        store
-            .requeue(&id("b"), JobState::Failed, t0 + 200)
-            .await
-            .expect("requeue");
-        let b = store.get(&id("b")).await.expect("get").expect("exists");
-        assert_eq!((b.state, b.attempts, b.error), (JobState::Queued, 0, None));
-        assert_eq!(b.revision, failed.revision + 1);
-        // A retry that saw a job failed, once a worker has it, leaves it be.
-        let processing = store.get(&id("c")).await.expect("get").expect("exists");
-        assert_eq!(processing.state, JobState::Processing);
-        assert!(matches!(
-            store.requeue(&id("c"), JobState::Failed, t0 + 202).await,
-            Err(StoreError::Changed(_))
-        ));
-        assert_eq!(
-            store.get(&id("c")).await.expect("get"),
-            Some(processing),
-            "the worker's job was not reset"
-        );
-        store.delete(&id("bob1")).await.expect("delete");
-        assert!(store.get(&id("bob1")).await.expect("get").is_none());
-        assert!(matches!(
-            store.requeue(&id("bob1"), JobState::Failed, t0).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(
-            matches!(
-                store.revise(&id("bob1")).await,
-                Err(StoreError::NotFound(_))
-            ),
-            "revising a job that is gone does not create one"
-        );
-        assert!(store.get(&id("bob1")).await.expect("get").is_none());
-    }
-
-    /// On a store of its own: a job whose workers all died running it ends failed once its
-    /// attempts are spent, and the next job is claimed in its place.
-    pub async fn workers_that_die_every_time(store: &impl JobStore) {
-        let t0 = 5_000;
-        for (n, v) in ["doomed", "next"].into_iter().enumerate() {
-            let job = Job::new(id(v), "alice", None, Profile::Ladder, t0 + n as i64);
-            store.create(job).await.expect("create");
-        }
-        for attempt in 1..=2 {
-            let at = t0 + 10 * attempt;
-            let job = store
-                .claim("w", 5, 2, at)
-                .await
-                .expect("claim")
-                .job
-                .expect("a job");
-            assert_eq!(
-                (job.video.as_str(), job.attempts),
-                ("doomed", attempt as u32)
-            );
-        }
-        // Its second lease ran out too: no third attempt, and the claimer is told.
-        let claim = store.claim("w", 5, 2, t0 + 40).await.expect("claim");
-        let next = claim.job.expect("a job");
-        assert_eq!((next.video.as_str(), next.attempts), ("next", 1));
-        let told: Vec<_> = claim
-            .worn_out
-            .iter()
-            .map(|j| (j.video.as_str(), j.state))
-            .collect();
-        assert_eq!(told, [("doomed", JobState::Failed)]);
-        let doomed = store.get(&id("doomed")).await.expect("get").expect("kept");
-        assert_eq!(
-            (doomed.state, doomed.attempts, doomed.error.as_deref()),
-            (JobState::Failed, 2, Some(crate::jobs::model::WORKERS_DIED))
-        );
-        assert!(doomed.lease.is_none());
-        assert!(store
-            .claim("w", 5, 2, t0 + 41)
-            .await
-            .expect("claim")
-            .job
-            .is_none());
-    }
-}
+pub mod contract;

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use prepare::prepare;
 use report::Sink;
 
+use super::announcer::{Announcer, Timing};
 use super::model::{unix_now, Job};
 use super::store::{backoff_secs, Failure, JobStore, StoreError};
 use super::subtitle_files::after_publish;
@@ -26,7 +27,6 @@ use crate::storage::StorageError;
 use crate::transcode::input::Source;
 use crate::transcode::pipeline::{Job as PipelineJob, Pipeline, PipelineError};
 use crate::transcode::progress::Stage;
-use crate::webhooks::event::Event as WebhookEvent;
 use crate::webhooks::Webhooks;
 
 /// What viewers of a job's progress are told (the API relays these as Server-Sent Events).
@@ -83,7 +83,7 @@ pub struct WorkerPool<S> {
     events: broadcast::Sender<JobEvent>,
     running: Mutex<HashMap<VideoId, Trigger>>,
     metrics: Option<Arc<Metrics>>,
-    webhooks: Option<Webhooks>,
+    announcer: Option<Arc<Announcer<S>>>,
 }
 
 impl<S: JobStore> WorkerPool<S> {
@@ -117,6 +117,22 @@ impl<S: JobStore> WorkerPool<S> {
         metrics: Option<Arc<Metrics>>,
         webhooks: Option<Webhooks>,
     ) -> Arc<Self> {
+        let announcer = webhooks.map(|w| {
+            let timing = Timing::for_webhooks(&w);
+            Announcer::new(store.clone(), w, timing)
+        });
+        Self::with_announcer(store, pipeline, layout, settings, metrics, announcer)
+    }
+
+    /// [`Self::with_reporting`] with an announcer of the caller's (its timing).
+    pub fn with_announcer(
+        store: Arc<S>,
+        pipeline: Pipeline,
+        layout: Layout,
+        settings: WorkerSettings,
+        metrics: Option<Arc<Metrics>>,
+        announcer: Option<Arc<Announcer<S>>>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             store,
@@ -126,7 +142,7 @@ impl<S: JobStore> WorkerPool<S> {
             events,
             running: Mutex::new(HashMap::new()),
             metrics,
-            webhooks,
+            announcer,
         })
     }
 
@@ -164,9 +180,18 @@ impl<S: JobStore> WorkerPool<S> {
             .contains_key(video)
     }
 
-    /// Starts the workers; they stop claiming when `stop` fires and finish what they hold.
+    /// What announces its outcomes to webhooks, if they are on.
+    pub fn announcer(&self) -> Option<&Arc<Announcer<S>>> {
+        self.announcer.as_ref()
+    }
+
+    /// Starts the workers, and the sweep for outcomes left to announce; they stop claiming
+    /// (and sweeping) when `stop` fires and finish what they hold.
     pub fn start(self: &Arc<Self>, stop: Switch) -> tokio::task::JoinSet<()> {
         let mut set = tokio::task::JoinSet::new();
+        if let Some(announcer) = &self.announcer {
+            set.spawn(announcer.clone().sweep(stop.clone()));
+        }
         for n in 0..self.settings.concurrency.max(1) {
             let pool = self.clone();
             let stop = stop.clone();
@@ -291,9 +316,7 @@ impl<S: JobStore> WorkerPool<S> {
                 Ok(()) => {
                     tracing::info!("job ready");
                     self.sync_subtitle_files(&video).await;
-                    if let Some(w) = &self.webhooks {
-                        w.notify(WebhookEvent::ready(&job, now));
-                    }
+                    self.announce(&video).await;
                     let _ = self.events.send(JobEvent::Ready { video });
                 }
                 Err(error) => {
@@ -326,11 +349,7 @@ impl<S: JobStore> WorkerPool<S> {
                 match self.store.fail(&video, worker, &reason, failure, now).await {
                     // Only a failure the store recorded as final is announced: a deleted job
                     // (NotFound) has no one to tell, and an unrecorded one will be run again.
-                    Ok(()) if !retrying => {
-                        if let Some(w) = &self.webhooks {
-                            w.notify(WebhookEvent::failed(&job, &reason, now));
-                        }
-                    }
+                    Ok(()) if !retrying => self.announce(&video).await,
                     Ok(()) => {}
                     // Deleted during the attempt (on another machine, nothing cancelled it):
                     // what the attempt wrote meanwhile must not outlive the video.
@@ -369,6 +388,13 @@ impl<S: JobStore> WorkerPool<S> {
         }
         // Deleted meanwhile: what the sync sent must not outlive it.
         self.unpublish_if_deleted(video).await;
+    }
+
+    /// Hands the outcome this worker recorded for `video` to the webhooks, if they are on.
+    async fn announce(&self, video: &VideoId) {
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(video).await;
+        }
     }
 
     /// A deleted video's files go, whatever a cancelled attempt published before it stopped

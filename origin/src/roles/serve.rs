@@ -154,4 +154,8 @@ pub async fn serve(
     if let Some(d) = webhooks {
         d.shutdown().await;
     }
+    // Deliveries that ended are recorded so; the rest are delivered again by the next taker.
+    if let Some(announcer) = pool.announcer() {
+        announcer.settle().await;
+    }
 }

@@ -47,5 +47,9 @@ pub async fn run(settings: WorkerSettings, concurrency: usize) -> Result<(), Sta
     if let Some(d) = webhooks {
         d.shutdown().await;
     }
+    // Deliveries that ended are recorded so; the rest are delivered again by the next taker.
+    if let Some(announcer) = pool.announcer() {
+        announcer.settle().await;
+    }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The JSON body of a webhook: one final outcome of one video.
 
+use ring::digest;
 use serde::Serialize;
 use shared::media::VideoId;
 
-use crate::jobs::model::Job;
+use crate::jobs::model::{Announcement, Ending, Job};
 
 /// What happened. Only final outcomes are sent: a failed attempt that will be retried is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,8 +30,8 @@ impl EventKind {
 /// The body POSTed to the receiver.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// Unique per event and the same on every attempt (UUID-v4 shaped), so receivers can
-    /// deduplicate retries.
+    /// Unique per outcome and the same on every attempt, from any process (UUID shaped), so
+    /// receivers can deduplicate retries and redeliveries.
     pub id: String,
     pub event: EventKind,
     pub video_id: VideoId,
@@ -46,28 +47,50 @@ pub struct Event {
 }
 
 impl Event {
-    /// `job` was published.
-    pub fn ready(job: &Job, now: i64) -> Self {
-        Self::new(job, EventKind::Ready, None, now)
-    }
-
-    /// `job` failed for good with `error`.
-    pub fn failed(job: &Job, error: &str, now: i64) -> Self {
-        Self::new(job, EventKind::Failed, Some(error.to_owned()), now)
-    }
-
-    fn new(job: &Job, event: EventKind, error: Option<String>, now: i64) -> Self {
-        Self {
-            // Same generator and shape as video ids: 128 random bits from the OS.
-            id: VideoId::random().as_str().to_owned(),
+    /// The event of `job`'s announcement ([`Job::announce`]), if it has one.
+    pub fn announcing(job: &Job) -> Option<Self> {
+        let announcement = job.announce?;
+        let (event, error) = match announcement.ending {
+            Ending::Ready => (EventKind::Ready, None),
+            Ending::Failed => (
+                EventKind::Failed,
+                Some(job.error.clone().unwrap_or_default()),
+            ),
+        };
+        Some(Self {
+            id: event_id(job, &announcement),
             event,
             video_id: job.video.clone(),
             owner: job.owner.clone(),
             title: job.title.clone(),
             error,
-            occurred_at: now,
-        }
+            occurred_at: announcement.at,
+        })
     }
+}
+
+/// The id of one outcome of one video: derived from the outcome, so whichever process
+/// delivers it, and however often, it carries the same id; a later outcome of the same video
+/// (another attempt or a requeue: the attempt count or the revision differ) has another.
+fn event_id(job: &Job, announcement: &Announcement) -> String {
+    let name = format!(
+        "{}\n{:?}\n{}\n{}\n{}",
+        job.video, announcement.ending, job.attempts, job.revision, announcement.at
+    );
+    let digest = digest::digest(&digest::SHA256, name.as_bytes());
+    let hex: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // UUID shaped: 8-4-4-4-12.
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 #[cfg(test)]
@@ -76,20 +99,23 @@ mod tests {
     use crate::transcode::pipeline::Profile;
     use serde_json::json;
 
-    fn job(title: Option<&str>) -> Job {
+    pub(crate) fn announced(title: Option<&str>, ending: Ending, at: i64) -> Job {
         let video = "vid-1".parse().expect("valid id");
-        Job::new(
+        let mut job = Job::new(
             video,
             "alice",
             title.map(str::to_owned),
             Profile::Ladder,
             10,
-        )
+        );
+        job.announce = Some(Announcement { ending, at });
+        job
     }
 
     #[test]
     fn ready_shape() {
-        let e = Event::ready(&job(Some("Holiday")), 1_700_000_000);
+        let job = announced(Some("Holiday"), Ending::Ready, 1_700_000_000);
+        let e = Event::announcing(&job).expect("an event");
         let v = serde_json::to_value(&e).expect("serializes");
         assert_eq!(
             v,
@@ -103,15 +129,50 @@ mod tests {
             })
         );
         assert_eq!(e.id.len(), 36, "UUID shaped: {}", e.id);
+        assert!(Event::announcing(&Job {
+            announce: None,
+            ..job
+        })
+        .is_none());
     }
 
     #[test]
     fn failed_shape_carries_the_error() {
-        let e = Event::failed(&job(None), "ffmpeg exited with 1", 5);
+        let mut job = announced(None, Ending::Failed, 5);
+        job.error = Some("ffmpeg exited with 1".into());
+        let e = Event::announcing(&job).expect("an event");
         let v = serde_json::to_value(&e).expect("serializes");
         assert_eq!(v["event"], "video.failed");
         assert_eq!(v["error"], "ffmpeg exited with 1");
         assert_eq!(v["title"], serde_json::Value::Null);
-        assert_ne!(e.id, Event::failed(&job(None), "x", 5).id, "ids are unique");
+    }
+
+    #[test]
+    fn one_outcome_has_one_id_and_the_next_another() {
+        let job = announced(None, Ending::Failed, 5);
+        let id = |job: &Job| Event::announcing(job).expect("an event").id;
+        assert_eq!(id(&job), id(&job.clone()), "every delivery, any process");
+        let later = |change: fn(&mut Job)| {
+            let mut other = job.clone();
+            change(&mut other);
+            id(&other)
+        };
+        assert_ne!(id(&job), later(|j| j.attempts += 1));
+        assert_ne!(id(&job), later(|j| j.revision += 1));
+        assert_ne!(id(&job), later(|j| j.video = "vid-2".parse().expect("id")));
+        assert_ne!(
+            id(&job),
+            later(|j| j.announce = Some(Announcement {
+                ending: Ending::Ready,
+                at: 5
+            }))
+        );
+        assert_ne!(
+            id(&job),
+            later(|j| j.announce = Some(Announcement {
+                ending: Ending::Failed,
+                at: 6
+            }))
+        );
     }
 }

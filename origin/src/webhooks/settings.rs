@@ -129,10 +129,31 @@ impl WebhooksConfig {
     }
 }
 
+impl WebhookSettings {
+    /// The longest one delivery can take: every attempt at its time limit (connecting
+    /// included) and every wait between two attempts.
+    pub fn delivery_window(&self) -> Duration {
+        let attempts = self.backoff.max_attempts.max(1);
+        let waits = (1..attempts)
+            .map(|a| self.backoff.delay(a))
+            .sum::<Duration>();
+        self.timeout.saturating_mul(attempts) + waits
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_delivery_window_spans_every_attempt_and_wait() {
+        let mut errors = Vec::new();
+        let s = enabled("http://hooks.example.com/").validate(&mut errors);
+        let s = s.expect("valid");
+        // 8 attempts of 10 s, and waits of 1, 2, 4, 8, 16, 32 and 60 s.
+        assert_eq!(s.delivery_window(), Duration::from_secs(8 * 10 + 123));
+    }
 
     fn enabled(url: &str) -> WebhooksConfig {
         let mut c = WebhooksConfig::default();

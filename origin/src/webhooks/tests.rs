@@ -14,9 +14,10 @@ use tokio_rustls::rustls::{self, RootCertStore};
 use super::client;
 use super::event::Event;
 use super::settings::{WebhookSettings, WebhooksConfig};
+use super::Outcome;
 use super::{start_with, Dispatcher, Webhooks};
 use crate::http_client::Client;
-use crate::jobs::model::Job;
+use crate::jobs::model::{Announcement, Ending, Job};
 use crate::metrics::Metrics;
 use crate::transcode::pipeline::Profile;
 use shared::secret::SecretString;
@@ -125,14 +126,22 @@ fn started(s: &WebhookSettings, client: Client) -> (Webhooks, Dispatcher, Arc<Me
     (w, d, metrics)
 }
 
-fn job() -> Job {
-    Job::new(
+/// The event of an outcome of one video: `Some(error)` a failure.
+fn event(error: Option<&str>, at: i64) -> Event {
+    let mut job = Job::new(
         "vid-7".parse().expect("id"),
         "alice",
         Some("Clip".into()),
         Profile::Ladder,
         1,
-    )
+    );
+    job.error = error.map(str::to_owned);
+    let ending = match error {
+        Some(_) => Ending::Failed,
+        None => Ending::Ready,
+    };
+    job.announce = Some(Announcement { ending, at });
+    Event::announcing(&job).expect("an event")
 }
 
 fn count(m: &Metrics, event: &str, outcome: &str) -> u64 {
@@ -165,12 +174,10 @@ async fn retries_with_the_same_id_until_2xx() {
     let s = settings(&format!("http://127.0.0.1:{port}/hooks?x=1"), 3, 1000);
     let client = client(&s).expect("client");
     let (webhooks, dispatcher, metrics) = started(&s, client);
-    let event = Event::ready(&job(), 42);
-    webhooks.notify(event.clone());
-    eventually("delivery", || {
-        count(&metrics, "video.ready", "delivered") == 1
-    })
-    .await;
+    let event = event(None, 42);
+    let ended = webhooks.notify(event.clone());
+    assert_eq!(ended.await.ok(), Some(Outcome::Delivered));
+    assert_eq!(count(&metrics, "video.ready", "delivered"), 1);
     let seen = log.lock().expect("lock").clone();
     assert_eq!(seen.len(), 2, "one failure, one success");
     for s in &seen {
@@ -218,7 +225,7 @@ async fn https_with_a_verified_certificate() {
         &s,
         Client::with_roots(&s.target, s.connect_timeout, s.timeout, roots).expect("client"),
     );
-    webhooks.notify(Event::failed(&job(), "bad input", 7));
+    webhooks.notify(event(Some("bad input"), 7));
     eventually("delivery", || {
         count(&metrics, "video.failed", "delivered") == 1
     })
@@ -230,11 +237,9 @@ async fn https_with_a_verified_certificate() {
 
     // The public roots do not know this CA: the handshake fails and the event is given up.
     let (webhooks, dispatcher2, metrics) = started(&s, client(&s).expect("client"));
-    webhooks.notify(Event::ready(&job(), 8));
-    eventually("giving up", || {
-        count(&metrics, "video.ready", "failed") == 1
-    })
-    .await;
+    let ended = webhooks.notify(event(None, 8));
+    assert_eq!(ended.await.ok(), Some(Outcome::Failed));
+    assert_eq!(count(&metrics, "video.ready", "failed"), 1);
     assert_eq!(
         log.lock().expect("lock").len(),
         1,
@@ -249,11 +254,9 @@ async fn gives_up_after_max_attempts() {
     let (port, log) = receiver(None, vec![503]).await;
     let s = settings(&format!("http://127.0.0.1:{port}/"), 3, 1000);
     let (webhooks, dispatcher, metrics) = started(&s, client(&s).expect("client"));
-    webhooks.notify(Event::failed(&job(), "x", 1));
-    eventually("giving up", || {
-        count(&metrics, "video.failed", "failed") == 1
-    })
-    .await;
+    let ended = webhooks.notify(event(Some("x"), 1));
+    assert_eq!(ended.await.ok(), Some(Outcome::Failed));
+    assert_eq!(count(&metrics, "video.failed", "failed"), 1);
     assert_eq!(log.lock().expect("lock").len(), 3);
     dispatcher.shutdown().await;
 }
@@ -268,15 +271,18 @@ async fn shutdown_is_bounded_and_abandons_the_rest() {
     s.backoff.max = Duration::from_secs(60);
     s.concurrency = 1;
     let (webhooks, dispatcher, metrics) = started(&s, client(&s).expect("client"));
-    webhooks.notify(Event::ready(&job(), 1));
-    webhooks.notify(Event::failed(&job(), "x", 1));
+    let first = webhooks.notify(event(None, 1));
+    let second = webhooks.notify(event(Some("x"), 1));
     eventually("first attempt", || !log.lock().expect("lock").is_empty()).await;
     let t0 = std::time::Instant::now();
     dispatcher.shutdown().await;
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!(count(&metrics, "video.ready", "abandoned"), 1);
     assert_eq!(count(&metrics, "video.failed", "abandoned"), 1);
-    webhooks.notify(Event::ready(&job(), 2));
+    assert_eq!(first.await.ok(), Some(Outcome::Abandoned), "in backoff");
+    assert_eq!(second.await.ok(), Some(Outcome::Abandoned), "queued");
+    let late = webhooks.notify(event(None, 2));
+    assert!(late.await.is_err(), "not queued: no outcome");
     assert_eq!(
         count(&metrics, "video.ready", "dropped"),
         1,

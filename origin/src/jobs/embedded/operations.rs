@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use shared::media::VideoId;
 
 use super::{backend, decode, put, EmbeddedStore, JOBS};
-use crate::jobs::model::{Job, JobState, Lease, LeaseStep, WORKERS_DIED};
-use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, StoreError};
+use crate::jobs::model::{Announcement, Ending, Job, JobState, Lease, LeaseStep, WORKERS_DIED};
+use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, Pending, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -57,6 +57,7 @@ impl JobStore for EmbeddedStore {
         now: i64,
     ) -> Result<Claim, StoreError> {
         let worker = worker.to_owned();
+        let this = self.clone();
         self.write(move |t| {
             let mut best: Option<Job> = None;
             let mut worn_out = Vec::new();
@@ -87,6 +88,7 @@ impl JobStore for EmbeddedStore {
                 job.lease = None;
                 job.playable = false;
                 job.updated_at = now;
+                job.announce = this.announce(&job.video, Ending::Failed, now);
                 put(t, &job)?;
                 claim.worn_out.push(job);
             }
@@ -175,7 +177,9 @@ impl JobStore for EmbeddedStore {
         result: Published,
         now: i64,
     ) -> Result<(), StoreError> {
+        let announce = self.announce(video, Ending::Ready, now);
         self.update_leased(video, worker, now, move |job| {
+            job.announce = announce;
             job.state = JobState::Ready;
             job.stage = Stage::Done;
             job.progress = 100.0;
@@ -195,6 +199,10 @@ impl JobStore for EmbeddedStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let error = error.to_owned();
+        let announce = match failure {
+            Failure::Final => self.announce(video, Ending::Failed, now),
+            Failure::RetryAt(_) => None,
+        };
         self.update_leased(video, worker, now, move |job| {
             job.error = Some(error);
             job.lease = None;
@@ -206,7 +214,10 @@ impl JobStore for EmbeddedStore {
                     job.stage = Stage::Queued;
                     job.not_before = at;
                 }
-                Failure::Final => job.state = JobState::Failed,
+                Failure::Final => {
+                    job.state = JobState::Failed;
+                    job.announce = announce;
+                }
             }
         })
         .await
@@ -227,6 +238,7 @@ impl JobStore for EmbeddedStore {
             job.lease = None;
             job.checkpoints.clear();
             job.playable = false;
+            job.announce = None;
             job.updated_at = now;
             job.revision += 1;
             Ok(())
@@ -270,7 +282,58 @@ impl JobStore for EmbeddedStore {
         Ok(counts)
     }
 
+    fn announce_outcomes(&self, hold_secs: Option<i64>) {
+        self.outbox().hold = hold_secs;
+    }
+
+    async fn take_announcements(
+        &self,
+        pending: Pending<'_>,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let (candidates, limit) = match pending {
+            Pending::Due(limit) => (self.all().await?, limit),
+            Pending::Of(video) => (self.get(video).await?.into_iter().collect(), 1),
+        };
+        let mut outbox = self.outbox();
+        let mut taken = Vec::new();
+        for job in candidates.into_iter().filter(|j| j.announce.is_some()) {
+            if taken.len() == limit {
+                break;
+            }
+            let due = outbox.due.entry(job.video.clone()).or_insert(now);
+            if *due <= now || matches!(pending, Pending::Of(_)) {
+                *due = now.saturating_add(lease_secs);
+                taken.push(job);
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn announced(
+        &self,
+        video: &VideoId,
+        announcement: &Announcement,
+    ) -> Result<(), StoreError> {
+        let announcement = *announcement;
+        let cleared = self
+            .update_if(video, move |job| {
+                job.announce == Some(announcement) && job.announce.take().is_some()
+            })
+            .await;
+        match cleared {
+            Ok(true) => {
+                self.outbox().due.remove(video);
+                Ok(())
+            }
+            Ok(false) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {
+        self.outbox().due.remove(video);
         let key = video.to_string();
         self.write(move |t| {
             t.remove(key.as_str()).map_err(backend)?;

@@ -4,8 +4,8 @@
 use shared::media::VideoId;
 
 use super::{backend, decode, encode, job_key, json, owner_key, state_key, RedisStore, STATES};
-use crate::jobs::model::{Job, JobState, Lease, LeaseStep};
-use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, StoreError};
+use crate::jobs::model::{Announcement, Ending, Job, JobState, Lease, LeaseStep};
+use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, Pending, StoreError};
 use crate::transcode::pipeline::Published;
 use crate::transcode::progress::Stage;
 
@@ -70,6 +70,7 @@ impl JobStore for RedisStore {
             worker: worker.to_owned(),
             expires_at,
         })?;
+        let [announcement, due] = self.announce(Ending::Failed, now)?;
         let reply: Vec<Vec<String>> = self
             .eval(
                 &self.scripts.claim,
@@ -80,6 +81,8 @@ impl JobStore for RedisStore {
                     expires_at.to_string(),
                     max_attempts.to_string(),
                     json(&crate::jobs::model::WORKERS_DIED)?,
+                    announcement,
+                    due,
                 ],
             )
             .await?;
@@ -182,7 +185,14 @@ impl JobStore for RedisStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let now = self.in_redis_time(now).await;
-        let rest = [json(&Stage::Done)?, json(&result)?, json(&100.0f64)?];
+        let [announcement, due] = self.announce(Ending::Ready, now)?;
+        let rest = [
+            json(&Stage::Done)?,
+            json(&result)?,
+            json(&100.0f64)?,
+            announcement,
+            due,
+        ];
         self.eval_leased(&self.scripts.complete, video, worker, now, &rest)
             .await
     }
@@ -201,7 +211,14 @@ impl JobStore for RedisStore {
             Failure::RetryAt(at) => at.saturating_add(offset).to_string(),
             Failure::Final => String::new(),
         };
-        let rest = [json(error)?, retry_at, json(&Stage::Queued)?];
+        let [announcement, due] = self.announce(Ending::Failed, now)?;
+        let rest = [
+            json(error)?,
+            retry_at,
+            json(&Stage::Queued)?,
+            announcement,
+            due,
+        ];
         self.eval_leased(&self.scripts.fail, video, worker, now, &rest)
             .await
     }
@@ -264,6 +281,46 @@ impl JobStore for RedisStore {
             2 => Ok(false),
             _ => lease_of_missing(video, step),
         }
+    }
+
+    fn announce_outcomes(&self, hold_secs: Option<i64>) {
+        let hold = hold_secs.map_or(-1, |h| h.max(0));
+        self.hold.store(hold, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn take_announcements(
+        &self,
+        pending: Pending<'_>,
+        now: i64,
+        lease_secs: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let now = self.in_redis_time(now).await;
+        let (limit, video) = match pending {
+            Pending::Due(limit) => (limit, String::new()),
+            Pending::Of(video) => (1, video.to_string()),
+        };
+        let args = [
+            now.to_string(),
+            now.saturating_add(lease_secs).to_string(),
+            limit.to_string(),
+            video,
+        ];
+        let rows: Vec<Vec<String>> = self
+            .eval(&self.scripts.take_announcements, &[], &args)
+            .await?;
+        rows.iter().map(|flat| decode(flat)).collect()
+    }
+
+    async fn announced(
+        &self,
+        video: &VideoId,
+        announcement: &Announcement,
+    ) -> Result<(), StoreError> {
+        let args = [video.to_string(), json(announcement)?];
+        let _: i64 = self
+            .eval(&self.scripts.announced, &[job_key(video)], &args)
+            .await?;
+        Ok(())
     }
 
     async fn delete(&self, video: &VideoId) -> Result<(), StoreError> {

@@ -18,6 +18,8 @@ pub(super) struct Scripts {
     pub(super) revise: Script,
     pub(super) edit_lease: Script,
     pub(super) delete: Script,
+    pub(super) take_announcements: Script,
+    pub(super) announced: Script,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -36,6 +38,8 @@ pub(super) fn scripts() -> &'static Scripts {
         revise: Script::new(&format!("{PRELUDE}{REVISE}")),
         edit_lease: Script::new(&format!("{PRELUDE}{EDIT_LEASE}")),
         delete: Script::new(&format!("{PRELUDE}{DELETE}")),
+        take_announcements: Script::new(&format!("{PRELUDE}{TAKE_ANNOUNCEMENTS}")),
+        announced: Script::new(&format!("{PRELUDE}{ANNOUNCED}")),
     })
 }
 
@@ -43,7 +47,15 @@ pub(super) fn scripts() -> &'static Scripts {
 const PRELUDE: &str = r#"
 local P = 'hls:'
 local QUEUE, DELAYED, LEASES = P .. 'queue', P .. 'delayed', P .. 'leases'
+local ANNOUNCE = P .. 'announce'
 local function jkey(v) return P .. 'job:' .. v end
+
+-- Records an outcome's announcement (JSON; empty: outcomes are not announced), due then.
+local function announce(key, v, announcement, due)
+  if announcement == '' then return end
+  redis.call('HSET', key, 'announce', announcement)
+  redis.call('ZADD', ANNOUNCE, due, v)
+end
 
 -- The expiry of a lease field, nil without a lease.
 local function expiry(lease)
@@ -104,9 +116,10 @@ return out
 "#;
 
 /// ARGV: now, lease JSON, lease expiry, max attempts, the error JSON of a job whose workers
-/// all died. First the claimed job (empty if none): the previous lease (empty unless taken
-/// over) followed by its flat HGETALL; then the flat HGETALL of each job whose lease ran out
-/// after its last attempt, failed on the way.
+/// all died, the announcement JSON of its failure (empty: none) and when that is due. First
+/// the claimed job (empty if none): the previous lease (empty unless taken over) followed by
+/// its flat HGETALL; then the flat HGETALL of each job whose lease ran out after its last
+/// attempt, failed on the way.
 const CLAIM: &str = r#"
 local now = tonumber(ARGV[1])
 local out = {{}}
@@ -133,6 +146,7 @@ while true do
       set_state(key, v, f[1], '"failed"')
       redis.call('HSET', key, 'error', ARGV[5], 'lease', 'null', 'playable', 'false',
         'updated_at', ARGV[1])
+      announce(key, v, ARGV[6], ARGV[7])
       out[#out + 1] = redis.call('HGETALL', key)
       ok = false
     end
@@ -204,13 +218,15 @@ redis.call('HSET', KEYS[1], 'checkpoints', cps, 'updated_at', ARGV[3])
 return 1
 "#;
 
-/// KEYS: job. ARGV: video, worker, now, stage JSON (done), result JSON, JSON of 100.
+/// KEYS: job. ARGV: video, worker, now, stage JSON (done), result JSON, JSON of 100, the
+/// announcement JSON (empty: none), when it is due.
 const COMPLETE: &str = r#"
 local h = held(KEYS[1], ARGV[2], tonumber(ARGV[3]))
 if h ~= 1 then return h end
 set_state(KEYS[1], ARGV[1], '"processing"', '"ready"')
 redis.call('HSET', KEYS[1], 'stage', ARGV[4], 'progress', ARGV[6], 'error', 'null',
   'lease', 'null', 'result', ARGV[5], 'updated_at', ARGV[3])
+announce(KEYS[1], ARGV[1], ARGV[7], ARGV[8])
 refile(ARGV[1])
 return 1
 "#;
@@ -224,7 +240,7 @@ return 1
 "#;
 
 /// KEYS: job. ARGV: video, worker, now, error JSON, retry time (empty: final), stage JSON
-/// (queued).
+/// (queued), the announcement JSON of a final failure (empty: none), when it is due.
 const FAIL: &str = r#"
 local h = held(KEYS[1], ARGV[2], tonumber(ARGV[3]))
 if h ~= 1 then return h end
@@ -235,6 +251,7 @@ if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'stage', ARGV[6], 'not_before', ARGV[5])
 else
   set_state(KEYS[1], ARGV[1], '"processing"', '"failed"')
+  announce(KEYS[1], ARGV[1], ARGV[7], ARGV[8])
 end
 refile(ARGV[1])
 return 1
@@ -249,8 +266,9 @@ if old ~= ARGV[5] then return 2 end
 set_state(KEYS[1], ARGV[1], old, '"queued"')
 redis.call('HSET', KEYS[1], 'stage', ARGV[3], 'progress', ARGV[4], 'error', 'null',
   'attempts', '0', 'not_before', '0', 'lease', 'null', 'checkpoints', '[]', 'playable', 'false',
-  'updated_at', ARGV[2])
+  'announce', 'null', 'updated_at', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'revision', 1)
+redis.call('ZREM', ANNOUNCE, ARGV[1])
 refile(ARGV[1])
 return 1
 "#;
@@ -284,6 +302,36 @@ local f = redis.call('HMGET', KEYS[1], 'owner', 'state')
 if f[1] then redis.call('ZREM', P .. 'owner:' .. cjson.decode(f[1]), ARGV[1]) end
 if f[2] then redis.call('SREM', P .. 'state:' .. cjson.decode(f[2]), ARGV[1]) end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', ANNOUNCE, ARGV[1])
 refile(ARGV[1])
+return 1
+"#;
+
+/// ARGV: now, the end of the takers' lease, how many at most, the video (empty: those due).
+/// Flat HGETALL replies of the jobs taken; an entry whose job has nothing to announce (any
+/// more) leaves the index.
+const TAKE_ANNOUNCEMENTS: &str = r#"
+local vs = {ARGV[4]}
+if ARGV[4] == '' then
+  vs = redis.call('ZRANGEBYSCORE', ANNOUNCE, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+end
+local out = {}
+for _, v in ipairs(vs) do
+  local a = redis.call('HGET', jkey(v), 'announce')
+  if a and a ~= 'null' then
+    redis.call('ZADD', ANNOUNCE, ARGV[2], v)
+    out[#out + 1] = redis.call('HGETALL', jkey(v))
+  else
+    redis.call('ZREM', ANNOUNCE, v)
+  end
+end
+return out
+"#;
+
+/// KEYS: job. ARGV: video, the announcement JSON it must still hold. Returns 1 once cleared.
+const ANNOUNCED: &str = r#"
+if redis.call('HGET', KEYS[1], 'announce') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'announce', 'null')
+redis.call('ZREM', ANNOUNCE, ARGV[1])
 return 1
 "#;

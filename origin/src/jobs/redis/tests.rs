@@ -43,6 +43,9 @@ async fn redis_store_meets_the_contract() {
     let other = redis();
     let fresh = RedisStore::connect(&other.url()).await.expect("connect");
     super::super::store::contract::workers_that_die_every_time(&fresh).await;
+    let third = redis();
+    let announcing = RedisStore::connect(&third.url()).await.expect("connect");
+    super::super::store::contract::announcements(&announcing).await;
 
     // The indexes agree with the records: a ready, b queued again (waiting in `delayed`), c
     // processing under a lease that ran out at t0 + 93 (so the claim at t0 + 100 moved it
@@ -119,6 +122,10 @@ async fn every_field_round_trips_exactly() {
         editor: Some(Lease {
             worker: "api-host-\"2\"-edit-9".into(),
             expires_at: 1_700_000_120,
+        }),
+        announce: Some(Announcement {
+            ending: Ending::Failed,
+            at: 1_700_000_002,
         }),
     };
     store.create(job.clone()).await.expect("create");

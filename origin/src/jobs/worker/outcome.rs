@@ -7,7 +7,6 @@ use super::{JobEvent, WorkerPool};
 use crate::jobs::model::{unix_now, Job, JobState};
 use crate::jobs::store::{JobStore, StoreError};
 use crate::transcode::pipeline::Published;
-use crate::webhooks::event::Event as WebhookEvent;
 
 /// How many times a completion without an answer is looked up, [`RECHECK`] apart.
 const CHECKS: u32 = 5;
@@ -65,10 +64,8 @@ impl<S: JobStore> WorkerPool<S> {
     /// owner hears of it (webhook and event). Its dead worker could announce nothing.
     pub(super) async fn announce_worn_out(&self, job: Job) {
         self.pipeline.withdraw(&job.video).await;
+        self.announce(&job.video).await;
         let reason = job.error.clone().unwrap_or_default();
-        if let Some(w) = &self.webhooks {
-            w.notify(WebhookEvent::failed(&job, &reason, unix_now()));
-        }
         let _ = self.events.send(JobEvent::Failed {
             video: job.video,
             error: reason,
