@@ -40,22 +40,42 @@ pub struct Webhooks {
     tx: mpsc::Sender<Queued>,
     metrics: Option<Arc<Metrics>>,
     window: Duration,
+    concurrency: usize,
 }
 
-/// An event waiting for its delivery, and who hears how that ended.
+/// An event waiting for its delivery, and who hears when that starts and how it ended.
 struct Queued {
     event: Event,
+    started: oneshot::Sender<()>,
     ended: oneshot::Sender<Outcome>,
 }
 
+/// What the caller of [`Webhooks::notify`] hears of its event. Either answer is an error if
+/// the event never got that far (the queue was full, or the process stopped first).
+pub struct Delivery {
+    /// Its first attempt is about to be made.
+    pub started: oneshot::Receiver<()>,
+    /// How its delivery ended.
+    pub ended: oneshot::Receiver<Outcome>,
+}
+
 impl Webhooks {
-    /// Queues `event` for delivery; the answer says how the delivery ended. A full queue (the
-    /// receiver has been failing for a while) drops it rather than hold up the caller: the
-    /// answer is then an error, as for a delivery cut short by the process stopping.
-    pub fn notify(&self, event: Event) -> oneshot::Receiver<Outcome> {
-        let (ended, outcome) = oneshot::channel();
-        let (event, reason) = match self.tx.try_send(Queued { event, ended }) {
-            Ok(()) => return outcome,
+    /// Queues `event` for delivery. A full queue (the receiver has been failing for a while)
+    /// drops it rather than hold up the caller: both answers are then errors.
+    pub fn notify(&self, event: Event) -> Delivery {
+        let (started, start) = oneshot::channel();
+        let (ended, end) = oneshot::channel();
+        let delivery = Delivery {
+            started: start,
+            ended: end,
+        };
+        let queued = Queued {
+            event,
+            started,
+            ended,
+        };
+        let (event, reason) = match self.tx.try_send(queued) {
+            Ok(()) => return delivery,
             Err(TrySendError::Full(q)) => (q.event, "queue full"),
             Err(TrySendError::Closed(q)) => (q.event, "shutting down"),
         };
@@ -67,7 +87,12 @@ impl Webhooks {
             "webhook dropped"
         );
         count(self.metrics.as_deref(), event.event, "dropped");
-        outcome
+        delivery
+    }
+
+    /// Deliveries made at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Events the queue still takes.
@@ -133,6 +158,7 @@ pub fn start_with(
             tx,
             metrics,
             window,
+            concurrency: settings.concurrency,
         },
         Dispatcher {
             close,
@@ -194,7 +220,12 @@ async fn dispatch(
                 continue;
             }
         };
-        let Some(Queued { event, ended }) = next else {
+        let Some(Queued {
+            event,
+            started,
+            ended,
+        }) = next
+        else {
             break;
         };
         let slot = tokio::select! {
@@ -207,6 +238,7 @@ async fn dispatch(
         };
         // The semaphore is never closed; an error would only mean no slot to run in.
         let Ok(slot) = slot else { break };
+        let _ = started.send(());
         let (deliverer, metrics, abandon) = (deliverer.clone(), metrics.clone(), abandon.clone());
         tokio::spawn(async move {
             let outcome = deliverer.deliver(&event, abandon).await;
@@ -215,7 +247,7 @@ async fn dispatch(
             drop(slot);
         });
     }
-    while let Ok(Queued { event, ended }) = rx.try_recv() {
+    while let Ok(Queued { event, ended, .. }) = rx.try_recv() {
         give_up_queued(&event, metrics.as_deref());
         let _ = ended.send(Outcome::Abandoned);
     }

@@ -13,8 +13,10 @@
 //!   worker died, the process stopped in the middle of a delivery, a claim that failed worn-out
 //!   jobs lost its reply, the delivery queue was full.
 //!
-//! A taker has the announcement for [`Timing::lease`], longer than a delivery can take; only a
-//! taker that died (or is slower than that) has it delivered twice.
+//! A taker has the announcement for [`Timing::lease`], longer than a delivery can take,
+//! counted again from when its delivery starts (not from when it was queued); only a taker
+//! that died (or is slower than that) has it delivered twice. A sweep takes no more than the
+//! deliveries that can start at once, so what it takes does not wait behind a dead receiver.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,7 @@ use std::time::Duration;
 use shared::media::VideoId;
 use shared::shutdown::Switch;
 
-use super::model::{unix_now, Job};
+use super::model::{unix_now, Announcement, Job};
 use super::store::{JobStore, Pending};
 use crate::webhooks::event::Event;
 use crate::webhooks::{Outcome, Webhooks};
@@ -62,9 +64,9 @@ pub struct Announcer<S> {
     store: Arc<S>,
     webhooks: Webhooks,
     timing: Timing,
-    /// Videos whose delivery runs in this process: a sweep that takes one again (its lease ran
-    /// out while the delivery waited in the queue) does not queue it twice.
-    delivering: Mutex<HashSet<VideoId>>,
+    /// The outcomes whose delivery runs in this process: one taken again (its lease ran out
+    /// meanwhile) is not queued twice.
+    delivering: Mutex<HashSet<(VideoId, Announcement)>>,
 }
 
 impl<S: JobStore> Announcer<S> {
@@ -81,13 +83,17 @@ impl<S: JobStore> Announcer<S> {
 
     /// Announces the outcome of `video` that this process recorded.
     pub async fn announce(self: &Arc<Self>, video: &VideoId) {
-        self.take(Pending::Of(video)).await;
+        self.take(Pending::Held(video)).await;
     }
 
     /// Delivers the announcements due, now and every [`Timing::sweep`], until `stop` fires.
     pub async fn sweep(self: Arc<Self>, mut stop: Switch) {
         while !stop.is_fired() {
-            let room = self.webhooks.room().min(BATCH);
+            let idle = self
+                .webhooks
+                .concurrency()
+                .saturating_sub(self.lock().len());
+            let room = self.webhooks.room().min(idle).min(BATCH);
             if room > 0 {
                 self.take(Pending::Due(room)).await;
             }
@@ -124,26 +130,36 @@ impl<S: JobStore> Announcer<S> {
         let (Some(event), Some(announcement)) = (Event::announcing(&job), job.announce) else {
             return;
         };
-        let video = job.video;
-        if !self.lock().insert(video.clone()) {
+        let key = (job.video, announcement);
+        if !self.lock().insert(key.clone()) {
             return;
         }
-        let ended = self.webhooks.notify(event);
+        let delivery = self.webhooks.notify(event);
         let this = self.clone();
         tokio::spawn(async move {
-            let outcome = ended.await;
-            if let Ok(Outcome::Delivered | Outcome::Failed) = outcome {
-                if let Err(error) = this.store.announced(&video, &announcement).await {
+            let (video, announcement) = &key;
+            if delivery.started.await.is_ok() {
+                // The lease runs from now: waiting in the queue does not count.
+                let lease = secs(this.timing.lease);
+                let renewed =
+                    this.store
+                        .take_announcements(Pending::Taken(video), unix_now(), lease);
+                if let Err(error) = renewed.await {
+                    tracing::warn!(%error, video.id = %video, "announcement lease not renewed");
+                }
+            }
+            if let Ok(Outcome::Delivered | Outcome::Failed) = delivery.ended.await {
+                if let Err(error) = this.store.announced(video, announcement).await {
                     tracing::warn!(%error, video.id = %video, "delivery not recorded; it will be made again");
                 }
             }
             // Otherwise cut short (the process is stopping, or the queue was full): the next
             // taker delivers it once this one's lease has run out.
-            this.lock().remove(&video);
+            this.lock().remove(&key);
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<VideoId>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(VideoId, Announcement)>> {
         self.delivering.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -5,7 +5,7 @@
 //! jobs table; that is fine for the thousands of jobs one machine holds, and the Redis store
 //! is the answer beyond that. So does taking due announcements, whose due times live in
 //! memory only: the file is this process's alone, so after a restart nobody is delivering
-//! any, and every one left is due at once.
+//! any, and every one left is due at once (the index is filled when the store opens).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,11 +28,24 @@ pub struct EmbeddedStore {
     outbox: Arc<Mutex<Outbox>>,
 }
 
-/// Whether outcomes are announced, and when each announcement is next due (absent: now).
+/// Whether outcomes are announced, and the index of those to announce: every job whose record
+/// holds an announcement has an entry (one without has nothing to take).
 #[derive(Debug, Default)]
 struct Outbox {
     hold: Option<i64>,
-    due: HashMap<VideoId, i64>,
+    due: HashMap<VideoId, Due>,
+}
+
+/// When an announcement may be taken.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    at: i64,
+    /// Taken at least once: the worker that recorded it no longer has it first.
+    taken: bool,
+}
+
+fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    outbox.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -71,14 +84,35 @@ impl EmbeddedStore {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(JOBS).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(Self {
+        let store = Self {
             db: Arc::new(db),
             outbox: Arc::default(),
-        })
+        };
+        store.index_announcements()?;
+        Ok(store)
+    }
+
+    /// Indexes every announcement left by the previous process, due at once.
+    fn index_announcements(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(JOBS).map_err(backend)?;
+        let mut outbox = self.outbox();
+        for row in table.iter().map_err(backend)? {
+            let (_, v) = row.map_err(backend)?;
+            let job = decode(v.value())?;
+            if job.announce.is_some() {
+                let due = Due {
+                    at: i64::MIN,
+                    taken: true,
+                };
+                outbox.due.insert(job.video, due);
+            }
+        }
+        Ok(())
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.outbox)
     }
 
     /// The announcement of an outcome ending so at `now`, when outcomes are announced; held
@@ -86,8 +120,12 @@ impl EmbeddedStore {
     fn announce(&self, video: &VideoId, ending: Ending, now: i64) -> Option<Announcement> {
         let mut outbox = self.outbox();
         let hold = outbox.hold?;
-        outbox.due.insert(video.clone(), now.saturating_add(hold));
-        Some(Announcement { ending, at: now })
+        let due = Due {
+            at: now.saturating_add(hold),
+            taken: false,
+        };
+        outbox.due.insert(video.clone(), due);
+        Some(Announcement::new(ending, now))
     }
 
     /// Runs `f` on the jobs table inside one write transaction, on the blocking pool.

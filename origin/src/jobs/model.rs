@@ -58,7 +58,7 @@ pub enum LeaseStep {
 }
 
 /// How a job ended, as its owner's webhook receiver hears of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ending {
     Ready,
@@ -68,11 +68,28 @@ pub enum Ending {
 /// A final outcome not yet delivered to the webhook receiver: the outbox entry, written with
 /// the outcome itself, so a process that dies before (or while) delivering it loses nothing
 /// ([`crate::jobs::announcer`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Announcement {
     pub ending: Ending,
     /// Unix seconds of the outcome (the store's clock).
     pub at: i64,
+    /// Random, drawn when the outcome is recorded: with the video, the ending and `at`, what
+    /// the event id is derived from, so every delivery of this outcome carries the same id,
+    /// and another outcome of the video in the same second has another.
+    pub nonce: u32,
+}
+
+impl Announcement {
+    /// A new outcome's announcement.
+    pub fn new(ending: Ending, at: i64) -> Self {
+        let mut nonce = [0u8; 4];
+        shared::media::fill_random(&mut nonce);
+        Self {
+            ending,
+            at,
+            nonce: u32::from_le_bytes(nonce),
+        }
+    }
 }
 
 /// A job's attempts, last update (unix seconds) and revision.

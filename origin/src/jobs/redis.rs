@@ -37,6 +37,12 @@
 //!   the caller holds a live lease ([`Job::leased_by`]), then change the record; `fail` with
 //!   `RetryAt` files the job into `hls:delayed` at the retry time, `Final` out of every queue.
 //! - `create` (refuses an existing video), `requeue`, `delete`, `list`.
+//! - With outcomes announced ([`super::store::JobStore::announce_outcomes`]), `claim` (for the jobs it
+//!   fails), `complete` and a final `fail` also write the job's `announce` field and file it
+//!   into `hls:announce`, due once the hold for its worker ends; `requeue` and `delete` take it
+//!   out. `take_announcements` re-scores what it takes to the end of the taker's lease, and
+//!   `announced` clears the field and the entry only if the field still holds the
+//!   announcement delivered.
 //!
 //! Every `now`, lease expiry and retry time a script compares is in Redis' clock: callers pass
 //! their own machine's time, and the store moves it by the difference it measures with `TIME`
@@ -250,7 +256,7 @@ impl RedisStore {
         if hold < 0 {
             return Ok([String::new(), String::new()]);
         }
-        let announcement = Announcement { ending, at: now };
+        let announcement = Announcement::new(ending, now);
         Ok([json(&announcement)?, now.saturating_add(hold).to_string()])
     }
 

@@ -50,8 +50,12 @@ pub struct Claim {
 pub enum Pending<'a> {
     /// Those due (their hold, or their last taker's lease, ran out), at most this many.
     Due(usize),
-    /// This video's, due or not: its own worker's, once the outcome is settled.
-    Of(&'a VideoId),
+    /// This video's, unless another taker has it: its own worker's, once the outcome is
+    /// settled (within the hold, before anyone else took it, or once due).
+    Held(&'a VideoId),
+    /// This video's, whoever has it: a taker renewing its lease as the delivery starts, so
+    /// that the time it waited in the queue is not counted against it.
+    Taken(&'a VideoId),
 }
 
 /// How a failed attempt ends.

@@ -58,7 +58,7 @@ impl Event {
             ),
         };
         Some(Self {
-            id: event_id(job, &announcement),
+            id: event_id(&job.video, &announcement),
             event,
             video_id: job.video.clone(),
             owner: job.owner.clone(),
@@ -69,13 +69,12 @@ impl Event {
     }
 }
 
-/// The id of one outcome of one video: derived from the outcome, so whichever process
-/// delivers it, and however often, it carries the same id; a later outcome of the same video
-/// (another attempt or a requeue: the attempt count or the revision differ) has another.
-fn event_id(job: &Job, announcement: &Announcement) -> String {
+/// The id of one outcome of one video: derived from the outcome as recorded (its ending, time
+/// and nonce), so whichever process delivers it, and however often, it carries the same id.
+fn event_id(video: &VideoId, announcement: &Announcement) -> String {
     let name = format!(
-        "{}\n{:?}\n{}\n{}\n{}",
-        job.video, announcement.ending, job.attempts, job.revision, announcement.at
+        "{video}\n{:?}\n{}\n{}",
+        announcement.ending, announcement.at, announcement.nonce
     );
     let digest = digest::digest(&digest::SHA256, name.as_bytes());
     let hex: String = digest.as_ref()[..16]
@@ -108,7 +107,7 @@ mod tests {
             Profile::Ladder,
             10,
         );
-        job.announce = Some(Announcement { ending, at });
+        job.announce = Some(Announcement::new(ending, at));
         job
     }
 
@@ -151,28 +150,35 @@ mod tests {
     fn one_outcome_has_one_id_and_the_next_another() {
         let job = announced(None, Ending::Failed, 5);
         let id = |job: &Job| Event::announcing(job).expect("an event").id;
-        assert_eq!(id(&job), id(&job.clone()), "every delivery, any process");
         let later = |change: fn(&mut Job)| {
             let mut other = job.clone();
             change(&mut other);
             id(&other)
         };
-        assert_ne!(id(&job), later(|j| j.attempts += 1));
-        assert_ne!(id(&job), later(|j| j.revision += 1));
+        // Every delivery, from any process, whatever changed in the record since.
+        assert_eq!(id(&job), id(&job.clone()));
+        assert_eq!(id(&job), later(|j| j.revision += 1));
+        assert_eq!(id(&job), later(|j| j.title = Some("Renamed".into())));
+        // Another outcome: another video, another ending, another time, or just another draw.
+        let announcement = job.announce.expect("announced");
         assert_ne!(id(&job), later(|j| j.video = "vid-2".parse().expect("id")));
-        assert_ne!(
-            id(&job),
-            later(|j| j.announce = Some(Announcement {
+        for other in [
+            Announcement {
                 ending: Ending::Ready,
-                at: 5
-            }))
-        );
-        assert_ne!(
-            id(&job),
-            later(|j| j.announce = Some(Announcement {
-                ending: Ending::Failed,
-                at: 6
-            }))
-        );
+                ..announcement
+            },
+            Announcement {
+                at: 6,
+                ..announcement
+            },
+            Announcement {
+                nonce: announcement.nonce.wrapping_add(1),
+                ..announcement
+            },
+        ] {
+            let mut changed = job.clone();
+            changed.announce = Some(other);
+            assert_ne!(id(&job), id(&changed), "{other:?}");
+        }
     }
 }

@@ -140,7 +140,7 @@ fn event(error: Option<&str>, at: i64) -> Event {
         Some(_) => Ending::Failed,
         None => Ending::Ready,
     };
-    job.announce = Some(Announcement { ending, at });
+    job.announce = Some(Announcement::new(ending, at));
     Event::announcing(&job).expect("an event")
 }
 
@@ -175,8 +175,9 @@ async fn retries_with_the_same_id_until_2xx() {
     let client = client(&s).expect("client");
     let (webhooks, dispatcher, metrics) = started(&s, client);
     let event = event(None, 42);
-    let ended = webhooks.notify(event.clone());
-    assert_eq!(ended.await.ok(), Some(Outcome::Delivered));
+    let delivery = webhooks.notify(event.clone());
+    assert!(delivery.started.await.is_ok());
+    assert_eq!(delivery.ended.await.ok(), Some(Outcome::Delivered));
     assert_eq!(count(&metrics, "video.ready", "delivered"), 1);
     let seen = log.lock().expect("lock").clone();
     assert_eq!(seen.len(), 2, "one failure, one success");
@@ -237,7 +238,7 @@ async fn https_with_a_verified_certificate() {
 
     // The public roots do not know this CA: the handshake fails and the event is given up.
     let (webhooks, dispatcher2, metrics) = started(&s, client(&s).expect("client"));
-    let ended = webhooks.notify(event(None, 8));
+    let ended = webhooks.notify(event(None, 8)).ended;
     assert_eq!(ended.await.ok(), Some(Outcome::Failed));
     assert_eq!(count(&metrics, "video.ready", "failed"), 1);
     assert_eq!(
@@ -254,7 +255,7 @@ async fn gives_up_after_max_attempts() {
     let (port, log) = receiver(None, vec![503]).await;
     let s = settings(&format!("http://127.0.0.1:{port}/"), 3, 1000);
     let (webhooks, dispatcher, metrics) = started(&s, client(&s).expect("client"));
-    let ended = webhooks.notify(event(Some("x"), 1));
+    let ended = webhooks.notify(event(Some("x"), 1)).ended;
     assert_eq!(ended.await.ok(), Some(Outcome::Failed));
     assert_eq!(count(&metrics, "video.failed", "failed"), 1);
     assert_eq!(log.lock().expect("lock").len(), 3);
@@ -279,10 +280,16 @@ async fn shutdown_is_bounded_and_abandons_the_rest() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!(count(&metrics, "video.ready", "abandoned"), 1);
     assert_eq!(count(&metrics, "video.failed", "abandoned"), 1);
-    assert_eq!(first.await.ok(), Some(Outcome::Abandoned), "in backoff");
-    assert_eq!(second.await.ok(), Some(Outcome::Abandoned), "queued");
+    assert!(first.started.await.is_ok(), "the first one started");
+    assert!(second.started.await.is_err(), "the second one never did");
+    assert_eq!(
+        first.ended.await.ok(),
+        Some(Outcome::Abandoned),
+        "in backoff"
+    );
+    assert_eq!(second.ended.await.ok(), Some(Outcome::Abandoned), "queued");
     let late = webhooks.notify(event(None, 2));
-    assert!(late.await.is_err(), "not queued: no outcome");
+    assert!(late.ended.await.is_err(), "not queued: no outcome");
     assert_eq!(
         count(&metrics, "video.ready", "dropped"),
         1,

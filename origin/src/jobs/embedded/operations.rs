@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 use shared::media::VideoId;
 
-use super::{backend, decode, put, EmbeddedStore, JOBS};
+use super::{backend, decode, lock, put, EmbeddedStore, JOBS};
 use crate::jobs::model::{Announcement, Ending, Job, JobState, Lease, LeaseStep, WORKERS_DIED};
 use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, Pending, StoreError};
 use crate::transcode::pipeline::Published;
@@ -225,6 +225,7 @@ impl JobStore for EmbeddedStore {
 
     async fn requeue(&self, video: &VideoId, from: JobState, now: i64) -> Result<(), StoreError> {
         let id = video.clone();
+        let outbox = self.outbox.clone();
         self.update(video, move |job| {
             if job.state != from {
                 return Err(StoreError::Changed(id));
@@ -238,7 +239,9 @@ impl JobStore for EmbeddedStore {
             job.lease = None;
             job.checkpoints.clear();
             job.playable = false;
-            job.announce = None;
+            if job.announce.take().is_some() {
+                lock(&outbox).due.remove(&job.video);
+            }
             job.updated_at = now;
             job.revision += 1;
             Ok(())
@@ -294,7 +297,9 @@ impl JobStore for EmbeddedStore {
     ) -> Result<Vec<Job>, StoreError> {
         let (candidates, limit) = match pending {
             Pending::Due(limit) => (self.all().await?, limit),
-            Pending::Of(video) => (self.get(video).await?.into_iter().collect(), 1),
+            Pending::Held(video) | Pending::Taken(video) => {
+                (self.get(video).await?.into_iter().collect(), 1)
+            }
         };
         let mut outbox = self.outbox();
         let mut taken = Vec::new();
@@ -302,9 +307,20 @@ impl JobStore for EmbeddedStore {
             if taken.len() == limit {
                 break;
             }
-            let due = outbox.due.entry(job.video.clone()).or_insert(now);
-            if *due <= now || matches!(pending, Pending::Of(_)) {
-                *due = now.saturating_add(lease_secs);
+            // No entry: announced (or requeued) since the jobs were read.
+            let Some(due) = outbox.due.get_mut(&job.video) else {
+                continue;
+            };
+            let free = match pending {
+                Pending::Due(_) => due.at <= now,
+                Pending::Held(_) => due.at <= now || !due.taken,
+                Pending::Taken(_) => true,
+            };
+            if free {
+                *due = super::Due {
+                    at: now.saturating_add(lease_secs),
+                    taken: true,
+                };
                 taken.push(job);
             }
         }
@@ -317,17 +333,20 @@ impl JobStore for EmbeddedStore {
         announcement: &Announcement,
     ) -> Result<(), StoreError> {
         let announcement = *announcement;
+        let outbox = self.outbox.clone();
         let cleared = self
             .update_if(video, move |job| {
-                job.announce == Some(announcement) && job.announce.take().is_some()
+                let cleared = job.announce == Some(announcement) && job.announce.take().is_some();
+                if cleared {
+                    // In the transaction: a sweep that read the record before it is committed
+                    // finds no entry and takes nothing.
+                    lock(&outbox).due.remove(&job.video);
+                }
+                cleared
             })
             .await;
         match cleared {
-            Ok(true) => {
-                self.outbox().due.remove(video);
-                Ok(())
-            }
-            Ok(false) | Err(StoreError::NotFound(_)) => Ok(()),
+            Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }

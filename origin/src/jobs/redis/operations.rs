@@ -295,20 +295,32 @@ impl JobStore for RedisStore {
         lease_secs: i64,
     ) -> Result<Vec<Job>, StoreError> {
         let now = self.in_redis_time(now).await;
-        let (limit, video) = match pending {
-            Pending::Due(limit) => (limit, String::new()),
-            Pending::Of(video) => (1, video.to_string()),
+        let (limit, video, mode) = match pending {
+            Pending::Due(limit) => (limit, String::new(), ""),
+            Pending::Held(video) => (1, video.to_string(), "held"),
+            Pending::Taken(video) => (1, video.to_string(), "taken"),
         };
+        let hold = self.hold.load(std::sync::atomic::Ordering::Relaxed).max(0);
         let args = [
             now.to_string(),
             now.saturating_add(lease_secs).to_string(),
             limit.to_string(),
             video,
+            hold.to_string(),
+            mode.to_owned(),
         ];
         let rows: Vec<Vec<String>> = self
             .eval(&self.scripts.take_announcements, &[], &args)
             .await?;
-        rows.iter().map(|flat| decode(flat)).collect()
+        // One record that does not decode must not hold up the others.
+        let decoded = rows.iter().filter_map(|flat| match decode(flat) {
+            Ok(job) => Some(job),
+            Err(error) => {
+                tracing::warn!(%error, "a job to announce does not decode; skipped");
+                None
+            }
+        });
+        Ok(decoded.collect())
     }
 
     async fn announced(

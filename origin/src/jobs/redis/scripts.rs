@@ -307,9 +307,11 @@ refile(ARGV[1])
 return 1
 "#;
 
-/// ARGV: now, the end of the takers' lease, how many at most, the video (empty: those due).
-/// Flat HGETALL replies of the jobs taken; an entry whose job has nothing to announce (any
-/// more) leaves the index.
+/// ARGV: now, the end of the taker's lease, how many at most, the video (empty: those due),
+/// the hold, and for a video `held` (its own worker's: while its score is still the end of the
+/// hold, nobody else having taken it, or once due) or `taken` (whoever has it). Flat HGETALL
+/// replies of the jobs taken; an entry whose job has nothing to announce (any more) leaves
+/// the index.
 const TAKE_ANNOUNCEMENTS: &str = r#"
 local vs = {ARGV[4]}
 if ARGV[4] == '' then
@@ -318,11 +320,19 @@ end
 local out = {}
 for _, v in ipairs(vs) do
   local a = redis.call('HGET', jkey(v), 'announce')
-  if a and a ~= 'null' then
-    redis.call('ZADD', ANNOUNCE, ARGV[2], v)
-    out[#out + 1] = redis.call('HGETALL', jkey(v))
-  else
+  local score = redis.call('ZSCORE', ANNOUNCE, v)
+  if not a or a == 'null' then
     redis.call('ZREM', ANNOUNCE, v)
+  elseif score then
+    local due = tonumber(score)
+    local free = ARGV[6] == 'taken' or due <= tonumber(ARGV[1])
+    if ARGV[6] == 'held' and not free then
+      free = due == cjson.decode(a).at + tonumber(ARGV[5])
+    end
+    if free then
+      redis.call('ZADD', ANNOUNCE, ARGV[2], v)
+      out[#out + 1] = redis.call('HGETALL', jkey(v))
+    end
   end
 end
 return out

@@ -126,6 +126,7 @@ async fn every_field_round_trips_exactly() {
         announce: Some(Announcement {
             ending: Ending::Failed,
             at: 1_700_000_002,
+            nonce: u32::MAX,
         }),
     };
     store.create(job.clone()).await.expect("create");

@@ -352,22 +352,32 @@ pub async fn announcements(store: &impl JobStore) {
         .await
         .expect("complete");
     let ready = store.get(&ok).await.expect("get").expect("kept");
-    let announced = Announcement {
-        ending: Ending::Ready,
-        at: t0 + 11,
-    };
-    assert_eq!(ready.announce, Some(announced));
+    let announced = ready.announce.expect("announced");
+    assert_eq!((announced.ending, announced.at), (Ending::Ready, t0 + 11));
     assert_eq!(due(t0 + 70).await, [], "held for its worker");
     // Its worker takes it at once; nobody else gets it while that lease lasts.
     let own = store
-        .take_announcements(Pending::Of(&ok), t0 + 12, 30)
+        .take_announcements(Pending::Held(&ok), t0 + 12, 30)
         .await
         .expect("take");
     assert_eq!(own.len(), 1);
     assert_eq!(due(t0 + 41).await, []);
+    let again = store
+        .take_announcements(Pending::Held(&ok), t0 + 13, 30)
+        .await;
+    assert!(
+        again.expect("take").is_empty(),
+        "taken, not even by its worker until the lease ends"
+    );
+    // Its taker starts delivering it 20 s later: the lease runs from then.
+    let renewed = store
+        .take_announcements(Pending::Taken(&ok), t0 + 32, 30)
+        .await;
+    assert_eq!(renewed.expect("renew").len(), 1);
+    assert_eq!(due(t0 + 61).await, []);
     // Its worker died with it: due again once the lease ran out, to anyone.
     assert_eq!(
-        due(t0 + 43).await,
+        due(t0 + 63).await,
         [("ok".to_owned(), Some((Ending::Ready, t0 + 11)))]
     );
     // A final failure; a retried one is no outcome yet.
@@ -422,7 +432,7 @@ pub async fn announcements(store: &impl JobStore) {
     store.announced(&doomed, &announced).await.expect("gone");
     assert_eq!(due(t0 + 1000).await, []);
     assert!(store
-        .take_announcements(Pending::Of(&ok), t0 + 1000, 30)
+        .take_announcements(Pending::Taken(&ok), t0 + 1000, 30)
         .await
         .expect("take")
         .is_empty());
