@@ -734,7 +734,7 @@ fn an_object_the_disk_cannot_name_is_served_not_kept() {
     let cache = cache_dir();
     let edge = Edge::start(http_edge(upstream, cache.path()));
     assert_eq!(get(&edge, "720p/a.ts").body, BODY);
-    for _ in 0..2 {
+    for n in 1..=2 {
         let r = get(&edge, "720p");
         assert_eq!(
             (r.status, r.body.as_slice()),
@@ -742,6 +742,13 @@ fn an_object_the_disk_cannot_name_is_served_not_kept() {
             "{}",
             edge.diagnostics()
         );
+        // Its fill ends after the answer (naming it fails after the flush): a request before
+        // then would join it.
+        let refused = wait_until(Duration::from_secs(5), || {
+            edge.diagnostics().matches("cannot be kept on disk").count() >= n
+        });
+        assert!(refused, "{}", edge.diagnostics());
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
         gets.load(Ordering::SeqCst),
@@ -749,6 +756,39 @@ fn an_object_the_disk_cannot_name_is_served_not_kept() {
         "served each time, kept never"
     );
     assert!(cache.path().join(VIDEO).join("720p").is_dir());
+}
+
+/// A pulled object is on the disk before it takes its name: after a power cut, the next
+/// start indexes every named file as a whole object, and a rename may reach the disk before
+/// the bytes it names.
+#[test]
+fn a_pulled_object_is_flushed_before_it_takes_its_name() {
+    let (upstream, _) = trickling_upstream(Duration::ZERO);
+    let cache = cache_dir();
+    let edge = Edge::start(http_edge(upstream, cache.path()));
+    let strace =
+        e2e::process::Strace::attach(edge.pid(), "fsync,fdatasync,rename,renameat,renameat2");
+    let r = get(&edge, "720p/flushed.ts");
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, BODY),
+        "{}",
+        edge.diagnostics()
+    );
+    let kept = cache.path().join(VIDEO).join("720p/flushed.ts");
+    assert!(wait_until(Duration::from_secs(5), || kept.exists()), "kept");
+    let trace = strace.finish();
+    let lines: Vec<&str> = trace.lines().collect();
+    let renamed = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains("720p/flushed.ts\""))
+        .unwrap_or_else(|| panic!("no rename into place:\n{trace}"));
+    assert!(
+        lines[..renamed]
+            .iter()
+            .any(|l| l.contains("fsync(") || l.contains("fdatasync(")),
+        "renamed before any flush:\n{trace}"
+    );
 }
 
 /// A purge while an object is being pulled: the fill may hold the bytes the purge was for, so

@@ -160,6 +160,13 @@ impl Upstream {
             .purges
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.missing.invalidate_all();
+        // Fills in flight may hold the very bytes purged: they finish for the requests that
+        // joined them, but later requests start fills of their own.
+        self.inner
+            .fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|rel, _| !rel.starts_with(prefix));
         self.inner.disk.purge_prefix(prefix)
     }
 
@@ -235,12 +242,13 @@ impl Inner {
         self.missing.insert(Arc::from(rel), ());
     }
 
-    /// The fill of `rel` is over: the next miss starts a new one.
-    fn forget(&self, rel: &[u8]) {
-        self.fills
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(rel);
+    /// `fill` of `rel` is over: the next miss starts a new one. A newer fill of `rel` (one
+    /// started after a purge) stays.
+    fn forget(&self, rel: &[u8], fill: &Arc<Fill>) {
+        let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+        if fills.get(rel).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+            fills.remove(rel);
+        }
     }
 }
 

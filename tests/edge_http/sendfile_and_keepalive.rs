@@ -3,15 +3,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::content::{pseudo_random_bytes, world_readable_tempdir, SEGMENT};
+use e2e::content::{pseudo_random_bytes, SEGMENT};
 use e2e::http;
-use e2e::process::{self, LineLog};
-use e2e::{metrics, ContentTree, Request, Signal};
+use e2e::process::Strace;
+use e2e::{metrics, ContentTree, Request};
 
-use crate::support::{expired, require_tool, signed, start_edge, tampered};
+use crate::support::{expired, signed, start_edge, tampered};
 
 // ---------------------------------------------------------------------------------------------
 // zero-copy delivery
@@ -21,7 +20,6 @@ use crate::support::{expired, require_tool, signed, start_edge, tampered};
 /// sendfile(2), and the bytes counted by the kernel calls add up to the file.
 #[test]
 fn cold_large_segment_goes_out_by_sendfile() {
-    require_tool("strace");
     let tree = ContentTree::new();
     let rel = "1080p/segment_000.ts";
     let size = 3 * 1024 * 1024 + 17;
@@ -29,31 +27,12 @@ fn cold_large_segment_goes_out_by_sendfile() {
     tree.write(rel, &bytes);
     let edge = start_edge(&tree);
 
-    let trace_dir = world_readable_tempdir("e2e-strace-");
-    let trace_file = trace_dir.path().join("trace.txt");
-    let mut strace = Command::new("strace")
-        .args(["-f", "-e", "trace=sendfile", "-o"])
-        .arg(&trace_file)
-        .args(["-p", &edge.pid().to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start strace");
-    let strace_log = LineLog::drain(strace.stderr.take().expect("stderr is piped"));
-    // strace attaches to every thread of the process before it reports
-    // "Process N attached with M threads"; tracing is live from then on.
-    let attached = strace_log.wait_for(Instant::now() + Duration::from_secs(20), |lines| {
-        lines.iter().any(|line| line.contains("attached"))
-    });
-    assert!(attached, "strace did not attach:\n{}", strace_log.tail(20));
-
+    let strace = Strace::attach(edge.pid(), "sendfile");
     let response = edge.public(Request::get(signed(rel)));
-    process::stop(&mut strace, Signal::Int, Duration::from_secs(10));
+    let trace = strace.finish();
     assert_eq!(response.status, 200, "{}", edge.diagnostics());
     assert!(response.body == bytes, "the body is the file");
 
-    let trace = fs::read_to_string(&trace_file).expect("read the strace output");
     let calls = parse_sendfile_trace(&trace);
     let sent: i64 = calls.iter().map(|call| call.result.max(0)).sum();
     assert_eq!(

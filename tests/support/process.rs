@@ -403,3 +403,55 @@ pub fn launch(
         listeners,
     }
 }
+
+/// `strace` attached to a running process, recording some system calls of all its threads.
+pub struct Strace {
+    child: Child,
+    log: LineLog,
+    file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Strace {
+    /// Attaches to `pid`, tracing `calls` (strace's `trace=` list, e.g. `sendfile` or
+    /// `fdatasync,rename`), and returns once tracing is live. Panics if strace is missing or
+    /// cannot attach.
+    pub fn attach(pid: u32, calls: &str) -> Self {
+        assert!(
+            on_path("strace"),
+            "`strace` is not installed; the README's test command installs it"
+        );
+        let dir = crate::content::world_readable_tempdir("e2e-strace-");
+        let file = dir.path().join("trace.txt");
+        let mut child = Command::new("strace")
+            .args(["-f", "-e", &format!("trace={calls}"), "-o"])
+            .arg(&file)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start strace");
+        let log = LineLog::drain(child.stderr.take().expect("stderr is piped"));
+        // strace attaches to every thread of the process before it reports
+        // "Process N attached with M threads"; tracing is live from then on.
+        let attached = log.wait_for(Instant::now() + Duration::from_secs(20), |lines| {
+            lines.iter().any(|line| line.contains("attached"))
+        });
+        assert!(attached, "strace did not attach:\n{}", log.tail(20));
+        Self {
+            child,
+            log,
+            file,
+            _dir: dir,
+        }
+    }
+
+    /// Detaches and returns the trace: one line per call.
+    pub fn finish(mut self) -> String {
+        stop(&mut self.child, Signal::Int, Duration::from_secs(10));
+        std::fs::read_to_string(&self.file).unwrap_or_else(|e| {
+            panic!("read the strace output: {e}\nstrace: {}", self.log.tail(20))
+        })
+    }
+}

@@ -5,7 +5,8 @@
 //! be served: a file under the root that is not in it (a fill's temporary file, anything
 //! stray) is never served, it is pulled again. Evicting an entry deletes its file (only if
 //! it is still the same inode: a newer fill may have replaced it). Fills write under
-//! `<root>/.edge-fill/` and rename into place, so a partial file never has a servable name; at
+//! `<root>/.edge-fill/` and rename into place once flushed to the disk, so a partial file
+//! never has a servable name, not even after a power cut; at
 //! start that directory is emptied and the rest of the root is scanned back into the index,
 //! oldest use first, so the cache survives a restart.
 

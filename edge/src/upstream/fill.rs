@@ -4,7 +4,7 @@
 //!
 //! A fill runs in a task of its own (a client that goes away does not abort it): one upstream
 //! GET written to a temporary file under the fill directory, its length (and MD5, when the
-//! ETag carries one) checked, then renamed into place and indexed. Readers `pread` the
+//! ETag carries one) checked, then flushed to the disk, renamed into place and indexed. Readers `pread` the
 //! temporary file up to what has been written; the object's last bytes are only handed out
 //! once the fill has verified everything, so no response built from a fill that turns out
 //! bad (short, too long, wrong MD5) ever completes, and nothing of it is ever cached.
@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -94,21 +94,85 @@ pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>)
     // keep the requests behind it for a second whole timeout.
     let deadline = tokio::time::Instant::now() + inner.timeout;
     let result = match take_place(&inner, deadline).await {
-        Ok(_place) => fill_once(&inner, &fill, (&rel, &args), deadline, purges).await,
+        Ok(_place) => fill_once(&inner, &fill, (&rel, &args), deadline).await,
         Err(e) => Err(e),
     };
-    if let Ok(size) = &result {
-        let m = &inner.metrics;
-        m.upstream_bytes.inc_by(*size);
-        m.upstream_fill_seconds
-            .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(pulled) => {
+            let m = &inner.metrics;
+            m.upstream_bytes.inc_by(pulled.size);
+            m.upstream_fill_seconds
+                .observe(started.elapsed().as_secs_f64());
+            // Every byte is verified: the readers get the last ones now, and the object is
+            // kept meanwhile (flushed to the disk first, which takes a while). Until it is
+            // indexed, new requests still join this fill.
+            fill.progress.send_modify(|p| p.outcome = Some(Ok(())));
+            keep(&inner, &rel, pulled, purges).await;
+            inner.forget(rel.as_bytes(), &fill);
+        }
+        Err(error) => {
+            if let FetchError::NotFound = error {
+                inner.missing(rel.as_bytes());
+            }
+            inner.forget(rel.as_bytes(), &fill);
+            fill.progress.send_modify(|p| p.outcome = Some(Err(error)));
+        }
     }
-    if let Err(FetchError::NotFound) = result {
-        inner.missing(rel.as_bytes());
+}
+
+/// A verified object in its temporary file.
+struct Pulled {
+    size: u64,
+    mtime: i64,
+    file: Arc<File>,
+    temp: PathBuf,
+}
+
+/// Keeps a pulled object in the disk cache under its name and indexes it, unless a purge came
+/// after `purges`. One the disk cannot take is dropped: its readers have it open.
+async fn keep(inner: &Inner, rel: &str, pulled: Pulled, purges: u64) {
+    let path = inner.disk.path(rel);
+    let Pulled {
+        size,
+        mtime,
+        file,
+        temp,
+    } = pulled;
+    if inner.purges.load(Ordering::SeqCst) != purges {
+        // Purged while it was pulled: maybe the very bytes the purge was for.
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(temp)).await;
+        return;
     }
-    inner.forget(rel.as_bytes());
-    fill.progress
-        .send_modify(|p| p.outcome = Some(result.map(|_| ())));
+    let target = path.clone();
+    let named = tokio::task::spawn_blocking(move || {
+        let named = name(&file, &temp, &target, mtime);
+        if named.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        named
+    })
+    .await
+    .unwrap_or_else(|e| Err(io::Error::other(e)));
+    match named {
+        Ok(ino) => {
+            let entry = Entry {
+                size,
+                ino,
+                fetched: Some(Instant::now()),
+            };
+            inner.disk.insert(rel.as_bytes(), entry, &inner.metrics);
+            if inner.purges.load(Ordering::SeqCst) != purges {
+                // Purged while it was being named.
+                inner.disk.remove(rel.as_bytes());
+            }
+        }
+        Err(error) => {
+            // The bytes are verified, and every reader has the file open: they are served
+            // whole, only not kept (a name the filesystem refuses: too long, or a directory
+            // of other objects). Failing the fill would make each request download it again.
+            tracing::warn!(%error, path = %path.display(), "a pulled object cannot be kept on disk");
+        }
+    }
 }
 
 /// One of the [`FILLS_MAX`](super::FILLS_MAX) places, waited for until `deadline`, by which
@@ -146,14 +210,13 @@ impl Drop for Place<'_> {
     }
 }
 
-/// Pulls `rel` into the disk cache and indexes it, unless a purge came after `purges`.
+/// Pulls `rel` into a temporary file of the disk cache and verifies it.
 async fn fill_once(
     inner: &Inner,
     fill: &Fill,
     (rel, args): (&str, &[u8]),
     deadline: tokio::time::Instant,
-    purges: u64,
-) -> Result<u64, FetchError> {
+) -> Result<Pulled, FetchError> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     // Counted when the upstream answered (or failed to), before any client sees a byte.
     let fetched = inner.source.fetch(rel, args, left).await;
@@ -194,36 +257,22 @@ async fn fill_once(
         let _ = std::fs::remove_file(&temp);
         return Err(e);
     }
-    let path = inner.disk.path(rel);
-    match keep(&file, &temp, &path, mtime) {
-        Ok(ino) => {
-            let entry = Entry {
-                size,
-                ino,
-                fetched: Some(Instant::now()),
-            };
-            inner.disk.insert(rel.as_bytes(), entry, &inner.metrics);
-            if inner.purges.load(Ordering::SeqCst) != purges {
-                // Purged while it was pulled: maybe the very bytes the purge was for.
-                inner.disk.remove(rel.as_bytes());
-            }
-        }
-        Err(error) => {
-            // The bytes are verified, and every reader has the file open: they are served
-            // whole, only not kept (a name the filesystem refuses: too long, or a directory
-            // of other objects). Failing here would make each request download it again.
-            tracing::warn!(%error, path = %path.display(), "a pulled object cannot be kept on disk");
-            let _ = std::fs::remove_file(&temp);
-        }
-    }
-    Ok(size)
+    Ok(Pulled {
+        size,
+        mtime,
+        file,
+        temp,
+    })
 }
 
-/// Gives the verified `temp` its final name at `path`, with the upstream's `mtime`; returns its
-/// inode.
-fn keep(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
+/// Gives the verified `temp` its final name at `path`, with the upstream's `mtime`, once it is
+/// on the disk: after a power cut, the next start indexes every named file as a whole object,
+/// and a rename can reach the disk before the bytes. Returns its inode.
+fn name(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
     let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
     file.set_modified(modified)?;
+    // The mtime too: it is half of the ETag.
+    file.sync_all()?;
     // Read before the rename: once the file has its name, it must be indexed.
     let ino = file.metadata()?.ino();
     let dir = path.parent().unwrap_or(path);
