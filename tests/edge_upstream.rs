@@ -791,10 +791,10 @@ fn a_pulled_object_is_flushed_before_it_takes_its_name() {
     );
 }
 
-/// A purge while an object is being pulled: the fill may hold the bytes the purge was for, so
-/// it serves them but does not keep them.
-#[test]
-fn a_purge_during_a_fill_is_not_undone_by_it() {
+/// Pulls `720p/a.ts` a byte every 300 ms and, while it arrives, purges `prefix` (below
+/// `/hls/`); the viewer gets the object whole. Returns the edge, its cache and the upstream's
+/// GET count.
+fn purge_during_a_fill(prefix: &str) -> (Edge, TempDir, Arc<AtomicUsize>) {
     const TOKEN: &str = "purge-secret-0123456789";
     let (upstream, gets) = trickling_upstream(Duration::from_millis(300));
     let cache = cache_dir();
@@ -804,7 +804,7 @@ fn a_purge_during_a_fill_is_not_undone_by_it() {
         assert!(wait_until(Duration::from_secs(2), || gets
             .load(Ordering::SeqCst)
             == 1));
-        let purge = Request::get(format!("/purge?prefix=/hls/{VIDEO}/"))
+        let purge = Request::get(format!("/purge?prefix=/hls/{prefix}"))
             .method("POST")
             .host(edge.admin_addr.to_string())
             .header("Content-Length", "0")
@@ -814,6 +814,19 @@ fn a_purge_during_a_fill_is_not_undone_by_it() {
         let r = viewer.join().expect("viewer");
         assert_eq!((r.status, r.body.as_slice()), (200, BODY));
     });
+    (edge, cache, gets)
+}
+
+/// A purge while an object is being pulled: the fill may hold the bytes the purge was for, so
+/// it serves them but does not keep them.
+#[test]
+fn a_purge_during_a_fill_is_not_undone_by_it() {
+    let (edge, cache, gets) = purge_during_a_fill(&format!("{VIDEO}/"));
+    // The fill ends after its answer.
+    let ended = wait_until(Duration::from_secs(5), || {
+        edge.diagnostics().contains("purged while it was pulled")
+    });
+    assert!(ended, "{}", edge.diagnostics());
     assert!(
         !cache.path().join(VIDEO).join("720p/a.ts").exists(),
         "kept after the purge"
@@ -824,6 +837,20 @@ fn a_purge_during_a_fill_is_not_undone_by_it() {
         2,
         "pulled again after the purge"
     );
+}
+
+/// A purge of another video while an object is pulled leaves that fill alone: it is kept, and
+/// the next request is a hit.
+#[test]
+fn a_purge_elsewhere_during_a_fill_keeps_it() {
+    let (edge, cache, gets) = purge_during_a_fill("another-video/");
+    let kept = cache.path().join(VIDEO).join("720p/a.ts");
+    assert!(
+        wait_until(Duration::from_secs(5), || kept.exists()),
+        "not kept"
+    );
+    assert_eq!(get(&edge, "720p/a.ts").body, BODY);
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "a hit");
 }
 
 /// A failed upstream request is logged without its URL: for an http upstream it carries the

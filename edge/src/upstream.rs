@@ -70,9 +70,6 @@ pub struct Inner {
     fill_places: tokio::sync::Semaphore,
     /// Paths the upstream answered 404 for, remembered for `playlist_ttl`.
     missing: moka::sync::Cache<Arc<[u8]>, ()>,
-    /// Purges so far: a fill that saw one happen does not keep what it pulled, which may be
-    /// what the purge was for.
-    purges: std::sync::atomic::AtomicU64,
     describe: String,
 }
 
@@ -107,7 +104,6 @@ impl Upstream {
                 direct: Arc::new(tokio::sync::Semaphore::new(DIRECT_MAX)),
                 fill_places: tokio::sync::Semaphore::new(FILLS_MAX),
                 missing: missing_memory(settings.playlist_ttl),
-                purges: std::sync::atomic::AtomicU64::new(0),
                 describe: settings.source.describe(),
             }),
         })
@@ -152,21 +148,32 @@ impl Upstream {
     }
 
     /// Drops cached files under `prefix` (below the content prefix); returns how many. What
-    /// was missing may exist now: that memory goes too.
+    /// was missing there may exist now: that memory goes too.
     pub fn purge_prefix(&self, prefix: &[u8]) -> usize {
-        // Counted before anything is dropped: a fill that indexes its object after this line
-        // sees the count change and drops it, one that indexed before has it dropped below.
-        self.inner
-            .purges
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.missing.invalidate_all();
-        // Fills in flight may hold the very bytes purged: they finish for the requests that
-        // joined them, but later requests start fills of their own.
-        self.inner
-            .fills
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|rel, _| !rel.starts_with(prefix));
+        let inner = &self.inner;
+        // Fills in flight there may hold the very bytes purged: they finish for the requests
+        // that joined them but keep nothing (nor remember a 404), and later requests start
+        // fills of their own. Marked before the files are dropped: a fill that indexes its
+        // object after the mark sees it and drops it, one that indexed before has it dropped
+        // below.
+        let mut fills = inner.fills.lock().unwrap_or_else(PoisonError::into_inner);
+        fills.retain(|rel, fill| {
+            let under = rel.starts_with(prefix);
+            if under {
+                fill.purge();
+            }
+            !under
+        });
+        let forgotten: Vec<_> = inner
+            .missing
+            .iter()
+            .filter(|(rel, _)| rel.starts_with(prefix))
+            .map(|(rel, _)| rel)
+            .collect();
+        for rel in forgotten {
+            inner.missing.invalidate(rel.as_ref());
+        }
+        drop(fills);
         self.inner.disk.purge_prefix(prefix)
     }
 
@@ -237,15 +244,15 @@ fn missing_memory(ttl: Duration) -> moka::sync::Cache<Arc<[u8]>, ()> {
 }
 
 impl Inner {
-    /// The upstream has no `rel`: answered 404 from memory for a while.
-    fn missing(&self, rel: &[u8]) {
-        self.missing.insert(Arc::from(rel), ());
-    }
-
     /// `fill` of `rel` is over: the next miss starts a new one. A newer fill of `rel` (one
-    /// started after a purge) stays.
-    fn forget(&self, rel: &[u8], fill: &Arc<Fill>) {
+    /// started after a purge) stays. `missing`: the upstream has no `rel`, answered 404 from
+    /// memory for a while, unless a purge came meanwhile (it may be there now).
+    fn forget(&self, rel: &[u8], fill: &Arc<Fill>, missing: bool) {
         let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+        // Under the lock a purge marks fills with: it comes before, or after and forgets this.
+        if missing && !fill.purged() {
+            self.missing.insert(Arc::from(rel), ());
+        }
         if fills.get(rel).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             fills.remove(rel);
         }

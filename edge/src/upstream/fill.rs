@@ -14,7 +14,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -53,12 +53,17 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Fill {
     progress: watch::Sender<Progress>,
+    /// A purge came for its object while it was pulled: it keeps nothing. A lock, not a flag:
+    /// the rename into place happens under it, so a purge comes either before (nothing is
+    /// named) or after (the purge finds the name, or the fill sees the mark and drops it).
+    purged: Mutex<bool>,
 }
 
 impl Default for Fill {
     fn default() -> Self {
         Self {
             progress: watch::Sender::new(Progress::default()),
+            purged: Mutex::new(false),
         }
     }
 }
@@ -67,6 +72,19 @@ impl Fill {
     /// Follows this fill's progress.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// Its object was purged: what it pulled may be the bytes the purge was for.
+    pub fn purge(&self) {
+        *self.lock_purged() = true;
+    }
+
+    pub(super) fn purged(&self) -> bool {
+        *self.lock_purged()
+    }
+
+    fn lock_purged(&self) -> MutexGuard<'_, bool> {
+        self.purged.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -89,13 +107,15 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// spawns for the first miss).
 pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>) {
     let started = Instant::now();
-    let purges = inner.purges.load(Ordering::SeqCst);
     // One wait for the place and the answer together: a fill that got its place late must not
     // keep the requests behind it for a second whole timeout.
     let deadline = tokio::time::Instant::now() + inner.timeout;
-    let result = match take_place(&inner, deadline).await {
-        Ok(_place) => fill_once(&inner, &fill, (&rel, &args), deadline).await,
-        Err(e) => Err(e),
+    let (result, place) = match take_place(&inner, deadline).await {
+        Ok(place) => {
+            let result = fill_once(&inner, &fill, (&rel, &args), deadline).await;
+            (result, Some(place))
+        }
+        Err(e) => (Err(e), None),
     };
     match result {
         Ok(pulled) => {
@@ -104,17 +124,17 @@ pub async fn run(inner: Arc<Inner>, fill: Arc<Fill>, rel: String, args: Vec<u8>)
             m.upstream_fill_seconds
                 .observe(started.elapsed().as_secs_f64());
             // Every byte is verified: the readers get the last ones now, and the object is
-            // kept meanwhile (flushed to the disk first, which takes a while). Until it is
-            // indexed, new requests still join this fill.
+            // kept meanwhile (flushed to the disk first, which takes a while), still in its
+            // place. Until it is indexed, new requests join this fill.
             fill.progress.send_modify(|p| p.outcome = Some(Ok(())));
-            keep(&inner, &rel, pulled, purges).await;
-            inner.forget(rel.as_bytes(), &fill);
+            keep(&inner, &rel, pulled, &fill).await;
+            drop(place);
+            inner.forget(rel.as_bytes(), &fill, false);
         }
         Err(error) => {
-            if let FetchError::NotFound = error {
-                inner.missing(rel.as_bytes());
-            }
-            inner.forget(rel.as_bytes(), &fill);
+            drop(place);
+            let missing = matches!(error, FetchError::NotFound);
+            inner.forget(rel.as_bytes(), &fill, missing);
             fill.progress.send_modify(|p| p.outcome = Some(Err(error)));
         }
     }
@@ -128,9 +148,9 @@ struct Pulled {
     temp: PathBuf,
 }
 
-/// Keeps a pulled object in the disk cache under its name and indexes it, unless a purge came
-/// after `purges`. One the disk cannot take is dropped: its readers have it open.
-async fn keep(inner: &Inner, rel: &str, pulled: Pulled, purges: u64) {
+/// Keeps a pulled object in the disk cache under its name and indexes it, unless its `fill` was
+/// purged. One the disk cannot take is dropped: its readers have it open.
+async fn keep(inner: &Inner, rel: &str, pulled: Pulled, fill: &Arc<Fill>) {
     let path = inner.disk.path(rel);
     let Pulled {
         size,
@@ -138,15 +158,10 @@ async fn keep(inner: &Inner, rel: &str, pulled: Pulled, purges: u64) {
         file,
         temp,
     } = pulled;
-    if inner.purges.load(Ordering::SeqCst) != purges {
-        // Purged while it was pulled: maybe the very bytes the purge was for.
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(temp)).await;
-        return;
-    }
-    let target = path.clone();
+    let (target, purgeable) = (path.clone(), fill.clone());
     let named = tokio::task::spawn_blocking(move || {
-        let named = name(&file, &temp, &target, mtime);
-        if named.is_err() {
+        let named = name(&file, &temp, &target, mtime, &purgeable);
+        if !matches!(named, Ok(Some(_))) {
             let _ = std::fs::remove_file(&temp);
         }
         named
@@ -154,18 +169,21 @@ async fn keep(inner: &Inner, rel: &str, pulled: Pulled, purges: u64) {
     .await
     .unwrap_or_else(|e| Err(io::Error::other(e)));
     match named {
-        Ok(ino) => {
+        Ok(Some(ino)) => {
             let entry = Entry {
                 size,
                 ino,
                 fetched: Some(Instant::now()),
             };
             inner.disk.insert(rel.as_bytes(), entry, &inner.metrics);
-            if inner.purges.load(Ordering::SeqCst) != purges {
-                // Purged while it was being named.
+            if fill.purged() {
+                // Purged once it had its name, maybe before the purge could find it indexed.
                 inner.disk.remove(rel.as_bytes());
+                tracing::info!("purged while it was being kept: dropped");
             }
         }
+        // Maybe the very bytes the purge was for.
+        Ok(None) => tracing::info!("purged while it was pulled: not kept"),
         Err(error) => {
             // The bytes are verified, and every reader has the file open: they are served
             // whole, only not kept (a name the filesystem refuses: too long, or a directory
@@ -266,13 +284,18 @@ async fn fill_once(
 }
 
 /// Gives the verified `temp` its final name at `path`, with the upstream's `mtime`, once it is
-/// on the disk: after a power cut, the next start indexes every named file as a whole object,
-/// and a rename can reach the disk before the bytes. Returns its inode.
-fn name(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
+/// on the disk (after a power cut, the next start indexes every named file as a whole object,
+/// and a rename can reach the disk before the bytes) and unless `fill` was purged meanwhile.
+/// Returns its inode, or `None` if purged.
+fn name(file: &File, temp: &Path, path: &Path, mtime: i64, fill: &Fill) -> io::Result<Option<u64>> {
     let modified = UNIX_EPOCH + Duration::from_secs(u64::try_from(mtime).unwrap_or(0));
     file.set_modified(modified)?;
     // The mtime too: it is half of the ETag.
     file.sync_all()?;
+    let purged = fill.lock_purged();
+    if *purged {
+        return Ok(None);
+    }
     // Read before the rename: once the file has its name, it must be indexed.
     let ino = file.metadata()?.ino();
     let dir = path.parent().unwrap_or(path);
@@ -285,7 +308,8 @@ fn name(file: &File, temp: &Path, path: &Path, mtime: i64) -> io::Result<u64> {
         }
         other => other?,
     }
-    Ok(ino)
+    drop(purged);
+    Ok(Some(ino))
 }
 
 /// Writes the body to `file` as it arrives, publishing each step; checks length and MD5.

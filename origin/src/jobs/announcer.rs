@@ -15,8 +15,10 @@
 //!
 //! A taker has the announcement for [`Timing::lease`], longer than a delivery can take,
 //! counted again from when its delivery starts (not from when it was queued); only a taker
-//! that died (or is slower than that) has it delivered twice. A sweep takes no more than the
-//! deliveries that can start at once, so what it takes does not wait behind a dead receiver.
+//! that died (or is slower than that) has it delivered twice. One whose delivery is cut short
+//! (the process stops, the queue is full) gives it back at once. A sweep takes no more than
+//! the deliveries that can start at once, so what it takes does not wait behind a dead
+//! receiver.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -138,25 +140,33 @@ impl<S: JobStore> Announcer<S> {
         let this = self.clone();
         tokio::spawn(async move {
             let (video, announcement) = &key;
+            let lease = secs(this.timing.lease);
             if delivery.started.await.is_ok() {
                 // The lease runs from now: waiting in the queue does not count.
-                let lease = secs(this.timing.lease);
-                let renewed =
-                    this.store
-                        .take_announcements(Pending::Taken(video), unix_now(), lease);
-                if let Err(error) = renewed.await {
-                    tracing::warn!(%error, video.id = %video, "announcement lease not renewed");
-                }
+                this.lease(video, announcement, lease).await;
             }
-            if let Ok(Outcome::Delivered | Outcome::Failed) = delivery.ended.await {
-                if let Err(error) = this.store.announced(video, announcement).await {
-                    tracing::warn!(%error, video.id = %video, "delivery not recorded; it will be made again");
+            match delivery.ended.await {
+                Ok(Outcome::Delivered | Outcome::Failed) => {
+                    if let Err(error) = this.store.announced(video, announcement).await {
+                        tracing::warn!(%error, video.id = %video, "delivery not recorded; it will be made again");
+                    }
                 }
+                // Cut short (the process is stopping, or the queue was full): given back, for
+                // the next sweep here or elsewhere.
+                Ok(Outcome::Abandoned) | Err(_) => this.lease(video, announcement, 0).await,
             }
-            // Otherwise cut short (the process is stopping, or the queue was full): the next
-            // taker delivers it once this one's lease has run out.
             this.lock().remove(&key);
         });
+    }
+
+    /// Holds `video`'s `announcement` for `secs` from now (0: gives it back), if it is still
+    /// the record's.
+    async fn lease(&self, video: &VideoId, announcement: &Announcement, secs: i64) {
+        let pending = Pending::Taken(video, announcement);
+        let taken = self.store.take_announcements(pending, unix_now(), secs);
+        if let Err(error) = taken.await {
+            tracing::warn!(%error, video.id = %video, "announcement lease not changed");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(VideoId, Announcement)>> {

@@ -56,6 +56,10 @@ fn decode(bytes: &[u8]) -> Result<Job, StoreError> {
     serde_json::from_slice(bytes).map_err(backend)
 }
 
+fn undecodable(video: &str, error: &StoreError) {
+    tracing::warn!(%error, video.id = video, "a job record does not decode; skipped");
+}
+
 fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(job).map_err(backend)
 }
@@ -98,8 +102,14 @@ impl EmbeddedStore {
         let table = tx.open_table(JOBS).map_err(backend)?;
         let mut outbox = self.outbox();
         for row in table.iter().map_err(backend)? {
-            let (_, v) = row.map_err(backend)?;
-            let job = decode(v.value())?;
+            let (key, v) = row.map_err(backend)?;
+            let job = match decode(v.value()) {
+                Ok(job) => job,
+                Err(error) => {
+                    undecodable(key.value(), &error);
+                    continue;
+                }
+            };
             if job.announce.is_some() {
                 let due = Due {
                     at: i64::MIN,
@@ -167,8 +177,12 @@ impl EmbeddedStore {
             let table = tx.open_table(JOBS).map_err(backend)?;
             let mut out = Vec::new();
             for row in table.iter().map_err(backend)? {
-                let (_, v) = row.map_err(backend)?;
-                out.push(decode(v.value())?);
+                let (key, v) = row.map_err(backend)?;
+                // One record that does not decode must not stop the queue.
+                match decode(v.value()) {
+                    Ok(job) => out.push(job),
+                    Err(error) => undecodable(key.value(), &error),
+                }
             }
             Ok(out)
         })

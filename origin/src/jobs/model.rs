@@ -76,6 +76,7 @@ pub struct Announcement {
     /// Random, drawn when the outcome is recorded: with the video, the ending and `at`, what
     /// the event id is derived from, so every delivery of this outcome carries the same id,
     /// and another outcome of the video in the same second has another.
+    #[serde(default)]
     pub nonce: u32,
 }
 

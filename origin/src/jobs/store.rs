@@ -53,9 +53,10 @@ pub enum Pending<'a> {
     /// This video's, unless another taker has it: its own worker's, once the outcome is
     /// settled (within the hold, before anyone else took it, or once due).
     Held(&'a VideoId),
-    /// This video's, whoever has it: a taker renewing its lease as the delivery starts, so
-    /// that the time it waited in the queue is not counted against it.
-    Taken(&'a VideoId),
+    /// This video's, whoever has it, if it is still this announcement: a taker renewing its
+    /// lease as the delivery starts (the time it waited in the queue does not count), or
+    /// giving it back (a lease of 0) when its delivery was cut short.
+    Taken(&'a VideoId, &'a Announcement),
 }
 
 /// How a failed attempt ends.

@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 use shared::media::VideoId;
 
-use super::{backend, decode, lock, put, EmbeddedStore, JOBS};
+use super::{backend, decode, lock, put, undecodable, EmbeddedStore, JOBS};
 use crate::jobs::model::{Announcement, Ending, Job, JobState, Lease, LeaseStep, WORKERS_DIED};
 use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, Pending, StoreError};
 use crate::transcode::pipeline::Published;
@@ -62,8 +62,14 @@ impl JobStore for EmbeddedStore {
             let mut best: Option<Job> = None;
             let mut worn_out = Vec::new();
             for row in t.iter().map_err(backend)? {
-                let (_, v) = row.map_err(backend)?;
-                let job = decode(v.value())?;
+                let (key, v) = row.map_err(backend)?;
+                let job = match decode(v.value()) {
+                    Ok(job) => job,
+                    Err(error) => {
+                        undecodable(key.value(), &error);
+                        continue;
+                    }
+                };
                 if job.worn_out(now, max_attempts) {
                     worn_out.push(job);
                 } else if job.claimable(now)
@@ -297,7 +303,7 @@ impl JobStore for EmbeddedStore {
     ) -> Result<Vec<Job>, StoreError> {
         let (candidates, limit) = match pending {
             Pending::Due(limit) => (self.all().await?, limit),
-            Pending::Held(video) | Pending::Taken(video) => {
+            Pending::Held(video) | Pending::Taken(video, _) => {
                 (self.get(video).await?.into_iter().collect(), 1)
             }
         };
@@ -314,7 +320,7 @@ impl JobStore for EmbeddedStore {
             let free = match pending {
                 Pending::Due(_) => due.at <= now,
                 Pending::Held(_) => due.at <= now || !due.taken,
-                Pending::Taken(_) => true,
+                Pending::Taken(_, held) => job.announce.as_ref() == Some(held),
             };
             if free {
                 *due = super::Due {

@@ -295,10 +295,10 @@ impl JobStore for RedisStore {
         lease_secs: i64,
     ) -> Result<Vec<Job>, StoreError> {
         let now = self.in_redis_time(now).await;
-        let (limit, video, mode) = match pending {
-            Pending::Due(limit) => (limit, String::new(), ""),
-            Pending::Held(video) => (1, video.to_string(), "held"),
-            Pending::Taken(video) => (1, video.to_string(), "taken"),
+        let (limit, video, mode, held) = match pending {
+            Pending::Due(limit) => (limit, String::new(), "", String::new()),
+            Pending::Held(video) => (1, video.to_string(), "held", String::new()),
+            Pending::Taken(video, held) => (1, video.to_string(), "taken", json(held)?),
         };
         let hold = self.hold.load(std::sync::atomic::Ordering::Relaxed).max(0);
         let args = [
@@ -308,6 +308,7 @@ impl JobStore for RedisStore {
             video,
             hold.to_string(),
             mode.to_owned(),
+            held,
         ];
         let rows: Vec<Vec<String>> = self
             .eval(&self.scripts.take_announcements, &[], &args)

@@ -308,10 +308,11 @@ return 1
 "#;
 
 /// ARGV: now, the end of the taker's lease, how many at most, the video (empty: those due),
-/// the hold, and for a video `held` (its own worker's: while its score is still the end of the
-/// hold, nobody else having taken it, or once due) or `taken` (whoever has it). Flat HGETALL
-/// replies of the jobs taken; an entry whose job has nothing to announce (any more) leaves
-/// the index.
+/// the hold, for a video `held` (its own worker's: while its score is still the end of the
+/// hold, nobody else having taken it, or once due) or `taken` (whoever has it, if the record
+/// still holds the announcement JSON that follows). Flat HGETALL replies of the jobs taken;
+/// an entry whose job has nothing to announce (any more) leaves the index, and a video's
+/// announcement missing from the index is filed again.
 const TAKE_ANNOUNCEMENTS: &str = r#"
 local vs = {ARGV[4]}
 if ARGV[4] == '' then
@@ -323,11 +324,12 @@ for _, v in ipairs(vs) do
   local score = redis.call('ZSCORE', ANNOUNCE, v)
   if not a or a == 'null' then
     redis.call('ZREM', ANNOUNCE, v)
-  elseif score then
-    local due = tonumber(score)
-    local free = ARGV[6] == 'taken' or due <= tonumber(ARGV[1])
+  else
+    local free = not score or tonumber(score) <= tonumber(ARGV[1])
     if ARGV[6] == 'held' and not free then
-      free = due == cjson.decode(a).at + tonumber(ARGV[5])
+      free = tonumber(score) == cjson.decode(a).at + tonumber(ARGV[5])
+    elseif ARGV[6] == 'taken' then
+      free = a == ARGV[7]
     end
     if free then
       redis.call('ZADD', ANNOUNCE, ARGV[2], v)

@@ -1,7 +1,7 @@
 //! The behaviour every backend must show; run by each backend's tests.
 
 use super::*;
-use crate::jobs::model::{Ending, Job};
+use crate::jobs::model::{Announcement, Ending, Job};
 use crate::transcode::pipeline::Profile;
 
 fn id(s: &str) -> VideoId {
@@ -369,11 +369,19 @@ pub async fn announcements(store: &impl JobStore) {
         again.expect("take").is_empty(),
         "taken, not even by its worker until the lease ends"
     );
-    // Its taker starts delivering it 20 s later: the lease runs from then.
-    let renewed = store
-        .take_announcements(Pending::Taken(&ok), t0 + 32, 30)
-        .await;
-    assert_eq!(renewed.expect("renew").len(), 1);
+    // Its taker starts delivering it 20 s later: the lease runs from then, if the record still
+    // holds that announcement.
+    let other = Announcement {
+        nonce: announced.nonce.wrapping_add(1),
+        ..announced
+    };
+    let renewed = store.take_announcements(Pending::Taken(&ok, &other), t0 + 32, 30);
+    assert!(
+        renewed.await.expect("renew").is_empty(),
+        "another outcome's"
+    );
+    let renewed = store.take_announcements(Pending::Taken(&ok, &announced), t0 + 32, 30);
+    assert_eq!(renewed.await.expect("renew").len(), 1);
     assert_eq!(due(t0 + 61).await, []);
     // Its worker died with it: due again once the lease ran out, to anyone.
     assert_eq!(
@@ -432,7 +440,7 @@ pub async fn announcements(store: &impl JobStore) {
     store.announced(&doomed, &announced).await.expect("gone");
     assert_eq!(due(t0 + 1000).await, []);
     assert!(store
-        .take_announcements(Pending::Taken(&ok), t0 + 1000, 30)
+        .take_announcements(Pending::Taken(&ok, &announced), t0 + 1000, 30)
         .await
         .expect("take")
         .is_empty());
