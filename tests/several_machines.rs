@@ -20,6 +20,8 @@
 //!    the bucket and the master, and leaves both when deleted; uploaded again, it gets a new
 //!    number, so the edge never serves the deleted file's cues; files added and deleted at
 //!    once on two API machines each keep their own number and place in the master.
+//! 5. A worker stopped while its webhook receiver fails hands the undelivered event, through
+//!    Redis, to another worker, which sends it with the same id.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,6 +34,7 @@ use e2e::origin::{
 };
 use e2e::process::{self, Signal};
 use e2e::seaweed::{self, ADMIN, READER};
+use e2e::webhook::Receiver;
 use e2e::{
     wait_until, Edge, EdgeOptions, Origin, OriginOptions, OriginWorker, RedisServer, Request,
     SeaweedFs, WorkerOptions,
@@ -740,4 +743,59 @@ fn subtitle_through_edge(c: &Cluster, master_path: &str, lang: &str) -> String {
             String::from_utf8_lossy(&out.stdout).into_owned()
         })
         .collect()
+}
+
+/// A worker stopped (SIGTERM) while its receiver keeps failing gives its undelivered
+/// `video.ready` back through Redis, and another worker sends it, with the same event id,
+/// within its next sweep instead of after the first one's lease.
+#[test]
+fn a_stopping_worker_hands_its_undelivered_event_to_another() {
+    const SECRET: &str = "machines-webhook-secret-0123";
+    // Retries a few hundred ms apart; a stop gives them a second (then abandons them).
+    let webhooks =
+        "[webhooks]\nbackoff_initial_ms = 200\nbackoff_max_ms = 500\nshutdown_grace_secs = 1\n";
+    let mut c = Cluster::start(format!("{}\n{webhooks}", transcode_config(1, "ultrafast")));
+    let failing = Receiver::start(&[500]);
+    let working = Receiver::start(&[200]);
+    let (failing_url, working_url) = (failing.url("/hooks"), working.url("/hooks"));
+    let first = c.worker(
+        "machines-hooks-first-",
+        &[
+            ("ORIGIN_WEBHOOK_URL", &failing_url),
+            ("WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    let alice = mint_token(JWT_SECRET, "alice", false, "1h");
+    let clips = tempfile::tempdir().expect("tmp");
+    let clip = clips.path().join("clip.mp4");
+    generate_clip(&clip, 2, 320, 240);
+    let id = c.upload(&alice, &clip);
+    let tried = failing.wait_for(Duration::from_secs(120), |d| !d.is_empty());
+    let first_attempt = tried
+        .first()
+        .unwrap_or_else(|| panic!("no delivery attempt\n{}", c.diagnostics(&[&first])));
+    assert_eq!(first_attempt.json()["video_id"], id.as_str());
+    let event_id = first_attempt.header("x-webhook-id").to_owned();
+
+    let second = c.worker(
+        "machines-hooks-second-",
+        &[
+            ("ORIGIN_WEBHOOK_URL", &working_url),
+            ("WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    let stopping = Instant::now();
+    // SIGTERM, and waits: its delivery is abandoned after the shutdown grace.
+    drop(first);
+    let delivered = working.wait_for(Duration::from_secs(60), |d| !d.is_empty());
+    let delivery = delivered
+        .first()
+        .unwrap_or_else(|| panic!("not handed over\n{}", c.diagnostics(&[&second])));
+    assert_eq!(delivery.header("x-webhook-id"), event_id);
+    let body = delivery.json();
+    assert_eq!(
+        (body["event"].as_str(), body["video_id"].as_str()),
+        (Some("video.ready"), Some(id.as_str()))
+    );
+    eprintln!("handed over {:?} after the stop", stopping.elapsed());
 }
