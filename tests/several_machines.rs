@@ -751,9 +751,10 @@ fn subtitle_through_edge(c: &Cluster, master_path: &str, lang: &str) -> String {
 #[test]
 fn a_stopping_worker_hands_its_undelivered_event_to_another() {
     const SECRET: &str = "machines-webhook-secret-0123";
-    // Retries a few hundred ms apart; a stop gives them a second (then abandons them).
-    let webhooks =
-        "[webhooks]\nbackoff_initial_ms = 200\nbackoff_max_ms = 500\nshutdown_grace_secs = 1\n";
+    // Retries a few hundred ms apart, more than the test can outlast; a stop gives them a
+    // second, then abandons them.
+    let webhooks = "[webhooks]\nmax_attempts = 1000\nbackoff_initial_ms = 200\n\
+                    backoff_max_ms = 500\nshutdown_grace_secs = 1\n";
     let mut c = Cluster::start(format!("{}\n{webhooks}", transcode_config(1, "ultrafast")));
     let failing = Receiver::start(&[500]);
     let working = Receiver::start(&[200]);

@@ -164,6 +164,9 @@ impl Upstream {
             }
             !under
         });
+        drop(fills);
+        // After the marks: a fill that remembers a 404 does so under the fills' lock, and
+        // only unmarked, so every 404 remembered under the prefix before the purge is here.
         let forgotten: Vec<_> = inner
             .missing
             .iter()
@@ -173,7 +176,6 @@ impl Upstream {
         for rel in forgotten {
             inner.missing.invalidate(rel.as_ref());
         }
-        drop(fills);
         self.inner.disk.purge_prefix(prefix)
     }
 

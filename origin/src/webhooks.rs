@@ -229,12 +229,14 @@ async fn dispatch(
             break;
         };
         let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
+            // Once abandoned, nothing more starts, even if a slot is free as well.
+            biased;
             () = until_abandoned(&mut watch_abandon) => {
                 give_up_queued(&event, metrics.as_deref());
                 let _ = ended.send(Outcome::Abandoned);
                 break;
             }
+            slot = slots.clone().acquire_owned() => slot,
         };
         // The semaphore is never closed; an error would only mean no slot to run in.
         let Ok(slot) = slot else { break };

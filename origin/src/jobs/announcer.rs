@@ -85,17 +85,23 @@ impl<S: JobStore> Announcer<S> {
 
     /// Announces the outcome of `video` that this process recorded.
     pub async fn announce(self: &Arc<Self>, video: &VideoId) {
-        self.take(Pending::Held(video)).await;
+        // Only with a delivery free to start: queued behind a failing receiver, it could
+        // outlast its lease. Held, it is swept once there is room.
+        if self.idle() > 0 {
+            self.take(Pending::Held(video)).await;
+        }
+    }
+
+    /// Deliveries that could start now.
+    fn idle(&self) -> usize {
+        let running = self.lock().len();
+        self.webhooks.concurrency().saturating_sub(running)
     }
 
     /// Delivers the announcements due, now and every [`Timing::sweep`], until `stop` fires.
     pub async fn sweep(self: Arc<Self>, mut stop: Switch) {
         while !stop.is_fired() {
-            let idle = self
-                .webhooks
-                .concurrency()
-                .saturating_sub(self.lock().len());
-            let room = self.webhooks.room().min(idle).min(BATCH);
+            let room = self.webhooks.room().min(self.idle()).min(BATCH);
             if room > 0 {
                 self.take(Pending::Due(room)).await;
             }

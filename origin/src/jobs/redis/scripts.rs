@@ -50,6 +50,13 @@ local QUEUE, DELAYED, LEASES = P .. 'queue', P .. 'delayed', P .. 'leases'
 local ANNOUNCE = P .. 'announce'
 local function jkey(v) return P .. 'job:' .. v end
 
+-- Whether two announcements (JSON) are the same outcome; one recorded before announcements
+-- had a nonce counts as nonce 0, as it decodes.
+local function same(a, b)
+  local x, y = cjson.decode(a), cjson.decode(b)
+  return x.ending == y.ending and x.at == y.at and (x.nonce or 0) == (y.nonce or 0)
+end
+
 -- Records an outcome's announcement (JSON; empty: outcomes are not announced), due then.
 local function announce(key, v, announcement, due)
   if announcement == '' then return end
@@ -329,7 +336,7 @@ for _, v in ipairs(vs) do
     if ARGV[6] == 'held' and not free then
       free = tonumber(score) == cjson.decode(a).at + tonumber(ARGV[5])
     elseif ARGV[6] == 'taken' then
-      free = a == ARGV[7]
+      free = same(a, ARGV[7])
     end
     if free then
       redis.call('ZADD', ANNOUNCE, ARGV[2], v)
@@ -340,9 +347,10 @@ end
 return out
 "#;
 
-/// KEYS: job. ARGV: video, the announcement JSON it must still hold. Returns 1 once cleared.
+/// KEYS: job. ARGV: video, the announcement (JSON) it must still hold. Returns 1 once cleared.
 const ANNOUNCED: &str = r#"
-if redis.call('HGET', KEYS[1], 'announce') ~= ARGV[2] then return 0 end
+local a = redis.call('HGET', KEYS[1], 'announce')
+if not a or a == 'null' or not same(a, ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'announce', 'null')
 redis.call('ZREM', ANNOUNCE, ARGV[1])
 return 1

@@ -388,6 +388,13 @@ pub async fn announcements(store: &impl JobStore) {
         due(t0 + 63).await,
         [("ok".to_owned(), Some((Ending::Ready, t0 + 11)))]
     );
+    // That taker's delivery is cut short: given back (a lease of 0), due at once.
+    let given = store.take_announcements(Pending::Taken(&ok, &announced), t0 + 64, 0);
+    assert_eq!(given.await.expect("give back").len(), 1);
+    assert_eq!(
+        due(t0 + 64).await,
+        [("ok".to_owned(), Some((Ending::Ready, t0 + 11)))]
+    );
     // A final failure; a retried one is no outcome yet.
     let bad = claim(t0 + 50).await;
     store
