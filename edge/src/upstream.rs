@@ -153,17 +153,12 @@ impl Upstream {
         let inner = &self.inner;
         // Fills in flight there may hold the very bytes purged: they finish for the requests
         // that joined them but keep nothing (nor remember a 404), and later requests start
-        // fills of their own. Marked before the files are dropped: a fill that indexes its
+        // fills of their own. One still waiting for its place pulls what follows the purge,
+        // and stays. Marked before the files are dropped: a fill that indexes its
         // object after the mark sees it and drops it, one that indexed before has it dropped
         // below.
         let mut fills = inner.fills.lock().unwrap_or_else(PoisonError::into_inner);
-        fills.retain(|rel, fill| {
-            let under = rel.starts_with(prefix);
-            if under {
-                fill.purge();
-            }
-            !under
-        });
+        fills.retain(|rel, fill| !(rel.starts_with(prefix) && fill.purge()));
         drop(fills);
         // After the marks: a fill that remembers a 404 does so under the fills' lock, and
         // only unmarked, so every 404 remembered under the prefix before the purge is here.

@@ -225,6 +225,22 @@ async fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Val
     (url, bodies)
 }
 
+/// The first body [`webhook_receiver`] answered, waited for at most `limit`.
+async fn first_body(
+    bodies: &std::sync::Mutex<Vec<serde_json::Value>>,
+    limit: Duration,
+) -> Result<serde_json::Value, tokio::time::error::Elapsed> {
+    tokio::time::timeout(limit, async {
+        loop {
+            if let Some(b) = bodies.lock().expect("lock").first().cloned() {
+                break b;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// A job whose workers died on every attempt is failed by the next claim, and that claimer
 /// announces it as any final failure is announced: `video.failed` to the webhook, a `Failed`
 /// event, and what its last attempt published while growing withdrawn.
@@ -283,16 +299,9 @@ async fn a_job_whose_workers_all_died_is_announced_failed() {
     .await
     .expect("no Failed event for the worn-out job");
     assert_eq!(event, (origin::jobs::model::WORKERS_DIED.to_owned(), false));
-    let delivered = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(b) = bodies.lock().expect("lock").first().cloned() {
-                break b;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("no webhook for the worn-out job");
+    let delivered = first_body(&bodies, Duration::from_secs(10))
+        .await
+        .expect("no webhook for the worn-out job");
     assert_eq!(
         (
             &delivered["event"],
@@ -368,16 +377,9 @@ async fn a_job_failed_by_a_claim_whose_reply_was_lost_is_announced_all_the_same(
     );
     let (stop_tx, stop) = shared::shutdown::channel();
     let mut workers = pool.start(stop);
-    let delivered = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            if let Some(b) = bodies.lock().expect("lock").first().cloned() {
-                break b;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("no webhook for the job the lost claim failed");
+    let delivered = first_body(&bodies, Duration::from_secs(15))
+        .await
+        .expect("no webhook for the job the lost claim failed");
     assert_eq!(
         (&delivered["event"], &delivered["video_id"]),
         (&"video.failed".into(), &"doomed-quietly".into()),

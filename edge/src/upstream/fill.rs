@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +57,9 @@ pub struct Fill {
     /// the rename into place happens under it, so a purge comes either before (nothing is
     /// named) or after (the purge finds the name, or the fill sees the mark and drops it).
     purged: Mutex<bool>,
+    /// Its upstream request is (about to be) sent: before that, a purge leaves it be, since
+    /// what it pulls comes after the purge.
+    fetching: AtomicBool,
 }
 
 impl Default for Fill {
@@ -64,6 +67,7 @@ impl Default for Fill {
         Self {
             progress: watch::Sender::new(Progress::default()),
             purged: Mutex::new(false),
+            fetching: AtomicBool::new(false),
         }
     }
 }
@@ -74,9 +78,14 @@ impl Fill {
         self.progress.subscribe()
     }
 
-    /// Its object was purged: what it pulled may be the bytes the purge was for.
-    pub fn purge(&self) {
+    /// Its object was purged: what it pulls may be the bytes the purge was for, once its
+    /// request is sent. Whether it was marked: one still waiting for its place is not.
+    pub fn purge(&self) -> bool {
+        if !self.fetching.load(Ordering::SeqCst) {
+            return false;
+        }
         *self.lock_purged() = true;
+        true
     }
 
     pub(super) fn purged(&self) -> bool {
@@ -236,6 +245,7 @@ async fn fill_once(
     deadline: tokio::time::Instant,
 ) -> Result<Pulled, FetchError> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    fill.fetching.store(true, Ordering::SeqCst);
     // Counted when the upstream answered (or failed to), before any client sees a byte.
     let fetched = inner.source.fetch(rel, args, left).await;
     inner
@@ -468,6 +478,19 @@ pub fn slice(body: ByteStream, start: u64, end: u64) -> ByteStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_purge_marks_only_a_fill_whose_request_is_out() {
+        let fill = Fill::default();
+        assert!(
+            !fill.purge(),
+            "waiting for its place: it will pull what follows the purge"
+        );
+        assert!(!fill.purged());
+        fill.fetching.store(true, Ordering::SeqCst);
+        assert!(fill.purge());
+        assert!(fill.purged());
+    }
 
     /// An upstream body that sends three chunks, then nothing for ever.
     fn stalled_after(chunks: &[&'static [u8]]) -> ByteStream {

@@ -56,8 +56,26 @@ fn decode(bytes: &[u8]) -> Result<Job, StoreError> {
     serde_json::from_slice(bytes).map_err(backend)
 }
 
-fn undecodable(video: &str, error: &StoreError) {
-    tracing::warn!(%error, video.id = video, "a job record does not decode; skipped");
+/// The job of one row of a scan; `None` (logged) for a record that does not decode: one such
+/// record must not stop the queue.
+type Row<'a> = Result<
+    (
+        redb::AccessGuard<'a, &'static str>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+fn scanned(row: Row<'_>) -> Result<Option<Job>, StoreError> {
+    let (key, value) = row.map_err(backend)?;
+    match decode(value.value()) {
+        Ok(job) => Ok(Some(job)),
+        Err(error) => {
+            let video = key.value();
+            tracing::warn!(%error, video.id = video, "a job record does not decode; skipped");
+            Ok(None)
+        }
+    }
 }
 
 fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
@@ -102,14 +120,7 @@ impl EmbeddedStore {
         let table = tx.open_table(JOBS).map_err(backend)?;
         let mut outbox = self.outbox();
         for row in table.iter().map_err(backend)? {
-            let (key, v) = row.map_err(backend)?;
-            let job = match decode(v.value()) {
-                Ok(job) => job,
-                Err(error) => {
-                    undecodable(key.value(), &error);
-                    continue;
-                }
-            };
+            let Some(job) = scanned(row)? else { continue };
             if job.announce.is_some() {
                 let due = Due {
                     at: i64::MIN,
@@ -177,12 +188,7 @@ impl EmbeddedStore {
             let table = tx.open_table(JOBS).map_err(backend)?;
             let mut out = Vec::new();
             for row in table.iter().map_err(backend)? {
-                let (key, v) = row.map_err(backend)?;
-                // One record that does not decode must not stop the queue.
-                match decode(v.value()) {
-                    Ok(job) => out.push(job),
-                    Err(error) => undecodable(key.value(), &error),
-                }
+                out.extend(scanned(row)?);
             }
             Ok(out)
         })

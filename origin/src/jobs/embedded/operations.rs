@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 use shared::media::VideoId;
 
-use super::{backend, decode, lock, put, undecodable, EmbeddedStore, JOBS};
+use super::{backend, decode, lock, put, scanned, EmbeddedStore, JOBS};
 use crate::jobs::model::{Announcement, Ending, Job, JobState, Lease, LeaseStep, WORKERS_DIED};
 use crate::jobs::store::{lease_of_missing, Claim, Failure, JobStore, Pending, StoreError};
 use crate::transcode::pipeline::Published;
@@ -62,14 +62,7 @@ impl JobStore for EmbeddedStore {
             let mut best: Option<Job> = None;
             let mut worn_out = Vec::new();
             for row in t.iter().map_err(backend)? {
-                let (key, v) = row.map_err(backend)?;
-                let job = match decode(v.value()) {
-                    Ok(job) => job,
-                    Err(error) => {
-                        undecodable(key.value(), &error);
-                        continue;
-                    }
-                };
+                let Some(job) = scanned(row)? else { continue };
                 if job.worn_out(now, max_attempts) {
                     worn_out.push(job);
                 } else if job.claimable(now)
