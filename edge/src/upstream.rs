@@ -171,7 +171,7 @@ impl Upstream {
         for rel in forgotten {
             inner.missing.invalidate(rel.as_ref());
         }
-        self.inner.disk.purge_prefix(prefix)
+        inner.disk.purge_prefix(prefix)
     }
 
     /// Pulls `rel` (a valid path below the prefix; `args`, the request's query, goes to an

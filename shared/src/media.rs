@@ -32,22 +32,27 @@ impl VideoId {
     pub fn random() -> Self {
         let mut b = [0u8; 16];
         fill_random(&mut b);
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        Self(format!(
-            "{}-{}-{}-{}-{}",
-            &h[..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..]
-        ))
+        Self(uuid_shaped(b))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `b` as a UUID-v4 shaped string (8-4-4-4-12 lowercase hex, version and variant bits set).
+pub fn uuid_shaped(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// Fills `buf` from the OS random source (`/dev/urandom`).

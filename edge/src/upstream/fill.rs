@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,21 +53,28 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Fill {
     progress: watch::Sender<Progress>,
-    /// A purge came for its object while it was pulled: it keeps nothing. A lock, not a flag:
-    /// the rename into place happens under it, so a purge comes either before (nothing is
-    /// named) or after (the purge finds the name, or the fill sees the mark and drops it).
-    purged: Mutex<bool>,
-    /// Its upstream request is (about to be) sent: before that, a purge leaves it be, since
-    /// what it pulls comes after the purge.
-    fetching: AtomicBool,
+    /// Where it stands for a purge. A lock, not a flag: the rename into place happens under
+    /// it, so a purge comes either before (nothing is named) or after (the purge finds the
+    /// name, or the fill sees the mark and drops it).
+    stage: Mutex<Stage>,
+}
+
+/// Where a fill stands for a purge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Waiting for its place: what it pulls will come after any purge made now.
+    Waiting,
+    /// Its upstream request is (about to be) sent.
+    Fetching,
+    /// A purge came for its object while it was pulled: it keeps nothing.
+    Purged,
 }
 
 impl Default for Fill {
     fn default() -> Self {
         Self {
             progress: watch::Sender::new(Progress::default()),
-            purged: Mutex::new(false),
-            fetching: AtomicBool::new(false),
+            stage: Mutex::new(Stage::Waiting),
         }
     }
 }
@@ -81,19 +88,27 @@ impl Fill {
     /// Its object was purged: what it pulls may be the bytes the purge was for, once its
     /// request is sent. Whether it was marked: one still waiting for its place is not.
     pub fn purge(&self) -> bool {
-        if !self.fetching.load(Ordering::SeqCst) {
+        let mut stage = self.lock_stage();
+        if *stage == Stage::Waiting {
             return false;
         }
-        *self.lock_purged() = true;
+        *stage = Stage::Purged;
         true
     }
 
     pub(super) fn purged(&self) -> bool {
-        *self.lock_purged()
+        *self.lock_stage() == Stage::Purged
     }
 
-    fn lock_purged(&self) -> MutexGuard<'_, bool> {
-        self.purged.lock().unwrap_or_else(PoisonError::into_inner)
+    fn fetching(&self) {
+        let mut stage = self.lock_stage();
+        if *stage == Stage::Waiting {
+            *stage = Stage::Fetching;
+        }
+    }
+
+    fn lock_stage(&self) -> MutexGuard<'_, Stage> {
+        self.stage.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -245,7 +260,7 @@ async fn fill_once(
     deadline: tokio::time::Instant,
 ) -> Result<Pulled, FetchError> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    fill.fetching.store(true, Ordering::SeqCst);
+    fill.fetching();
     // Counted when the upstream answered (or failed to), before any client sees a byte.
     let fetched = inner.source.fetch(rel, args, left).await;
     inner
@@ -302,8 +317,8 @@ fn name(file: &File, temp: &Path, path: &Path, mtime: i64, fill: &Fill) -> io::R
     file.set_modified(modified)?;
     // The mtime too: it is half of the ETag.
     file.sync_all()?;
-    let purged = fill.lock_purged();
-    if *purged {
+    let stage = fill.lock_stage();
+    if *stage == Stage::Purged {
         return Ok(None);
     }
     // Read before the rename: once the file has its name, it must be indexed.
@@ -318,7 +333,7 @@ fn name(file: &File, temp: &Path, path: &Path, mtime: i64, fill: &Fill) -> io::R
         }
         other => other?,
     }
-    drop(purged);
+    drop(stage);
     Ok(Some(ino))
 }
 
@@ -487,7 +502,7 @@ mod tests {
             "waiting for its place: it will pull what follows the purge"
         );
         assert!(!fill.purged());
-        fill.fetching.store(true, Ordering::SeqCst);
+        fill.fetching();
         assert!(fill.purge());
         assert!(fill.purged());
     }

@@ -59,7 +59,7 @@ impl UserSlots {
         // 128 random bits: no two slots share an id, on any machine.
         let id = VideoId::random().as_str().to_owned();
         // A request dropped while this waits may leave the slot taken and unowned: it lapses.
-        if !redis.take_slot(&key, &id, max).await? {
+        if !redis.hold_slot(&key, &id, max).await? {
             return Err(self.refusal(max));
         }
         let renew = tokio::spawn(renew(redis.clone(), key, id.clone(), max));
@@ -97,7 +97,7 @@ async fn renew(redis: RedisStore, key: String, id: String, max: usize) {
     let every = Duration::from_secs(SLOT_TTL_SECS / 3);
     loop {
         tokio::time::sleep(every).await;
-        match redis.renew_slot(&key, &id, max).await {
+        match redis.hold_slot(&key, &id, max).await {
             Ok(true) => {}
             // It ran out while Redis was unreachable, and the user has taken the cap since:
             // this request goes on, uncounted.
@@ -235,11 +235,11 @@ mod tests {
         // A renewal keeps a slot held; one that ran out (Redis unreachable past its TTL) while
         // another took the cap does not come back over it.
         let key = slot_key("uploads", "dave");
-        assert!(redis.take_slot(&key, "lapsed", 1).await.expect("take"));
-        assert!(redis.renew_slot(&key, "lapsed", 1).await.expect("renew"));
+        assert!(redis.hold_slot(&key, "lapsed", 1).await.expect("take"));
+        assert!(redis.hold_slot(&key, "lapsed", 1).await.expect("renew"));
         assert!(redis.release_slot(&key, "lapsed").await.is_ok());
-        assert!(redis.take_slot(&key, "newer", 1).await.expect("take"));
-        assert!(!redis.renew_slot(&key, "lapsed", 1).await.expect("renew"));
+        assert!(redis.hold_slot(&key, "newer", 1).await.expect("take"));
+        assert!(!redis.hold_slot(&key, "lapsed", 1).await.expect("renew"));
         let held: i64 = redis::cmd("ZCARD")
             .arg(&key)
             .query_async(&mut raw)

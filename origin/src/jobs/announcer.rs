@@ -50,7 +50,9 @@ impl Timing {
         Self {
             hold: Duration::from_secs(60),
             sweep: Duration::from_secs(10),
-            lease: webhooks.delivery_window() + Duration::from_secs(60),
+            lease: webhooks
+                .delivery_window()
+                .saturating_add(Duration::from_secs(60)),
         }
     }
 }
@@ -182,7 +184,8 @@ impl<S: JobStore> Announcer<S> {
 
 /// Whole seconds, rounded up: a lease or hold is never shorter than asked.
 fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(i64::MAX)
+    let up = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
+    i64::try_from(up).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //!
 //! Every operation is one short ACID transaction run on the blocking pool. Claiming scans the
 //! jobs table; that is fine for the thousands of jobs one machine holds, and the Redis store
-//! is the answer beyond that. So does taking due announcements, whose due times live in
-//! memory only: the file is this process's alone, so after a restart nobody is delivering
-//! any, and every one left is due at once (the index is filled when the store opens).
+//! is the answer beyond that. Announcements to take are found in an index in memory (their
+//! due times): the file is this process's alone, so after a restart nobody is delivering any,
+//! and every one left is due at once (the index is filled when the store opens).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -68,14 +68,16 @@ type Row<'a> = Result<
 
 fn scanned(row: Row<'_>) -> Result<Option<Job>, StoreError> {
     let (key, value) = row.map_err(backend)?;
-    match decode(value.value()) {
-        Ok(job) => Ok(Some(job)),
-        Err(error) => {
-            let video = key.value();
+    Ok(decoded(key.value(), value.value()))
+}
+
+/// The job stored for `video` as `bytes`; `None` (logged) if it does not decode.
+fn decoded(video: &str, bytes: &[u8]) -> Option<Job> {
+    decode(bytes)
+        .inspect_err(|error| {
             tracing::warn!(%error, video.id = video, "a job record does not decode; skipped");
-            Ok(None)
-        }
-    }
+        })
+        .ok()
 }
 
 fn encode(job: &Job) -> Result<Vec<u8>, StoreError> {
@@ -189,6 +191,24 @@ impl EmbeddedStore {
             let mut out = Vec::new();
             for row in table.iter().map_err(backend)? {
                 out.extend(scanned(row)?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// The jobs of `videos` that exist (and decode), in one read.
+    async fn some(&self, videos: Vec<VideoId>) -> Result<Vec<Job>, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(backend)?;
+            let table = tx.open_table(JOBS).map_err(backend)?;
+            let mut out = Vec::new();
+            for video in &videos {
+                if let Some(v) = table.get(video.as_str()).map_err(backend)? {
+                    out.extend(decoded(video.as_str(), v.value()));
+                }
             }
             Ok(out)
         })

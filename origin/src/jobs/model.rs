@@ -73,9 +73,10 @@ pub struct Announcement {
     pub ending: Ending,
     /// Unix seconds of the outcome (the store's clock).
     pub at: i64,
-    /// Random, drawn when the outcome is recorded: with the video, the ending and `at`, what
-    /// the event id is derived from, so every delivery of this outcome carries the same id,
-    /// and another outcome of the video in the same second has another.
+    /// Drawn when the outcome is recorded (a random start per process, then counted): with the
+    /// video, the ending and `at`, what the event id is derived from, so every delivery of
+    /// this outcome carries the same id, and another outcome of the video in the same second
+    /// has another.
     #[serde(default)]
     pub nonce: u32,
 }
@@ -83,12 +84,18 @@ pub struct Announcement {
 impl Announcement {
     /// A new outcome's announcement.
     pub fn new(ending: Ending, at: i64) -> Self {
-        let mut nonce = [0u8; 4];
-        shared::media::fill_random(&mut nonce);
+        static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        static DRAWN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let start = *START.get_or_init(|| {
+            let mut bytes = [0u8; 4];
+            shared::media::fill_random(&mut bytes);
+            u32::from_le_bytes(bytes)
+        });
+        let n = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             ending,
             at,
-            nonce: u32::from_le_bytes(nonce),
+            nonce: start.wrapping_add(n),
         }
     }
 }

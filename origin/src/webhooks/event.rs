@@ -2,7 +2,7 @@
 
 use ring::digest;
 use serde::Serialize;
-use shared::media::VideoId;
+use shared::media::{uuid_shaped, VideoId};
 
 use crate::jobs::model::{Announcement, Ending, Job};
 
@@ -77,19 +77,9 @@ fn event_id(video: &VideoId, announcement: &Announcement) -> String {
         announcement.ending, announcement.at, announcement.nonce
     );
     let digest = digest::digest(&digest::SHA256, name.as_bytes());
-    let hex: String = digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    // UUID shaped: 8-4-4-4-12.
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest.as_ref()[..16]);
+    uuid_shaped(first)
 }
 
 #[cfg(test)]

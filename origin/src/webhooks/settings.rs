@@ -10,6 +10,10 @@ use shared::secret::{self, SecretString, Strength, Verdict};
 use super::delivery::Backoff;
 pub use crate::http_client::Target;
 
+/// The most attempts per event: the whole of them bound how long an undelivered event is
+/// held by the process delivering it.
+pub const MAX_ATTEMPTS: u32 = 1000;
+
 /// `[webhooks]`. Off unless `url` is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,7 +29,7 @@ pub struct WebhooksConfig {
     pub connect_timeout_secs: u64,
     /// Seconds one attempt may take as a whole: connect, send, response head. Default 10.
     pub timeout_secs: u64,
-    /// Attempts per event (the first included) before it is given up. Default 8.
+    /// Attempts per event (the first included) before it is given up, 1 to 1000. Default 8.
     pub max_attempts: u32,
     /// Wait before the first retry, milliseconds; doubled for each retry. Default 1000.
     pub backoff_initial_ms: u64,
@@ -102,8 +106,10 @@ impl WebhooksConfig {
         if self.connect_timeout_secs == 0 || self.timeout_secs == 0 {
             errors.push("webhooks.connect_timeout_secs and timeout_secs must be at least 1".into());
         }
-        if self.max_attempts == 0 {
-            errors.push("webhooks.max_attempts must be at least 1".into());
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            errors.push(format!(
+                "webhooks.max_attempts must be between 1 and {MAX_ATTEMPTS}"
+            ));
         }
         if self.backoff_initial_ms == 0 || self.backoff_initial_ms > self.backoff_max_ms {
             errors.push("webhooks.backoff_initial_ms must be between 1 and backoff_max_ms".into());
@@ -136,8 +142,8 @@ impl WebhookSettings {
         let attempts = self.backoff.max_attempts.max(1);
         let waits = (1..attempts)
             .map(|a| self.backoff.delay(a))
-            .sum::<Duration>();
-        self.timeout.saturating_mul(attempts) + waits
+            .fold(Duration::ZERO, Duration::saturating_add);
+        self.timeout.saturating_mul(attempts).saturating_add(waits)
     }
 }
 
@@ -145,6 +151,21 @@ impl WebhookSettings {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn attempts_are_bounded_and_the_window_never_overflows() {
+        let mut errors = Vec::new();
+        let mut c = enabled("http://hooks.example.com/");
+        c.max_attempts = MAX_ATTEMPTS + 1;
+        assert!(c.validate(&mut errors).is_none());
+        assert!(errors[0].contains("between 1 and 1000"), "{errors:?}");
+        c.max_attempts = MAX_ATTEMPTS;
+        c.timeout_secs = u64::MAX;
+        c.backoff_initial_ms = u64::MAX;
+        c.backoff_max_ms = u64::MAX;
+        let s = c.validate(&mut Vec::new()).expect("valid");
+        assert_eq!(s.delivery_window(), Duration::MAX);
+    }
 
     #[test]
     fn a_delivery_window_spans_every_attempt_and_wait() {

@@ -294,12 +294,18 @@ impl JobStore for EmbeddedStore {
         now: i64,
         lease_secs: i64,
     ) -> Result<Vec<Job>, StoreError> {
-        let (candidates, limit) = match pending {
-            Pending::Due(limit) => (self.all().await?, limit),
-            Pending::Held(video) | Pending::Taken(video, _) => {
-                (self.get(video).await?.into_iter().collect(), 1)
+        let (videos, limit) = match pending {
+            Pending::Due(limit) => {
+                let outbox = self.outbox();
+                let due = outbox.due.iter().filter(|(_, due)| due.at <= now);
+                (
+                    due.map(|(video, _)| video.clone()).take(limit).collect(),
+                    limit,
+                )
             }
+            Pending::Held(video) | Pending::Taken(video, _) => (vec![video.clone()], 1),
         };
+        let candidates = self.some(videos).await?;
         let mut outbox = self.outbox();
         let mut taken = Vec::new();
         for job in candidates.into_iter().filter(|j| j.announce.is_some()) {

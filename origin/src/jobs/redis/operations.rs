@@ -207,11 +207,11 @@ impl JobStore for RedisStore {
     ) -> Result<(), StoreError> {
         let offset = self.clock_offset().await;
         let now = now.saturating_add(offset);
-        let retry_at = match failure {
-            Failure::RetryAt(at) => at.saturating_add(offset).to_string(),
-            Failure::Final => String::new(),
+        // Only a final failure is announced.
+        let (retry_at, [announcement, due]) = match failure {
+            Failure::RetryAt(at) => (at.saturating_add(offset).to_string(), Default::default()),
+            Failure::Final => (String::new(), self.announce(Ending::Failed, now)?),
         };
-        let [announcement, due] = self.announce(Ending::Failed, now)?;
         let rest = [
             json(error)?,
             retry_at,

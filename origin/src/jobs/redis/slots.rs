@@ -12,19 +12,10 @@ use crate::jobs::store::StoreError;
 /// How long a slot lasts without renewal: a killed process's slots free within this.
 pub const SLOT_TTL_SECS: u64 = 60;
 
-/// KEYS: the user's set. ARGV: slot id, cap, TTL. 1 if taken, 0 if the user holds the cap.
-const TAKE: &str = r#"
-local now = tonumber(redis.call('TIME')[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-return 1
-"#;
-
-/// KEYS: the user's set. ARGV: slot id, TTL, cap. Keeps the slot; one that ran out (Redis
-/// unreachable for longer than its TTL) comes back only under the cap. 1 if kept, else 0.
-const RENEW: &str = r#"
+/// KEYS: the user's set. ARGV: slot id, TTL, cap. Keeps the slot for another TTL; one not
+/// held (a new one, or one that ran out while Redis was unreachable) is added only while the
+/// user holds fewer than the cap. 1 if held, else 0.
+const HOLD: &str = r#"
 local now = tonumber(redis.call('TIME')[1])
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -35,9 +26,9 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return 1
 "#;
 
-fn scripts() -> &'static (Script, Script) {
-    static SCRIPTS: std::sync::OnceLock<(Script, Script)> = std::sync::OnceLock::new();
-    SCRIPTS.get_or_init(|| (Script::new(TAKE), Script::new(RENEW)))
+fn script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(HOLD))
 }
 
 /// The set of `user`'s slots of `kind`.
@@ -46,19 +37,12 @@ pub fn slot_key(kind: &str, user: &str) -> String {
 }
 
 impl RedisStore {
-    /// Takes slot `id` in `key` unless `max` are held: whether it was taken.
-    pub async fn take_slot(&self, key: &str, id: &str, max: usize) -> Result<bool, StoreError> {
-        let args = [id.to_owned(), max.to_string(), SLOT_TTL_SECS.to_string()];
-        let taken: i64 = self.eval(&scripts().0, &[key.to_owned()], &args).await?;
-        Ok(taken == 1)
-    }
-
-    /// Keeps slot `id` for another [`SLOT_TTL_SECS`]: whether it is still held (one that ran
-    /// out comes back only while fewer than `max` are held).
-    pub async fn renew_slot(&self, key: &str, id: &str, max: usize) -> Result<bool, StoreError> {
+    /// Takes slot `id` in `key`, or keeps it for another [`SLOT_TTL_SECS`]: whether it is
+    /// held. One not held is taken only while fewer than `max` are.
+    pub async fn hold_slot(&self, key: &str, id: &str, max: usize) -> Result<bool, StoreError> {
         let args = [id.to_owned(), SLOT_TTL_SECS.to_string(), max.to_string()];
-        let kept: i64 = self.eval(&scripts().1, &[key.to_owned()], &args).await?;
-        Ok(kept == 1)
+        let held: i64 = self.eval(script(), &[key.to_owned()], &args).await?;
+        Ok(held == 1)
     }
 
     /// Gives slot `id` back.
